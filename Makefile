@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_output
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install demo demo-data demo-interpolation demo-atlas test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo-data: $(STAMP)
+	$(PY) -m retina_data phantom $(DEMO_DIR)/phantom --overwrite
+	$(PY) -m retina_data validate $(DEMO_DIR)/phantom
+	$(PY) -m retina_data figure $(DEMO_DIR)/phantom --output images/phantom.png --overwrite
+
+demo: demo-data
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all --output benchmarks/results.md
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

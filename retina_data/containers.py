@@ -1,0 +1,119 @@
+"""The reference fold containers: ``dataset_flat_subsmpl<k>_<train|test>_fold<f>.npz``.
+
+Keys (read and written exactly): ``oct_vols [N, H, W, D]``, ``seg_vols [N, H, W, D]``,
+``enface_imgs [N, W, D]``, ``subject_names [N]``, ``spacing_oct [3]`` (mm, in array order
+``H, W, D``). Containers for eyes without labels or SLO simply omit ``seg_vols`` or
+``enface_imgs``.
+
+The en-face images may hold more columns than the OCT has B-scans (a dense SLO beside
+sparse B-scans); their columns are then taken to span the same slow-axis extent at
+``spacing_oct[2] * D / Ds`` mm.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from retina_data.errors import DataError
+from retina_data.eye import LATERALITIES, Eye
+from retina_data.files import atomic_save
+
+REQUIRED_KEYS = ("oct_vols", "subject_names", "spacing_oct")
+OPTIONAL_KEYS = ("seg_vols", "enface_imgs")
+
+
+def container_name(subsample: int, split: str, fold: int) -> str:
+    """``dataset_flat_subsmpl<k>_<split>_fold<f>.npz``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return f"dataset_flat_subsmpl{subsample}_{split}_fold{fold}.npz"
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    for laterality in LATERALITIES:
+        if name.upper().endswith(f"_{laterality}"):
+            return name[: -len(laterality) - 1], laterality
+    return name, "OD"
+
+
+def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = False) -> Path:
+    """Stack eyes of equal shape into one reference container."""
+    if not eyes:
+        raise DataError(f"{path}: no eyes to write")
+    shapes = {eye.shape for eye in eyes}
+    if len(shapes) != 1:
+        raise DataError(f"{path}: all eyes in a container need one shape, got {sorted(shapes)}")
+    spacings = {eye.spacing for eye in eyes}
+    if len(spacings) != 1:
+        raise DataError(f"{path}: all eyes in a container need one spacing, got {sorted(spacings)}")
+    arrays: dict[str, np.ndarray] = {
+        "oct_vols": np.stack([eye.oct for eye in eyes]),
+        "subject_names": np.array([eye.meta.get("container_name", eye.eye_id) for eye in eyes]),
+        "spacing_oct": np.asarray(eyes[0].spacing, dtype=np.float64),
+    }
+    with_labels = [eye.labels is not None for eye in eyes]
+    if any(with_labels):
+        if not all(with_labels):
+            raise DataError(f"{path}: some eyes have labels and some do not")
+        arrays["seg_vols"] = np.stack([eye.labels for eye in eyes])
+    with_slo = [eye.slo is not None for eye in eyes]
+    if any(with_slo):
+        if not all(with_slo) or len({eye.slo.shape for eye in eyes}) != 1:
+            raise DataError(f"{path}: the eyes' SLO images are missing for some or differ in shape")
+        arrays["enface_imgs"] = np.stack([eye.slo for eye in eyes])
+    return atomic_save(path, lambda tmp: np.savez_compressed(tmp, **arrays), overwrite=overwrite)
+
+
+def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The container's arrays exactly as stored; corrupt or incomplete files raise DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: fold container not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; expected {REQUIRED_KEYS + OPTIONAL_KEYS}")
+    oct_vols = arrays["oct_vols"]
+    if oct_vols.ndim != 4:
+        raise DataError(f"{path}: oct_vols must be [N, H, W, D], got shape {oct_vols.shape}")
+    n = oct_vols.shape[0]
+    if arrays["subject_names"].shape != (n,):
+        raise DataError(f"{path}: subject_names has shape {arrays['subject_names'].shape}, expected ({n},)")
+    if arrays["spacing_oct"].shape != (3,):
+        raise DataError(f"{path}: spacing_oct must hold 3 values, got shape {arrays['spacing_oct'].shape}")
+    if "seg_vols" in arrays and arrays["seg_vols"].shape != oct_vols.shape:
+        raise DataError(f"{path}: seg_vols shape {arrays['seg_vols'].shape} != oct_vols shape {oct_vols.shape}")
+    if "enface_imgs" in arrays:
+        enface = arrays["enface_imgs"]
+        if enface.ndim != 3 or enface.shape[:2] != (n, oct_vols.shape[2]):
+            raise DataError(f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D], got {enface.shape}")
+    return arrays
+
+
+def read_container(path: str | Path) -> list[Eye]:
+    """The eyes stored in a reference container, arrays kept in their stored dtype."""
+    arrays = read_container_arrays(path)
+    spacing = tuple(float(s) for s in arrays["spacing_oct"])
+    depth = arrays["oct_vols"].shape[3]
+    positions = np.arange(depth) * spacing[2]
+    eyes = []
+    for i, name in enumerate(arrays["subject_names"]):
+        subject, laterality = _split_name(str(name))
+        slo = arrays["enface_imgs"][i] if "enface_imgs" in arrays else None
+        slo_positions = None
+        if slo is not None and slo.shape[1] != depth:
+            slo_positions = np.arange(slo.shape[1]) * spacing[2] * depth / slo.shape[1]
+        eyes.append(Eye(
+            oct=arrays["oct_vols"][i], spacing=spacing, subject=subject, laterality=laterality,
+            labels=arrays["seg_vols"][i] if "seg_vols" in arrays else None, slo=slo,
+            bscan_positions=positions, slo_positions=slo_positions,
+            meta={"container": str(path), "container_name": str(name)},
+        ))
+    return eyes

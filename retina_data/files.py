@@ -1,0 +1,88 @@
+"""Safe outputs: atomic writes and run folders that never silently overwrite results.
+
+Every result file is written under a temporary name in its destination folder and
+renamed into place, so an interrupted run leaves either the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from retina_data.errors import OutputExistsError
+
+
+def _split_suffix(path: Path) -> tuple[str, str]:
+    """``("oct_flat_od", ".nii.gz")`` for ``oct_flat_od.nii.gz``: keeps double suffixes."""
+    name = path.name
+    for double in (".nii.gz", ".tar.gz"):
+        if name.endswith(double):
+            return name[: -len(double)], double
+    return path.stem, path.suffix
+
+
+def refuse_existing(path: str | Path, overwrite: bool) -> Path:
+    """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is false."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); rename it into place on success.
+
+    The temporary file is removed if the block raises.
+    """
+    path = refuse_existing(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = _split_suffix(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_save(path: str | Path, writer: Callable[[Path], None], *, overwrite: bool = True) -> Path:
+    """Call ``writer(tmp_path)`` and rename the result to ``path``."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
+    """Write a text file atomically."""
+    return atomic_save(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write a binary file atomically."""
+    return atomic_save(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create a run folder, refusing one that already holds results.
+
+    A folder that exists and is not empty is accepted only with ``resume`` (continue the
+    run in it) or ``overwrite`` (write new results over it).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise OutputExistsError(
+            f"{path}: output folder already holds results; pass --overwrite to replace them "
+            "or --resume to continue the run"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,164 @@
+"""The on-disk data set: one folder per subject and eye, compatible with the reference tree.
+
+::
+
+    DATA_DIR/
+      dataset.yaml                          name, label names, provenance, layout version
+      <subject>/<OD|OS>/
+        oct_flat_<od|os>.nii.gz             OCT [H, W, D], float32 in [0, 1]
+        oct_seg_flat_<od|os>.nii.gz         labels [H, W, D], uint8
+        slo_<od|os>.nii.gz                  SLO en-face [W, D]
+        oct_flat_subsmpl<k>_<od|os>.nii.gz  every k-th B-scan (and oct_seg_flat_subsmpl<k>_...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retina_data.config import dump_yaml, read_yaml
+from retina_data.errors import ConfigError, DataError
+from retina_data.eye import LATERALITIES, Eye
+from retina_data.files import atomic_write_text
+from retina_data.labels import label_names
+from retina_data.nifti import read_nifti, write_nifti
+
+LAYOUT_VERSION = 1
+DATASET_FILE = "dataset.yaml"
+
+
+@dataclass(frozen=True)
+class EyeFiles:
+    """Paths of one eye's files at one B-scan subsampling factor."""
+
+    oct: Path
+    labels: Path
+    slo: Path
+
+
+def _infix(subsample: int) -> str:
+    return "" if subsample == 1 else f"_subsmpl{subsample}"
+
+
+def eye_files(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1) -> EyeFiles:
+    """Where the eye's OCT, labels and SLO live in the tree."""
+    folder = Path(data_dir) / subject / laterality
+    lat = laterality.lower()
+    return EyeFiles(
+        oct=folder / f"oct_flat{_infix(subsample)}_{lat}.nii.gz",
+        labels=folder / f"oct_seg_flat{_infix(subsample)}_{lat}.nii.gz",
+        slo=folder / f"slo_{lat}.nii.gz",
+    )
+
+
+def write_dataset_info(data_dir: str | Path, name: str, *, with_fluid: bool = False,
+                       provenance: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write ``dataset.yaml`` (name, label names, provenance, layout version)."""
+    info = {
+        "name": name,
+        "layout_version": LAYOUT_VERSION,
+        "label_names": label_names(with_fluid),
+        "provenance": provenance or {},
+    }
+    return atomic_write_text(Path(data_dir) / DATASET_FILE, dump_yaml(info), overwrite=overwrite)
+
+
+def read_dataset_info(data_dir: str | Path) -> dict[str, Any]:
+    """``dataset.yaml`` as a mapping; a tree without one gets the 13 default classes."""
+    path = Path(data_dir) / DATASET_FILE
+    if not path.is_file():
+        return {"name": Path(data_dir).name, "layout_version": LAYOUT_VERSION,
+                "label_names": label_names(), "provenance": {}}
+    try:
+        info = read_yaml(path)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from exc
+    if not isinstance(info, dict) or not isinstance(info.get("label_names"), list):
+        raise DataError(f"{path}: expected a mapping with a 'label_names' list")
+    return info
+
+
+def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: bool = False) -> list[Path]:
+    """Write one eye's OCT, labels and SLO into the tree; returns the paths written.
+
+    ``subsample`` names the files (``oct_flat_subsmpl<k>_...``); the eye itself must already
+    hold the B-scans to store. The SLO is written once, with the dense (``subsample == 1``) eye.
+    """
+    files = eye_files(data_dir, eye.subject, eye.laterality, subsample)
+    meta = {"subject": eye.subject, "laterality": eye.laterality, **eye.meta}
+    written = [write_nifti(files.oct, eye.oct.astype(np.float32, copy=False), eye.spacing,
+                           eye.bscan_positions, meta, overwrite=overwrite)]
+    if eye.labels is not None:
+        written.append(write_nifti(files.labels, eye.labels.astype(np.uint8, copy=False), eye.spacing,
+                                   eye.bscan_positions, overwrite=overwrite))
+    if eye.slo is not None and (subsample == 1 or not files.slo.exists()):
+        slo_spacing = (eye.spacing[1], _uniform_step(eye.slo_positions, eye.spacing[2]))
+        written.append(write_nifti(files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing,
+                                   eye.slo_positions, overwrite=overwrite))
+    return written
+
+
+def _uniform_step(positions: np.ndarray, fallback: float) -> float:
+    return float(np.median(np.diff(positions))) if positions.size > 1 else fallback
+
+
+def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1) -> Eye:
+    """Read one eye; labels and SLO are optional, the OCT is required."""
+    if laterality not in LATERALITIES:
+        raise DataError(f"laterality must be one of {LATERALITIES}, got {laterality!r}")
+    files = eye_files(data_dir, subject, laterality, subsample)
+    if not files.oct.is_file():
+        raise DataError(f"{files.oct}: OCT volume not found for eye {subject}_{laterality}")
+    oct_image = read_nifti(files.oct)
+    if oct_image.array.ndim != 3:
+        raise DataError(f"{files.oct}: expected a 3-D OCT volume [H, W, D], got shape {oct_image.array.shape}")
+    labels = read_nifti(files.labels).array if files.labels.is_file() else None
+    slo = slo_positions = None
+    if files.slo.is_file():
+        slo_image = read_nifti(files.slo)
+        slo, slo_positions = slo_image.array, slo_image.positions
+        if slo.ndim == 3 and slo.shape[-1] == 1:
+            slo = slo[..., 0]
+    try:
+        return Eye(
+            oct=oct_image.array, spacing=oct_image.spacing, subject=subject, laterality=laterality,
+            labels=labels, slo=slo, bscan_positions=oct_image.positions, slo_positions=slo_positions,
+            meta={k: v for k, v in oct_image.meta.items() if k not in ("subject", "laterality")},
+        )
+    except DataError as exc:
+        raise DataError(f"{files.oct.parent}: {exc}") from exc
+
+
+def list_eyes(data_dir: str | Path, subsample: int = 1) -> list[tuple[str, str]]:
+    """``(subject, laterality)`` of every eye in the tree that has an OCT at ``subsample``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory not found")
+    eyes = []
+    for subject_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for laterality in LATERALITIES:
+            if eye_files(data_dir, subject_dir.name, laterality, subsample).oct.is_file():
+                eyes.append((subject_dir.name, laterality))
+    return eyes
+
+
+def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsample: int = 1) -> list[Eye]:
+    """Every eye of the given subjects (all subjects when ``None``), in subject order.
+
+    A subject named in ``subjects`` with no eye on disk raises :class:`DataError`.
+    """
+    available = list_eyes(data_dir, subsample)
+    if not available:
+        raise DataError(f"{data_dir}: no eyes found (expected <subject>/<OD|OS>/oct_flat{_infix(subsample)}_<od|os>.nii.gz)")
+    if subjects is not None:
+        on_disk = {subject for subject, _ in available}
+        missing = [s for s in subjects if s not in on_disk]
+        if missing:
+            raise DataError(f"{data_dir}: subjects not found on disk: {', '.join(missing)}")
+        wanted = set(subjects)
+        order = {s: i for i, s in enumerate(subjects)}
+        available = sorted((e for e in available if e[0] in wanted), key=lambda e: (order[e[0]], e[1]))
+    return [read_eye(data_dir, subject, laterality, subsample) for subject, laterality in available]
