@@ -17,12 +17,21 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# --- the phantom data set (retina_data) ---
 demo-data: $(STAMP)
 	$(PY) -m retina_data phantom $(DEMO_DIR)/phantom --overwrite
 	$(PY) -m retina_data validate $(DEMO_DIR)/phantom
 	$(PY) -m retina_data figure $(DEMO_DIR)/phantom --output images/phantom.png --overwrite
 
-demo: demo-data
+# --- anisotropic interpolation (gen-INR, single INR, baselines) ---
+demo-interpolation: demo-data
+	$(PY) anisotropic_interpolation/train_test_geninr.py configs/interpolation/demo_geninr.yaml --gpu -1 --overwrite
+
+# --- atlas registration ---
+demo-atlas: demo-data
+	$(PY) atlas_registration/GINR_Atlas_base.py configs/atlas/demo_atlas.yml --overwrite
+
+demo: demo-data demo-interpolation demo-atlas
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
