@@ -3,7 +3,8 @@
 Keys (read and written exactly): ``oct_vols [N, H, W, D]``, ``seg_vols [N, H, W, D]``,
 ``enface_imgs [N, W, D]``, ``subject_names [N]``, ``spacing_oct [3]`` (mm, in array order
 ``H, W, D``). Containers for eyes without labels or SLO simply omit ``seg_vols`` or
-``enface_imgs``.
+``enface_imgs``. Reading and writing back a container gives the same keys, dtypes and
+array bytes: the dtypes of ``subject_names`` and ``spacing_oct`` travel in ``Eye.meta``.
 
 The en-face images may hold more columns than the OCT has B-scans (a dense SLO beside
 sparse B-scans); their columns are then taken to span the same slow-axis extent at
@@ -49,11 +50,15 @@ def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = Fals
     spacings = {eye.spacing for eye in eyes}
     if len(spacings) != 1:
         raise DataError(f"{path}: all eyes in a container need one spacing, got {sorted(spacings)}")
+    stored = eyes[0].meta.get("container_dtypes", {})
     arrays: dict[str, np.ndarray] = {
         "oct_vols": np.stack([eye.oct for eye in eyes]),
         "subject_names": np.array([eye.meta.get("container_name", eye.eye_id) for eye in eyes]),
-        "spacing_oct": np.asarray(eyes[0].spacing, dtype=np.float64),
+        "spacing_oct": np.asarray(eyes[0].spacing, dtype=stored.get("spacing_oct", np.float64)),
     }
+    names_dtype = np.dtype(stored.get("subject_names", arrays["subject_names"].dtype))
+    if names_dtype.kind == "U" and names_dtype.itemsize >= arrays["subject_names"].dtype.itemsize:
+        arrays["subject_names"] = arrays["subject_names"].astype(names_dtype)
     with_labels = [eye.labels is not None for eye in eyes]
     if any(with_labels):
         if not all(with_labels):
@@ -103,6 +108,7 @@ def read_container(path: str | Path) -> list[Eye]:
     spacing = tuple(float(s) for s in arrays["spacing_oct"])
     depth = arrays["oct_vols"].shape[3]
     positions = np.arange(depth) * spacing[2]
+    dtypes = {key: arrays[key].dtype.str for key in ("subject_names", "spacing_oct")}
     eyes = []
     for i, name in enumerate(arrays["subject_names"]):
         subject, laterality = _split_name(str(name))
@@ -114,6 +120,6 @@ def read_container(path: str | Path) -> list[Eye]:
             oct=arrays["oct_vols"][i], spacing=spacing, subject=subject, laterality=laterality,
             labels=arrays["seg_vols"][i] if "seg_vols" in arrays else None, slo=slo,
             bscan_positions=positions, slo_positions=slo_positions,
-            meta={"container": str(path), "container_name": str(name)},
+            meta={"container": str(path), "container_name": str(name), "container_dtypes": dtypes},
         ))
     return eyes

@@ -7,6 +7,8 @@ chorioretinopathy) takes label 13 when a data set declares it in ``dataset.yaml`
 
 from __future__ import annotations
 
+import numpy as np
+
 LAYER_LABEL_NAMES: tuple[str, ...] = (
     "background",  # 0: vitreous above the ILM
     "RNFL",  # 1: retinal nerve fibre layer
@@ -53,3 +55,26 @@ def label_names(with_fluid: bool = False) -> list[str]:
     if with_fluid:
         names.append(FLUID_LABEL_NAME)
     return names
+
+
+def labels_from_boundaries(boundaries: dict[int, np.ndarray], height: int) -> np.ndarray:
+    """Label volume ``[H, W, D]`` (uint8) from boundary rows ``{index: rows [W, D]}``.
+
+    Boundary ``i`` (see :data:`BOUNDARY_NAMES`) at row ``y`` puts every voxel with row
+    ``>= y`` into class ``i + 1`` or deeper; each voxel takes the deepest class whose upper
+    boundary lies at or above it. Boundaries may be missing (then the class below the
+    nearest present boundary above fills the gap) and rows may be NaN where an A-scan has
+    no annotation for that boundary.
+    """
+    rows = np.arange(height, dtype=np.float64)[:, None, None]
+    labels: np.ndarray | None = None
+    for index, boundary in sorted(boundaries.items()):
+        if not 0 <= index < len(BOUNDARY_NAMES):
+            raise ValueError(f"boundary index {index} outside 0..{len(BOUNDARY_NAMES) - 1}")
+        below = rows >= np.asarray(boundary, dtype=np.float64)[None]
+        if labels is None:
+            labels = np.zeros((height, *np.shape(boundary)), dtype=np.uint8)
+        labels = np.maximum(labels, np.where(below, index + 1, 0).astype(np.uint8))
+    if labels is None:
+        raise ValueError("no boundaries given")
+    return labels

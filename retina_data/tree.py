@@ -22,7 +22,7 @@ import numpy as np
 from retina_data.config import dump_yaml, read_yaml
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import LATERALITIES, Eye
-from retina_data.files import atomic_write_text
+from retina_data.files import atomic_write_text, refuse_existing
 from retina_data.labels import label_names
 from retina_data.nifti import read_nifti, write_nifti
 
@@ -86,15 +86,20 @@ def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: 
 
     ``subsample`` names the files (``oct_flat_subsmpl<k>_...``); the eye itself must already
     hold the B-scans to store. The SLO is written once, with the dense (``subsample == 1``) eye.
+    Every target is checked before any is written, so a refusal leaves the tree unchanged.
     """
     files = eye_files(data_dir, eye.subject, eye.laterality, subsample)
+    write_slo = eye.slo is not None and (subsample == 1 or not files.slo.exists())
+    targets = [files.oct] + [files.labels] * (eye.labels is not None) + [files.slo] * write_slo
+    for path in targets:
+        refuse_existing(path, overwrite)
     meta = {"subject": eye.subject, "laterality": eye.laterality, **eye.meta}
     written = [write_nifti(files.oct, eye.oct.astype(np.float32, copy=False), eye.spacing,
                            eye.bscan_positions, meta, overwrite=overwrite)]
     if eye.labels is not None:
         written.append(write_nifti(files.labels, eye.labels.astype(np.uint8, copy=False), eye.spacing,
                                    eye.bscan_positions, overwrite=overwrite))
-    if eye.slo is not None and (subsample == 1 or not files.slo.exists()):
+    if write_slo:
         slo_spacing = (eye.spacing[1], _uniform_step(eye.slo_positions, eye.spacing[2]))
         written.append(write_nifti(files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing,
                                    eye.slo_positions, overwrite=overwrite))

@@ -1,0 +1,255 @@
+"""``python -m retina_data``: make, import, check, subsample, split and export data sets.
+
+Each sub-command parses its arguments and calls library functions; user errors raise a
+:class:`~retina_data.errors.RetinaError` that :func:`retina_data.commandline.run_cli` turns
+into one line and exit code 2. Nothing existing is overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from retina_data.containers import read_container
+from retina_data.errors import DataError
+from retina_data.eye import LATERALITIES, Eye
+from retina_data.files import refuse_existing
+from retina_data.tree import DATASET_FILE, list_eyes, read_dataset_info, read_eye, write_dataset_info, write_eye
+
+EXIT_PROBLEMS = 2
+
+
+def _add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(prog="python -m retina_data",
+                                     description="Make, import, check, subsample, split and export OCT data sets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("phantom", help="write a seeded phantom data set (NIfTI tree + folds)")
+    p.add_argument("out", type=Path, help="output data folder")
+    p.add_argument("--subjects", type=int, default=None, help="number of subjects (2 eyes each)")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("H", "W", "D"), default=None, help="volume shape")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
+    p.add_argument("--pathology-fraction", type=float, default=None, help="fraction of eyes with fluid")
+    p.add_argument("--paper-shape", action="store_true", help="paper-sized volumes instead of the small default")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds written beside the data (default 5)")
+    _add_overwrite(p)
+    p.set_defaults(run=_phantom)
+
+    p = commands.add_parser("validate", help="check a tree, eye folder, .nii.gz or .npz and list every problem")
+    p.add_argument("path", type=Path, help="data folder, eye folder, .nii.gz or .npz container")
+    p.set_defaults(run=_validate)
+
+    p = commands.add_parser("import", help="import a Spectralis export or a B-scan image stack")
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    s = sources.add_parser("spectralis", help="Heidelberg .vol, .e2e or XML export (needs eyepy)")
+    s.add_argument("file", type=Path, help=".vol, .e2e or .xml file (or XML export folder)")
+    s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
+    s.add_argument("--subject", default=None, help="subject id (default: the file name)")
+    s.add_argument("--laterality", choices=LATERALITIES, default=None, help="override the file's laterality")
+    s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), default=None,
+                   help="voxel size in mm (needed when the file stores none, e.g. .e2e)")
+    _add_overwrite(s)
+    s.set_defaults(run=_import_spectralis)
+    s = sources.add_parser("stack", help="folder of PNG/TIFF B-scans or a multi-page TIFF")
+    s.add_argument("folder", type=Path, help="B-scan images (natural filename order) or multi-page TIFF")
+    s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
+    s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), required=True,
+                   help="voxel size in mm")
+    s.add_argument("--subject", required=True, help="subject id")
+    s.add_argument("--laterality", choices=LATERALITIES, required=True, help="OD (right) or OS (left)")
+    s.add_argument("--labels", type=Path, default=None, help="label stack of the same shape")
+    s.add_argument("--slo", type=Path, default=None, help="en-face SLO image (rows = B-scans)")
+    _add_overwrite(s)
+    s.set_defaults(run=_import_stack)
+
+    p = commands.add_parser("subsample", help="write every-k-th-B-scan files (oct_flat_subsmpl<k>_...)")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--factor", type=int, action="append", required=True, help="factor k >= 2 (repeatable)")
+    _add_overwrite(p)
+    p.set_defaults(run=_subsample)
+
+    p = commands.add_parser("folds", help="subject-level k-fold split (cross-validation-folds.yml)")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, required=True, help="folds file to write")
+    _add_overwrite(p)
+    p.set_defaults(run=_folds)
+
+    p = commands.add_parser("export-npz", help="write the reference .npz fold containers")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--folds", type=Path, required=True, help="cross-validation-folds.yml")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--subsample", type=int, required=True, help="B-scan subsampling factor k")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    _add_overwrite(p)
+    p.set_defaults(run=_export)
+
+    p = commands.add_parser("info", help="summary of a tree, eye folder, .nii.gz or .npz container")
+    p.add_argument("path", type=Path)
+    p.set_defaults(run=_info)
+
+    p = commands.add_parser("figure", help="overview figure of one eye of a data set")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--eye", default=None, help="SUBJECT_LAT, e.g. sub001_OD (default: the first eye)")
+    _add_overwrite(p)
+    p.set_defaults(run=_figure)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def _phantom(args: argparse.Namespace) -> int:
+    from retina_data.folds import FOLDS_FILE, write_folds_for_tree
+    from retina_data.phantom import PhantomConfig, paper_shape_config, write_phantom
+
+    if args.paper_shape and args.shape:
+        raise DataError("give either --shape or --paper-shape, not both")
+    options = {"n_subjects": args.subjects, "seed": args.seed, "pathology_fraction": args.pathology_fraction,
+               "shape": tuple(args.shape) if args.shape else None}
+    options = {k: v for k, v in options.items() if v is not None}
+    cfg = paper_shape_config(**options) if args.paper_shape else PhantomConfig(**options)
+    folds_path = args.out / FOLDS_FILE
+    refuse_existing(folds_path, args.overwrite)
+    write_phantom(args.out, cfg, overwrite=args.overwrite, progress=True)
+    write_folds_for_tree(args.out, folds_path, k=args.folds, seed=cfg.seed, overwrite=args.overwrite)
+    print(f"wrote {cfg.n_subjects} subjects to {args.out} and folds to {folds_path}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from retina_data.validation import validate
+
+    problems = validate(args.path, progress=True)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.path}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{args.path}: no problems found")
+    return 0
+
+
+def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool) -> None:
+    paths = write_eye(out_dir, eye, overwrite=overwrite)
+    if not (out_dir / DATASET_FILE).exists():
+        write_dataset_info(out_dir, out_dir.name, provenance={"import": source})
+    for note in eye.meta.get("import_notes", []):
+        print(f"note: {note}")
+    print(f"wrote eye {eye.eye_id} {eye.shape} (H, W, D) spacing {eye.spacing} mm: "
+          + ", ".join(str(p) for p in paths))
+
+
+def _import_spectralis(args: argparse.Namespace) -> int:
+    from retina_data.spectralis import import_spectralis
+
+    eye = import_spectralis(args.file, subject=args.subject, laterality=args.laterality,
+                            spacing=tuple(args.spacing) if args.spacing else None)
+    _save_imported(eye, args.out_dir, f"spectralis {args.file}", args.overwrite)
+    return 0
+
+
+def _import_stack(args: argparse.Namespace) -> int:
+    from retina_data.stacks import import_stack
+
+    eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
+                       labels=args.labels, slo=args.slo)
+    _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite)
+    return 0
+
+
+def _subsample(args: argparse.Namespace) -> int:
+    from retina_data.preprocessing import write_subsampled
+
+    written = write_subsampled(args.data_dir, args.factor, overwrite=args.overwrite)
+    print(f"wrote {len(written)} files for factor(s) {', '.join(map(str, args.factor))}")
+    return 0
+
+
+def _folds(args: argparse.Namespace) -> int:
+    from retina_data.folds import make_folds, subjects_on_disk, write_folds
+
+    path = write_folds(args.output, make_folds(subjects_on_disk(args.data_dir), args.k, args.seed),
+                       overwrite=args.overwrite)
+    print(f"wrote {args.k} folds to {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from retina_data.export import export_containers
+
+    for path in export_containers(args.data_dir, args.folds, args.fold, args.subsample, args.output,
+                                  overwrite=args.overwrite):
+        print(f"wrote {path}")
+    return 0
+
+
+def describe_eye(eye: Eye) -> str:
+    """One line: id, shape, spacing, labels present, SLO."""
+    labels = "none" if eye.labels is None else " ".join(str(v) for v in np.unique(eye.labels))
+    slo = "none" if eye.slo is None else f"{eye.slo.shape[0]}x{eye.slo.shape[1]}"
+    spacing = ", ".join(f"{s:.5g}" for s in eye.spacing)
+    return (f"{eye.eye_id}: shape (H, W, D) {eye.shape}, spacing ({spacing}) mm, "
+            f"B-scans {eye.bscan_positions[0]:.4g}..{eye.bscan_positions[-1]:.4g} mm, "
+            f"labels {labels}, SLO {slo}")
+
+
+def _info(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if path.suffix == ".npz":
+        eyes = read_container(path)
+        print(f"{path}: fold container with {len(eyes)} eye(s)")
+    elif path.name.endswith((".nii.gz", ".nii")):
+        from retina_data.nifti import read_nifti
+
+        image = read_nifti(path)
+        print(f"{path}: shape {image.array.shape}, dtype {image.array.dtype}, spacing {image.spacing} mm, "
+              f"range {image.array.min()}..{image.array.max()}")
+        return 0
+    elif path.is_dir() and path.name in LATERALITIES:
+        eyes = [read_eye(path.parent.parent, path.parent.name, path.name)]
+    else:
+        found = list_eyes(path)
+        if not found:
+            raise DataError(f"{path}: no eyes found")
+        info = read_dataset_info(path)
+        subjects = sorted({s for s, _ in found})
+        print(f"{path}: data set {info.get('name')!r}, {len(subjects)} subject(s), {len(found)} eye(s), "
+              f"{len(info['label_names'])} label names")
+        eyes = [read_eye(path, s, lat) for s, lat in found]
+    for eye in eyes:
+        print("  " + describe_eye(eye))
+    return 0
+
+
+def _figure(args: argparse.Namespace) -> int:
+    from retina_data.figures import plot_phantom_overview
+
+    found = list_eyes(args.data_dir)
+    if not found:
+        raise DataError(f"{args.data_dir}: no eyes found")
+    if args.eye is None:
+        subject, laterality = found[0]
+    else:
+        match = [e for e in found if f"{e[0]}_{e[1]}" == args.eye]
+        if not match:
+            raise DataError(f"{args.data_dir}: no eye {args.eye!r}; available: "
+                            + ", ".join(f"{s}_{lat}" for s, lat in found[:10]))
+        subject, laterality = match[0]
+    path = plot_phantom_overview(read_eye(args.data_dir, subject, laterality), args.output, overwrite=args.overwrite)
+    print(f"wrote {path or args.output}")
+    return 0

@@ -1,0 +1,104 @@
+"""The NIfTI tree: eyes written and read back unchanged, headers readable by other tools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import SPACING, build_eye
+
+from retina_data.errors import OutputExistsError
+from retina_data.nifti import sidecar_path
+from retina_data.tree import eye_files, list_eyes, read_dataset, read_eye, write_eye
+
+
+def test_tree_round_trip_keeps_every_array_and_the_geometry(tmp_path):
+    eye = build_eye("sub007", "OS")
+    write_eye(tmp_path, eye)
+    back = read_eye(tmp_path, "sub007", "OS")
+    assert back.eye_id == "sub007_OS"
+    assert back.oct.dtype == np.float32 and np.array_equal(back.oct, eye.oct)
+    assert back.labels.dtype == np.uint8 and np.array_equal(back.labels, eye.labels)
+    assert np.array_equal(back.slo, eye.slo)
+    assert back.spacing == SPACING
+    assert np.array_equal(back.bscan_positions, eye.bscan_positions)
+    assert np.array_equal(back.slo_positions, eye.slo_positions)
+
+
+def test_simpleitk_reads_our_volume_with_reversed_array_axes_and_the_spacing(tmp_path):
+    eye = build_eye(shape=(40, 12, 8))
+    write_eye(tmp_path, eye)
+    image = sitk.ReadImage(str(eye_files(tmp_path, "sub001", "OD").oct))
+    assert image.GetSize() == (40, 12, 8)
+    assert image.GetSpacing() == pytest.approx(SPACING, rel=1e-6)
+    array = sitk.GetArrayFromImage(image)
+    assert array.shape == (8, 12, 40)
+    assert np.array_equal(array, eye.oct.transpose(2, 1, 0))
+
+
+def test_simpleitk_reads_labels_as_uint8_and_the_slo_as_2d_image(tmp_path):
+    eye = build_eye()
+    write_eye(tmp_path, eye)
+    files = eye_files(tmp_path, "sub001", "OD")
+    labels = sitk.ReadImage(str(files.labels))
+    assert labels.GetPixelID() == sitk.sitkUInt8
+    assert np.array_equal(sitk.GetArrayFromImage(labels), eye.labels.transpose(2, 1, 0))
+    slo = sitk.ReadImage(str(files.slo))
+    assert slo.GetDimension() == 2 and slo.GetSize() == (12, 8)
+    assert slo.GetSpacing() == pytest.approx((SPACING[1], SPACING[2]), rel=1e-6)
+
+
+def test_header_spacing_is_used_when_the_sidecar_is_missing(tmp_path):
+    write_eye(tmp_path, build_eye())
+    oct_path = eye_files(tmp_path, "sub001", "OD").oct
+    sidecar_path(oct_path).unlink()
+    back = read_eye(tmp_path, "sub001", "OD")
+    assert back.spacing == pytest.approx(SPACING, rel=1e-6)
+    assert back.bscan_positions == pytest.approx(np.arange(8) * SPACING[2], rel=1e-6)
+
+
+def test_subsampled_files_keep_positions_and_the_dense_slo(tmp_path):
+    eye = build_eye()
+    write_eye(tmp_path, eye)
+    write_eye(tmp_path, eye.subsample(3), subsample=3)
+    sparse = read_eye(tmp_path, "sub001", "OD", subsample=3)
+    assert sparse.shape == (40, 12, 3)
+    assert np.array_equal(sparse.bscan_positions, eye.bscan_positions[::3])
+    assert np.array_equal(sparse.oct, eye.oct[:, :, ::3])
+    assert np.array_equal(sparse.labels, eye.labels[:, :, ::3])
+    assert sparse.slo.shape == (12, 8)
+    assert np.array_equal(sparse.slo_positions, eye.bscan_positions)
+
+
+def test_non_uniform_bscan_positions_survive_the_round_trip(tmp_path):
+    positions = np.array([0.0, 0.05, 0.3, 0.31, 0.7, 1.0, 1.2, 2.5])
+    eye = build_eye(positions=positions)
+    write_eye(tmp_path, eye)
+    back = read_eye(tmp_path, "sub001", "OD")
+    assert np.array_equal(back.bscan_positions, positions)
+    assert np.array_equal(back.slo_positions, positions)
+
+
+def test_eye_without_labels_or_slo_reads_back_without_them(tmp_path):
+    write_eye(tmp_path, build_eye(labels=False, slo=False))
+    back = read_eye(tmp_path, "sub001", "OD")
+    assert back.labels is None and back.slo is None
+
+
+def test_write_refuses_existing_files_and_changes_nothing(tmp_path):
+    eye = build_eye()
+    written = write_eye(tmp_path, eye)
+    before = {p: p.read_bytes() for p in written}
+    other = build_eye(seed=5)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_eye(tmp_path, other)
+    assert all(p.read_bytes() == data for p, data in before.items())
+    write_eye(tmp_path, other, overwrite=True)
+    assert np.array_equal(read_eye(tmp_path, "sub001", "OD").oct, other.oct)
+
+
+def test_read_dataset_returns_eyes_in_subject_order(make_tree):
+    data_dir = make_tree(3)
+    assert list_eyes(data_dir)[:2] == [("sub001", "OD"), ("sub001", "OS")]
+    eyes = read_dataset(data_dir, subjects=["sub003", "sub001"])
+    assert [e.eye_id for e in eyes] == ["sub003_OD", "sub003_OS", "sub001_OD", "sub001_OS"]
