@@ -59,6 +59,8 @@ class Eye:
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         if len(self.spacing) != 3:
             raise DataError(f"{where}: spacing must have 3 values (dH, dW, dD) in mm, got {self.spacing}")
+        if not all(np.isfinite(s) and s > 0 for s in self.spacing):
+            raise DataError(f"{where}: spacing {self.spacing} mm must be positive and finite")
         _, width, depth = self.oct.shape
         if self.labels is not None:
             self.labels = np.asarray(self.labels)

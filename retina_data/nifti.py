@@ -67,10 +67,19 @@ def write_nifti(path: str | Path, array: np.ndarray, spacing: tuple[float, ...],
     return path
 
 
+def _stored_zooms(path: Path, image: nib.Nifti1Image, ndim: int) -> tuple[float, ...]:
+    """Voxel sizes as stored: nibabel's loader silently turns 0 into 1 and negatives positive."""
+    with nib.openers.ImageOpener(str(path)) as handle:
+        header = type(image.header).from_fileobj(handle, check=False)
+    return tuple(float(z) for z in header["pixdim"][1: ndim + 1])
+
+
 def read_nifti(path: str | Path) -> Image:
     """Read a NIfTI written by :func:`write_nifti` or by another tool.
 
-    Missing, truncated or corrupt files raise :class:`DataError` naming the file.
+    Missing, truncated or corrupt files raise :class:`DataError` naming the file. The
+    spacing is the header's as stored, even where it is not positive (then left to
+    :mod:`retina_data.validation` or :class:`~retina_data.eye.Eye` to reject).
     """
     path = Path(path)
     if not path.is_file():
@@ -80,7 +89,7 @@ def read_nifti(path: str | Path) -> Image:
         array = np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(f"{path}: cannot read NIfTI (truncated or corrupt file?): {exc}") from exc
-    spacing = tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
+    spacing = _stored_zooms(path, image, array.ndim)
     origin = float(image.affine[array.ndim - 1, 3]) if array.ndim >= 1 else 0.0
     positions = origin + np.arange(array.shape[-1]) * spacing[-1]
     meta: dict[str, Any] = {}
