@@ -1,0 +1,191 @@
+"""How the phantom's scanner sees its anatomy: OCT volumes and the SLO fundus image.
+
+OCT: each class has a display-scale reflectivity (bright RNFL, EZ and RPE; dark ONL and
+vitreous); every voxel integrates the reflectivity of the layers it overlaps (partial
+volume, so thin layers stay visible at any depth sampling). Vessels add a bright
+cross-section at the level of the ganglion cell layer and a shadow in everything below
+them. The signal is then converted to linear intensity, attenuated with depth below the
+ILM and with the unflattened scan depth (system roll-off), scaled by a per-B-scan gain,
+multiplied by speckle (gamma distributed, ``looks`` averaged), added to an exponential
+noise floor, log-compressed again, cut at the mean noise floor and normalised to ``[0, 1]``
+B-scan by B-scan (:func:`retina_data.preprocessing.normalize_bscans`), as the reference
+preprocessing does.
+
+SLO: a fundus background with smooth brightness variations, a slightly darker macula
+and vignetting; vessels are dark; additive noise; normalised to ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from retina_data.labels import FLUID_LABEL
+from retina_data.phantom_anatomy import Fovea, Geometry
+from retina_data.preprocessing import normalize_bscans
+
+REFLECTIVITY = np.array([
+    0.0,   # 0 vitreous
+    0.80,  # 1 RNFL
+    0.45,  # 2 GCL
+    0.62,  # 3 IPL
+    0.28,  # 4 INL
+    0.60,  # 5 OPL
+    0.12,  # 6 ONL
+    0.30,  # 7 IS
+    0.90,  # 8 EZ
+    0.42,  # 9 OS
+    0.72,  # 10 IZ
+    0.96,  # 11 RPE
+    0.66,  # 12 choroid (just below BM; fades with depth)
+    0.06,  # 13 subretinal fluid
+])
+"""Display-scale reflectivity of each label (0 = far below the noise floor, 1 = brightest)."""
+
+ELM_REFLECTIVITY = 0.55
+ELM_THICKNESS_MM = 0.005
+VESSEL_REFLECTIVITY = 0.85
+CHOROID_DECAY_MM = 0.18
+"""Choroid brightness falls by 1/e over this depth below Bruch's membrane."""
+
+CHUNK_VOXELS = 4_000_000
+"""B-scans are rendered in groups of about this many voxels to bound memory."""
+
+
+@dataclass(frozen=True)
+class OctOptics:
+    """Acquisition parameters of one OCT volume.
+
+    Attributes:
+        dynamic_range_db: display dynamic range of the log compression.
+        attenuation_per_mm: tissue attenuation coefficient (1/mm), applied twice (there and back).
+        rolloff_mm: depth over which the sensitivity falls by 1/e (unflattened depth).
+        speckle_looks: gamma shape of the speckle (1 = fully developed speckle).
+        noise_floor: display-scale level of the noise floor.
+        vessel_shadow: fraction of the light blocked by the centre of a large vessel; the
+            shadow of a thinner or partly hit vessel scales with its path length through it.
+    """
+
+    dynamic_range_db: float
+    attenuation_per_mm: float
+    rolloff_mm: float
+    speckle_looks: int
+    noise_floor: float
+    vessel_shadow: float
+
+    @property
+    def log_scale(self) -> float:
+        """Natural-log units per unit of display scale."""
+        return self.dynamic_range_db / 10.0 * np.log(10.0)
+
+
+def _breakpoints(geometry: Geometry, reflectivity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depths ``[K, W, D]`` where the reflectivity changes and the value below each ``[K]``."""
+    b = geometry.boundaries_mm
+    elm_end = np.minimum(b[6] + ELM_THICKNESS_MM, 0.5 * (b[6] + b[7]))
+    depths = [*b[:7], elm_end, *b[7:11], geometry.rpe_top_mm, b[11]]
+    below = [*reflectivity[1:7], ELM_REFLECTIVITY, *reflectivity[7:11], reflectivity[FLUID_LABEL],
+             reflectivity[11], reflectivity[12]]
+    return np.stack(depths), np.asarray(below)
+
+
+def layer_reflectivity(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray) -> np.ndarray:
+    """Noise-free display-scale reflectivity ``[H, W, D]`` averaged over each voxel.
+
+    ``row_edges_mm [H + 1]`` are the depths of the voxel edges. The reflectivity is a step
+    function of depth; its integral over each voxel divided by the voxel height gives the
+    partial-volume value.
+    """
+    depths, below = _breakpoints(geometry, reflectivity)
+    steps = np.diff(np.concatenate([[reflectivity[0]], below])).astype(np.float32)
+    edges = row_edges_mm.astype(np.float32)[:, None, None]
+    integral = np.full((edges.shape[0], *depths.shape[1:]), reflectivity[0], np.float32) * edges
+    for depth, step in zip(depths.astype(np.float32), steps):
+        integral += step * np.maximum(edges - depth[None], 0.0)
+    return np.diff(integral, axis=0) / np.diff(edges, axis=0)
+
+
+def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray,
+               vessel_strength: np.ndarray, vessel_radius: np.ndarray, raw_offset_mm: np.ndarray,
+               gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+    """The OCT volume ``[H, W, D]`` float32 in ``[0, 1]``.
+
+    Args:
+        geometry: layer boundaries on the ``[W, D]`` grid.
+        reflectivity: display-scale reflectivity per label ``[14]``.
+        row_edges_mm: voxel edge depths ``[H + 1]`` (mm below the top of the scan).
+        vessel_strength, vessel_radius: en-face vessel maps ``[W, D]`` (see
+            :func:`retina_data.phantom_vessels.vessel_maps`).
+        raw_offset_mm: how much deeper each A-scan's BM lay before flattening ``[W, D]``.
+        gain: per-B-scan linear gain ``[D]``.
+        optics: acquisition parameters.
+        rng: source of speckle and noise.
+    """
+    height = row_edges_mm.size - 1
+    width, depth = geometry.rpe_top_mm.shape
+    step = max(1, CHUNK_VOXELS // (height * width))
+    out = np.empty((height, width, depth), np.float32)
+    for start in range(0, depth, step):
+        part = slice(start, min(start + step, depth))
+        sub = Geometry(geometry.boundaries_mm[:, :, part], geometry.rpe_top_mm[:, part], geometry.bm_depth_mm)
+        out[:, :, part] = _render_chunk(sub, reflectivity, row_edges_mm, vessel_strength[:, part],
+                                        vessel_radius[:, part], raw_offset_mm[:, part], gain[part], optics, rng)
+    return out
+
+
+def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray,
+                  vessel_strength: np.ndarray, vessel_radius: np.ndarray, raw_offset_mm: np.ndarray,
+                  gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+    """:func:`render_oct` for a few B-scans ``[H, W, d]``."""
+    scale = optics.log_scale
+    rows = (0.5 * (row_edges_mm[1:] + row_edges_mm[:-1])).astype(np.float32)[:, None, None]
+    display = layer_reflectivity(geometry, reflectivity, row_edges_mm)
+    below_bm = rows - np.float32(geometry.bm_depth_mm)
+    display *= np.where(below_bm > 0, np.exp(-np.maximum(below_bm, 0) / CHOROID_DECAY_MM), 1.0).astype(np.float32)
+
+    columns = np.nonzero(vessel_strength > 0.02)
+    strength = vessel_strength[columns].astype(np.float32)
+    radius = vessel_radius[columns].astype(np.float32)
+    b = geometry.boundaries_mm
+    centre = np.maximum(0.5 * (b[1] + b[2])[columns], b[0][columns] + 0.7 * radius).astype(np.float32)
+    offset = (rows[:, :, 0] - centre) / radius
+    blob = strength * np.exp(-2.0 * offset**2)
+    display[:, columns[0], columns[1]] += (VESSEL_REFLECTIVITY - display[:, columns[0], columns[1]]) * blob
+
+    linear = np.exp(scale * (display - 1.0))
+    depth_in_tissue = np.maximum(rows - b[0][None].astype(np.float32), 0.0)
+    linear *= np.exp(-2.0 * optics.attenuation_per_mm * depth_in_tissue
+                     - (rows + raw_offset_mm[None].astype(np.float32)) / optics.rolloff_mm)
+    calibre = np.minimum(1.0, radius / 0.05) ** 0.5
+    below = 1.0 / (1.0 + np.exp(-3.0 * np.clip(offset, -20.0, 20.0)))
+    shadow = np.float32(1.0 - optics.vessel_shadow) ** (strength * calibre * below)
+    linear[:, columns[0], columns[1]] *= shadow
+    linear *= gain.astype(np.float32)[None, None, :]
+    linear *= rng.standard_gamma(optics.speckle_looks, linear.shape, dtype=np.float32) / optics.speckle_looks
+    floor = np.float32(np.exp(scale * (optics.noise_floor - 1.0)))
+    linear += floor * rng.standard_exponential(linear.shape, dtype=np.float32)
+    above_floor = np.maximum(1.0 + np.log(linear) / np.float32(scale) - np.float32(optics.noise_floor), 0.0)
+    return normalize_bscans(above_floor, "percentile", (0.0, 99.9))
+
+
+def render_slo(x: np.ndarray, y: np.ndarray, nasal: np.ndarray, superior: np.ndarray, fovea: Fovea,
+               background: np.ndarray, vessel_strength: np.ndarray, noise: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """The SLO image ``[W, D]`` float32 in ``[0, 1]``.
+
+    Args:
+        x, y: scan coordinates of the grid ``[W, D]`` (mm from the scan centre).
+        nasal, superior: anatomical coordinates of the grid ``[W, D]``.
+        fovea: darkens the macula slightly.
+        background: smooth unit-variance fundus texture ``[W, D]``.
+        vessel_strength: en-face vessel map ``[W, D]`` in ``[0, 1]``.
+        noise: standard deviation of the additive noise (before normalisation).
+        rng: source of the noise.
+    """
+    corner = np.hypot(np.abs(x).max(), np.abs(y).max())
+    vignette = 1.0 - 0.2 * (np.hypot(x, y) / max(corner, 1e-6)) ** 2
+    fundus = 0.6 * (1.0 + 0.07 * background) * vignette * (1.0 - 0.15 * fovea.profile(nasal, superior, 2.5))
+    image = fundus * (1.0 - 0.65 * vessel_strength) + rng.normal(0.0, noise, x.shape)
+    low, high = np.percentile(image, [0.1, 99.9])
+    return np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
