@@ -99,6 +99,23 @@ def _laterality(value: Any, path: Path) -> str:
     raise DataError(f"{path}: laterality {value!r} in the file is not OD or OS; give --laterality")
 
 
+def _display_intensities(volume: Any, notes: list[str]) -> np.ndarray:
+    """B-scans ``[D, H, W]`` in ``[0, 1]``: eyepy's display transform of the stored values.
+
+    ``.vol`` files store linear reflectivities in ``[0, 1]`` (and FLT_MAX where invalid);
+    a file whose values exceed that range holds display values already (as some converters
+    write), which are then scaled by their range instead of saturating.
+    """
+    if volume.meta.get("intensity_transform") == "vol":
+        raw = volume.raw_data
+        valid = raw < 3.0e38
+        if valid.any() and raw[valid].max() > 1:
+            notes.append(f"B-scan values up to {raw[valid].max():.4g} exceed the .vol reflectivity range "
+                         "[0, 1]: taken as display intensities and scaled by their range")
+            return scale_to_unit(np.where(valid, raw, 0))
+    return scale_to_unit(np.asarray(volume.data))
+
+
 def bscan_lines(volume: Any) -> tuple[np.ndarray, np.ndarray]:
     """Start and end point ``[D, 2]`` (x, y) of every B-scan on the localizer, in its position unit."""
     metas = volume.meta["bscan_meta"]
@@ -119,7 +136,7 @@ def bscan_positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
     normal = np.array([-direction[1], direction[0]]) / length
     positions = (starts - starts[0]) @ normal
     if positions[-1] < 0:
-        positions = -positions
+        positions = 0.0 - positions
     return positions if np.all(np.diff(positions) > 0) else None
 
 
@@ -171,8 +188,8 @@ def import_spectralis(path: str | Path, subject: str | None = None, laterality: 
     path = Path(path)
     volume = read_heyex(path)
     notes: list[str] = []
-    data = np.asarray(volume.data)
-    oct_volume = np.ascontiguousarray(scale_to_unit(data).transpose(1, 2, 0))
+    data = _display_intensities(volume, notes)
+    oct_volume = np.ascontiguousarray(data.transpose(1, 2, 0))
     depth, _, width = data.shape
     if spacing is None:
         if volume.meta.get("scale_unit") != "mm":
