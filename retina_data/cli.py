@@ -126,8 +126,11 @@ def _phantom(args: argparse.Namespace) -> int:
     folds_path = args.out / FOLDS_FILE
     refuse_existing(folds_path, args.overwrite)
     write_phantom(args.out, cfg, overwrite=args.overwrite, progress=True)
+    if cfg.n_subjects < 2:
+        print(f"wrote 1 subject to {args.out}; no cross-validation folds for a single subject")
+        return 0
     write_folds_for_tree(args.out, folds_path, k=args.folds, seed=cfg.seed, overwrite=args.overwrite)
-    print(f"wrote {cfg.n_subjects} subjects to {args.out} and folds to {folds_path}")
+    print(f"wrote {cfg.n_subjects} subjects to {args.out} and {min(args.folds, cfg.n_subjects)} folds to {folds_path}")
     return 0
 
 

@@ -226,7 +226,7 @@ def _check_agreement(oct_image: Image, oct_path: Path, labels: Image, labels_pat
         problems.append(Problem(labels_path, f"label shape {labels.array.shape} does not match OCT shape "
                                              f"{oct_image.array.shape} of {oct_path.name}"))
         return
-    if not np.allclose(labels.spacing, oct_image.spacing, rtol=1e-5):
+    if min(oct_image.spacing) > 0 and not np.allclose(labels.spacing, oct_image.spacing, rtol=1e-5):
         problems.append(Problem(labels_path, f"spacing {labels.spacing} mm differs from OCT spacing "
                                              f"{oct_image.spacing} mm of {oct_path.name}"))
     if not np.allclose(labels.positions, oct_image.positions, atol=1e-6):

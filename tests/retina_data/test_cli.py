@@ -1,0 +1,147 @@
+"""``python -m retina_data``: every command's help, refusals, exit codes and validate's report."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from faults import rewrite_array, set_header_zoom, truncate
+from heyex_vol import write_vol
+from PIL import Image
+
+from retina_data.__main__ import main
+from retina_data.containers import read_container
+from retina_data.folds import read_folds
+from retina_data.tree import eye_files, list_eyes, read_eye
+
+COMMANDS = ["phantom", "validate", "import", "import spectralis", "import stack", "subsample", "folds",
+            "export-npz", "info", "figure"]
+
+
+def run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code
+
+
+@pytest.fixture(scope="module")
+def phantom_tree(tmp_path_factory):
+    """A tiny phantom (3 subjects of 32 x 16 x 8) written once through the command line."""
+    out = tmp_path_factory.mktemp("phantom") / "data"
+    assert run(["phantom", str(out), "--subjects", "3", "--shape", "32", "16", "8", "--seed", "1"]) == 0
+    return out
+
+
+@pytest.fixture
+def tree(phantom_tree, tmp_path):
+    """A private copy of the phantom tree that a test may break."""
+    return shutil.copytree(phantom_tree, tmp_path / "data")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_works_for_every_command(command, capsys):
+    assert run([*command.split(), "--help"]) == 0
+    assert "usage: python -m retina_data" in capsys.readouterr().out
+
+
+def test_module_runs_as_a_script():
+    result = subprocess.run([sys.executable, "-m", "retina_data", "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "export-npz" in result.stdout
+
+
+def test_phantom_writes_a_valid_tree_with_folds_over_its_subjects(phantom_tree, capsys):
+    assert len(list_eyes(phantom_tree)) == 6
+    folds = read_folds(phantom_tree / "cross-validation-folds.yml", phantom_tree)
+    assert len(folds) == 3
+    assert run(["validate", str(phantom_tree)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_validate_names_every_fault_of_a_broken_tree_and_exits_2(tree, capsys):
+    files = {(s, lat): eye_files(tree, s, lat) for s in ("sub001", "sub002", "sub003") for lat in ("OD", "OS")}
+    rewrite_array(files["sub001", "OD"].oct, lambda a: np.where(a > 0.5, np.nan, a).astype(np.float32))
+    rewrite_array(files["sub001", "OS"].labels, lambda a: np.where(a == 3, 20, a).astype(np.uint8))
+    truncate(files["sub002", "OD"].oct)
+    files["sub002", "OS"].oct.unlink()
+    rewrite_array(files["sub003", "OD"].labels, lambda a: np.ascontiguousarray(a[:, :10]))
+    set_header_zoom(files["sub003", "OS"].oct, 0, 0.0)
+    assert run(["validate", str(tree)]) == 2
+    report = capsys.readouterr().out.splitlines()
+    expected = {
+        files["sub001", "OD"].oct: "NaN",
+        files["sub001", "OS"].labels: "label value(s) 20 outside 0..12",
+        files["sub002", "OD"].oct: "truncated or corrupt",
+        files["sub002", "OS"].oct: "missing OCT volume",
+        files["sub003", "OD"].labels: "does not match OCT shape",
+        files["sub003", "OS"].oct: "expected positive",
+    }
+    for path, message in expected.items():
+        assert any(line.startswith(f"{path}: ") and message in line for line in report), (path, message, report)
+    assert len(report) == len(expected), report
+
+
+def test_folds_and_export_make_containers_for_one_fold(phantom_tree, tmp_path, capsys):
+    folds = tmp_path / "folds.yml"
+    assert run(["folds", str(phantom_tree), "--k", "3", "--seed", "2", "--output", str(folds)]) == 0
+    assert run(["export-npz", str(phantom_tree), "--folds", str(folds), "--fold", "0", "--subsample", "2",
+                "--output", str(tmp_path / "npz")]) == 0
+    test_subjects = read_folds(folds)[0]["TEST"]
+    eyes = read_container(tmp_path / "npz" / "dataset_flat_subsmpl2_test_fold0.npz")
+    assert sorted({e.subject for e in eyes}) == sorted(test_subjects)
+    assert all(e.shape == (32, 16, 4) and e.slo.shape == (16, 8) for e in eyes)
+    assert run(["validate", str(tmp_path / "npz" / "dataset_flat_subsmpl2_train_fold0.npz")]) == 0
+
+
+def test_info_summarises_a_tree(phantom_tree, capsys):
+    assert run(["info", str(phantom_tree)]) == 0
+    out = capsys.readouterr().out
+    assert "3 subject(s), 6 eye(s)" in out and "sub002_OS: shape (H, W, D) (32, 16, 8)" in out and "SLO 16x8" in out
+
+
+def test_import_spectralis_adds_a_valid_eye(tmp_path, capsys):
+    pytest.importorskip("eyepy")
+    vol = write_vol(tmp_path / "a.vol", np.full((3, 24, 10), 0.5), np.zeros((30, 30), np.uint8), scale_x=0.01,
+                    distance=0.1, scale_z=0.004, slo_scale=(0.01, 0.02), laterality="OD")
+    assert run(["import", "spectralis", str(vol), str(tmp_path / "data"), "--subject", "p1"]) == 0
+    assert "note: no layer annotations" in capsys.readouterr().out
+    assert read_eye(tmp_path / "data", "p1", "OD").shape == (24, 10, 3)
+    assert run(["validate", str(tmp_path / "data")]) == 0
+
+
+def _stack_args(tmp_path):
+    folder = tmp_path / "png"
+    if not folder.exists():
+        folder.mkdir()
+        for d in range(3):
+            Image.fromarray(np.full((12, 8), 40 * d, dtype=np.uint8)).save(folder / f"b{d}.png")
+    return ["import", "stack", str(folder), str(tmp_path / "stackdata"), "--spacing", "0.004", "0.01", "0.1",
+            "--subject", "s1", "--laterality", "OS"]
+
+
+@pytest.mark.parametrize("command", ["phantom", "folds", "export-npz", "subsample", "figure", "import stack"])
+def test_commands_refuse_to_overwrite_without_the_flag(command, tree, tmp_path, capsys):
+    args = {
+        "phantom": ["phantom", str(tmp_path / "p"), "--subjects", "2", "--shape", "32", "8", "4"],
+        "folds": ["folds", str(tree), "--k", "2", "--output", str(tmp_path / "f.yml")],
+        "export-npz": ["export-npz", str(tree), "--folds", str(tree / "cross-validation-folds.yml"), "--fold", "1",
+                       "--subsample", "4", "--output", str(tmp_path / "npz")],
+        "subsample": ["subsample", str(tree), "--factor", "2", "--factor", "4"],
+        "figure": ["figure", str(tree), "--output", str(tmp_path / "fig.png")],
+        "import stack": _stack_args(tmp_path),
+    }[command]
+    assert run(args) == 0
+    capsys.readouterr()
+    assert run(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "--overwrite" in error and "\n" not in error
+    assert run([*args, "--overwrite"]) == 0
+
+
+def test_bad_input_exits_2_with_a_one_line_reason(tree, tmp_path, capsys):
+    assert run(["export-npz", str(tree), "--folds", str(tmp_path / "none.yml"), "--fold", "0", "--subsample", "2",
+                "--output", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "none.yml" in error and "\n" not in error
