@@ -31,7 +31,7 @@ from retina_data.surface_distance import boundary_depths, boundary_surface_error
 __all__ = [
     "boundary_depths", "boundary_surface_errors", "confusion_matrix", "dice_per_class", "fluid_dice",
     "foreground_mean", "ilm_assd", "lpips_available", "lpips_distance", "mae", "mask_dice", "mean_dice",
-    "mse", "psnr", "retina_dice", "ssim", "surface_distances",
+    "mean_ignoring_nan", "mse", "psnr", "retina_dice", "ssim", "surface_distances",
 ]
 
 _CONFUSION_CHUNK = 1 << 24
@@ -126,11 +126,16 @@ def dice_per_class(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classe
     return dice
 
 
+def mean_ignoring_nan(values: np.ndarray) -> float:
+    """Mean of ``values [N]`` ignoring NaN; NaN (without a warning) if all are NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    valid = ~np.isnan(values)
+    return float(values[valid].mean()) if valid.any() else float("nan")
+
+
 def foreground_mean(per_class: np.ndarray) -> float:
     """Mean of ``per_class[1:]`` (classes 1..C-1) ignoring NaN; NaN if all are NaN."""
-    foreground = np.asarray(per_class, dtype=np.float64)[1:]
-    valid = ~np.isnan(foreground)
-    return float(foreground[valid].mean()) if valid.any() else float("nan")
+    return mean_ignoring_nan(np.asarray(per_class)[1:])
 
 
 def mean_dice(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int) -> float:
