@@ -1,0 +1,1 @@
+"""Classical registration baselines (SimpleITK) in the project's ``[H, W, D]`` convention."""

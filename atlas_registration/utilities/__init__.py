@@ -1,0 +1,1 @@
+"""Supporting modules of the atlas tree: median atlas, label merging, Jacobians, metrics, figures."""

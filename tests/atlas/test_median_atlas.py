@@ -1,0 +1,140 @@
+"""The median atlas: known medians and votes, OS mirroring, slabs, lazy reading from a tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_atlas_eyes import SPACING, layered_eye
+
+from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.utilities.median_atlas import (
+    ATLAS_INTENSITY_FILE,
+    ATLAS_LABELS_FILE,
+    majority_label,
+    median_atlas,
+    save_atlas_nifti,
+)
+from retina_data.errors import DataError, OutputExistsError
+from retina_data.eye import Eye
+from retina_data.nifti import read_nifti
+from retina_data.tree import write_eye
+
+SHAPE = (6, 5, 4)
+
+
+def constant_eye(name: str, value: float, label: int, laterality: str = "OD",
+                 shape: tuple[int, int, int] = SHAPE, spacing: tuple[float, float, float] = SPACING) -> Eye:
+    return Eye(oct=np.full(shape, value, dtype=np.float32), spacing=spacing, subject=name,
+               laterality=laterality, labels=np.full(shape, label, dtype=np.uint8))
+
+
+def test_median_of_three_constant_volumes() -> None:
+    atlas = median_atlas([constant_eye("a", 1.0, 0), constant_eye("b", 5.0, 0), constant_eye("c", 3.0, 0)])
+    np.testing.assert_array_equal(atlas.intensity, np.full(SHAPE, 3.0, dtype=np.float32))
+    assert atlas.intensity.dtype == np.float32
+
+
+def test_median_is_taken_per_voxel() -> None:
+    rng = np.random.default_rng(1)
+    volumes = rng.random((5, *SHAPE), dtype=np.float32)
+    eyes = [Eye(oct=v, spacing=SPACING, subject=f"s{i}", labels=np.zeros(SHAPE, np.uint8))
+            for i, v in enumerate(volumes)]
+    np.testing.assert_array_equal(median_atlas(eyes).intensity, np.median(volumes, axis=0))
+
+
+def test_majority_label_per_voxel() -> None:
+    votes = np.array([[1, 4, 2], [1, 4, 3], [2, 5, 3]], dtype=np.uint8)  # [N=3 eyes, 3 voxels]
+    np.testing.assert_array_equal(majority_label(votes), [1, 4, 3])
+
+
+def test_majority_ties_go_to_the_smallest_label() -> None:
+    votes = np.array([[7, 2], [3, 9]], dtype=np.uint8)
+    np.testing.assert_array_equal(majority_label(votes), [3, 2])
+
+
+def test_atlas_labels_are_the_vote_of_the_eyes() -> None:
+    eyes = [constant_eye("a", 0.0, 4), constant_eye("b", 0.0, 6), constant_eye("c", 0.0, 4)]
+    atlas = median_atlas(eyes)
+    assert atlas.labels.dtype == np.uint8
+    np.testing.assert_array_equal(atlas.labels, 4)
+
+
+def test_left_eyes_are_mirrored_to_right_orientation() -> None:
+    right, left = layered_eye("sub001", "OD"), layered_eye("sub001", "OS")
+    atlas = median_atlas([right, left, right])
+    np.testing.assert_array_equal(atlas.labels, right.labels)
+    np.testing.assert_array_equal(median_atlas([left]).intensity, left.oct[:, ::-1])
+
+
+def test_mirroring_can_be_switched_off() -> None:
+    left = layered_eye("sub001", "OS")
+    np.testing.assert_array_equal(median_atlas([left], mirror_os=False).labels, left.labels)
+
+
+def test_slab_size_does_not_change_the_atlas() -> None:
+    eyes = [layered_eye(f"sub{i:03d}", lat, seed=i, shift=i) for i in range(3) for lat in ("OD", "OS")]
+    whole = median_atlas(eyes)
+    one_bscan = median_atlas(eyes, memory_mb=1e-6)
+    np.testing.assert_array_equal(one_bscan.intensity, whole.intensity)
+    np.testing.assert_array_equal(one_bscan.labels, whole.labels)
+
+
+def test_label_mapping_is_applied_before_the_vote() -> None:
+    eyes = [constant_eye("a", 0.0, 8), constant_eye("b", 0.0, 9), constant_eye("c", 0.0, 2)]
+    atlas = median_atlas(eyes, label_mapping=LabelMapping.default())
+    np.testing.assert_array_equal(atlas.labels, 7)  # EZ and OS both become photoreceptors
+
+
+def test_eye_folders_are_read_lazily_with_the_same_result(tmp_path: Path) -> None:
+    eyes = [layered_eye(f"sub{i:03d}", lat, seed=i, shift=i) for i in range(2) for lat in ("OD", "OS")]
+    for eye in eyes:
+        write_eye(tmp_path, eye)
+    folders = [tmp_path / eye.subject / eye.laterality for eye in eyes]
+    from_disk = median_atlas(folders, memory_mb=1e-6)
+    in_memory = median_atlas(eyes)
+    np.testing.assert_array_equal(from_disk.intensity, in_memory.intensity)
+    np.testing.assert_array_equal(from_disk.labels, in_memory.labels)
+    assert from_disk.eye_ids == ("sub000_OD", "sub000_OS", "sub001_OD", "sub001_OS")
+    np.testing.assert_allclose(from_disk.spacing, SPACING, rtol=1e-6)
+
+
+def test_eyes_of_different_shape_are_refused() -> None:
+    with pytest.raises(DataError, match=r"eye b_OD has shape \(6, 5, 3\)"):
+        median_atlas([constant_eye("a", 0.0, 0), constant_eye("b", 0.0, 0, shape=(6, 5, 3))])
+
+
+def test_eyes_of_different_spacing_are_refused() -> None:
+    with pytest.raises(DataError, match="voxel size"):
+        median_atlas([constant_eye("a", 0.0, 0), constant_eye("b", 0.0, 0, spacing=(0.1, 0.1, 0.1))])
+
+
+def test_an_eye_without_labels_is_refused() -> None:
+    eye = Eye(oct=np.zeros(SHAPE, np.float32), spacing=SPACING, subject="a")
+    with pytest.raises(DataError, match="a_OD: has no labels"):
+        median_atlas([eye])
+
+
+def test_a_folder_that_is_not_an_eye_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="OD or OS"):
+        median_atlas([tmp_path / "sub001" / "left"])
+
+
+def test_saved_atlas_round_trips_with_its_spacing(tmp_path: Path) -> None:
+    atlas = median_atlas([layered_eye()])
+    save_atlas_nifti(atlas, tmp_path)
+    intensity, labels = read_nifti(tmp_path / ATLAS_INTENSITY_FILE), read_nifti(tmp_path / ATLAS_LABELS_FILE)
+    np.testing.assert_array_equal(intensity.array, atlas.intensity)
+    np.testing.assert_array_equal(labels.array, atlas.labels)
+    assert labels.array.dtype == np.uint8
+    np.testing.assert_allclose(intensity.spacing, SPACING)
+
+
+def test_saving_over_an_atlas_needs_overwrite(tmp_path: Path) -> None:
+    atlas = median_atlas([layered_eye()])
+    save_atlas_nifti(atlas, tmp_path)
+    with pytest.raises(OutputExistsError):
+        save_atlas_nifti(atlas, tmp_path)
+    save_atlas_nifti(atlas, tmp_path, spacing=(1.0, 1.0, 1.0), overwrite=True)
+    np.testing.assert_allclose(read_nifti(tmp_path / ATLAS_LABELS_FILE).spacing, (1.0, 1.0, 1.0))
