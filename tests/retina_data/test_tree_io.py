@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -102,3 +104,12 @@ def test_read_dataset_returns_eyes_in_subject_order(make_tree):
     assert list_eyes(data_dir)[:2] == [("sub001", "OD"), ("sub001", "OS")]
     eyes = read_dataset(data_dir, subjects=["sub003", "sub001"])
     assert [e.eye_id for e in eyes] == ["sub003_OD", "sub003_OS", "sub001_OD", "sub001_OS"]
+
+
+def test_written_files_get_the_usual_permissions_not_those_of_a_temporary_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        paths = write_eye(tmp_path, build_eye())
+    finally:
+        os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o644}
