@@ -41,7 +41,7 @@ from retina_data.phantom_anatomy import (
     layer_geometry,
     layer_thicknesses_mm,
 )
-from retina_data.phantom_imaging import REFLECTIVITY, OctOptics, render_oct, render_slo
+from retina_data.phantom_imaging import REFLECTIVITY, ChoroidTexture, OctOptics, render_oct, render_slo
 from retina_data.phantom_vessels import ArcadeLayout, grow_tree, vessel_maps
 from retina_data.tree import write_dataset_info, write_eye
 
@@ -223,6 +223,7 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
     raw_offset = (tilt[0] * x / (2 * half[0]) + tilt[1] * y / (2 * half[1])
                   + curvature * ((x / half[0]) ** 2 + (y / half[1]) ** 2) / 2)
     reflectivity = np.clip(REFLECTIVITY * rng.uniform(0.94, 1.06, REFLECTIVITY.size), 0.0, 1.0)
+    choroid = ChoroidTexture.draw(rng)
 
     fluid_rng = _rng(cfg, subject_index, code, _FLUID)
     dome = FluidDome((centre[0] + float(fluid_rng.uniform(-0.4, 0.4)), centre[1] + float(fluid_rng.uniform(-0.4, 0.4))),
@@ -240,7 +241,8 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
     optics = OctOptics(cfg.dynamic_range_db, cfg.attenuation_per_mm, cfg.rolloff_mm, cfg.speckle_looks,
                        cfg.noise_floor, cfg.vessel_shadow)
     gain = np.exp(noise_rng.normal(0.0, cfg.gain_jitter, cfg.shape[2]))
-    oct_volume = render_oct(geometry, reflectivity, row_edges, strength, radius, raw_offset, gain, optics, noise_rng)
+    oct_volume = render_oct(geometry, reflectivity, row_edges, x, y, choroid, strength, radius, raw_offset, gain,
+                            optics, noise_rng)
     slo = render_slo(x, y, nasal, superior, fovea, subject.background(nasal, superior), strength,
                      cfg.slo_noise, noise_rng)
     meta = {

@@ -2,7 +2,8 @@
 
 OCT: each class has a display-scale reflectivity (bright RNFL, EZ and RPE; dark ONL and
 vitreous); every voxel integrates the reflectivity of the layers it overlaps (partial
-volume, so thin layers stay visible at any depth sampling). Vessels add a bright
+volume, so thin layers stay visible at any depth sampling); the choroid fades with depth
+and holds dark vessel lumens. Vessels add a bright
 cross-section at the level of the ganglion cell layer and a shadow in everything below
 them. The signal is then converted to linear intensity, attenuated with depth below the
 ILM and with the unflattened scan depth (system roll-off), scaled by a per-B-scan gain,
@@ -46,11 +47,44 @@ REFLECTIVITY = np.array([
 ELM_REFLECTIVITY = 0.55
 ELM_THICKNESS_MM = 0.005
 VESSEL_REFLECTIVITY = 0.85
-CHOROID_DECAY_MM = 0.18
+CHOROID_DECAY_MM = 0.13
 """Choroid brightness falls by 1/e over this depth below Bruch's membrane."""
+CHORIOCAPILLARIS_MM = 0.03
+"""Lumens of large choroidal vessels appear only below this bright layer under Bruch's membrane."""
 
 CHUNK_VOXELS = 4_000_000
 """B-scans are rendered in groups of about this many voxels to bound memory."""
+
+
+@dataclass(frozen=True)
+class ChoroidTexture:
+    """Choroidal vessel lumens: where a smooth random 3-D field is high, the choroid is dark.
+
+    Attributes:
+        frequencies: angular wave vectors ``[K, 3]`` (depth, x, y) in rad/mm.
+        phases: ``[K]`` in rad.
+    """
+
+    frequencies: np.ndarray
+    phases: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n_waves: int = 12) -> ChoroidTexture:
+        """Waves of 0.2 .. 0.8 mm wavelength in random directions; lumens three times flatter in depth."""
+        direction = rng.normal(size=(n_waves, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        wavelength = rng.uniform(0.2, 0.8, n_waves)
+        frequencies = (2.0 * np.pi / wavelength)[:, None] * direction * np.array([3.0, 1.0, 1.0])
+        return cls(frequencies, rng.uniform(0.0, 2.0 * np.pi, n_waves))
+
+    def lumens(self, depth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Lumen weight ``[n, W, D]`` in ``[0, 1]`` at depths ``[n]`` under A-scans at ``x, y [W, D]`` (mm)."""
+        field = np.zeros((depth.size, *x.shape), np.float32)
+        for (f_depth, f_x, f_y), phase in zip(self.frequencies, self.phases):
+            along = (f_depth * depth).astype(np.float32)[:, None, None]
+            across = (f_x * x + f_y * y + phase).astype(np.float32)[None]
+            field += np.cos(along) * np.cos(across) - np.sin(along) * np.sin(across)
+        return 1.0 / (1.0 + np.exp(-(field / np.float32(np.sqrt(len(self.phases) / 2)) - 0.8) / 0.2))
 
 
 @dataclass(frozen=True)
@@ -106,15 +140,18 @@ def layer_reflectivity(geometry: Geometry, reflectivity: np.ndarray, row_edges_m
     return np.diff(integral, axis=0) / np.diff(edges, axis=0)
 
 
-def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray,
-               vessel_strength: np.ndarray, vessel_radius: np.ndarray, raw_offset_mm: np.ndarray,
-               gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
+               y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
+               raw_offset_mm: np.ndarray, gain: np.ndarray, optics: OctOptics,
+               rng: np.random.Generator) -> np.ndarray:
     """The OCT volume ``[H, W, D]`` float32 in ``[0, 1]``.
 
     Args:
         geometry: layer boundaries on the ``[W, D]`` grid.
         reflectivity: display-scale reflectivity per label ``[14]``.
         row_edges_mm: voxel edge depths ``[H + 1]`` (mm below the top of the scan).
+        x, y: scan coordinates of the A-scans ``[W, D]`` (mm).
+        choroid: where the choroid's vessel lumens are.
         vessel_strength, vessel_radius: en-face vessel maps ``[W, D]`` (see
             :func:`retina_data.phantom_vessels.vessel_maps`).
         raw_offset_mm: how much deeper each A-scan's BM lay before flattening ``[W, D]``.
@@ -129,20 +166,25 @@ def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.nd
     for start in range(0, depth, step):
         part = slice(start, min(start + step, depth))
         sub = Geometry(geometry.boundaries_mm[:, :, part], geometry.rpe_top_mm[:, part], geometry.bm_depth_mm)
-        out[:, :, part] = _render_chunk(sub, reflectivity, row_edges_mm, vessel_strength[:, part],
-                                        vessel_radius[:, part], raw_offset_mm[:, part], gain[part], optics, rng)
+        out[:, :, part] = _render_chunk(sub, reflectivity, row_edges_mm, x[:, part], y[:, part], choroid,
+                                        vessel_strength[:, part], vessel_radius[:, part], raw_offset_mm[:, part],
+                                        gain[part], optics, rng)
     return out
 
 
-def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray,
-                  vessel_strength: np.ndarray, vessel_radius: np.ndarray, raw_offset_mm: np.ndarray,
-                  gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
+                  y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
+                  raw_offset_mm: np.ndarray, gain: np.ndarray, optics: OctOptics,
+                  rng: np.random.Generator) -> np.ndarray:
     """:func:`render_oct` for a few B-scans ``[H, W, d]``."""
     scale = optics.log_scale
     rows = (0.5 * (row_edges_mm[1:] + row_edges_mm[:-1])).astype(np.float32)[:, None, None]
     display = layer_reflectivity(geometry, reflectivity, row_edges_mm)
-    below_bm = rows - np.float32(geometry.bm_depth_mm)
-    display *= np.where(below_bm > 0, np.exp(-np.maximum(below_bm, 0) / CHOROID_DECAY_MM), 1.0).astype(np.float32)
+    below_bm = rows[:, 0, 0] - np.float32(geometry.bm_depth_mm)
+    deep = below_bm > 0
+    below = below_bm[deep, None, None]
+    lumens = choroid.lumens(below_bm[deep], x, y) * np.clip(below / CHORIOCAPILLARIS_MM, 0.0, 1.0)
+    display[deep] *= (np.exp(-below / CHOROID_DECAY_MM) * (1.0 - 0.6 * lumens)).astype(np.float32)
 
     columns = np.nonzero(vessel_strength > 0.02)
     strength = vessel_strength[columns].astype(np.float32)

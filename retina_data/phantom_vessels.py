@@ -1,8 +1,8 @@
 """The retinal vessel tree of the phantom and its en-face maps.
 
 Vessels leave the optic disc (nasal to the scan), two arcades (an artery and a vein each)
-curve around the fovea above and below it, and a few small vessels run straight towards
-the fovea. Every vessel branches recursively into thinner, shorter, smoothly curving
+curve around the fovea above and below it, macular branches of the arcades run towards the
+horizontal meridian, and a few small vessels run straight from the disc towards the fovea. Every vessel branches recursively into thinner, shorter, smoothly curving
 children, which stop at the foveal avascular zone. Like the layers, the tree lives in
 anatomical coordinates (``nasal``, ``superior``, mm from the fovea), so the two eyes of a
 subject share the arcade layout (drawn per subject) and differ in their branches (drawn per
@@ -75,8 +75,8 @@ class ArcadeLayout:
 def _arcade_path(layout: ArcadeLayout, index: int) -> np.ndarray:
     """Centre line ``[N, 2]`` of main arcade ``index``: from the disc around the fovea."""
     direction = 1.0 if index < 2 else -1.0
-    theta = np.linspace(0.0, 2.75, 1200)
-    radius = (layout.radii_mm[index] + 0.35 * np.clip(theta - np.pi / 2, 0.0, None)
+    theta = np.linspace(0.0, 2.3, 1200)
+    radius = (layout.radii_mm[index] + 0.8 * np.clip(theta - np.pi / 2, 0.0, None)
               + 0.08 * np.sin(3.0 * theta + layout.wiggle_phase[index]))
     around = np.stack([radius * np.cos(theta), direction * radius * np.sin(theta)], axis=1)
     blend = np.clip(theta / 0.9, 0.0, 1.0)
@@ -140,10 +140,16 @@ def grow_tree(layout: ArcadeLayout, rng: np.random.Generator, max_level: int = 3
     for index in range(4):
         arcade = _resample(_arcade_path(layout, index), SAMPLE_STEP_MM)
         _grow(rng, arcade, float(layout.root_radius_mm[index]), 0, max_level, points, radii)
+        for start in arcade[rng.integers(arcade.shape[0] // 4, 3 * arcade.shape[0] // 4, 2)]:
+            target = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-0.5, 0.5)])
+            towards = target - start
+            path = _curving_path(rng, start, float(np.arctan2(towards[1], towards[0])),
+                                 float(np.linalg.norm(towards)) * rng.uniform(1.0, 1.5))
+            _grow(rng, path, rng.uniform(0.025, 0.035), 2, max_level, points, radii)
     disc = np.asarray(layout.disc_mm)
-    for heading in np.pi + np.linspace(-0.45, 0.45, int(rng.integers(3, 6))) + rng.uniform(-0.1, 0.1):
+    for heading in np.pi + np.linspace(-0.5, 0.5, int(rng.integers(2, 5))) + rng.uniform(-0.15, 0.15):
         path = _curving_path(rng, disc, float(heading), rng.uniform(3.0, 4.5))
-        _grow(rng, path, rng.uniform(0.03, 0.045), 1, max_level, points, radii)
+        _grow(rng, path, rng.uniform(0.025, 0.035), 1, max_level, points, radii)
     return VesselTree(np.concatenate(points), np.concatenate(radii))
 
 
