@@ -53,6 +53,10 @@ def _fill_missing_rows(rows: np.ndarray, found: np.ndarray) -> np.ndarray:
     return rows[nearest_w, nearest_d]
 
 
+BLOCK_VOXELS = 1 << 24
+"""Voxels shifted at once by :func:`shift_ascans`: bounds its temporaries to a few hundred MB."""
+
+
 def shift_ascans(volume: np.ndarray, shifts: np.ndarray, *, order: Literal[0, 1],
                  fill: Literal["zero", "edge"]) -> np.ndarray:
     """Move every A-scan of ``volume [H, W, D]`` down by ``shifts [W, D]`` rows (up when negative).
@@ -60,12 +64,23 @@ def shift_ascans(volume: np.ndarray, shifts: np.ndarray, *, order: Literal[0, 1]
     ``order=1`` interpolates linearly for fractional shifts (intensities); ``order=0`` rounds
     each shift to whole rows (labels: values are moved, never blended). Rows shifted in from
     outside the volume take 0 (``fill="zero"``) or the nearest edge row's value (``"edge"``).
+    Large volumes are shifted a block of B-scans at a time.
     """
     volume = np.asarray(volume)
     shifts = np.asarray(shifts, dtype=np.float64)
-    height = volume.shape[0]
     if shifts.shape != volume.shape[1:]:
         raise ValueError(f"shifts {shifts.shape} must be [W, D] = {volume.shape[1:]}")
+    result = np.empty_like(volume)
+    block = max(1, BLOCK_VOXELS // max(1, volume.shape[0] * volume.shape[1]))
+    for start in range(0, volume.shape[2], block):
+        part = slice(start, start + block)
+        result[:, :, part] = _shift_block(volume[:, :, part], shifts[:, part], order, fill)
+    return result
+
+
+def _shift_block(volume: np.ndarray, shifts: np.ndarray, order: int, fill: str) -> np.ndarray:
+    """:func:`shift_ascans` of one block ``[H, W, d]`` with its shifts ``[W, d]``."""
+    height = volume.shape[0]
     source = np.arange(height, dtype=np.float64)[:, None, None] - shifts[None]
     if order == 0:
         source = np.rint(source)
@@ -112,8 +127,7 @@ def flatten_at_bm(eye: Eye, bm_rows: np.ndarray | None = None, target_row: int |
         raise DataError(f"eye {eye.eye_id}: BM rows must be [W, D] = {eye.shape[1:]}, got {bm_rows.shape}")
     if not np.all(np.isfinite(bm_rows)):
         raise DataError(f"eye {eye.eye_id}: BM rows hold NaN or Inf")
-    if target_row is None:
-        target_row = int(np.rint(np.median(bm_rows)))
+    target_row = int(np.rint(np.median(bm_rows))) if target_row is None else int(target_row)
     if not 0 <= target_row <= eye.shape[0]:
         raise DataError(f"eye {eye.eye_id}: target row {target_row} outside 0..{eye.shape[0]}")
     shifts = target_row - bm_rows

@@ -152,3 +152,11 @@ def test_write_subsampled_writes_every_kth_bscan_and_refuses_to_overwrite(make_t
     assert eye_files(data_dir, "sub001", "OD", 2).labels.is_file()
     with pytest.raises(OutputExistsError):
         write_subsampled(data_dir, [2], progress=False)
+
+
+def test_shifting_block_by_block_gives_the_same_volume(monkeypatch):
+    eye = _tilted_eye()
+    shifts = 40 - _curved_bm() + 0.3
+    whole = shift_ascans(eye.oct, shifts, order=1, fill="zero")
+    monkeypatch.setattr("retina_data.preprocessing.BLOCK_VOXELS", HEIGHT * WIDTH * 4)
+    assert np.array_equal(shift_ascans(eye.oct, shifts, order=1, fill="zero"), whole)
