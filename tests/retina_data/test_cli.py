@@ -121,7 +121,8 @@ def _stack_args(tmp_path):
             "--subject", "s1", "--laterality", "OS"]
 
 
-@pytest.mark.parametrize("command", ["phantom", "folds", "export-npz", "subsample", "figure", "import stack"])
+@pytest.mark.parametrize("command", ["phantom", "folds", "export-npz", "subsample",
+                                     pytest.param("figure", marks=pytest.mark.slow), "import stack"])
 def test_commands_refuse_to_overwrite_without_the_flag(command, tree, tmp_path, capsys):
     args = {
         "phantom": ["phantom", str(tmp_path / "p"), "--subjects", "2", "--shape", "32", "8", "4"],
