@@ -111,8 +111,7 @@ class PhantomConfig:
         _check_range("seed", self.seed, 0, None)
         _check_range("pathology_fraction", self.pathology_fraction, 0.0, 1.0)
         _check_range("bm_depth_fraction", self.bm_depth_fraction, 0.05, 0.95)
-        for name in ("tilt_mm", "curvature_mm", "attenuation_per_mm", "noise_floor", "gain_jitter",
-                     "vessel_shadow", "slo_noise"):
+        for name in ("tilt_mm", "curvature_mm", "attenuation_per_mm", "gain_jitter", "slo_noise"):
             _check_range(name, getattr(self, name), 0.0, None)
         _check_range("vessel_shadow", self.vessel_shadow, 0.0, 1.0)
         _check_range("noise_floor", self.noise_floor, 0.0, 1.0)
