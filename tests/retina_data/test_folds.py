@@ -88,3 +88,9 @@ def test_exported_containers_hold_every_kth_bscan_and_the_dense_slo(make_tree, t
         assert np.array_equal(data["seg_vols"][1], dense.labels[:, :, ::4])
     with pytest.raises(OutputExistsError):
         export_containers(data_dir, path, 0, 4, tmp_path / "npz", progress=False)
+
+
+def test_subject_in_both_train_and_test_of_a_fold_is_a_data_error(tmp_path):
+    path = write_folds(tmp_path / "folds.yml", {0: {"TRAIN": ["a", "b"], "TEST": ["b"]}})
+    with pytest.raises(DataError, match="FOLD.0: subject.*b in both TRAIN and TEST"):
+        read_folds(path)
