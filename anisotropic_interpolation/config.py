@@ -1,0 +1,238 @@
+"""Config schema of the interpolation experiments (``configs/interpolation/*.yaml``).
+
+The paper's keys and values are kept exactly (``SETTINGS``, ``PREPROCESSING``, ``TRAINING``,
+``MODEL``, ``POS_ENCODING``, ``TEST``). Keys this implementation adds all have defaults, so
+the reference configs load unchanged; each is documented on its field below.
+
+What an *epoch* means here: one pass over the training points on average, i.e.
+``ceil(points / TRAINING.BATCH_POINTS)`` optimisation steps of random point batches drawn
+across all eyes and input B-scans (``points = eyes x H x W x input B-scans``). The reference
+took one whole B-scan per step, so an epoch there is also one pass over the points and
+``TOTAL_EPOCHS`` keeps its meaning. ``STEPS_PER_EPOCH`` overrides the step count (the demo
+configs use it to train on a fixed budget). The same holds for ``TEST`` with
+``TEST.BATCH_POINTS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from retina_data.config import bounded, load_config, nested
+from retina_data.errors import ConfigError
+
+LossRecon = Literal["MSE", "SSIM", "Combi"]
+
+
+@dataclass
+class Settings:
+    PROJECT_NAME: str = "GenFitOCT"
+    RESULT_DIR: str = ""
+    """Parent of the run folder ``<RESULT_DIR>/<PROJECT_NAME>_fold<FOLD>``; empty: ``runs``."""
+    IMG_DIR: str = ""
+    """Fold containers (``dataset_flat_subsmpl<k>_<train|test>_fold<f>.npz``) or a retina_data tree."""
+    FOLD: int = bounded(1, ge=0)
+    FOLDS_FILE: str = "cross-validation-folds.yml"
+    """(added) folds of a retina_data tree, relative to IMG_DIR."""
+    COMPILE: bool = False
+    """(added) ``torch.compile`` the training and fitting steps (faster after a one-off compile)."""
+
+
+@dataclass
+class Preprocessing:
+    BSCAN_SUBSAMPLE_FACTOR: int = bounded(32, ge=1)
+    SLICE_COORD_SCALE: float = bounded(1.0, gt=0.0)
+    """(added) factor on the normalised slow-axis coordinate (anisotropy between B-scans)."""
+
+
+@dataclass
+class LatentCode:
+    SIZE: int = bounded(128, ge=0)
+    INIT_STD: float = bounded(0.01, gt=0.0)
+    REG_WEIGHT: float = bounded(1e-4, ge=0.0)
+    """(added) weight of the L2 penalty ``mean(|z|²)`` on the codes of the eyes in a batch."""
+
+
+@dataclass
+class Training:
+    LATENT_CODE: LatentCode = nested(LatentCode)
+    NUM_SAMPLES: int = bounded(80, ge=1)
+    """Number of training eyes used (the first ones of the fold)."""
+    SEED: int = 25
+    LEARNING_RATE: float = bounded(1e-4, gt=0.0)
+    TOTAL_EPOCHS: int = bounded(1500, ge=1)
+    EPOCHS_TIL_SUMMARY: int = bounded(10, ge=1)
+    LOSS_RECON: LossRecon = "Combi"
+    """MSE, SSIM (1 - SSIM on B-scan patches) or Combi (MSE + 1 - SSIM)."""
+    LOSS_WEIGHT_RECON: float = bounded(5.0, ge=0.0)
+    LOSS_WEIGHT_SEG: float = bounded(1.0, ge=0.0)
+    INPUT_ENFACE: Literal["SLO", ""] | None = "SLO"
+    LOSS_SEG: Literal["CE", "BCE"] = "CE"
+    """(added) cross-entropy, or binary cross-entropy on one-hot labels."""
+    BATCH_POINTS: int = bounded(65536, ge=1)
+    """(added) points per optimisation step (rounded to whole patches)."""
+    PATCH_SIZE: int | None = bounded(None, ge=1)
+    """(added) points are drawn as PATCH_SIZE² patches of one B-scan; null: 16 with SSIM, else 1."""
+    STEPS_PER_EPOCH: int | None = bounded(None, ge=1)
+    """(added) steps per epoch; null: one pass over the training points."""
+    LATENT_LEARNING_RATE: float | None = bounded(None, gt=0.0)
+    """(added) learning rate of the codes; null: LEARNING_RATE."""
+    LR_SCHEDULE: Literal["constant", "cosine"] = "constant"
+    """(added) constant, or cosine decay to LEARNING_RATE * LR_MIN_FACTOR."""
+    LR_MIN_FACTOR: float = bounded(0.1, gt=0.0, le=1.0)
+    EARLY_STOPPING_PATIENCE: int = bounded(0, ge=0)
+    """(added) stop after this many summaries without a lower loss; 0: never."""
+    CHECKPOINT_EVERY: int = bounded(50, ge=1)
+    """(added) epochs between checkpoints (also written at the end and on SIGTERM/SIGINT)."""
+    MIXED_PRECISION: bool = True
+    """(added) bf16 autocast on CUDA (ignored on the CPU)."""
+
+
+@dataclass
+class Model:
+    NUM_LAYERS: int = bounded(6, ge=1)
+    HIDDEN_SIZE: int = bounded(128, ge=1)
+    DROPOUT: float = bounded(0.0, ge=0.0, lt=1.0)
+    NUM_CLASSES: int = bounded(13, ge=0)
+    ACTIVATION: Literal["SIREN", "WIRE", "RELU", "FINER"] = "WIRE"
+    MODULATION: bool = False
+    SKIP_CONNECTION: bool = True
+    INPUT_COORD_TO_ALL_LAYERS: bool = True
+
+
+@dataclass
+class Hashgrid:
+    DIM: int = bounded(3, ge=3, le=3)
+    N_LEVELS: int = bounded(16, ge=1)
+    N_FEATURES_PER_LEVEL: int = bounded(2, ge=1)
+    LOG2_HASHMAP_SIZE: int = bounded(15, ge=4, le=24)
+    BASE_RESOLUTION: int = bounded(16, ge=1)
+    FINEST_RESOLUTION: int = bounded(512, ge=1)
+
+    def __post_init__(self) -> None:
+        if self.FINEST_RESOLUTION < self.BASE_RESOLUTION:
+            raise ConfigError(f"POS_ENCODING.HASHGRID.FINEST_RESOLUTION = {self.FINEST_RESOLUTION} is below "
+                              f"BASE_RESOLUTION = {self.BASE_RESOLUTION}")
+
+
+@dataclass
+class FourierFeatures:
+    MAPPING_SIZE: int = bounded(256, ge=1)
+    SCALE: float = bounded(1.0, gt=0.0)
+    FACTOR: float = bounded(1.0, gt=0.0)
+
+
+@dataclass
+class SirenParams:
+    OMEGA_0: float = bounded(30.0, gt=0.0)
+
+
+@dataclass
+class WireParams:
+    SCALE_0: float = bounded(10.0, gt=0.0)
+    OMEGA_0: float = bounded(30.0, gt=0.0)
+
+
+@dataclass
+class FinerParams:
+    OMEGA_0: float = bounded(30.0, gt=0.0)
+    SCALE_0: float = bounded(10.0, ge=0.0)
+    SCALE_REQ_GRAD: bool = False
+
+
+@dataclass
+class PosEncoding:
+    TYPE: Literal["None", "FF", "Hashgrid"] = "None"
+    HASHGRID: Hashgrid | None = None
+    FF: FourierFeatures | None = None
+    SIREN: SirenParams = nested(SirenParams)
+    WIRE: WireParams = nested(WireParams)
+    FINER: FinerParams = nested(FinerParams)
+
+    def __post_init__(self) -> None:
+        if self.TYPE == "Hashgrid" and self.HASHGRID is None:
+            raise ConfigError("POS_ENCODING.TYPE = 'Hashgrid' needs a POS_ENCODING.HASHGRID block")
+        if self.TYPE == "FF" and self.FF is None:
+            raise ConfigError("POS_ENCODING.TYPE = 'FF' needs a POS_ENCODING.FF block")
+
+
+@dataclass
+class TestLatentCode:
+    INIT_STD: float = bounded(1e-4, gt=0.0)
+
+
+@dataclass
+class Test:
+    NUM_SAMPLES: int = bounded(1, ge=1)
+    """Unseen eyes whose codes are fitted together in one batch."""
+    LATENT_CODE: TestLatentCode = nested(TestLatentCode)
+    TOTAL_EPOCHS: int = bounded(200, ge=1)
+    EPOCHS_TIL_SUMMARY: int = bounded(50, ge=1)
+    LEARNING_RATE: float = bounded(1e-3, gt=0.0)
+    BATCH_POINTS: int = bounded(16384, ge=1)
+    """(added) points per latent-fit step."""
+    STEPS_PER_EPOCH: int | None = bounded(None, ge=1)
+    """(added) steps per latent-fit epoch; null: one pass over the eyes' input points."""
+    CONVERGENCE_TOL: float = bounded(0.0, ge=0.0)
+    """(added) stop the fit once a summary improves the loss by less than this fraction; 0: never."""
+
+
+@dataclass
+class Evaluation:
+    """(added section) what one run scores besides the INR itself."""
+
+    SINGLE_INR_BASELINE: bool = False
+    """Also fit a single-subject INR per test eye (gen-INR script) as a baseline."""
+    SINGLE_INR_CONFIG: str = "singleinr_config.yaml"
+    """Config of that baseline, relative to this config's folder."""
+    SINGLE_INR_OVERRIDES: list[str] = field(default_factory=list)
+    """``KEY.PATH=value`` overrides applied to the baseline's config."""
+    CLASSICAL_BASELINES: bool = True
+    """Score nearest, linear and cubic interpolation of the input B-scans."""
+    SAVE_NIFTI: bool = True
+    FIGURES: bool = True
+    LPIPS: bool = False
+    MEMORY_BUDGET_MB: int = bounded(512, ge=16)
+    """Working memory of one chunk of dense prediction."""
+
+
+@dataclass
+class ExperimentConfig:
+    SETTINGS: Settings = nested(Settings)
+    PREPROCESSING: Preprocessing = nested(Preprocessing)
+    TRAINING: Training = nested(Training)
+    MODEL: Model = nested(Model)
+    POS_ENCODING: PosEncoding = nested(PosEncoding)
+    TEST: Test = nested(Test)
+    EVALUATION: Evaluation = nested(Evaluation)
+
+    def __post_init__(self) -> None:
+        model = self.MODEL
+        if model.MODULATION:
+            problems = []
+            if model.ACTIVATION != "SIREN":
+                problems.append(f"MODEL.ACTIVATION = {model.ACTIVATION!r} (needs 'SIREN')")
+            if model.SKIP_CONNECTION:
+                problems.append("MODEL.SKIP_CONNECTION = true (needs the plain MLP)")
+            if self.TRAINING.LATENT_CODE.SIZE == 0:
+                problems.append("TRAINING.LATENT_CODE.SIZE = 0 (needs a latent code)")
+            if problems:
+                raise ConfigError("MODEL.MODULATION = true (FiLM-modulated SIREN) conflicts with "
+                                  + "; ".join(problems))
+
+    @property
+    def uses_slo(self) -> bool:
+        return self.TRAINING.INPUT_ENFACE == "SLO"
+
+    @property
+    def patch_size(self) -> int:
+        """Side of the square B-scan patches points are drawn in."""
+        if self.TRAINING.PATCH_SIZE is not None:
+            return self.TRAINING.PATCH_SIZE
+        return 1 if self.TRAINING.LOSS_RECON == "MSE" else 16
+
+
+def load_experiment_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read and validate an interpolation config; ``overrides`` are ``KEY.PATH=value`` strings."""
+    return load_config(path, ExperimentConfig, overrides)

@@ -1,0 +1,89 @@
+"""Test-time fit: a frozen population network, a new latent code per unseen eye.
+
+Only the codes are optimised, on the eye's input (sparse) B-scans with the reconstruction
+loss of the config (labels of unseen eyes are never used). Several eyes are fitted in one
+batch (``TEST.NUM_SAMPLES``); every step draws random patches from all of them, so the
+cost of a step does not grow with the number of eyes. ``TEST.CONVERGENCE_TOL`` stops a
+batch early once a summary improves the loss by less than that fraction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from anisotropic_interpolation.config import ExperimentConfig
+from anisotropic_interpolation.model import ImplicitNetwork
+from anisotropic_interpolation.sampling import SparseVolumes
+from anisotropic_interpolation.training import (
+    PointObjective, StepPlan, make_step, maybe_compile, objective_from_config,
+)
+from retina_data.eye import Eye
+
+
+def shape_batches(eyes: list[Eye], batch_size: int) -> list[list[int]]:
+    """Indices of ``eyes`` grouped by shape, in chunks of at most ``batch_size``."""
+    by_shape: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for index, eye in enumerate(eyes):
+        by_shape[eye.shape].append(index)
+    return [group[i:i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+
+
+class LatentFitter:
+    """Fits latent codes of unseen eyes against a frozen ``network``.
+
+    Args:
+        network: the trained population network (its parameters are left untouched).
+        config: the experiment config (``TEST`` section, loss and coordinate settings).
+        device: where to fit.
+    """
+
+    def __init__(self, network: ImplicitNetwork, config: ExperimentConfig, device: torch.device) -> None:
+        self.network, self.config, self.device = network, config, device
+        objective: PointObjective = objective_from_config(network, config,
+                                                          code_weight=config.TRAINING.LATENT_CODE.REG_WEIGHT)
+        self.objective = maybe_compile(objective, config.SETTINGS.COMPILE)
+        self.generator = torch.Generator(device=device).manual_seed(config.TRAINING.SEED)
+        self.epochs_run: list[int] = []
+
+    def fit(self, eyes: list[Eye], progress: bool = True) -> Tensor:
+        """Codes ``[E, L]`` (on the CPU) for ``eyes``, each given by its input B-scans only."""
+        codes = torch.zeros(len(eyes), self.network.inputs.latent_size)
+        self.network.eval()
+        self.network.requires_grad_(False)
+        try:
+            for batch in tqdm(shape_batches(eyes, self.config.TEST.NUM_SAMPLES), desc="latent fit",
+                              unit="batch", disable=not progress, leave=False):
+                codes[batch] = self._fit_batch([eyes[i] for i in batch]).cpu()
+        finally:
+            self.network.requires_grad_(True)
+        return codes
+
+    def _fit_batch(self, eyes: list[Eye]) -> Tensor:
+        test = self.config.TEST
+        data = SparseVolumes.from_eyes(eyes, use_labels=False, use_slo=self.network.inputs.use_slo,
+                                       slice_scale=self.config.PREPROCESSING.SLICE_COORD_SCALE, device=self.device)
+        codes = nn.Parameter(torch.randn(len(eyes), self.network.inputs.latent_size,
+                                         device=self.device) * test.LATENT_CODE.INIT_STD)
+        optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
+        plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH)
+        step = make_step(self.objective, data, codes, optimizer, None, plan, self.generator,
+                         self.config.TRAINING.MIXED_PRECISION)
+        running = torch.zeros(3, device=self.device)
+        previous = math.inf
+        epoch = 0
+        for epoch in range(1, test.TOTAL_EPOCHS + 1):
+            for _ in range(plan.steps_per_epoch):
+                running += step()
+            if epoch % test.EPOCHS_TIL_SUMMARY == 0 and test.CONVERGENCE_TOL > 0:
+                loss = running[0].item()
+                running.zero_()
+                if previous - loss < test.CONVERGENCE_TOL * previous:
+                    break
+                previous = loss
+        self.epochs_run.append(epoch)
+        return codes.detach()

@@ -1,0 +1,126 @@
+"""Dense prediction of an eye at any set of B-scan positions, chunked to a memory budget.
+
+Points are enumerated B-scan by B-scan (``[n, H, W]`` order) and evaluated in chunks
+whose size follows from the memory budget and the network's width, so a full
+496 x 512 x 512 volume is predicted in bounded memory. Coordinates are made per chunk;
+nothing of size ``n H W x hidden`` ever exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from anisotropic_interpolation.model import ImplicitNetwork
+from anisotropic_interpolation.model.encodings import HashGridEncoding
+from anisotropic_interpolation.sampling import axis_coordinates, slice_coordinates
+from anisotropic_interpolation.training import autocast_context
+from retina_data.errors import DataError
+from retina_data.eye import Eye
+
+FLOAT_BYTES = 4
+
+
+@dataclass
+class DensePrediction:
+    """Prediction at ``positions_mm``.
+
+    Attributes:
+        intensity: ``[H, W, n]`` float32 in ``[0, 1]``.
+        labels: ``[H, W, n]`` uint8 (argmax class) or ``None`` without a segmentation head.
+        probabilities: ``[H, W, n, C]`` float16 class probabilities, when asked for.
+        positions_mm: ``[n]`` slow-axis positions of the predicted B-scans.
+    """
+
+    intensity: np.ndarray
+    labels: np.ndarray | None
+    probabilities: np.ndarray | None
+    positions_mm: np.ndarray
+
+
+def densified_positions(input_positions_mm: np.ndarray, factor: int) -> np.ndarray:
+    """``factor - 1`` evenly spaced positions inserted in every gap: ``(n - 1) factor + 1`` values."""
+    positions = np.asarray(input_positions_mm, dtype=np.float64)
+    if factor < 1:
+        raise DataError(f"densification factor must be >= 1, got {factor}")
+    if positions.size < 2:
+        return positions.copy()
+    steps = np.arange(factor) / factor
+    inner = (positions[:-1, None] + np.diff(positions)[:, None] * steps[None, :]).reshape(-1)
+    return np.concatenate([inner, positions[-1:]])
+
+
+def bytes_per_point(network: ImplicitNetwork) -> int:
+    """Rough working memory of one point in an inference forward pass."""
+    backbone = network.backbone
+    hidden = backbone.shape.hidden_size
+    encoding = backbone.encoding
+    floats = encoding.out_dim + hidden * (backbone.input_layers + 4) + 3 * (1 + network.inputs.num_classes) + 8
+    if backbone.film is not None:
+        floats += 2 * hidden * backbone.shape.num_layers
+    total = floats * FLOAT_BYTES
+    if isinstance(encoding, HashGridEncoding):
+        corners = encoding.corners.shape[0]
+        total += encoding.n_levels * corners * (8 * (2 * encoding.in_dim + 2) + FLOAT_BYTES * (encoding.n_features + 2))
+    return total
+
+
+@torch.no_grad()
+def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, positions_mm: np.ndarray, *,
+                   device: torch.device, memory_budget_mb: float = 512.0, slice_scale: float = 1.0,
+                   probabilities: bool = False, progress: bool = False) -> DensePrediction:
+    """Predict ``eye`` (its input B-scans define the frame) at ``positions_mm``.
+
+    Args:
+        network: the trained network.
+        code: ``[L]`` latent code of the eye (``None`` for a single-subject network).
+        eye: the eye as the network saw it (its input B-scans); gives H, W, the slow-axis
+            frame and the SLO.
+        positions_mm: ``[n]`` slow-axis positions to predict (any, in mm).
+        memory_budget_mb: working memory of one chunk.
+        slice_scale: ``SLICE_COORD_SCALE`` of the run.
+        probabilities: also return the class probabilities (float16).
+    """
+    network.eval()
+    positions = np.asarray(positions_mm, dtype=np.float64)
+    height, width, _ = eye.shape
+    count = positions.size
+    plane = height * width
+    total = count * plane
+    rows, columns = axis_coordinates(height, device), axis_coordinates(width, device)
+    slices = torch.as_tensor(slice_coordinates(positions, eye.bscan_positions, slice_scale), device=device)
+    slo = torch.as_tensor(eye.slo_at(positions), device=device) if network.inputs.use_slo else None
+    codes = code.to(device)[None] if code is not None else None
+    classes = network.inputs.num_classes
+    intensity = np.empty(total, dtype=np.float32)
+    labels = np.empty(total, dtype=np.uint8) if classes else None
+    probs = np.empty((total, classes), dtype=np.float16) if classes and probabilities else None
+    chunk = max(1, int(memory_budget_mb * 2 ** 20) // bytes_per_point(network))
+    for start in tqdm(range(0, total, chunk), desc="dense prediction", unit="chunk", disable=not progress,
+                      leave=False):
+        index = torch.arange(start, min(start + chunk, total), device=device)
+        bscan, within = index // plane, index % plane
+        row, column = within // width, within % width
+        coords = torch.stack([rows[row], columns[column], slices[bscan]], dim=-1)
+        extra = slo[column, bscan][:, None] if slo is not None else None
+        eye_index = torch.zeros_like(index) if codes is not None else None
+        with autocast_context(device, True):
+            logit, class_logits = network(coords, extra, codes, eye_index)
+        stop = start + index.numel()
+        intensity[start:stop] = torch.sigmoid(logit.float()).cpu().numpy()
+        if class_logits is not None:
+            labels[start:stop] = class_logits.argmax(-1).to(torch.uint8).cpu().numpy()
+            if probs is not None:
+                probs[start:stop] = torch.softmax(class_logits.float(), -1).half().cpu().numpy()
+
+    def volume(flat: np.ndarray | None) -> np.ndarray | None:
+        if flat is None:
+            return None
+        shaped = flat.reshape(count, height, width, *flat.shape[1:])
+        return np.ascontiguousarray(np.moveaxis(shaped, 0, 2))
+
+    return DensePrediction(volume(intensity), volume(labels), volume(probs), positions)

@@ -1,0 +1,105 @@
+"""Periodic and piecewise-linear activations with the weight initialisation each one needs.
+
+- ``SIREN`` (Sitzmann et al. 2020): ``sin(ω0 x)``; first layer ``U(-1/in, 1/in)``, later
+  layers ``U(-sqrt(6/in)/ω0, sqrt(6/in)/ω0)``.
+- ``WIRE`` (Saragadam et al. 2023, real Gabor wavelet): ``cos(ω0 x) exp(-(s0 x)²)``; the
+  SIREN initialisation scaled by ω0 as above.
+- ``FINER`` (Liu et al. 2024): ``sin(ω0 (|x| + 1) x)``, the scale ``|x| + 1`` detached unless
+  ``scale_requires_grad``; SIREN weights, first-layer bias ``U(-k, k)`` with ``k = scale_0``.
+- ``RELU``: Kaiming-uniform weights, zero bias.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+ActivationName = Literal["SIREN", "WIRE", "FINER", "RELU"]
+ACTIVATIONS: tuple[str, ...] = ("SIREN", "WIRE", "FINER", "RELU")
+
+
+class Activation(nn.Module):
+    """An element-wise nonlinearity that also knows how to initialise the layer feeding it."""
+
+    def init_layer(self, layer: nn.Linear, first: bool) -> None:
+        raise NotImplementedError
+
+
+class Sine(Activation):
+    """SIREN: ``sin(ω0 x)``."""
+
+    def __init__(self, omega_0: float = 30.0) -> None:
+        super().__init__()
+        self.omega_0 = omega_0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.omega_0 * x)
+
+    def init_layer(self, layer: nn.Linear, first: bool) -> None:
+        fan_in = layer.weight.shape[1]
+        bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / self.omega_0
+        with torch.no_grad():
+            layer.weight.uniform_(-bound, bound)
+            if layer.bias is not None:
+                layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+
+
+class Gabor(Sine):
+    """WIRE, real form: ``cos(ω0 x) exp(-(s0 x)²)``."""
+
+    def __init__(self, omega_0: float = 30.0, scale_0: float = 10.0) -> None:
+        super().__init__(omega_0)
+        self.scale_0 = scale_0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cos(self.omega_0 * x) * torch.exp(-(self.scale_0 * x) ** 2)
+
+
+class Finer(Sine):
+    """FINER: ``sin(ω0 (|x| + 1) x)``; the variable-periodic scale is detached by default."""
+
+    def __init__(self, omega_0: float = 30.0, scale_0: float = 10.0, scale_requires_grad: bool = False) -> None:
+        super().__init__(omega_0)
+        self.scale_0 = scale_0
+        self.scale_requires_grad = scale_requires_grad
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = x.abs() + 1.0
+        if not self.scale_requires_grad:
+            scale = scale.detach()
+        return torch.sin(self.omega_0 * scale * x)
+
+    def init_layer(self, layer: nn.Linear, first: bool) -> None:
+        super().init_layer(layer, first)
+        if first and layer.bias is not None:
+            with torch.no_grad():
+                layer.bias.uniform_(-self.scale_0, self.scale_0)
+
+
+class Relu(Activation):
+    """ReLU with Kaiming-uniform weights."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+    def init_layer(self, layer: nn.Linear, first: bool) -> None:
+        nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def make_activation(name: str, *, omega_0: float = 30.0, scale_0: float = 10.0,
+                    scale_requires_grad: bool = False) -> Activation:
+    """The activation called ``name`` (one of :data:`ACTIVATIONS`)."""
+    if name == "SIREN":
+        return Sine(omega_0)
+    if name == "WIRE":
+        return Gabor(omega_0, scale_0)
+    if name == "FINER":
+        return Finer(omega_0, scale_0, scale_requires_grad)
+    if name == "RELU":
+        return Relu()
+    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")

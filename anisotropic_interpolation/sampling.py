@@ -1,0 +1,118 @@
+"""Sparse B-scans of several eyes kept on the device, and random point batches drawn from them.
+
+Coordinates are normalised per eye: depth (``H``) and the fast axis (``W``) span ``[-1, 1]``;
+the slow axis maps the eye's *input* B-scans onto ``[-1, 1]`` by their positions in mm
+(times ``SLICE_COORD_SCALE``), so gap B-scans and positions between input B-scans get
+exact, resolution-independent coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from retina_data.errors import DataError
+from retina_data.eye import Eye
+
+
+def slice_coordinates(positions_mm: np.ndarray, input_positions_mm: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Slow-axis coordinates ``[n]`` of ``positions_mm``: the input B-scans span ``[-scale, scale]``."""
+    first, last = float(input_positions_mm[0]), float(input_positions_mm[-1])
+    extent = last - first if last > first else 1.0
+    return (scale * (2.0 * (np.asarray(positions_mm, dtype=np.float64) - first) / extent - 1.0)).astype(np.float32)
+
+
+def axis_coordinates(size: int, device: torch.device | str = "cpu") -> Tensor:
+    """``[size]`` evenly spaced coordinates on ``[-1, 1]`` (0 for a single sample)."""
+    if size == 1:
+        return torch.zeros(1, device=device)
+    return torch.linspace(-1.0, 1.0, size, device=device)
+
+
+@dataclass
+class PointBatch:
+    """A batch of ``P`` square patches of side ``p`` (``N = P p²`` points).
+
+    Attributes:
+        coords: ``[N, 3]`` normalised (depth, fast, slow) coordinates.
+        extra: ``[N, 1]`` SLO value at each point's A-scan, or ``None``.
+        eye: ``[N]`` index of each point's eye.
+        intensity: ``[P, p, p]`` true intensities.
+        labels: ``[N]`` true classes (int64) or ``None``.
+    """
+
+    coords: Tensor
+    extra: Tensor | None
+    eye: Tensor
+    intensity: Tensor
+    labels: Tensor | None
+
+
+class SparseVolumes:
+    """The input B-scans of ``E`` eyes of one shape, on one device.
+
+    Attributes:
+        intensity: ``[E, H, W, S]`` float32.
+        labels: ``[E, H, W, S]`` uint8, or ``None`` (no labels used).
+        slo: ``[E, W, S]`` SLO column at every input B-scan, or ``None`` (no SLO used).
+        slice_coords: ``[E, S]`` normalised slow-axis coordinate of every input B-scan.
+    """
+
+    def __init__(self, intensity: Tensor, labels: Tensor | None, slo: Tensor | None,
+                 slice_coords: Tensor) -> None:
+        self.intensity = intensity
+        self.labels = labels
+        self.slo = slo
+        self.slice_coords = slice_coords
+        self.num_eyes, self.height, self.width, self.num_slices = intensity.shape
+        self.rows = axis_coordinates(self.height, intensity.device)
+        self.columns = axis_coordinates(self.width, intensity.device)
+
+    @classmethod
+    def from_eyes(cls, eyes: list[Eye], *, use_labels: bool, use_slo: bool, slice_scale: float,
+                  device: torch.device | str) -> SparseVolumes:
+        """Stack the (already sparse) eyes; every eye must have the same shape."""
+        if not eyes:
+            raise DataError("no eyes to train or fit on")
+        shapes = {eye.shape for eye in eyes}
+        if len(shapes) != 1:
+            raise DataError(f"eyes fitted together need one shape [H, W, input B-scans], got {sorted(shapes)}")
+        intensity = torch.as_tensor(np.stack([eye.oct for eye in eyes]).astype(np.float32), device=device)
+        labels = (torch.as_tensor(np.stack([eye.labels for eye in eyes]).astype(np.uint8), device=device)
+                  if use_labels else None)
+        slo = (torch.as_tensor(np.stack([eye.slo_at(eye.bscan_positions) for eye in eyes]), device=device)
+               if use_slo else None)
+        coords = np.stack([slice_coordinates(eye.bscan_positions, eye.bscan_positions, slice_scale)
+                           for eye in eyes])
+        return cls(intensity, labels, slo, torch.as_tensor(coords, device=device))
+
+    @property
+    def num_points(self) -> int:
+        return self.num_eyes * self.height * self.width * self.num_slices
+
+    def patch_size(self, wanted: int) -> int:
+        """``wanted`` limited to the B-scan size."""
+        return max(1, min(wanted, self.height, self.width))
+
+    def sample(self, num_patches: int, patch: int, generator: torch.Generator) -> PointBatch:
+        """``num_patches`` random ``patch x patch`` patches from random eyes and input B-scans."""
+        device = self.intensity.device
+        shape = (num_patches, 1, 1)
+        eye = torch.randint(self.num_eyes, shape, device=device, generator=generator)
+        bscan = torch.randint(self.num_slices, shape, device=device, generator=generator)
+        top = torch.randint(self.height - patch + 1, shape, device=device, generator=generator)
+        left = torch.randint(self.width - patch + 1, shape, device=device, generator=generator)
+        offsets = torch.arange(patch, device=device)
+        rows = top + offsets[None, :, None]  # [P, p, 1]
+        cols = left + offsets[None, None, :]  # [P, 1, p]
+        full = (num_patches, patch, patch)
+        coords = torch.stack([
+            self.rows[rows].expand(full), self.columns[cols].expand(full),
+            self.slice_coords[eye, bscan].expand(full),
+        ], dim=-1).reshape(-1, 3)
+        extra = self.slo[eye, cols, bscan].expand(full).reshape(-1, 1) if self.slo is not None else None
+        labels = self.labels[eye, rows, cols, bscan].reshape(-1).long() if self.labels is not None else None
+        return PointBatch(coords, extra, eye.expand(full).reshape(-1), self.intensity[eye, rows, cols, bscan], labels)
