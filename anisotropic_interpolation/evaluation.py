@@ -26,9 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from retina_data import metrics
-from retina_data.errors import DataError
+from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
-from retina_data.files import refuse_existing
 from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES, label_names
 
 from anisotropic_interpolation import plots, reporting
@@ -72,14 +71,6 @@ class MethodPrediction:
     def shape(self) -> tuple[int, int, int]:
         """``(H, W, D)``."""
         return tuple(self.intensity.shape)  # type: ignore[return-value]
-
-    def select_bscans(self, index: np.ndarray) -> MethodPrediction:
-        """The prediction restricted to the B-scans ``index [K]``."""
-        return MethodPrediction(
-            intensity=self.intensity[:, :, index],
-            labels=None if self.labels is None else self.labels[:, :, index],
-            probabilities=None if self.probabilities is None else self.probabilities[:, :, index],
-        )
 
 
 def input_mask_from_positions(dense_positions: np.ndarray, input_positions: np.ndarray,
@@ -133,34 +124,67 @@ def _check_mask(truth: Eye, input_mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _intensity_scores(pred: np.ndarray, truth: np.ndarray, lpips: bool) -> dict[str, float | None]:
-    return {
-        "psnr": metrics.psnr(pred, truth),
-        "ssim": metrics.ssim(pred, truth),
-        "mae": metrics.mae(pred, truth),
-        "mse": metrics.mse(pred, truth),
-        "lpips": metrics.lpips_distance(pred, truth) if lpips else None,
-    }
+@dataclass
+class BscanStatistics:
+    """Per-B-scan statistics of one prediction, from which the scores of any B-scan subset follow.
 
+    Attributes:
+        mse: mean squared error of each B-scan ``[D]``.
+        mae: mean absolute error of each B-scan ``[D]``.
+        ssim: 2-D SSIM of each B-scan ``[D]``.
+        lpips: LPIPS of each B-scan ``[D]``, or ``None`` when not computed.
+        confusion: label confusion matrix of each B-scan ``[D, C, C]``, or ``None`` without labels.
+        boundary_errors: A-scan-wise layer-boundary errors ``[12, W, D]`` in mm (NaN where
+            the true boundary is absent), or ``None`` without labels.
+    """
 
-def _label_scores(pred: np.ndarray | None, truth: np.ndarray | None, names: list[str],
-                  spacing: tuple[float, float, float], pathology: bool) -> dict[str, float | None]:
-    columns = ["dice_mean", *(f"dice_{name}" for name in names), "assd_mean", "hd95_mean"]
-    if pathology:
-        columns += PATHOLOGY_COLUMNS
-    if pred is None or truth is None:
-        return dict.fromkeys(columns)
-    dice = metrics.dice_per_class(pred, truth, len(names))
-    boundaries = metrics.boundary_surface_errors(pred, truth, spacing)
-    scores: dict[str, float | None] = {"dice_mean": metrics.foreground_mean(dice)}
-    scores.update({f"dice_{name}": float(value) for name, value in zip(names, dice)})
-    scores["assd_mean"] = metrics.mean_ignoring_nan(boundaries["assd"])
-    scores["hd95_mean"] = metrics.mean_ignoring_nan(boundaries["hd95"])
-    if pathology:
-        scores["retina_dice"] = metrics.retina_dice(pred, truth)
-        scores["fluid_dice"] = metrics.fluid_dice(pred, truth)
-        scores["ilm_assd"] = float(boundaries["assd"][0])
-    return scores
+    mse: np.ndarray
+    mae: np.ndarray
+    ssim: np.ndarray
+    lpips: np.ndarray | None
+    confusion: np.ndarray | None
+    boundary_errors: np.ndarray | None
+
+    @classmethod
+    def compute(cls, prediction: MethodPrediction, truth: Eye, num_classes: int, lpips: bool) -> BscanStatistics:
+        """Statistics of ``prediction`` against the dense ``truth`` over all its B-scans."""
+        labelled = prediction.labels is not None and truth.labels is not None
+        return cls(
+            mse=metrics.mse_per_bscan(prediction.intensity, truth.oct),
+            mae=metrics.mae_per_bscan(prediction.intensity, truth.oct),
+            ssim=metrics.ssim_per_bscan(prediction.intensity, truth.oct),
+            lpips=metrics.lpips_per_bscan(prediction.intensity, truth.oct) if lpips else None,
+            confusion=metrics.confusion_per_bscan(prediction.labels, truth.labels, num_classes) if labelled else None,
+            boundary_errors=(metrics.boundary_errors_per_ascan(prediction.labels, truth.labels, truth.spacing)
+                             if labelled else None),
+        )
+
+    def scores(self, index: np.ndarray, names: list[str], pathology: bool) -> dict[str, float | None]:
+        """Scores of the B-scans ``index [K]`` pooled: equal to scoring that sub-volume directly."""
+        mse = float(self.mse[index].mean())
+        scores: dict[str, float | None] = {
+            "psnr": metrics.psnr_from_mse(mse),
+            "ssim": float(self.ssim[index].mean()),
+            "mae": float(self.mae[index].mean()),
+            "mse": mse,
+            "lpips": None if self.lpips is None else float(self.lpips[index].mean()),
+        }
+        label_columns = ["dice_mean", *(f"dice_{name}" for name in names), "assd_mean", "hd95_mean"]
+        label_columns += PATHOLOGY_COLUMNS if pathology else ()
+        if self.confusion is None or self.boundary_errors is None:
+            return scores | dict.fromkeys(label_columns)
+        counts = self.confusion[index].sum(axis=0)
+        dice = metrics.dice_from_confusion(counts)
+        boundaries = metrics.summarise_boundary_errors(self.boundary_errors[:, :, index])
+        scores["dice_mean"] = metrics.foreground_mean(dice)
+        scores.update({f"dice_{name}": float(value) for name, value in zip(names, dice)})
+        scores["assd_mean"] = metrics.mean_ignoring_nan(boundaries["assd"])
+        scores["hd95_mean"] = metrics.mean_ignoring_nan(boundaries["hd95"])
+        if pathology:
+            scores["retina_dice"] = metrics.group_dice(counts, metrics.RETINA_WITH_FLUID)
+            scores["fluid_dice"] = metrics.group_dice(counts, [FLUID_LABEL])
+            scores["ilm_assd"] = float(boundaries["assd"][0])
+        return scores
 
 
 def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], *,
@@ -171,8 +195,8 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
         truth: the dense ground-truth eye (``oct [H, W, D]``, optional ``labels``).
         input_mask: ``[D]`` bool, true for the B-scans the methods were given.
         predictions: method name -> dense prediction ``[H, W, D]`` at the truth's positions.
-        num_classes: label classes to score; 13 layers, or 14 when the truth holds fluid,
-            if ``None``.
+        num_classes: label classes to score; if ``None``, 13 layers, or 14 when the truth
+            or a prediction holds fluid (label 13).
         lpips: also compute LPIPS (left empty, with a one-line notice, when unavailable).
 
     Returns:
@@ -183,34 +207,90 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
         (e.g. Dice of a class absent from both). A subset without B-scans gets no rows.
     """
     mask = _check_mask(truth, input_mask)
-    pathology = truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
-    if num_classes is None:
-        num_classes = NUM_LAYER_CLASSES + int(pathology)
-    names = class_names(num_classes)
     for method, prediction in predictions.items():
         if not _METHOD_NAME.fullmatch(method):
             raise DataError(f"method name {method!r} must be letters, digits, '_', '.', '+' or '-'")
         if prediction.shape != truth.shape:
             raise DataError(f"eye {truth.eye_id}: method {method!r} predicted shape {prediction.shape}, "
                             f"the ground truth is {truth.shape}")
+    pathology = truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
+    largest = {method: int(p.labels.max()) for method, p in predictions.items() if p.labels is not None}
+    if truth.labels is not None:
+        largest["ground truth"] = int(truth.labels.max())
+    if num_classes is None:
+        num_classes = NUM_LAYER_CLASSES + int(any(value >= FLUID_LABEL for value in largest.values()))
+    for source, value in largest.items():
+        if value >= num_classes:
+            raise DataError(f"eye {truth.eye_id}: {source} holds label {value} but num_classes is {num_classes}; "
+                            f"expected labels 0..{num_classes - 1}")
+    names = class_names(num_classes)
     if lpips and not metrics.lpips_available():
         _lpips_unavailable_notice()
         lpips = False
+    statistics = {method: BscanStatistics.compute(prediction, truth, num_classes, lpips)
+                  for method, prediction in predictions.items()}
     rows: list[dict[str, Any]] = []
     for subset in SUBSETS:
         index = subset_index(mask, subset)
         if index.size == 0:
             continue
-        true_oct = truth.oct[:, :, index]
-        true_labels = None if truth.labels is None else truth.labels[:, :, index]
-        for method, prediction in predictions.items():
-            part = prediction.select_bscans(index)
+        for method in predictions:
             row: dict[str, Any] = {"eye_id": truth.eye_id, "method": method, "subset": subset,
                                    "n_bscans": int(index.size)}
-            row.update(_intensity_scores(part.intensity, true_oct, lpips))
-            row.update(_label_scores(part.labels, true_labels, names, truth.spacing, pathology))
+            row.update(statistics[method].scores(index, names, pathology))
             rows.append(row)
     return rows
+
+
+class RunEvaluator:
+    """Scores test eyes one at a time and writes their results; :meth:`finish` writes the summary.
+
+    Lets a caller predict, score and release one eye at a time, so a test set of full-size
+    volumes never has to sit in memory at once. Results go under ``out_dir`` as described
+    in :func:`evaluate_run`. A folder that already holds evaluation results is refused at
+    construction, before anything is written, unless ``overwrite``.
+    """
+
+    def __init__(self, out_dir: str | Path, *, save_nifti: bool = True, figures: bool = True,
+                 lpips: bool = False, overwrite: bool = False, num_classes: int | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.save_nifti = save_nifti
+        self.figures = figures
+        self.lpips = lpips
+        self.overwrite = overwrite
+        self.num_classes = num_classes
+        self.rows: list[dict[str, Any]] = []
+        self._eye_ids: set[str] = set()
+        existing = reporting.existing_outputs(self.out_dir)
+        if existing and not overwrite:
+            shown = ", ".join(str(path) for path in existing[:3]) + (" ..." if len(existing) > 3 else "")
+            raise OutputExistsError(f"{self.out_dir}: already holds evaluation results ({shown}); "
+                                    "pass --overwrite to replace them")
+
+    def add_eye(self, truth: Eye, input_mask: np.ndarray,
+                predictions: dict[str, MethodPrediction]) -> list[dict[str, Any]]:
+        """Score one eye (see :func:`score_eye`), write its metrics, volumes and figure; return its rows."""
+        if truth.eye_id in self._eye_ids:
+            raise DataError(f"eye {truth.eye_id} was already evaluated in this run")
+        rows = score_eye(truth, input_mask, predictions, num_classes=self.num_classes, lpips=self.lpips)
+        reporting.write_eye_metrics(self.out_dir, truth, input_mask, rows, overwrite=self.overwrite)
+        if self.save_nifti:
+            for method, prediction in predictions.items():
+                reporting.write_prediction_nifti(self.out_dir, truth, method, prediction, overwrite=self.overwrite)
+        if self.figures:
+            plots.eye_figure(truth, input_mask, predictions, reporting.figure_path(self.out_dir, truth.eye_id),
+                             overwrite=self.overwrite)
+        self._eye_ids.add(truth.eye_id)
+        self.rows.extend(rows)
+        return rows
+
+    def finish(self) -> Summary:
+        """Write ``metrics_all.csv``, ``summary.csv`` and ``summary.md``; return the summary."""
+        if not self.rows:
+            raise DataError(f"{self.out_dir}: no eye was evaluated, so there is nothing to summarise")
+        summary = Summary.from_rows(self.rows)
+        reporting.write_summary(self.out_dir, summary, overwrite=self.overwrite)
+        return summary
 
 
 def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
@@ -223,8 +303,9 @@ def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
     ``metrics_all.csv``, ``summary.csv`` + ``summary.md`` (mean ± std over eyes per method
     and subset, gap rows first), ``nifti/<eye_id>_<method>_intensity.nii.gz`` (+
     ``_labels.nii.gz``) at the truth's spacing and B-scan positions, and
-    ``figures/<eye_id>.png``. All files are written atomically; existing files are refused
-    before anything is written unless ``overwrite``.
+    ``figures/<eye_id>.png``. All files are written atomically; a folder that already
+    holds results is refused before anything is written unless ``overwrite``. To keep only
+    one eye's predictions in memory at a time, use :class:`RunEvaluator` directly.
 
     Args:
         truth_eyes: dense ground-truth eyes.
@@ -240,26 +321,12 @@ def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
     Returns:
         The :class:`Summary` of all rows.
     """
-    out_dir = Path(out_dir)
     for eye in truth_eyes:
         for name, table in (("input mask", input_masks), ("predictions", predictions)):
             if eye.eye_id not in table:
                 raise DataError(f"eye {eye.eye_id}: no {name} given to the evaluation")
-    planned = reporting.planned_outputs(out_dir, truth_eyes, predictions, save_nifti=save_nifti, figures=figures)
-    for path in planned:
-        refuse_existing(path, overwrite)
-    all_rows: list[dict[str, Any]] = []
+    evaluator = RunEvaluator(out_dir, save_nifti=save_nifti, figures=figures, lpips=lpips,
+                             overwrite=overwrite, num_classes=num_classes)
     for eye in tqdm(truth_eyes, desc="evaluating", unit="eye"):
-        eye_predictions = predictions[eye.eye_id]
-        rows = score_eye(eye, input_masks[eye.eye_id], eye_predictions, num_classes=num_classes, lpips=lpips)
-        reporting.write_eye_metrics(out_dir, eye, input_masks[eye.eye_id], rows, overwrite=overwrite)
-        if save_nifti:
-            for method, prediction in eye_predictions.items():
-                reporting.write_prediction_nifti(out_dir, eye, method, prediction, overwrite=overwrite)
-        if figures:
-            plots.eye_figure(eye, input_masks[eye.eye_id], eye_predictions,
-                             reporting.figure_path(out_dir, eye.eye_id), overwrite=overwrite)
-        all_rows.extend(rows)
-    summary = reporting.Summary.from_rows(all_rows)
-    reporting.write_summary(out_dir, summary, overwrite=overwrite)
-    return summary
+        evaluator.add_eye(eye, input_masks[eye.eye_id], predictions[eye.eye_id])
+    return evaluator.finish()

@@ -94,7 +94,7 @@ def _enface(ax: Axes, eye: Eye, input_mask: np.ndarray, shown: int) -> None:
     for position in eye.bscan_positions[input_mask]:
         ax.axhline(position, color=INPUT_LINE_COLOUR, linewidth=0.6, alpha=0.8)
     ax.axhline(eye.bscan_positions[shown], color=GAP_LINE_COLOUR, linewidth=1.6, linestyle="--")
-    ax.set_title(f"{title}: inputs (blue), shown B-scan (red)", fontsize=9)
+    ax.set_title(f"{title}\ninputs (blue), shown B-scan (red)", fontsize=9)
     ax.set_xlabel("x (mm)", fontsize=8)
     ax.set_ylabel("slow axis (mm)", fontsize=8)
     ax.tick_params(labelsize=7)

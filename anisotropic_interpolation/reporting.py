@@ -126,19 +126,16 @@ def figure_path(out_dir: Path, eye_id: str) -> Path:
     return out_dir / "figures" / f"{eye_id}.png"
 
 
-def planned_outputs(out_dir: Path, truth_eyes: list[Eye], predictions: dict[str, dict[str, MethodPrediction]],
-                    *, save_nifti: bool, figures: bool) -> list[Path]:
-    """Every file an evaluation of ``truth_eyes`` will write (for the overwrite check)."""
-    paths = [out_dir / name for name in SUMMARY_FILES]
-    for eye in truth_eyes:
-        paths += metrics_paths(out_dir, eye.eye_id)
-        if figures:
-            paths.append(figure_path(out_dir, eye.eye_id))
-        if save_nifti:
-            for method, prediction in predictions[eye.eye_id].items():
-                intensity, labels = nifti_paths(out_dir, eye.eye_id, method)
-                paths += [intensity, labels] if prediction.labels is not None else [intensity]
-    return paths
+RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
+
+
+def existing_outputs(out_dir: Path) -> list[Path]:
+    """Result files of an earlier evaluation already in ``out_dir`` (summary files and folder contents)."""
+    found = [out_dir / name for name in SUMMARY_FILES if (out_dir / name).exists()]
+    for folder in RESULT_FOLDERS:
+        if (out_dir / folder).is_dir():
+            found += sorted(path for path in (out_dir / folder).iterdir())
+    return found
 
 
 def write_eye_metrics(out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: list[dict[str, Any]],

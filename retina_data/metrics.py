@@ -19,6 +19,7 @@ B-scan, B-scan index); any shape works for the voxel-wise metrics. Conventions:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,25 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from retina_data.labels import FLUID_LABEL, RETINA_LABELS
-from retina_data.surface_distance import boundary_depths, boundary_surface_errors, ilm_assd, surface_distances
+from retina_data.surface_distance import (
+    boundary_depths,
+    boundary_errors_per_ascan,
+    boundary_surface_errors,
+    ilm_assd,
+    summarise_boundary_errors,
+    surface_distances,
+)
 
 __all__ = [
-    "boundary_depths", "boundary_surface_errors", "confusion_matrix", "dice_per_class", "fluid_dice",
-    "foreground_mean", "ilm_assd", "lpips_available", "lpips_distance", "mae", "mask_dice", "mean_dice",
-    "mean_ignoring_nan", "mse", "psnr", "retina_dice", "ssim", "surface_distances",
+    "boundary_depths", "boundary_errors_per_ascan", "boundary_surface_errors", "confusion_matrix",
+    "confusion_per_bscan", "dice_from_confusion", "dice_per_class", "fluid_dice", "foreground_mean",
+    "group_dice", "ilm_assd", "lpips_available", "lpips_distance", "lpips_per_bscan", "mae", "mae_per_bscan",
+    "mean_dice", "mean_ignoring_nan", "mse", "mse_per_bscan", "psnr", "psnr_from_mse", "retina_dice", "ssim",
+    "ssim_per_bscan", "summarise_boundary_errors", "surface_distances", "RETINA_WITH_FLUID",
 ]
 
-_CONFUSION_CHUNK = 1 << 24
-"""Voxels counted per ``bincount`` call: bounds the index buffer to 128 MiB."""
+_CONFUSION_CHUNK = 1 << 23
+"""Voxels counted per ``bincount`` call: bounds the index buffer to 64 MiB."""
 
 
 def _as_pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,31 +56,70 @@ def _as_pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pred, truth
 
 
+def _error_pair(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    pred, truth = _as_pair(pred, truth)
+    return pred.astype(np.float64) - truth.astype(np.float64)
+
+
 def mse(pred: np.ndarray, truth: np.ndarray) -> float:
     """Mean squared error over all voxels of ``pred`` and ``truth`` (same shape)."""
-    pred, truth = _as_pair(pred, truth)
-    return float(np.mean(np.square(pred.astype(np.float64) - truth.astype(np.float64))))
+    return float(np.mean(np.square(_error_pair(pred, truth))))
 
 
 def mae(pred: np.ndarray, truth: np.ndarray) -> float:
     """Mean absolute error over all voxels of ``pred`` and ``truth`` (same shape)."""
-    pred, truth = _as_pair(pred, truth)
-    return float(np.mean(np.abs(pred.astype(np.float64) - truth.astype(np.float64))))
+    return float(np.mean(np.abs(_error_pair(pred, truth))))
 
 
-def psnr(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB: ``10 log10(data_range**2 / MSE)``; ``inf`` when equal."""
-    error = mse(pred, truth)
+def mse_per_bscan(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean squared error of each B-scan ``[D]`` of ``[H, W, D]`` volumes."""
+    return np.mean(np.square(_error_pair(pred, truth)), axis=(0, 1))
+
+
+def mae_per_bscan(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean absolute error of each B-scan ``[D]`` of ``[H, W, D]`` volumes."""
+    return np.mean(np.abs(_error_pair(pred, truth)), axis=(0, 1))
+
+
+def psnr_from_mse(error: float, data_range: float = 1.0) -> float:
+    """``10 log10(data_range**2 / error)`` in dB; ``inf`` for zero error."""
     if error == 0.0:
         return float("inf")
     return float(10.0 * np.log10(data_range**2 / error))
 
 
-def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
-    """Structural similarity: the mean over B-scans of the 2-D SSIM of each ``[H, W]`` slice.
+def psnr(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: ``10 log10(data_range**2 / MSE)``; ``inf`` when equal."""
+    return psnr_from_mse(mse(pred, truth), data_range)
+
+
+def ssim_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """2-D structural similarity of each B-scan ``[H, W]`` of ``[H, W, D]`` volumes.
 
     scikit-image's ``structural_similarity`` with its defaults (7x7 uniform window,
-    K1 = 0.01, K2 = 0.03), applied to each B-scan (the last axis is treated as channels).
+    K1 = 0.01, K2 = 0.03) on each slice, as scikit-image itself does for the channels of a
+    multi-channel image.
+
+    Args:
+        pred: ``[H, W, D]``; H and W must be at least 7.
+        truth: same shape.
+        data_range: intensity range of the data.
+
+    Returns:
+        ``[D]`` SSIM values, 1.0 for identical B-scans.
+    """
+    pred, truth = _as_pair(pred, truth)
+    if pred.ndim != 3:
+        raise ValueError(f"expected [H, W, D] volumes, got shape {pred.shape}")
+    return np.array([
+        structural_similarity(pred[:, :, d].astype(np.float64), truth[:, :, d].astype(np.float64),
+                              data_range=data_range)
+        for d in range(pred.shape[2])
+    ])
+
+
+def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
+    """Structural similarity: the mean over B-scans of :func:`ssim_per_bscan`.
 
     Args:
         pred: ``[H, W, D]`` volume or one ``[H, W]`` B-scan; H and W must be at least 7.
@@ -81,30 +130,69 @@ def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
         Mean SSIM, 1.0 for identical inputs.
     """
     pred, truth = _as_pair(pred, truth)
-    if pred.ndim not in (2, 3):
-        raise ValueError(f"SSIM expects [H, W] or [H, W, D], got shape {pred.shape}")
-    channel_axis = 2 if pred.ndim == 3 else None
-    return float(structural_similarity(pred.astype(np.float64), truth.astype(np.float64),
-                                       data_range=data_range, channel_axis=channel_axis))
+    if pred.ndim == 2:
+        pred, truth = pred[:, :, None], truth[:, :, None]
+    return float(ssim_per_bscan(pred, truth, data_range).mean())
+
+
+def _check_label_range(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> None:
+    for name, labels in (("predicted", pred), ("true", truth)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} labels span {labels.min()}..{labels.max()}, "
+                             f"expected 0..{num_classes - 1}")
+
+
+def _grouped_confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrices ``[G, C, C]`` of the ``G`` columns of ``[N, G]`` label arrays."""
+    _check_label_range(pred, truth, num_classes)
+    pairs = num_classes * num_classes
+    groups = pred.shape[1]
+    offsets = np.arange(groups, dtype=np.int64) * pairs
+    counts = np.zeros(groups * pairs, dtype=np.int64)
+    rows = max(1, _CONFUSION_CHUNK // max(groups, 1))
+    for start in range(0, pred.shape[0], rows):
+        codes = truth[start:start + rows].astype(np.int64) * num_classes + pred[start:start + rows] + offsets
+        counts += np.bincount(codes.reshape(-1), minlength=groups * pairs)
+    return counts.reshape(groups, num_classes, num_classes)
 
 
 def confusion_matrix(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Voxel counts ``[C, C]``: row = true label, column = predicted label.
+    """Voxel counts ``[C, C]`` (row = true label, column = predicted label) of any-shape labels.
 
     Raises:
         ValueError: a label is negative or not below ``num_classes``.
     """
     pred, truth = _as_pair(pred_labels, truth_labels)
-    for name, labels in (("predicted", pred), ("true", truth)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} labels span {labels.min()}..{labels.max()}, "
-                             f"expected 0..{num_classes - 1}")
-    dtype = np.uint16 if num_classes <= 255 else np.int64
-    codes = (truth.astype(dtype) * num_classes + pred.astype(dtype)).reshape(-1)
-    counts = np.zeros(num_classes * num_classes, dtype=np.int64)
-    for start in range(0, codes.size, _CONFUSION_CHUNK):
-        counts += np.bincount(codes[start:start + _CONFUSION_CHUNK], minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    return _grouped_confusion(pred.reshape(-1, 1), truth.reshape(-1, 1), num_classes)[0]
+
+
+def confusion_per_bscan(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrix of each B-scan ``[D, C, C]`` of ``[H, W, D]`` label volumes."""
+    pred, truth = _as_pair(pred_labels, truth_labels)
+    if pred.ndim != 3:
+        raise ValueError(f"expected [H, W, D] label volumes, got shape {pred.shape}")
+    depth = pred.shape[2]
+    return _grouped_confusion(pred.reshape(-1, depth), truth.reshape(-1, depth), num_classes)
+
+
+def dice_from_confusion(counts: np.ndarray) -> np.ndarray:
+    """Dice ``[C]`` of every class from a confusion matrix ``[C, C]``; NaN for absent classes."""
+    overlap = np.diag(counts).astype(np.float64)
+    sizes = counts.sum(axis=0) + counts.sum(axis=1)
+    dice = np.full(counts.shape[0], np.nan)
+    np.divide(2.0 * overlap, sizes, out=dice, where=sizes > 0)
+    return dice
+
+
+def group_dice(counts: np.ndarray, classes: Sequence[int]) -> float:
+    """Dice of the union of ``classes`` against all other labels, from a confusion matrix ``[C, C]``.
+
+    Classes beyond ``C`` are ignored; NaN when the union is empty in both volumes.
+    """
+    chosen = np.zeros(counts.shape[0], dtype=bool)
+    chosen[[c for c in classes if c < counts.shape[0]]] = True
+    size = counts[chosen].sum() + counts[:, chosen].sum()
+    return float(2.0 * counts[np.ix_(chosen, chosen)].sum() / size) if size else float("nan")
 
 
 def dice_per_class(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -118,12 +206,7 @@ def dice_per_class(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classe
     Returns:
         ``[C]`` float64; NaN where a class is absent from both prediction and truth.
     """
-    counts = confusion_matrix(pred_labels, truth_labels, num_classes)
-    overlap = np.diag(counts).astype(np.float64)
-    sizes = counts.sum(axis=0) + counts.sum(axis=1)
-    dice = np.full(num_classes, np.nan)
-    np.divide(2.0 * overlap, sizes, out=dice, where=sizes > 0)
-    return dice
+    return dice_from_confusion(confusion_matrix(pred_labels, truth_labels, num_classes))
 
 
 def mean_ignoring_nan(values: np.ndarray) -> float:
@@ -143,24 +226,24 @@ def mean_dice(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: in
     return foreground_mean(dice_per_class(pred_labels, truth_labels, num_classes))
 
 
-def mask_dice(pred_mask: np.ndarray, truth_mask: np.ndarray) -> float:
-    """Dice of two boolean masks (same shape); NaN when both are empty."""
-    pred_mask, truth_mask = _as_pair(pred_mask, truth_mask)
-    size = int(np.count_nonzero(pred_mask)) + int(np.count_nonzero(truth_mask))
-    if size == 0:
-        return float("nan")
-    return 2.0 * int(np.count_nonzero(pred_mask & truth_mask)) / size
+RETINA_WITH_FLUID: tuple[int, ...] = (*RETINA_LABELS, FLUID_LABEL)
+"""Labels counted as retina by :func:`retina_dice`: the layers 1..11 and fluid."""
+
+
+def _pathology_confusion(pred_labels: np.ndarray, truth_labels: np.ndarray) -> np.ndarray:
+    pred, truth = _as_pair(pred_labels, truth_labels)
+    num_classes = max(FLUID_LABEL, int(pred.max(initial=0)), int(truth.max(initial=0))) + 1
+    return confusion_matrix(pred, truth, num_classes)
 
 
 def retina_dice(pred_labels: np.ndarray, truth_labels: np.ndarray) -> float:
     """Dice of the whole retina: labels 1..11 plus fluid (13) against everything else."""
-    retina = np.array((*RETINA_LABELS, FLUID_LABEL))
-    return mask_dice(np.isin(pred_labels, retina), np.isin(truth_labels, retina))
+    return group_dice(_pathology_confusion(pred_labels, truth_labels), RETINA_WITH_FLUID)
 
 
 def fluid_dice(pred_labels: np.ndarray, truth_labels: np.ndarray) -> float:
     """Dice of the fluid class (label 13); NaN when neither volume holds fluid."""
-    return mask_dice(np.asarray(pred_labels) == FLUID_LABEL, np.asarray(truth_labels) == FLUID_LABEL)
+    return group_dice(_pathology_confusion(pred_labels, truth_labels), [FLUID_LABEL])
 
 
 def _alexnet_checkpoint(torchvision: Any) -> str:
@@ -190,18 +273,15 @@ def lpips_available() -> bool:
     return _lpips_model() is not None
 
 
-def lpips_distance(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
-                   batch_size: int = 8) -> float | None:
-    """LPIPS (AlexNet) averaged over B-scans, or ``None`` when LPIPS is not available offline.
+def lpips_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
+                    batch_size: int = 8) -> np.ndarray | None:
+    """LPIPS (AlexNet) distance of each B-scan ``[D]``, or ``None`` when LPIPS is not available offline.
 
     Args:
         pred: ``[H, W, D]`` volume in ``[0, data_range]``.
         truth: same shape.
         data_range: intensity range, mapped to LPIPS's ``[-1, 1]``.
         batch_size: B-scans per network call.
-
-    Returns:
-        Mean LPIPS distance over the ``D`` B-scans (0 for identical inputs), or ``None``.
     """
     pred, truth = _as_pair(pred, truth)
     model = _lpips_model()
@@ -216,8 +296,13 @@ def lpips_distance(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
         tensor = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32)).to(device)
         return (tensor * (2.0 / data_range) - 1.0).expand(-1, 3, -1, -1)
 
-    total = 0.0
     with torch.inference_mode():
-        for start in range(0, pred.shape[2], batch_size):
-            total += float(model(as_batch(pred, start), as_batch(truth, start)).sum())
-    return total / pred.shape[2]
+        distances = [model(as_batch(pred, start), as_batch(truth, start)).reshape(-1).cpu().numpy()
+                     for start in range(0, pred.shape[2], batch_size)]
+    return np.concatenate(distances).astype(np.float64)
+
+
+def lpips_distance(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float | None:
+    """Mean LPIPS over the B-scans of ``[H, W, D]`` volumes, or ``None`` when not available offline."""
+    distances = lpips_per_bscan(pred, truth, data_range)
+    return None if distances is None else float(distances.mean())

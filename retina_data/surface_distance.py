@@ -68,12 +68,20 @@ def surface_distances(pred_labels: np.ndarray, truth_labels: np.ndarray,
     return {"assd": assd, "hd95": hd95}
 
 
+_COUNT_CHUNK = 1 << 23
+"""Voxels counted per ``bincount`` call in :func:`boundary_depths` (a 64 MiB index buffer)."""
+
+
 def boundary_depths(labels: np.ndarray, boundaries: Sequence[int] | None = None) -> np.ndarray:
     """Row index of each layer boundary in every A-scan.
 
     Boundary ``i`` lies at the first row (from the top) whose label exceeds ``i``. Fluid
     (label 13) is not a layer and is skipped, so a fluid pocket does not move the
     boundaries below it.
+
+    The running maximum of the labels down each A-scan never decreases, so the first row
+    where it exceeds ``i`` is the number of rows where it is at most ``i``: one histogram
+    per A-scan gives every boundary at once.
 
     Args:
         labels: layer labels ``[H, W, D]``.
@@ -84,15 +92,59 @@ def boundary_depths(labels: np.ndarray, boundaries: Sequence[int] | None = None)
         ``[B, W, D]`` int64 rows; ``H`` where the A-scan has no label above ``i``
         (the boundary lies below the image).
     """
-    boundaries = range(NUM_BOUNDARIES) if boundaries is None else boundaries
+    boundaries = np.arange(NUM_BOUNDARIES) if boundaries is None else np.asarray(boundaries)
     layers = np.where(labels == FLUID_LABEL, 0, labels) if np.any(labels == FLUID_LABEL) else labels
-    deepest_so_far = np.maximum.accumulate(layers, axis=0)
     height = labels.shape[0]
-    depths = np.empty((len(boundaries), *labels.shape[1:]), dtype=np.int64)
-    for k, boundary in enumerate(boundaries):
-        depths[k] = np.argmax(deepest_so_far > boundary, axis=0)
-        depths[k][deepest_so_far[-1] <= boundary] = height
-    return depths
+    deepest_so_far = np.maximum.accumulate(layers, axis=0).reshape(height, -1)  # [H, A]
+    ascans = deepest_so_far.shape[1]
+    levels = int(deepest_so_far.max(initial=0)) + 1
+    offsets = np.arange(ascans, dtype=np.int64) * levels
+    counts = np.zeros(ascans * levels, dtype=np.int64)
+    rows = max(1, _COUNT_CHUNK // max(ascans, 1))
+    for start in range(0, height, rows):
+        counts += np.bincount((deepest_so_far[start:start + rows] + offsets).reshape(-1), minlength=ascans * levels)
+    rows_at_most = np.cumsum(counts.reshape(ascans, levels), axis=1)  # [A, levels]: rows with maximum <= level
+    depths = rows_at_most[:, np.minimum(boundaries, levels - 1)].T  # [B, A]
+    return depths.reshape(len(boundaries), *labels.shape[1:])
+
+
+def boundary_errors_per_ascan(pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_mm: Sequence[float],
+                              boundaries: Sequence[int] | None = None) -> np.ndarray:
+    """A-scan-wise error (mm) of each layer boundary: ``[B, W, D]``.
+
+    The error is ``|depth_pred - depth_truth| * dH``; NaN in A-scans where the true
+    boundary does not exist. A boundary missing from the predicted A-scan is placed just
+    below the image (row ``H``), so it is penalised rather than skipped.
+
+    Args:
+        pred_labels: predicted labels ``[H, W, D]``.
+        truth_labels: true labels ``[H, W, D]``.
+        spacing_mm: ``(dH, dW, dD)`` in mm; only ``dH`` enters the distance.
+        boundaries: boundary indices to score; all 12 when ``None``.
+    """
+    _check_labels(pred_labels, truth_labels)
+    if pred_labels.ndim != 3:
+        raise ValueError(f"labels must be [H, W, D], got shape {pred_labels.shape}")
+    truth_depths = boundary_depths(truth_labels, boundaries)
+    pred_depths = boundary_depths(pred_labels, boundaries)
+    present = truth_depths < truth_labels.shape[0]
+    return np.where(present, np.abs(pred_depths - truth_depths) * float(spacing_mm[0]), np.nan)
+
+
+def summarise_boundary_errors(errors: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean and 95th percentile over A-scans of A-scan-wise boundary errors ``[B, ...]``.
+
+    Returns:
+        ``{"assd": [B], "hd95": [B]}`` float64 mm, ignoring NaN A-scans; NaN for a
+        boundary without any scored A-scan.
+    """
+    flat = errors.reshape(errors.shape[0], -1)
+    scored = ~np.isnan(flat).all(axis=1)
+    assd = np.full(flat.shape[0], np.nan)
+    hd95 = np.full(flat.shape[0], np.nan)
+    assd[scored] = np.nanmean(flat[scored], axis=1)
+    hd95[scored] = np.nanpercentile(flat[scored], 95, axis=1)
+    return {"assd": assd, "hd95": hd95}
 
 
 def boundary_surface_errors(pred_labels: np.ndarray, truth_labels: np.ndarray,
@@ -100,9 +152,7 @@ def boundary_surface_errors(pred_labels: np.ndarray, truth_labels: np.ndarray,
                             boundaries: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Per-boundary A-scan-wise error (mm) between predicted and true layer boundaries.
 
-    For every A-scan where the true boundary exists, the error is
-    ``|depth_pred - depth_truth| * dH``; a boundary missing from the predicted A-scan is
-    placed just below the image (row ``H``), so it is penalised rather than skipped.
+    See :func:`boundary_errors_per_ascan` for the per-A-scan error.
 
     Args:
         pred_labels: predicted labels ``[H, W, D]``.
@@ -115,21 +165,7 @@ def boundary_surface_errors(pred_labels: np.ndarray, truth_labels: np.ndarray,
         percentile over A-scans, per boundary; NaN where the truth lacks the boundary in
         every A-scan.
     """
-    _check_labels(pred_labels, truth_labels)
-    if pred_labels.ndim != 3:
-        raise ValueError(f"labels must be [H, W, D], got shape {pred_labels.shape}")
-    height = truth_labels.shape[0]
-    truth_depths = boundary_depths(truth_labels, boundaries)
-    pred_depths = boundary_depths(pred_labels, boundaries)
-    present = truth_depths < height
-    errors = np.where(present, np.abs(pred_depths - truth_depths) * float(spacing_mm[0]), np.nan)
-    flat = errors.reshape(errors.shape[0], -1)
-    scored = present.reshape(present.shape[0], -1).any(axis=1)
-    assd = np.full(flat.shape[0], np.nan)
-    hd95 = np.full(flat.shape[0], np.nan)
-    assd[scored] = np.nanmean(flat[scored], axis=1)
-    hd95[scored] = np.nanpercentile(flat[scored], 95, axis=1)
-    return {"assd": assd, "hd95": hd95}
+    return summarise_boundary_errors(boundary_errors_per_ascan(pred_labels, truth_labels, spacing_mm, boundaries))
 
 
 def ilm_assd(pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_mm: Sequence[float]) -> float:

@@ -16,6 +16,7 @@ from anisotropic_interpolation import evaluation
 from anisotropic_interpolation.baselines import METHODS, classical_baselines
 from anisotropic_interpolation.evaluation import (
     MethodPrediction,
+    RunEvaluator,
     evaluate_run,
     input_mask_from_positions,
     score_eye,
@@ -87,12 +88,21 @@ def test_input_rows_of_every_baseline_are_perfect(healthy):
         assert row["dice_mean"] == 1.0 and row["assd_mean"] == 0.0 and row["hd95_mean"] == 0.0
 
 
-def test_gap_rows_score_only_the_gap_bscans(healthy):
+def test_gap_rows_equal_the_metrics_of_the_gap_subvolume(healthy):
     eye, mask, predictions = healthy
-    row = _rows(score_eye(eye, mask, predictions), "linear", "gap")
+    row = _rows(score_eye(eye, mask, predictions), "cubic", "gap")
     gap = ~mask
+    intensity, truth = predictions["cubic"].intensity[:, :, gap], eye.oct[:, :, gap]
+    labels, true_labels = predictions["cubic"].labels[:, :, gap], eye.labels[:, :, gap]
     assert row["n_bscans"] == SHAPE[2] - SHAPE[2] // FACTOR
-    assert row["mse"] == pytest.approx(metrics.mse(predictions["linear"].intensity[:, :, gap], eye.oct[:, :, gap]))
+    assert row["psnr"] == pytest.approx(metrics.psnr(intensity, truth))
+    assert row["ssim"] == pytest.approx(metrics.ssim(intensity, truth))
+    assert row["mae"] == pytest.approx(metrics.mae(intensity, truth))
+    dice = metrics.dice_per_class(labels, true_labels, 13)
+    assert row["dice_mean"] == pytest.approx(metrics.foreground_mean(dice)) and row["dice_GCL"] == dice[2]
+    boundaries = metrics.boundary_surface_errors(labels, true_labels, eye.spacing)
+    assert row["assd_mean"] == pytest.approx(np.nanmean(boundaries["assd"]))
+    assert row["hd95_mean"] == pytest.approx(np.nanmean(boundaries["hd95"]))
     assert row["mse"] > 0 and row["dice_mean"] < 1
 
 
@@ -108,6 +118,29 @@ def test_fluid_eye_gets_the_pathology_columns(fluid):
     row = _rows(score_eye(*fluid), "nearest", "input")
     assert row["dice_SRF"] == 1.0
     assert (row["retina_dice"], row["fluid_dice"], row["ilm_assd"]) == (1.0, 1.0, 0.0)
+
+
+def test_fluid_gap_scores_equal_the_metrics_of_the_gap_subvolume(fluid):
+    eye, mask, predictions = fluid
+    row = _rows(score_eye(eye, mask, predictions), "linear", "gap")
+    labels, truth = predictions["linear"].labels[:, :, ~mask], eye.labels[:, :, ~mask]
+    assert row["retina_dice"] == pytest.approx(metrics.retina_dice(labels, truth))
+    assert row["fluid_dice"] == pytest.approx(metrics.fluid_dice(labels, truth))
+    assert row["ilm_assd"] == pytest.approx(metrics.ilm_assd(labels, truth, eye.spacing))
+    assert 0 < row["fluid_dice"] < 1
+
+
+def test_fluid_eye_with_too_few_classes_is_refused(fluid):
+    with pytest.raises(DataError, match="holds label 13 but num_classes is 13"):
+        score_eye(*fluid, num_classes=13)
+
+
+def test_predicted_fluid_in_a_healthy_eye_adds_the_fluid_class(healthy):
+    eye, mask, predictions = healthy
+    labels = predictions["nearest"].labels.copy()
+    labels[0, 0, 1] = 13  # one voxel of fluid in a gap B-scan
+    rows = score_eye(eye, mask, {"odd": MethodPrediction(predictions["nearest"].intensity, labels)})
+    assert _rows(rows, "odd", "gap")["dice_SRF"] == 0.0 and "fluid_dice" not in rows[0]
 
 
 def test_intensity_only_eye_leaves_the_label_columns_empty(healthy):
@@ -222,11 +255,23 @@ def test_existing_results_are_refused_unless_overwrite(healthy, tmp_path: Path):
     args = ([eye], {eye.eye_id: mask}, {eye.eye_id: predictions}, tmp_path)
     evaluate_run(*args, save_nifti=False, figures=False)
     before = (tmp_path / "summary.md").stat().st_mtime_ns
-    with pytest.raises(OutputExistsError, match="already exists"):
+    with pytest.raises(OutputExistsError, match="already holds evaluation results"):
         evaluate_run(*args, save_nifti=False, figures=False)
     assert (tmp_path / "summary.md").stat().st_mtime_ns == before
     evaluate_run(*args, save_nifti=False, figures=False, overwrite=True)
     assert (tmp_path / "summary.md").stat().st_mtime_ns != before
+
+
+def test_an_eye_evaluated_twice_is_refused(healthy, tmp_path: Path):
+    evaluator = RunEvaluator(tmp_path, save_nifti=False, figures=False)
+    evaluator.add_eye(*healthy)
+    with pytest.raises(DataError, match="already evaluated"):
+        evaluator.add_eye(*healthy)
+
+
+def test_a_run_without_eyes_has_no_summary(tmp_path: Path):
+    with pytest.raises(DataError, match="no eye was evaluated"):
+        RunEvaluator(tmp_path).finish()
 
 
 def test_figure_is_a_readable_png(run):

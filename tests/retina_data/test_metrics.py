@@ -101,6 +101,17 @@ def test_dice_is_zero_for_a_class_in_one_volume_only():
     assert metrics.dice_per_class(pred, truth, num_classes=3)[2] == 0.0
 
 
+def test_per_bscan_confusion_matrices_count_each_bscan():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 4, (6, 5, 3), dtype=np.uint8)
+    pred = rng.integers(0, 4, (6, 5, 3), dtype=np.uint8)
+    per_bscan = metrics.confusion_per_bscan(pred, truth, num_classes=4)
+    assert per_bscan.shape == (3, 4, 4)
+    for d in range(3):
+        np.testing.assert_array_equal(per_bscan[d], metrics.confusion_matrix(pred[:, :, d], truth[:, :, d], 4))
+    assert per_bscan[0, 1, 2] == np.count_nonzero((truth[:, :, 0] == 1) & (pred[:, :, 0] == 2))
+
+
 def test_mean_dice_averages_present_foreground_classes():
     truth = np.zeros((10, 10, 1), dtype=np.uint8)
     truth[:5] = 1
@@ -189,6 +200,15 @@ def test_boundary_error_hd95_is_the_95th_percentile_over_ascans():
     result = metrics.boundary_surface_errors(pred, truth, SPACING)
     np.testing.assert_allclose(result["assd"], 0.2 * 5 * SPACING[0])
     np.testing.assert_allclose(result["hd95"], 5 * SPACING[0])
+
+
+def test_boundary_depth_is_the_first_row_with_a_deeper_label():
+    labels = np.random.default_rng(5).integers(0, 13, (20, 4, 3), dtype=np.uint8)  # not ordered by depth
+    depths = metrics.boundary_depths(labels)
+    for boundary in range(12):
+        deeper = labels > boundary
+        expected = np.where(deeper.any(axis=0), np.argmax(deeper, axis=0), 20)
+        np.testing.assert_array_equal(depths[boundary], expected)
 
 
 def test_fluid_does_not_move_the_boundaries_below_it():
