@@ -1,0 +1,1 @@
+"""Eyes from the retina_data tree, their coordinates, and the patches training draws from them."""

@@ -1,0 +1,1 @@
+"""The experiment flow: fold -> median atlas -> atlas INR -> GINR training -> inference -> baselines -> metrics."""

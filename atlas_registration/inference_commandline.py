@@ -1,0 +1,42 @@
+"""What the two inference entry scripts share: a trained checkpoint applied to the fold's unseen eyes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from atlas_registration.commandline import base_parser, load_from_args
+from atlas_registration.experiments.pipeline import (
+    evaluate,
+    load_fold,
+    load_trained,
+    run_folder,
+    save_resolved_config,
+    start_run,
+)
+from atlas_registration.experiments.training import REGISTRATION_STAGE
+from atlas_registration.routines.trainer import checkpoint_path
+
+
+def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, resolution: bool) -> int:
+    """Parse the options, load the checkpoint and evaluate the test eyes into ``<run>/<subfolder>``.
+
+    ``resolution``: GINR from every ``EVALUATION.RESOLUTION_FACTORS``-th B-scan and no baselines;
+    otherwise GINR from all B-scans plus the configured baselines.
+    """
+    parser = base_parser(description)
+    parser.add_argument("--checkpoint", help="trained GINR checkpoint (default: the run's registration last.ckpt)")
+    args = parser.parse_args(argv)
+    cfg = load_from_args(args)
+    fold = load_fold(cfg)
+    trained_run = run_folder(cfg, None)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoint_path(trained_run, REGISTRATION_STAGE)
+    model = load_trained(checkpoint, fold)
+    run_dir = start_run(cfg, args.output or str(trained_run / subfolder), args.overwrite, args.resume)
+    save_resolved_config(cfg, fold, run_dir)
+    if resolution:
+        evaluate(cfg, fold, model, run_dir, baselines=[])
+    else:
+        evaluate(cfg, fold, model, run_dir, factors=[1])
+    print(f"results in {run_dir / 'results'}")
+    return 0

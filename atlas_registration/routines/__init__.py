@@ -1,0 +1,1 @@
+"""LightningModules: atlas pretraining, GINR atlas registration, per-eye fits (latent-only, IDIR)."""

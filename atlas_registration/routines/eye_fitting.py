@@ -1,0 +1,75 @@
+"""Registering one unseen eye to the atlas: latent-only inference (GINR) and per-eye INR (IDIR).
+
+Both fit a displacement ``u`` to one eye's (possibly sparse) voxels with the atlas frozen;
+they differ only in what is trained:
+
+- :class:`LatentFit`: the trained GINR deformation network is frozen, only the eye's latent
+  code is optimised (the paper's inference for unseen eyes);
+- :class:`IdirFit`: a fresh SIREN per eye, with no shared latent space (IDIR-style baseline).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from atlas_registration.architectures.atlas import AtlasINR
+from atlas_registration.architectures.siren import FiLMSiren, Siren
+from atlas_registration.routines.losses import LossWeights, registration_loss
+
+
+class EyeFit(L.LightningModule):
+    """A per-eye registration to a frozen atlas; subclasses define ``displacement`` and what trains.
+
+    Args:
+        atlas: the atlas INR (frozen here).
+        weights: loss weights (labels are not used: unseen eyes have none).
+        learning_rate, gamma: Adam learning rate and its exponential decay per epoch.
+    """
+
+    def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float) -> None:
+        super().__init__()
+        self.atlas = atlas.requires_grad_(False).eval()
+        self.weights = weights
+        self.learning_rate, self.gamma = learning_rate, gamma
+
+    def displacement(self, coords: torch.Tensor) -> torch.Tensor:
+        """``u [B, N, 3]`` at ``coords [B, N, 3]``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = registration_loss(self.atlas, self.displacement, batch, self.weights)
+        self.log_dict({f"fit/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                      batch_size=batch["intensity"].shape[0])
+        return terms["loss"]
+
+    def configure_optimizers(self) -> dict:
+        optimiser = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.gamma)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class LatentFit(EyeFit):
+    """Only a latent code ``[1, L]`` trains; the deformation network and atlas stay bit-identical."""
+
+    def __init__(self, atlas: AtlasINR, deformation: FiLMSiren, weights: LossWeights, learning_rate: float,
+                 gamma: float, init_std: float) -> None:
+        super().__init__(atlas, weights, learning_rate, gamma)
+        self.deformation = deformation.requires_grad_(False).eval()
+        self.latent = nn.Parameter(torch.randn(1, deformation.latent_dim) * init_std)
+
+    def displacement(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.deformation(coords, self.latent.expand(coords.shape[0], -1))
+
+
+class IdirFit(EyeFit):
+    """A fresh SIREN displacement field for this eye alone (no latent sharing)."""
+
+    def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float,
+                 hidden: int, num_layers: int, omega: float, out_scale: float) -> None:
+        super().__init__(atlas, weights, learning_rate, gamma)
+        self.deformation = Siren(3, hidden, num_layers, 3, omega, out_scale)
+
+    def displacement(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.deformation(coords)

@@ -1,0 +1,84 @@
+"""GINR atlas registration: one deformation network for all eyes, conditioned on per-eye latent codes.
+
+For training eye ``e`` with latent code ``z_e``, the FiLM-modulated SIREN gives the
+displacement ``u(x; z_e)``; the atlas INR queried at ``x + u(x; z_e)`` should reproduce the
+eye's intensities and labels at ``x``. The deformation network and the codes train at the
+learning rate, the (pretrained) atlas is fine-tuned jointly at a lower one.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from atlas_registration.architectures.atlas import AtlasINR
+from atlas_registration.architectures.siren import FiLMSiren
+from atlas_registration.routines.losses import LossWeights, registration_loss
+from atlas_registration.routines.prediction import predict_on_grid
+from retina_data.metrics import mean_dice
+
+
+class GINRAtlasRegistration(L.LightningModule):
+    """Joint training of the deformation network, the latent codes and the atlas.
+
+    Args:
+        num_eyes: training eyes (one latent code each).
+        num_classes: atlas label classes.
+        latent_size, latent_std: latent code size and initial standard deviation.
+        disp: ``dict(hidden, num_layers, omega, out_scale)`` of the deformation network.
+        atlas: ``dict(hidden, num_layers, omega)`` of the atlas INR.
+        learning_rate, atlas_lr_factor, gamma: optimiser settings (exponential decay per epoch).
+        weights: loss weights (:class:`LossWeights` fields).
+        latent_weight: weight of the ``|z|^2`` prior.
+        chunk: points per forward pass in validation.
+    """
+
+    def __init__(self, num_eyes: int, num_classes: int, latent_size: int, latent_std: float,
+                 disp: dict, atlas: dict, learning_rate: float, atlas_lr_factor: float, gamma: float,
+                 weights: dict, latent_weight: float, chunk: int = 262144) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.atlas = AtlasINR(atlas["hidden"], atlas["num_layers"], num_classes, atlas["omega"])
+        self.deformation = FiLMSiren(3, latent_size, disp["hidden"], disp["num_layers"], 3, disp["omega"],
+                                     disp["out_scale"])
+        self.latents = nn.Embedding(num_eyes, latent_size)
+        nn.init.normal_(self.latents.weight, std=latent_std)
+        self.weights = LossWeights(**weights)
+
+    def displacement(self, coords: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``u [B, N, 3]`` at ``coords [B, N, 3]`` for latent codes ``latent [B, L]``."""
+        return self.deformation(coords, latent)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        latent = self.latents(batch["eye"])
+        terms = registration_loss(self.atlas, lambda x: self.displacement(x, latent), batch, self.weights)
+        prior = latent.pow(2).sum(-1).mean()
+        loss = terms.pop("loss") + self.hparams.latent_weight * prior
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                      batch_size=latent.shape[0], sync_dist=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=latent.shape[0],
+                 sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        latent = self.latents(batch["eye"])[:1]
+        prediction = predict_on_grid(self.atlas, batch["coords"][0], lambda x: self.displacement(x, latent),
+                                     self.hparams.chunk)
+        truth = batch["intensity"][0].cpu().numpy()
+        mse = float(np.mean((prediction.intensity - truth) ** 2))
+        dice = mean_dice(prediction.labels, batch["labels"][0].cpu().numpy(), self.hparams.num_classes)
+        self.log_dict({"val/mse": mse, "val/dice": dice}, batch_size=1, sync_dist=True)
+
+    def configure_optimizers(self) -> dict:
+        lr = self.hparams.learning_rate
+        groups = [{"params": [*self.deformation.parameters(), *self.latents.parameters()], "lr": lr}]
+        if self.hparams.atlas_lr_factor > 0:
+            groups.append({"params": self.atlas.parameters(), "lr": lr * self.hparams.atlas_lr_factor})
+        else:
+            self.atlas.requires_grad_(False)
+        optimiser = torch.optim.Adam(groups)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.hparams.gamma)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+

@@ -1,0 +1,42 @@
+"""The GINR LightningModule: a few CPU steps lower the loss; latent-only inference trains only the code."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from atlas_registration.datasets.patches import StridedPatchDataset
+from atlas_registration.experiments.eye_registration import fit_eye, latent_fit
+from atlas_registration.routines.losses import registration_loss
+
+
+def _fixed_batch(cfg, eyes, extent):
+    data = StridedPatchDataset(eyes, extent, cfg.DATA.PATCH_SIZE, cfg.DATA.SUBSMPL_FACTOR)
+    return next(iter(DataLoader(data, batch_size=len(eyes))))
+
+
+def _loss(model, batch):
+    latent = model.latents(batch["eye"])
+    with torch.no_grad():
+        return float(registration_loss(model.atlas, lambda x: model.displacement(x, latent), batch,
+                                       model.weights)["loss"])
+
+
+def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, tiny_model):
+    batch = _fixed_batch(tiny_config, tiny_eyes, tiny_extent)
+    before = _loss(tiny_model, batch)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=30, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(tiny_model, DataLoader([batch] * 30, batch_size=None))
+    assert _loss(tiny_model, batch) < 0.7 * before
+
+
+def test_latent_only_inference_changes_only_the_latent_code(tiny_config, tiny_eyes, tiny_extent, tiny_model):
+    network = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    fit = latent_fit(tiny_config, tiny_model.atlas, tiny_model.deformation)
+    start = fit.latent.detach().clone()
+    fit_eye(tiny_config, fit, tiny_eyes[1], tiny_extent, epochs=3)
+    assert not torch.equal(fit.latent.detach(), start)
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(value, network[key]), key
