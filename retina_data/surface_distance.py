@@ -17,6 +17,7 @@ Two families, both symmetric and in mm:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,10 +62,12 @@ def surface_distances(pred_labels: np.ndarray, truth_labels: np.ndarray,
         truth_mask = torch.from_numpy(np.asarray(truth_labels == label)[None, None])
         if not (pred_mask.any() and truth_mask.any()):
             continue
-        assd[k] = float(compute_average_surface_distance(
-            pred_mask, truth_mask, include_background=True, symmetric=True, spacing=spacing)[0, 0])
-        hd95[k] = float(compute_hausdorff_distance(
-            pred_mask, truth_mask, include_background=True, percentile=95, spacing=spacing)[0, 0])
+        with warnings.catch_warnings():  # MONAI passes its own deprecated argument internally
+            warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
+            assd[k] = float(compute_average_surface_distance(
+                pred_mask, truth_mask, include_background=True, symmetric=True, spacing=spacing)[0, 0])
+            hd95[k] = float(compute_hausdorff_distance(
+                pred_mask, truth_mask, include_background=True, percentile=95, spacing=spacing)[0, 0])
     return {"assd": assd, "hd95": hd95}
 
 
