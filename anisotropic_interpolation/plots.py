@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.gridspec import SubplotSpec
 from matplotlib.patches import Patch
 
 from retina_data import metrics
@@ -59,8 +61,6 @@ def choose_gap_bscan(positions: np.ndarray, input_mask: np.ndarray) -> int:
 
 def label_colours(num_classes: int) -> ListedColormap:
     """Distinct colours for labels ``0 .. num_classes - 1`` (tab20 order)."""
-    from matplotlib import colormaps
-
     return ListedColormap(colormaps["tab20"](np.arange(num_classes) % 20))
 
 
@@ -100,6 +100,62 @@ def _enface(ax: Axes, eye: Eye, input_mask: np.ndarray, shown: int) -> None:
     ax.tick_params(labelsize=7)
 
 
+def _inputs_row(figure: Figure, cells: list[SubplotSpec], truth: Eye, input_mask: np.ndarray, shown: int) -> None:
+    """The en-face image with B-scan lines, then the input B-scans nearest to the shown one."""
+    _enface(figure.add_subplot(cells[0]), truth, input_mask, shown)
+    inputs = np.flatnonzero(input_mask)
+    distance = np.abs(truth.bscan_positions[inputs] - truth.bscan_positions[shown])
+    nearest = np.sort(inputs[np.argsort(distance, kind="stable")[:len(cells) - 1]])
+    for cell, index in zip(cells[1:], nearest):
+        _image(figure.add_subplot(cell), truth.oct[:, :, index],
+               f"input B-scan {index} ({truth.bscan_positions[index]:.3f} mm)")
+
+
+def _intensity_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, predicted: dict[str, np.ndarray]) -> None:
+    """The true B-scan, then each method's prediction of it with its PSNR."""
+    _image(figure.add_subplot(cells[0]), truth_bscan, "ground truth")
+    for cell, (method, bscan) in zip(cells[1:], predicted.items()):
+        _image(figure.add_subplot(cell), bscan, f"{method}: PSNR {metrics.psnr(bscan, truth_bscan):.2f} dB")
+
+
+def _labels_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, truth_labels: np.ndarray,
+                predicted: dict[str, np.ndarray], predicted_labels: dict[str, np.ndarray | None],
+                colours: ListedColormap) -> None:
+    """Label overlays: the truth, then each method with its mean Dice on this B-scan."""
+    _overlay(figure.add_subplot(cells[0]), truth_bscan, truth_labels, colours, "true labels")
+    for cell, (method, labels) in zip(cells[1:], predicted_labels.items()):
+        title = method if labels is None else (
+            f"{method}: Dice {metrics.mean_dice(labels, truth_labels, colours.N):.3f}")
+        _overlay(figure.add_subplot(cell), predicted[method], labels, colours, title)
+
+
+def _error_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, predicted: dict[str, np.ndarray],
+               colours: ListedColormap | None) -> None:
+    """The label legend (when there are labels), then each method's absolute error on one scale."""
+    legend = figure.add_subplot(cells[0])
+    legend.axis("off")
+    if colours is not None:
+        names = label_names(with_fluid=True)
+        legend.legend(handles=[Patch(color=colours(k), label=f"{k} {names[k] if k < len(names) else ''}")
+                               for k in range(1, colours.N)],
+                      loc="center", ncols=2, fontsize=7, title="labels", title_fontsize=8, frameon=False)
+    if not predicted:
+        return
+    errors = {method: np.abs(bscan - truth_bscan) for method, bscan in predicted.items()}
+    top = max(float(np.percentile(np.stack(list(errors.values())), 99.5)), 1e-6)
+    axes = []
+    for cell, (method, error) in zip(cells[1:], errors.items()):
+        ax = figure.add_subplot(cell)
+        image = ax.imshow(error, cmap="magma", vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
+        ax.set_title(f"{method}: |error|, MAE {error.mean():.4f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        axes.append(ax)
+    bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
+    bar.set_label("|prediction − truth|", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
 def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], path: str | Path,
                *, bscan: int | None = None, overwrite: bool = False) -> Path:
     """Draw the evaluation page of one eye and save it (PNG, atomically) to ``path``.
@@ -109,74 +165,33 @@ def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, Method
         input_mask: ``[D]`` bool, the B-scans the methods were given.
         predictions: method name -> dense prediction ``[H, W, D]``.
         path: output file.
-        bscan: index of the B-scan to show; the gap B-scan farthest from the inputs if ``None``.
+        bscan: index of the B-scan to show; see :func:`choose_gap_bscan` if ``None``.
         overwrite: replace an existing file.
     """
     shown = choose_gap_bscan(truth.bscan_positions, input_mask) if bscan is None else int(bscan)
-    methods = list(predictions)
-    columns = max(3, 1 + len(methods))
+    truth_bscan = truth.oct[:, :, shown]
+    predicted = {method: p.intensity[:, :, shown] for method, p in predictions.items()}
+    predicted_labels = {method: None if p.labels is None else p.labels[:, :, shown] for method, p in predictions.items()}
+    colours = None
+    if truth.labels is not None:
+        largest = [int(truth.labels.max())] + [int(p.labels.max()) for p in predictions.values() if p.labels is not None]
+        colours = label_colours(max(largest) + 1)
+
+    columns = max(3, 1 + len(predictions))
     height, width, _ = truth.shape
     panel_height = float(np.clip(PANEL_WIDTH_IN * height / width, 1.2, 3.2))
-    has_labels = truth.labels is not None
-    rows = ["inputs", "intensity", *(["labels"] if has_labels else []), "error"]
-    heights = [max(panel_height, 2.0 if truth.slo is not None else panel_height)] + [panel_height] * (len(rows) - 1)
+    rows = 3 + int(colours is not None)
+    heights = [max(panel_height, 2.0)] + [panel_height] * (rows - 1)
     figure = Figure(figsize=(PANEL_WIDTH_IN * columns, sum(heights) + 0.9), layout="constrained")
-    grid = figure.add_gridspec(len(rows), columns, height_ratios=heights)
-    position = truth.bscan_positions[shown]
-    where = "gap" if not input_mask[shown] else "input"
-    figure.suptitle(f"{truth.eye_id}: {where} B-scan {shown} at {position:.3f} mm "
+    grid = figure.add_gridspec(rows, columns, height_ratios=heights)
+    cells = [[grid[row, column] for column in range(columns)] for row in range(rows)]
+    where = "input" if input_mask[shown] else "gap"
+    figure.suptitle(f"{truth.eye_id}: {where} B-scan {shown} at {truth.bscan_positions[shown]:.3f} mm "
                     f"({int(input_mask.sum())} of {input_mask.size} B-scans given)", fontsize=11)
 
-    _enface(figure.add_subplot(grid[0, 0]), truth, input_mask, shown)
-    inputs = np.flatnonzero(input_mask)
-    nearest = inputs[np.argsort(np.abs(truth.bscan_positions[inputs] - position), kind="stable")[:columns - 1]]
-    for column, index in enumerate(np.sort(nearest), start=1):
-        _image(figure.add_subplot(grid[0, column]), truth.oct[:, :, index],
-               f"input B-scan {index} ({truth.bscan_positions[index]:.3f} mm)")
-
-    truth_bscan = truth.oct[:, :, shown]
-    row = rows.index("intensity")
-    _image(figure.add_subplot(grid[row, 0]), truth_bscan, "ground truth")
-    for column, method in enumerate(methods, start=1):
-        predicted = predictions[method].intensity[:, :, shown]
-        _image(figure.add_subplot(grid[row, column]), predicted,
-               f"{method}: PSNR {metrics.psnr(predicted, truth_bscan):.2f} dB")
-
-    if has_labels:
-        row = rows.index("labels")
-        truth_labels = truth.labels[:, :, shown]
-        colours = label_colours(max(int(truth.labels.max()), *(
-            int(p.labels.max()) for p in predictions.values() if p.labels is not None)) + 1)
-        _overlay(figure.add_subplot(grid[row, 0]), truth_bscan, truth_labels, colours, "true labels")
-        for column, method in enumerate(methods, start=1):
-            labels = predictions[method].labels
-            shown_labels = None if labels is None else labels[:, :, shown]
-            title = method if shown_labels is None else (
-                f"{method}: Dice {metrics.mean_dice(shown_labels, truth_labels, colours.N):.3f}")
-            _overlay(figure.add_subplot(grid[row, column]), predictions[method].intensity[:, :, shown],
-                     shown_labels, colours, title)
-
-    row = rows.index("error")
-    errors = {method: np.abs(predictions[method].intensity[:, :, shown] - truth_bscan) for method in methods}
-    top = max(float(np.percentile(np.stack(list(errors.values())), 99.5)), 1e-6) if errors else 1.0
-    legend = figure.add_subplot(grid[row, 0])
-    legend.axis("off")
-    if has_labels:
-        names = label_names(with_fluid=True)
-        legend.legend(handles=[Patch(color=colours(k), label=f"{k} {names[k] if k < len(names) else ''}")
-                               for k in range(1, colours.N)],
-                      loc="center", ncols=2, fontsize=7, title="labels", title_fontsize=8, frameon=False)
-    error_axes = []
-    for column, method in enumerate(methods, start=1):
-        ax = figure.add_subplot(grid[row, column])
-        image = ax.imshow(errors[method], cmap="magma", vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
-        ax.set_title(f"{method}: |error|, MAE {errors[method].mean():.4f}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        error_axes.append(ax)
-    if error_axes:
-        bar = figure.colorbar(image, ax=error_axes, fraction=0.03, pad=0.01)
-        bar.set_label("|prediction − truth|", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
-
+    _inputs_row(figure, cells[0], truth, input_mask, shown)
+    _intensity_row(figure, cells[1], truth_bscan, predicted)
+    if colours is not None:
+        _labels_row(figure, cells[2], truth_bscan, truth.labels[:, :, shown], predicted, predicted_labels, colours)
+    _error_row(figure, cells[-1], truth_bscan, predicted, colours)
     return atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
