@@ -111,7 +111,8 @@ def _inputs_row(figure: Figure, cells: list[SubplotSpec], truth: Eye, input_mask
                f"input B-scan {index} ({truth.bscan_positions[index]:.3f} mm)")
 
 
-def _intensity_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, predicted: dict[str, np.ndarray]) -> None:
+def _intensity_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray,
+                   predicted: dict[str, np.ndarray]) -> None:
     """The true B-scan, then each method's prediction of it with its PSNR."""
     _image(figure.add_subplot(cells[0]), truth_bscan, "ground truth")
     for cell, (method, bscan) in zip(cells[1:], predicted.items()):
@@ -171,10 +172,12 @@ def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, Method
     shown = choose_gap_bscan(truth.bscan_positions, input_mask) if bscan is None else int(bscan)
     truth_bscan = truth.oct[:, :, shown]
     predicted = {method: p.intensity[:, :, shown] for method, p in predictions.items()}
-    predicted_labels = {method: None if p.labels is None else p.labels[:, :, shown] for method, p in predictions.items()}
+    predicted_labels = {method: None if p.labels is None else p.labels[:, :, shown]
+                        for method, p in predictions.items()}
     colours = None
     if truth.labels is not None:
-        largest = [int(truth.labels.max())] + [int(p.labels.max()) for p in predictions.values() if p.labels is not None]
+        largest = [int(truth.labels.max())]
+        largest += [int(p.labels.max()) for p in predictions.values() if p.labels is not None]
         colours = label_colours(max(largest) + 1)
 
     columns = max(3, 1 + len(predictions))
