@@ -52,6 +52,7 @@ SUMMARY_METRICS: tuple[tuple[str, str, str, float], ...] = (
 """(column, Markdown heading, number format, Markdown scale) of the metrics summarised over
 eyes. Distances are stored in mm (CSV, JSON, :class:`Summary`) and shown in µm in Markdown."""
 SUMMARY_FILES: tuple[str, ...] = ("metrics_all.csv", "summary.csv", "summary.md")
+RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 SUBSET_ORDER: tuple[str, ...] = ("gap", "input", "all")
 
 
@@ -117,16 +118,13 @@ def metrics_paths(out_dir: Path, eye_id: str) -> tuple[Path, Path]:
 
 def nifti_paths(out_dir: Path, eye_id: str, method: str) -> tuple[Path, Path]:
     """``(nifti/<eye_id>_<method>_intensity.nii.gz, ..._labels.nii.gz)``."""
-    stem = out_dir / "nifti" / f"{eye_id}_{method}"
-    return stem.with_name(stem.name + "_intensity.nii.gz"), stem.with_name(stem.name + "_labels.nii.gz")
+    folder = out_dir / "nifti"
+    return folder / f"{eye_id}_{method}_intensity.nii.gz", folder / f"{eye_id}_{method}_labels.nii.gz"
 
 
 def figure_path(out_dir: Path, eye_id: str) -> Path:
     """``figures/<eye_id>.png``."""
     return out_dir / "figures" / f"{eye_id}.png"
-
-
-RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 
 
 def existing_outputs(out_dir: Path) -> list[Path]:
