@@ -21,6 +21,7 @@ from anisotropic_interpolation.evaluation import (
     input_mask_from_positions,
     score_eye,
 )
+from anisotropic_interpolation.plots import choose_gap_bscan
 from anisotropic_interpolation.reporting import Summary, print_summary
 from retina_data import metrics
 from retina_data.errors import DataError, OutputExistsError
@@ -272,6 +273,13 @@ def test_an_eye_evaluated_twice_is_refused(healthy, tmp_path: Path):
 def test_a_run_without_eyes_has_no_summary(tmp_path: Path):
     with pytest.raises(DataError, match="no eye was evaluated"):
         RunEvaluator(tmp_path).finish()
+
+
+def test_figure_shows_the_widest_interior_gap():
+    positions = np.arange(12.0)
+    mask = np.zeros(12, dtype=bool)
+    mask[[0, 2, 7, 9]] = True  # gaps: 1 | 3-6 (widest: 4 and 5 are 2 away) | 8 | 10-11 (beyond the last input)
+    assert choose_gap_bscan(positions, mask) == 5  # 4 and 5 tie; 5 is nearer the middle (5.5)
 
 
 def test_figure_is_a_readable_png(run):
