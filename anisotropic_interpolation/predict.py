@@ -1,0 +1,86 @@
+"""Densify a new eye with a saved model: fit its latent code (gen-INR), predict any B-scans.
+
+Usage (from the repository root)::
+
+    python anisotropic_interpolation/predict.py RUN_DIR DATA_DIR sub003_OD --subsample 4 --factor 4 --output OUT
+    python -m anisotropic_interpolation.predict RUN_DIR DATA_DIR sub003_OD --positions-mm 0 0.1 0.25 --output OUT
+
+``RUN_DIR`` is a run folder of ``train_test_geninr.py`` (its ``model.pt``); ``DATA_DIR`` a
+retina_data tree holding the eye. The eye as stored is the sparse input unless
+``--subsample K`` keeps every K-th B-scan. The dense eye is written as a retina_data tree
+(OCT, labels, SLO) under ``--output``; ``--probabilities`` also writes the class
+probabilities ``[H, W, n, C]`` (float16) as ``probabilities_<eye_id>.npy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from anisotropic_interpolation.fitting import LatentFitter
+from anisotropic_interpolation.inference import densified_positions, predict_volume
+from anisotropic_interpolation.pipeline import MODEL_FILE, load_model, select_device
+from retina_data.commandline import run_cli
+from retina_data.errors import DataError
+from retina_data.files import atomic_save, prepare_run_dir
+from retina_data.tree import read_eye, write_eye
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="run folder holding model.pt (or the model file itself)")
+    parser.add_argument("data_dir", type=Path, help="retina_data tree holding the eye")
+    parser.add_argument("eye_id", help="<subject>_<OD|OS>")
+    parser.add_argument("--subsample", type=int, default=1, help="keep every K-th B-scan as input (default: all)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
+    where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
+    parser.add_argument("--output", type=Path, required=True, help="output tree for the dense eye")
+    parser.add_argument("--gpu", type=int, default=0, help="CUDA device index; -1 (or no CUDA): CPU")
+    parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = select_device(args.gpu)
+    model_path = args.run_dir / MODEL_FILE if args.run_dir.is_dir() else args.run_dir
+    network, config, _ = load_model(model_path, device)
+    subject, _, laterality = args.eye_id.rpartition("_")
+    if not subject:
+        raise DataError(f"eye id {args.eye_id!r}: expected <subject>_<OD|OS>")
+    eye = read_eye(args.data_dir, subject, laterality)
+    sparse = eye.subsample(args.subsample) if args.subsample > 1 else eye
+    if network.inputs.use_slo and not sparse.has_slo:
+        raise DataError(f"eye {args.eye_id}: the model takes the SLO as input but the eye has none")
+    positions = (np.sort(np.asarray(args.positions_mm, dtype=np.float64)) if args.positions_mm
+                 else densified_positions(sparse.bscan_positions, args.factor or 1))
+    code = None
+    if network.inputs.latent_size:
+        code = LatentFitter(network, config, device).fit([sparse], progress=not args.quiet)[0]
+    dense = predict_volume(network, code, sparse, positions, device=device,
+                           memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
+                           slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+                           probabilities=args.probabilities, progress=not args.quiet)
+    step = float(np.median(np.diff(positions))) if positions.size > 1 else sparse.spacing[2]
+    result = replace(sparse, oct=dense.intensity, labels=dense.labels, bscan_positions=positions,
+                     spacing=(sparse.spacing[0], sparse.spacing[1], step),
+                     meta={**sparse.meta, "predicted_by": str(model_path)})
+    out = prepare_run_dir(args.output, overwrite=args.overwrite)
+    written = write_eye(out, result, overwrite=args.overwrite)
+    if dense.probabilities is not None:
+        written.append(atomic_save(out / f"probabilities_{args.eye_id}.npy",
+                                   lambda tmp: np.save(tmp, dense.probabilities), overwrite=args.overwrite))
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,80 @@
+"""End to end: both entry scripts on a tiny phantom tree (few epochs, small shapes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anisotropic_interpolation import predict, train_test_geninr, train_test_singleinr
+from retina_data.errors import OutputExistsError
+from retina_data.folds import FOLDS_FILE, write_folds_for_tree
+from retina_data.phantom import PhantomConfig, write_phantom
+from retina_data.tree import read_eye
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs" / "interpolation"
+TINY = ["PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR=4", "TRAINING.TOTAL_EPOCHS=2", "TRAINING.EPOCHS_TIL_SUMMARY=1",
+        "TRAINING.STEPS_PER_EPOCH=3", "TRAINING.BATCH_POINTS=512", "MODEL.NUM_LAYERS=2", "MODEL.HIDDEN_SIZE=16",
+        "TEST.TOTAL_EPOCHS=2", "TEST.STEPS_PER_EPOCH=2", "TEST.BATCH_POINTS=512", "EVALUATION.FIGURES=false"]
+
+
+@pytest.fixture(scope="module")
+def phantom_tree(tmp_path_factory) -> Path:
+    """Three subjects of ``[32, 16, 16]`` with a two-fold split."""
+    data_dir = tmp_path_factory.mktemp("phantom")
+    write_phantom(data_dir, PhantomConfig(n_subjects=3, shape=(32, 16, 16)), progress=False)
+    write_folds_for_tree(data_dir, data_dir / FOLDS_FILE, k=3)
+    return data_dir
+
+
+def _args(config: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    settings = [f"SETTINGS.IMG_DIR={data_dir}", "SETTINGS.FOLD=0", *TINY]
+    return [str(CONFIGS / config), "--gpu", "-1", "--output", str(out), "--quiet",
+            *[item for override in settings for item in ("--set", override)], *extra]
+
+
+@pytest.mark.slow
+def test_geninr_script_writes_model_evaluation_and_resolved_config(phantom_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    extra = ["--set", "EVALUATION.SINGLE_INR_BASELINE=true", "--set", "EVALUATION.SINGLE_INR_CONFIG=demo_singleinr.yaml",
+             "--set", "EVALUATION.SINGLE_INR_OVERRIDES=[TRAINING.TOTAL_EPOCHS=1, MODEL.HIDDEN_SIZE=16]"]
+    assert train_test_geninr.main(_args("demo_geninr.yaml", phantom_tree, out, *extra)) == 0
+    assert "TOTAL_EPOCHS: 2" in (out / "config.yaml").read_text()
+    for name in ("model.pt", "run_info.json", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "evaluation/summary.md", "evaluation/summary.csv"):
+        assert (out / name).is_file(), name
+    summary = (out / "evaluation" / "summary.md").read_text()
+    assert all(method in summary for method in ("gen_inr", "single_inr", "linear", "cubic", "nearest"))
+
+
+@pytest.mark.slow
+def test_singleinr_script_writes_evaluation_and_refuses_to_overwrite(phantom_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "single"
+    args = _args("demo_singleinr.yaml", phantom_tree, out, "--set", "EVALUATION.SAVE_NIFTI=false")
+    assert train_test_singleinr.main(args) == 0
+    assert (out / "config.yaml").is_file() and (out / "evaluation" / "summary.md").is_file()
+    with pytest.raises(OutputExistsError):
+        train_test_singleinr.main(args)
+
+
+@pytest.mark.slow
+def test_predict_densifies_a_new_eye_with_a_saved_model(phantom_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert train_test_geninr.main(_args("demo_geninr.yaml", phantom_tree, out,
+                                        "--set", "EVALUATION.SAVE_NIFTI=false")) == 0
+    dense = tmp_path / "dense"
+    assert predict.main([str(out), str(phantom_tree), "sub001_OD", "--subsample", "4", "--factor", "2",
+                         "--output", str(dense), "--gpu", "-1", "--quiet"]) == 0
+    eye = read_eye(dense, "sub001", "OD")
+    assert eye.shape == (32, 16, 7) and eye.labels is not None
+
+
+@pytest.mark.slow
+def test_scripts_run_from_the_repository_root_and_as_modules() -> None:
+    for command in (["anisotropic_interpolation/train_test_geninr.py"], ["-m", "anisotropic_interpolation.train_test_singleinr"]):
+        result = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0 and "--resume" in result.stdout
