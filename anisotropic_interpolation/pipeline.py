@@ -123,19 +123,22 @@ class Experiment:
     resume: bool
     overwrite: bool
     progress: bool
+    data: FoldData
 
 
 def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
-    """Load the config, prepare the run folder, save the resolved config and the run record."""
+    """Load the config and the fold (so bad input fails before anything is written), prepare the run
+    folder, save the resolved config and the run record."""
     config = load_experiment_config(args.config, config_overrides(args))
     device = select_device(args.gpu)
+    data = load_fold(config)
     if args.deterministic:
         make_deterministic(config.TRAINING.SEED)
     run_dir = prepare_run_dir(run_folder(config, args.output), overwrite=args.overwrite, resume=args.resume)
     save_config(config, run_dir / CONFIG_FILE)
     write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
                                              "overrides": config_overrides(args)})
-    return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet)
+    return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet, data)
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -344,7 +347,7 @@ def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str
 
 def run_geninr(experiment: Experiment) -> int:
     """Train the gen-INR, fit and predict the test eyes, add baselines, evaluate."""
-    data = load_fold(experiment.config)
+    data = experiment.data
     network, _, finished = train_population(experiment, data)
     if not finished:
         return EXIT_INTERRUPTED
@@ -364,7 +367,7 @@ def run_singleinr(experiment: Experiment) -> int:
     if config.TRAINING.LATENT_CODE.SIZE != 0:
         notice(f"the single INR has no latent code; TRAINING.LATENT_CODE.SIZE = {config.TRAINING.LATENT_CODE.SIZE} "
                "is ignored")
-    data = load_fold(config)
+    data = experiment.data
     single = predict_single_inr(config, experiment, data, "single_inr")
     if single is None:
         return EXIT_INTERRUPTED
