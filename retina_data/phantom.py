@@ -1,11 +1,18 @@
 """The retina phantom: a seeded population of OCT eyes with dense ground truth.
 
-Every eye has twelve smooth layer boundaries above a flat Bruch's membrane (13 classes),
-a foveal pit, a branching vessel tree that is dark in the SLO and shadows the OCT, speckle
+Every eye has twelve smooth layer boundaries above Bruch's membrane (13 classes), a
+foveal pit, a branching vessel tree that is dark in the SLO and shadows the OCT, speckle
 and noise, and optionally a dome of subretinal fluid (label 13). The two eyes of a subject
 are mirror images of each other (the same subject anatomy, seen from the other side) with
-small differences. See :mod:`retina_data.phantom_anatomy`,
-:mod:`retina_data.phantom_vessels` and :mod:`retina_data.phantom_imaging` for the parts.
+small differences.
+
+Each eye is scanned with its own tilt and curvature (Bruch's membrane on a tilted
+paraboloid) and then flattened at Bruch's membrane with
+:func:`retina_data.preprocessing.flatten_at_bm`, by whole rows per A-scan as the reference
+preprocessing does: the stored volume has Bruch's membrane on one row, and the shifted
+A-scans keep the empty fill at the image edges and the depth-dependent signal of the scan.
+See :mod:`retina_data.phantom_anatomy`, :mod:`retina_data.phantom_vessels` and
+:mod:`retina_data.phantom_imaging` for the parts.
 
 Determinism: every random part of an eye has its own generator seeded by
 ``(seed, subject, eye, part)``, so one eye can be generated alone, and the healthy anatomy
@@ -37,15 +44,17 @@ from retina_data.phantom_anatomy import (
     Fovea,
     SmoothField,
     anatomical_coordinates,
+    first_rows_below,
     label_volume,
     layer_geometry,
     layer_thicknesses_mm,
 )
 from retina_data.phantom_imaging import REFLECTIVITY, ChoroidTexture, OctOptics, render_oct, render_slo
 from retina_data.phantom_vessels import ArcadeLayout, grow_tree, vessel_maps
+from retina_data.preprocessing import flatten_at_bm
 from retina_data.tree import write_dataset_info, write_eye
 
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 PAPER_SHAPE = (230, 496, 512)
 
 _SUBJECT, _EYE_CODE = 0, {"OD": 1, "OS": 2}
@@ -66,9 +75,9 @@ class PhantomConfig:
             a dome of subretinal fluid (label 13); which eyes is fixed by the seed.
         bm_depth_fraction: depth of the flattened Bruch's membrane as a fraction of ``H``.
         tilt_mm: largest change of the BM depth across the scan before flattening (a
-            random tilt per eye in ``[-tilt_mm, tilt_mm]`` along each en-face axis); with
-            ``curvature_mm`` it sets the unflattened depth that the system roll-off acts on.
-        curvature_mm: sag of the BM from the scan centre to the edge before flattening.
+            random tilt per eye in ``[-tilt_mm, tilt_mm]`` along each en-face axis).
+        curvature_mm: largest sag of the BM from the scan centre to the edge of either axis
+            before flattening (per eye between half and all of it; deeper at the edges).
         dynamic_range_db: dynamic range of the log-compressed OCT display.
         attenuation_per_mm: tissue attenuation coefficient of the OCT light (1/mm).
         rolloff_mm: depth over which the OCT sensitivity falls by 1/e.
@@ -123,6 +132,17 @@ class PhantomConfig:
             raise ConfigError(
                 f"phantom extent_mm[0] * bm_depth_fraction = {above:.3f} mm leaves too little room above "
                 "Bruch's membrane for the retina and a fluid dome; expected at least 0.55 mm")
+        if above - self.tilt_mm < 0.5:
+            raise ConfigError(
+                f"phantom tilt_mm = {self.tilt_mm} raises Bruch's membrane before flattening to "
+                f"{above - self.tilt_mm:.3f} mm below the top of the scan; the retina and a fluid dome need "
+                "at least 0.5 mm: lower tilt_mm or raise extent_mm[0] * bm_depth_fraction")
+        lowest = above + self.tilt_mm + self.curvature_mm
+        if lowest > self.extent_mm[0] - self.spacing[0]:
+            raise ConfigError(
+                f"phantom tilt_mm + curvature_mm = {self.tilt_mm + self.curvature_mm} lowers Bruch's membrane "
+                f"before flattening to {lowest:.3f} mm, below the last row of the {self.extent_mm[0]} mm deep "
+                "scan; lower them or bm_depth_fraction")
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -179,6 +199,18 @@ class _Subject:
                    ArcadeLayout.draw(rng))
 
 
+def _row_edges(cfg: PhantomConfig) -> np.ndarray:
+    """Depths ``[H + 1]`` (mm) of the row edges."""
+    return np.arange(cfg.shape[0] + 1) * cfg.spacing[0]
+
+
+def flattened_bm_row(cfg: PhantomConfig) -> int:
+    """The row where every stored eye has Bruch's membrane: the first choroid row."""
+    edges = _row_edges(cfg)
+    bm_depth = np.float64(cfg.bm_depth_fraction * cfg.extent_mm[0])
+    return int(first_rows_below(bm_depth, 0.5 * (edges[1:] + edges[:-1])))
+
+
 def _grid(cfg: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """B-scan positions ``[D]`` (mm) and scan coordinates ``x, y [W, D]`` (mm from the centre)."""
     _, width, depth = cfg.shape
@@ -191,7 +223,24 @@ def _grid(cfg: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
-    """One phantom eye with dense labels and SLO; subject ``f"sub{subject_index + 1:03d}"``."""
+    """One phantom eye with dense labels and SLO; subject ``f"sub{subject_index + 1:03d}"``.
+
+    The eye as scanned (:func:`make_scanned_eye`), flattened at Bruch's membrane onto
+    :func:`flattened_bm_row` by whole-row shifts of each A-scan (OCT filled with 0, labels
+    with the edge labels).
+    """
+    scanned, bm_rows = make_scanned_eye(cfg, subject_index, laterality)
+    return flatten_at_bm(scanned, bm_rows, flattened_bm_row(cfg))
+
+
+def make_scanned_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> tuple[Eye, np.ndarray]:
+    """One phantom eye before flattening and the row of its Bruch's membrane in each A-scan ``[W, D]``.
+
+    Bruch's membrane lies ``tilt . (x, y) / extent + curvature * ((x / half_x)^2 + (y / half_y)^2) / 2``
+    deeper than in the flattened eye (``x, y`` from the scan centre); the layers, choroid,
+    vessels, attenuation, roll-off, speckle and noise are rendered at these depths. The BM
+    row of an A-scan is its first choroid row.
+    """
     if not 0 <= subject_index < cfg.n_subjects:
         raise ConfigError(f"phantom subject_index {subject_index}: expected 0 .. {cfg.n_subjects - 1}")
     if laterality not in LATERALITIES:
@@ -200,7 +249,6 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
     side = 1 if laterality == "OD" else -1
     subject = _Subject.draw(_rng(cfg, subject_index, _SUBJECT, _ANATOMY))
     rng = _rng(cfg, subject_index, code, _ANATOMY)
-    height = cfg.shape[0]
     d_h, d_w, d_d = cfg.spacing
     positions, x, y = _grid(cfg)
 
@@ -219,8 +267,8 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
     tilt = rng.uniform(-1.0, 1.0, 2) * cfg.tilt_mm
     curvature = float(rng.uniform(0.5, 1.0)) * cfg.curvature_mm
     half = np.array(cfg.extent_mm[1:]) / 2
-    raw_offset = (tilt[0] * x / (2 * half[0]) + tilt[1] * y / (2 * half[1])
-                  + curvature * ((x / half[0]) ** 2 + (y / half[1]) ** 2) / 2)
+    scan_offset = (tilt[0] * x / (2 * half[0]) + tilt[1] * y / (2 * half[1])
+                   + curvature * ((x / half[0]) ** 2 + (y / half[1]) ** 2) / 2)
     reflectivity = np.clip(REFLECTIVITY * rng.uniform(0.94, 1.06, REFLECTIVITY.size), 0.0, 1.0)
     choroid = ChoroidTexture.draw(rng)
 
@@ -229,9 +277,10 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
                      float(fluid_rng.uniform(0.7, 1.4)), float(fluid_rng.uniform(0.06, 0.15)))
     sick = (subject_index, laterality) in pathology_eyes(cfg)
     bm_depth = cfg.bm_depth_fraction * cfg.extent_mm[0]
-    geometry = layer_geometry(thickness, bm_depth, dome.height(x, y) if sick else None)
-    row_edges = np.arange(height + 1) * d_h
-    labels = label_volume(geometry, row_edges[:-1] + d_h / 2)
+    geometry = layer_geometry(thickness, bm_depth, dome.height(x, y) if sick else None).shifted(scan_offset)
+    row_edges = _row_edges(cfg)
+    row_centres = 0.5 * (row_edges[1:] + row_edges[:-1])
+    labels = label_volume(geometry, row_centres)
 
     tree = grow_tree(subject.arcades, _rng(cfg, subject_index, code, _VESSELS))
     strength, radius = vessel_maps(tree, nasal, superior, float(np.sqrt(d_w * d_d)))
@@ -240,8 +289,8 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
     optics = OctOptics(cfg.dynamic_range_db, cfg.attenuation_per_mm, cfg.rolloff_mm, cfg.speckle_looks,
                        cfg.noise_floor, cfg.vessel_shadow)
     gain = np.exp(noise_rng.normal(0.0, cfg.gain_jitter, cfg.shape[2]))
-    oct_volume = render_oct(geometry, reflectivity, row_edges, x, y, choroid, strength, radius, raw_offset, gain,
-                            optics, noise_rng)
+    oct_volume = render_oct(geometry, reflectivity, row_edges, x, y, choroid, strength, radius, gain, optics,
+                            noise_rng)
     slo = render_slo(x, y, nasal, superior, fovea, subject.background(nasal, superior), strength,
                      cfg.slo_noise, noise_rng)
     meta = {
@@ -260,8 +309,9 @@ def make_eye(cfg: PhantomConfig, subject_index: int, laterality: str) -> Eye:
         "fluid": ({"centre_mm": list(dome.centre_mm), "radius_mm": dome.radius_mm, "height_mm": dome.height_mm}
                   if sick else None),
     }
-    return Eye(oct=oct_volume, spacing=(d_h, d_w, d_d), subject=f"sub{subject_index + 1:03d}",
-               laterality=laterality, labels=labels, slo=slo, bscan_positions=positions, meta=meta)
+    eye = Eye(oct=oct_volume, spacing=(d_h, d_w, d_d), subject=f"sub{subject_index + 1:03d}",
+              laterality=laterality, labels=labels, slo=slo, bscan_positions=positions, meta=meta)
+    return eye, first_rows_below(geometry.bm_mm, row_centres)
 
 
 def iter_population(cfg: PhantomConfig) -> Iterator[Eye]:

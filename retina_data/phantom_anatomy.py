@@ -5,8 +5,10 @@ Everything here is a function of *anatomical* en-face coordinates relative to th
 images of each other: an eye maps its scan grid to these coordinates with its own
 laterality (see :func:`anatomical_coordinates`).
 
-Depths are in mm below the top of the (flattened) scan; Bruch's membrane (BM) is a flat
-row at ``bm_depth_mm``. Layer thicknesses follow published normal values of the macula
+Depths are in mm below the top of the scan. The layers are stacked on a flat Bruch's
+membrane (BM) at ``bm_depth_mm``, the depth it has after flattening;
+:meth:`Geometry.shifted` moves every A-scan to where it lay before flattening (the eye's
+tilt and curvature). Layer thicknesses follow published normal values of the macula
 (approximately): the inner layers vanish in the foveal pit, the outer nuclear layer and
 the photoreceptor segments thicken there, the nerve fibre layer thickens towards the optic
 disc (nasally) and along the arcades.
@@ -115,22 +117,23 @@ class Geometry:
             below the top of the scan. With fluid, the IZ/RPE boundary (index 10) is the
             lifted lower surface of the interdigitation zone.
         rpe_top_mm: top of the RPE ``[W, D]``; fluid fills ``boundaries_mm[10] .. rpe_top_mm``.
-        bm_depth_mm: depth of the flat Bruch's membrane.
     """
 
     boundaries_mm: np.ndarray
     rpe_top_mm: np.ndarray
-    bm_depth_mm: float
 
     @property
-    def ilm_mm(self) -> np.ndarray:
-        """Depth of the inner limiting membrane ``[W, D]``."""
-        return self.boundaries_mm[0]
+    def bm_mm(self) -> np.ndarray:
+        """Depth of Bruch's membrane ``[W, D]``."""
+        return self.boundaries_mm[-1]
 
-    @property
-    def retina_thickness_mm(self) -> np.ndarray:
-        """ILM to BM ``[W, D]``, fluid included."""
-        return self.bm_depth_mm - self.boundaries_mm[0]
+    def shifted(self, offset_mm: np.ndarray) -> Geometry:
+        """The same layers with every A-scan moved ``offset_mm [W, D]`` deeper."""
+        return Geometry(self.boundaries_mm + offset_mm, self.rpe_top_mm + offset_mm)
+
+    def select(self, bscans: slice) -> Geometry:
+        """The layers of the B-scans ``bscans`` only."""
+        return Geometry(self.boundaries_mm[:, :, bscans], self.rpe_top_mm[:, bscans])
 
 
 def anatomical_coordinates(x: np.ndarray, y: np.ndarray, fovea_mm: tuple[float, float],
@@ -188,7 +191,15 @@ def layer_geometry(thickness_mm: np.ndarray, bm_depth_mm: float, fluid_mm: np.nd
     if fluid_mm is not None:
         depths = depths - fluid_mm
     bm = np.full((1, *depths.shape[1:]), bm_depth_mm)
-    return Geometry(boundaries_mm=np.concatenate([depths, bm]), rpe_top_mm=rpe_top, bm_depth_mm=bm_depth_mm)
+    return Geometry(boundaries_mm=np.concatenate([depths, bm]), rpe_top_mm=rpe_top)
+
+
+def first_rows_below(depth_mm: np.ndarray, row_centres_mm: np.ndarray) -> np.ndarray:
+    """Index ``[*grid]`` of the first row whose centre lies below ``depth_mm [*grid]`` (``H`` if none).
+
+    For a boundary's depth this is the row where :func:`label_volume` starts the class below it.
+    """
+    return np.searchsorted(row_centres_mm, depth_mm, side="right")
 
 
 def label_volume(geometry: Geometry, row_centres_mm: np.ndarray) -> np.ndarray:

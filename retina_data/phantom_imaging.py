@@ -1,16 +1,17 @@
 """How the phantom's scanner sees its anatomy: OCT volumes and the SLO fundus image.
 
-OCT: each class has a display-scale reflectivity (bright RNFL, EZ and RPE; dark ONL and
-vitreous); every voxel integrates the reflectivity of the layers it overlaps (partial
-volume, so thin layers stay visible at any depth sampling); the choroid fades with depth
-and holds dark vessel lumens. Vessels add a bright
-cross-section at the level of the ganglion cell layer and a shadow in everything below
-them. The signal is then converted to linear intensity, attenuated with depth below the
-ILM and with the unflattened scan depth (system roll-off), scaled by a per-B-scan gain,
-multiplied by speckle (gamma distributed, ``looks`` averaged), added to an exponential
-noise floor, log-compressed again, cut at the mean noise floor and normalised to ``[0, 1]``
-B-scan by B-scan (:func:`retina_data.preprocessing.normalize_bscans`), as the reference
-preprocessing does.
+OCT: rendered as the scanner records it, before flattening (the layers follow the eye's
+tilted, curved Bruch's membrane). Each class has a display-scale reflectivity (bright RNFL,
+EZ and RPE; dark ONL and vitreous); every voxel integrates the reflectivity of the layers
+it overlaps (partial volume, so thin layers stay visible at any depth sampling); the
+choroid fades with depth below Bruch's membrane and holds dark vessel lumens. Vessels add
+a bright cross-section at the level of the ganglion cell layer and a shadow in everything
+below them. The signal is then converted to linear intensity, attenuated with depth below
+the ILM and with depth below the top of the scan (system roll-off), scaled by a per-B-scan
+gain, multiplied by speckle (gamma distributed, ``looks`` averaged), added to an
+exponential noise floor, log-compressed again, cut at the mean noise floor and normalised
+to ``[0, 1]`` B-scan by B-scan (:func:`retina_data.preprocessing.normalize_bscans`), as
+the reference preprocessing does. Flattening is left to the caller.
 
 SLO: a fundus background with smooth brightness variations, a slightly darker macula
 and vignetting; vessels are dark; additive noise; normalised to ``[0, 1]``.
@@ -77,12 +78,15 @@ class ChoroidTexture:
         frequencies = (2.0 * np.pi / wavelength)[:, None] * direction * np.array([3.0, 1.0, 1.0])
         return cls(frequencies, rng.uniform(0.0, 2.0 * np.pi, n_waves))
 
-    def lumens(self, depth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Lumen weight ``[n, W, D]`` in ``[0, 1]`` at depths ``[n]`` under A-scans at ``x, y [W, D]`` (mm)."""
+    def lumens(self, depth: np.ndarray, bm_mm: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Lumen weight ``[n, W, D]`` in ``[0, 1]`` at depths ``[n]`` under A-scans at ``x, y [W, D]`` (mm).
+
+        The texture moves with Bruch's membrane, which lies at ``bm_mm [W, D]`` in each A-scan.
+        """
         field = np.zeros((depth.size, *x.shape), np.float32)
         for (f_depth, f_x, f_y), phase in zip(self.frequencies, self.phases):
             along = (f_depth * depth).astype(np.float32)[:, None, None]
-            across = (f_x * x + f_y * y + phase).astype(np.float32)[None]
+            across = (f_x * x + f_y * y - f_depth * bm_mm + phase).astype(np.float32)[None]
             field += np.cos(along) * np.cos(across) - np.sin(along) * np.sin(across)
         return 1.0 / (1.0 + np.exp(-(field / np.float32(np.sqrt(len(self.phases) / 2)) - 0.8) / 0.2))
 
@@ -94,7 +98,7 @@ class OctOptics:
     Attributes:
         dynamic_range_db: display dynamic range of the log compression.
         attenuation_per_mm: tissue attenuation coefficient (1/mm), applied twice (there and back).
-        rolloff_mm: depth over which the sensitivity falls by 1/e (unflattened depth).
+        rolloff_mm: depth below the top of the scan over which the sensitivity falls by 1/e.
         speckle_looks: gamma shape of the speckle (1 = fully developed speckle).
         noise_floor: display-scale level of the noise floor.
         vessel_shadow: fraction of the light blocked by the centre of a large vessel; the
@@ -127,34 +131,45 @@ def _breakpoints(geometry: Geometry, reflectivity: np.ndarray) -> tuple[np.ndarr
 def layer_reflectivity(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray) -> np.ndarray:
     """Noise-free display-scale reflectivity ``[H, W, D]`` averaged over each voxel.
 
-    ``row_edges_mm [H + 1]`` are the depths of the voxel edges. The reflectivity is a step
-    function of depth; its integral over each voxel divided by the voxel height gives the
-    partial-volume value.
+    ``row_edges_mm [H + 1]`` are the depths of the evenly spaced voxel edges. The
+    reflectivity is a sum of steps in depth; a step at a fraction ``f`` of the way down
+    voxel ``i`` adds ``1 - f`` of its height to voxel ``i`` and all of it to the voxels
+    below, so the partial-volume values are the running sum down each A-scan of two
+    increments per step and A-scan.
     """
     depths, below = _breakpoints(geometry, reflectivity)
-    steps = np.diff(np.concatenate([[reflectivity[0]], below])).astype(np.float32)
-    edges = row_edges_mm.astype(np.float32)[:, None, None]
-    integral = np.full((edges.shape[0], *depths.shape[1:]), reflectivity[0], np.float32) * edges
-    for depth, step in zip(depths.astype(np.float32), steps):
-        integral += step * np.maximum(edges - depth[None], 0.0)
-    return np.diff(integral, axis=0) / np.diff(edges, axis=0)
+    steps = np.diff(np.concatenate([[reflectivity[0]], below]))
+    height = row_edges_mm.size - 1
+    columns = depths.shape[1] * depths.shape[2]
+    position = np.clip((depths - row_edges_mm[0]) / (row_edges_mm[1] - row_edges_mm[0]), 0.0, height)
+    row = np.floor(position)
+    fraction = position - row
+    flat = row.astype(np.int64).reshape(len(steps), columns) * columns + np.arange(columns)
+    increments = np.bincount(
+        np.concatenate([flat.ravel(), (flat + columns).ravel()]),
+        np.concatenate([(steps[:, None] * (1.0 - fraction.reshape(len(steps), columns))).ravel(),
+                        (steps[:, None] * fraction.reshape(len(steps), columns)).ravel()]),
+        minlength=(height + 2) * columns)
+    display = increments[: height * columns].reshape(height, *depths.shape[1:]).astype(np.float32)
+    display[0] += np.float32(reflectivity[0])
+    for row in range(1, height):  # row by row: far faster than np.cumsum along the first axis
+        display[row] += display[row - 1]
+    return display
 
 
 def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
                y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
-               raw_offset_mm: np.ndarray, gain: np.ndarray, optics: OctOptics,
-               rng: np.random.Generator) -> np.ndarray:
-    """The OCT volume ``[H, W, D]`` float32 in ``[0, 1]``.
+               gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+    """The OCT volume ``[H, W, D]`` float32 in ``[0, 1]``, as scanned (not flattened).
 
     Args:
-        geometry: layer boundaries on the ``[W, D]`` grid.
+        geometry: layer boundaries on the ``[W, D]`` grid, at their depths in the scan.
         reflectivity: display-scale reflectivity per label ``[14]``.
         row_edges_mm: voxel edge depths ``[H + 1]`` (mm below the top of the scan).
         x, y: scan coordinates of the A-scans ``[W, D]`` (mm).
         choroid: where the choroid's vessel lumens are.
         vessel_strength, vessel_radius: en-face vessel maps ``[W, D]`` (see
             :func:`retina_data.phantom_vessels.vessel_maps`).
-        raw_offset_mm: how much deeper each A-scan's BM lay before flattening ``[W, D]``.
         gain: per-B-scan linear gain ``[D]``.
         optics: acquisition parameters.
         rng: source of speckle and noise.
@@ -165,26 +180,37 @@ def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.nd
     out = np.empty((height, width, depth), np.float32)
     for start in range(0, depth, step):
         part = slice(start, min(start + step, depth))
-        sub = Geometry(geometry.boundaries_mm[:, :, part], geometry.rpe_top_mm[:, part], geometry.bm_depth_mm)
-        out[:, :, part] = _render_chunk(sub, reflectivity, row_edges_mm, x[:, part], y[:, part], choroid,
-                                        vessel_strength[:, part], vessel_radius[:, part], raw_offset_mm[:, part],
-                                        gain[part], optics, rng)
+        out[:, :, part] = _render_chunk(geometry.select(part), reflectivity, row_edges_mm, x[:, part], y[:, part],
+                                        choroid, vessel_strength[:, part], vessel_radius[:, part], gain[part],
+                                        optics, rng)
     return out
+
+
+def _choroid_fading(rows: np.ndarray, bm_mm: np.ndarray, x: np.ndarray, y: np.ndarray,
+                    choroid: ChoroidTexture) -> np.ndarray:
+    """Factor ``[n, W, d]`` (1 above BM) on the rows at depths ``rows [n]`` reaching below ``bm_mm [W, d]``.
+
+    Below BM the choroid fades as ``exp(-below / CHOROID_DECAY_MM)``, written as a product of
+    a per-row and a per-A-scan factor so that no exponential of the whole volume is needed.
+    """
+    top = np.float32(bm_mm.min())
+    bm = bm_mm.astype(np.float32)
+    below = rows[:, None, None] - bm[None]
+    fading = (np.exp(-(rows - top) / np.float32(CHOROID_DECAY_MM))[:, None, None]
+              * np.exp((bm - top) / np.float32(CHOROID_DECAY_MM))[None])
+    lumens = choroid.lumens(rows, bm_mm, x, y) * np.clip(below / np.float32(CHORIOCAPILLARIS_MM), 0.0, 1.0)
+    return np.minimum(fading, 1.0) * (1.0 - 0.6 * lumens)
 
 
 def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
                   y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
-                  raw_offset_mm: np.ndarray, gain: np.ndarray, optics: OctOptics,
-                  rng: np.random.Generator) -> np.ndarray:
+                  gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
     """:func:`render_oct` for a few B-scans ``[H, W, d]``."""
     scale = optics.log_scale
     rows = (0.5 * (row_edges_mm[1:] + row_edges_mm[:-1])).astype(np.float32)[:, None, None]
     display = layer_reflectivity(geometry, reflectivity, row_edges_mm)
-    below_bm = rows[:, 0, 0] - np.float32(geometry.bm_depth_mm)
-    deep = below_bm > 0
-    below = below_bm[deep, None, None]
-    lumens = choroid.lumens(below_bm[deep], x, y) * np.clip(below / CHORIOCAPILLARIS_MM, 0.0, 1.0)
-    display[deep] *= (np.exp(-below / CHOROID_DECAY_MM) * (1.0 - 0.6 * lumens)).astype(np.float32)
+    deep = int(np.searchsorted(rows[:, 0, 0], geometry.bm_mm.min(), side="right"))
+    display[deep:] *= _choroid_fading(rows[deep:, 0, 0], geometry.bm_mm, x, y, choroid)
 
     columns = np.nonzero(vessel_strength > 0.02)
     strength = vessel_strength[columns].astype(np.float32)
@@ -195,10 +221,9 @@ def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np
     blob = strength * np.exp(-2.0 * offset**2)
     display[:, columns[0], columns[1]] += (VESSEL_REFLECTIVITY - display[:, columns[0], columns[1]]) * blob
 
-    linear = np.exp(scale * (display - 1.0))
     depth_in_tissue = np.maximum(rows - b[0][None].astype(np.float32), 0.0)
-    linear *= np.exp(-2.0 * optics.attenuation_per_mm * depth_in_tissue
-                     - (rows + raw_offset_mm[None].astype(np.float32)) / optics.rolloff_mm)
+    linear = np.exp(np.float32(scale) * (display - 1.0) - np.float32(2.0 * optics.attenuation_per_mm) * depth_in_tissue
+                    - rows / np.float32(optics.rolloff_mm))
     calibre = np.minimum(1.0, radius / 0.05) ** 0.5
     below = 1.0 / (1.0 + np.exp(-3.0 * np.clip(offset, -20.0, 20.0)))
     shadow = np.float32(1.0 - optics.vessel_shadow) ** (strength * calibre * below)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ from retina_data.eye import Eye
 from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES
 from retina_data.phantom import (
     PhantomConfig,
+    flattened_bm_row,
     make_eye,
     make_population,
+    make_scanned_eye,
     paper_shape_config,
     pathology_eyes,
     write_phantom,
@@ -22,6 +25,8 @@ from retina_data.phantom import (
 from retina_data.tree import read_dataset
 
 SMALL = PhantomConfig(n_subjects=2, shape=(96, 64, 32))
+DEEP = PhantomConfig(n_subjects=2, shape=(96, 64, 32), extent_mm=(1.2, 6.0, 6.0), bm_depth_fraction=0.6)
+"""A deeper scan with room for a strong tilt and curvature before flattening."""
 OUTER = (8, 11)
 """EZ .. RPE: the bright outer layers where vessel shadows show best."""
 
@@ -86,6 +91,52 @@ def test_retina_thickness_is_realistic(eye: Eye) -> None:
 def test_bruchs_membrane_is_one_flat_row(eye: Eye) -> None:
     first_choroid_row = np.argmax(eye.labels == NUM_LAYER_CLASSES - 1, axis=0)
     assert np.unique(first_choroid_row).size == 1
+
+
+@pytest.mark.parametrize(("tilt", "curvature"), [(0.0, 0.0), (0.2, 0.0), (0.0, 0.15), (0.2, 0.1)])
+def test_bruchs_membrane_is_flat_for_any_tilt_and_curvature(tilt: float, curvature: float) -> None:
+    cfg = replace(DEEP, tilt_mm=tilt, curvature_mm=curvature, shape=(64, 32, 16))
+    eye = make_eye(cfg, 1, "OS")
+    first_choroid_row = np.argmax(eye.labels == NUM_LAYER_CLASSES - 1, axis=0)
+    assert np.all(first_choroid_row == flattened_bm_row(cfg))
+    assert eye.meta["flatten_target_row"] == flattened_bm_row(cfg)
+
+
+def test_without_tilt_and_curvature_flattening_moves_nothing() -> None:
+    cfg = replace(SMALL, tilt_mm=0.0, curvature_mm=0.0)
+    scanned, bm_rows = make_scanned_eye(cfg, 0, "OD")
+    assert np.all(bm_rows == flattened_bm_row(cfg))
+    stored = make_eye(cfg, 0, "OD")
+    np.testing.assert_array_equal(stored.oct, scanned.oct)
+    np.testing.assert_array_equal(stored.labels, scanned.labels)
+
+
+def test_tilted_eye_lies_across_the_scan_before_flattening() -> None:
+    scanned, bm_rows = make_scanned_eye(replace(DEEP, tilt_mm=0.2), 0, "OD")
+    assert bm_rows.max() - bm_rows.min() > 5
+    first_choroid_row = np.argmax(scanned.labels == NUM_LAYER_CLASSES - 1, axis=0)
+    np.testing.assert_array_equal(first_choroid_row, bm_rows)
+
+
+def test_flattening_a_tilted_eye_leaves_an_empty_fill_at_the_image_edges() -> None:
+    cfg = replace(DEEP, tilt_mm=0.2)
+    _, bm_rows = make_scanned_eye(cfg, 0, "OD")
+    eye = make_eye(cfg, 0, "OD")
+    shift = flattened_bm_row(cfg) - bm_rows
+    row = np.arange(eye.shape[0])[:, None, None]
+    filled = (row < shift[None]) | (row >= eye.shape[0] + shift[None])
+    assert filled[-1].sum() > 0 and filled[0].sum() > 0  # A-scans moved up and down
+    assert np.all(eye.oct[filled] == 0.0)
+    assert np.all(eye.labels[filled & (row < eye.shape[0] // 2)] == 0)
+    assert np.all(eye.labels[filled & (row >= eye.shape[0] // 2)] == NUM_LAYER_CLASSES - 1)
+
+
+def test_rolloff_dims_the_ascans_that_lay_deeper_before_flattening() -> None:
+    cfg = replace(DEEP, tilt_mm=0.2)
+    _, bm_rows = make_scanned_eye(cfg, 0, "OD")
+    short_rolloff = make_eye(replace(cfg, rolloff_mm=0.5), 0, "OD")
+    dimming = outer_layer_mean(short_rolloff) - outer_layer_mean(make_eye(cfg, 0, "OD"))
+    assert np.corrcoef(bm_rows.ravel(), dimming.ravel())[0, 1] < -0.4
 
 
 def test_fovea_is_thinner_than_the_rest(eye: Eye) -> None:
@@ -206,7 +257,7 @@ def test_paper_shape_config_has_the_paper_shape() -> None:
 @pytest.mark.parametrize("bad", [
     {"n_subjects": 0}, {"shape": (8, 16, 16)}, {"shape": (64, 16)}, {"extent_mm": (0.89, -6.0, 6.0)},
     {"pathology_fraction": 1.5}, {"seed": -1}, {"speckle_looks": 0}, {"vessel_shadow": 1.2},
-    {"extent_mm": (0.5, 6.0, 6.0)},
+    {"extent_mm": (0.5, 6.0, 6.0)}, {"tilt_mm": 0.2}, {"curvature_mm": 0.3},
 ])
 def test_config_rejects_impossible_values(bad: dict) -> None:
     with pytest.raises(ConfigError):
