@@ -21,6 +21,7 @@ import numpy as np
 from retina_data.errors import DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import atomic_save
+from retina_data.tree import check_values
 
 REQUIRED_KEYS = ("oct_vols", "subject_names", "spacing_oct")
 OPTIONAL_KEYS = ("seg_vols", "enface_imgs")
@@ -105,6 +106,9 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
 def read_container(path: str | Path) -> list[Eye]:
     """The eyes stored in a reference container, arrays kept in their stored dtype."""
     arrays = read_container_arrays(path)
+    for key in ("oct_vols", "seg_vols", "enface_imgs"):
+        if key in arrays:
+            check_values(f"{path}: {key}", arrays[key], labels=key == "seg_vols")
     spacing = tuple(float(s) for s in arrays["spacing_oct"])
     depth = arrays["oct_vols"].shape[3]
     positions = np.arange(depth) * spacing[2]

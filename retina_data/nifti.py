@@ -10,6 +10,7 @@ readers fall back to the header when the sidecar is absent (as in the reference 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,17 @@ def _stored_zooms(path: Path, image: nib.Nifti1Image, ndim: int) -> tuple[float,
     return tuple(float(z) for z in header["pixdim"][1: ndim + 1])
 
 
+def _load_quietly(path: Path) -> nib.Nifti1Image:
+    """``nib.load`` without nibabel's log line about fixing 0 zooms (the stored ones are read anyway)."""
+    log = logging.getLogger("nibabel.global")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return nib.load(str(path))
+    finally:
+        log.setLevel(level)
+
+
 def read_nifti(path: str | Path) -> Image:
     """Read a NIfTI written by :func:`write_nifti` or by another tool.
 
@@ -85,7 +97,7 @@ def read_nifti(path: str | Path) -> Image:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        image = nib.load(str(path))
+        image = _load_quietly(path)
         array = np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(f"{path}: cannot read NIfTI (truncated or corrupt file?): {exc}") from exc

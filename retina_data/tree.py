@@ -23,7 +23,7 @@ from retina_data.config import dump_yaml, read_yaml
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import atomic_write_text, refuse_existing
-from retina_data.labels import label_names
+from retina_data.labels import FLUID_LABEL, label_names
 from retina_data.nifti import read_nifti, write_nifti
 
 LAYOUT_VERSION = 1
@@ -110,6 +110,18 @@ def _uniform_step(positions: np.ndarray, fallback: float) -> float:
     return float(np.median(np.diff(positions))) if positions.size > 1 else fallback
 
 
+def check_values(path: str | Path, array: np.ndarray, *, labels: bool = False) -> None:
+    """Refuse NaN/Inf values, and label values outside ``0..FLUID_LABEL``, naming ``path``."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise DataError(f"{path}: holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} Inf "
+                        "values; expected finite values")
+    if labels and array.size:
+        low, high = array.min(), array.max()
+        fractional = np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array))
+        if low < 0 or high > FLUID_LABEL or fractional:
+            raise DataError(f"{path}: label values {low}..{high}; expected integers 0..{FLUID_LABEL}")
+
+
 def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1) -> Eye:
     """Read one eye; labels and SLO are optional, the OCT is required."""
     if laterality not in LATERALITIES:
@@ -120,11 +132,15 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
     oct_image = read_nifti(files.oct)
     if oct_image.array.ndim != 3:
         raise DataError(f"{files.oct}: expected a 3-D OCT volume [H, W, D], got shape {oct_image.array.shape}")
+    check_values(files.oct, oct_image.array)
     labels = read_nifti(files.labels).array if files.labels.is_file() else None
+    if labels is not None:
+        check_values(files.labels, labels, labels=True)
     slo = slo_positions = None
     if files.slo.is_file():
         slo_image = read_nifti(files.slo)
         slo, slo_positions = slo_image.array, slo_image.positions
+        check_values(files.slo, slo)
         if slo.ndim == 3 and slo.shape[-1] == 1:
             slo = slo[..., 0]
     try:
