@@ -23,6 +23,7 @@ from retina_data.config import bounded, load_config, nested
 from retina_data.errors import ConfigError
 
 LossRecon = Literal["MSE", "SSIM", "Combi"]
+COMPILE_MIN_STEPS = 2000
 
 
 @dataclass
@@ -35,8 +36,10 @@ class Settings:
     FOLD: int = bounded(1, ge=0)
     FOLDS_FILE: str = "cross-validation-folds.yml"
     """(added) folds of a retina_data tree, relative to IMG_DIR."""
-    COMPILE: bool = False
-    """(added) ``torch.compile`` the training and fitting steps (faster after a one-off compile)."""
+    COMPILE: bool | None = None
+    """(added) ``torch.compile`` the loss of the training and fitting steps; null: only for
+    optimisations of at least ``COMPILE_MIN_STEPS`` steps, where the one-off compilation
+    (about a minute on 2 CPU cores) pays for itself."""
 
 
 @dataclass
@@ -220,10 +223,20 @@ class ExperimentConfig:
             if problems:
                 raise ConfigError("MODEL.MODULATION = true (FiLM-modulated SIREN) conflicts with "
                                   + "; ".join(problems))
+        patch = self.TRAINING.PATCH_SIZE
+        if self.TRAINING.LOSS_RECON != "MSE" and patch is not None and patch < 3:
+            raise ConfigError(f"TRAINING.PATCH_SIZE = {patch}: LOSS_RECON = {self.TRAINING.LOSS_RECON!r} compares "
+                              "image patches; expected at least 3")
 
     @property
     def uses_slo(self) -> bool:
         return self.TRAINING.INPUT_ENFACE == "SLO"
+
+    def compile_for(self, steps: int) -> bool:
+        """Whether an optimisation of ``steps`` steps compiles its loss (``SETTINGS.COMPILE``)."""
+        if self.SETTINGS.COMPILE is None:
+            return steps >= COMPILE_MIN_STEPS
+        return self.SETTINGS.COMPILE
 
     @property
     def patch_size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -44,9 +45,9 @@ class LatentFitter:
 
     def __init__(self, network: ImplicitNetwork, config: ExperimentConfig, device: torch.device) -> None:
         self.network, self.config, self.device = network, config, device
-        objective: PointObjective = objective_from_config(network, config,
-                                                          code_weight=config.TRAINING.LATENT_CODE.REG_WEIGHT)
-        self.objective = maybe_compile(objective, config.SETTINGS.COMPILE)
+        self.objective: PointObjective = objective_from_config(
+            network, config, code_weight=config.TRAINING.LATENT_CODE.REG_WEIGHT)
+        self.compiled: Callable[..., Tensor] | None = None
         self.generator = torch.Generator(device=device).manual_seed(config.TRAINING.SEED)
         self.epochs_run: list[int] = []
 
@@ -63,6 +64,12 @@ class LatentFitter:
             self.network.requires_grad_(True)
         return codes
 
+    def _objective_for(self, steps: int) -> Callable[..., Tensor]:
+        """The loss, compiled once (and reused for every batch) when ``steps`` make it worthwhile."""
+        if self.compiled is None and self.config.compile_for(steps):
+            self.compiled = maybe_compile(self.objective, True)
+        return self.compiled or self.objective
+
     def _fit_batch(self, eyes: list[Eye]) -> Tensor:
         test = self.config.TEST
         data = SparseVolumes.from_eyes(eyes, use_labels=False, use_slo=self.network.inputs.use_slo,
@@ -71,7 +78,7 @@ class LatentFitter:
                                          device=self.device) * test.LATENT_CODE.INIT_STD)
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
         plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH)
-        step = make_step(self.objective, data, codes, optimizer, None, plan, self.generator,
+        step = make_step(self._objective_for(test.TOTAL_EPOCHS * plan.steps_per_epoch), data, codes, optimizer, None, plan, self.generator,
                          self.config.TRAINING.MIXED_PRECISION)
         running = torch.zeros(3, device=self.device)
         previous = math.inf

@@ -182,8 +182,8 @@ class NetworkTrainer:
                           if train.LR_SCHEDULE == "cosine" else None)
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
         objective = objective_from_config(network, config, code_weight=train.LATENT_CODE.REG_WEIGHT)
-        self.step = make_step(maybe_compile(objective, config.SETTINGS.COMPILE), data, self.codes, self.optimizer,
-                              self.scheduler, self.plan, self.generator, train.MIXED_PRECISION)
+        self.step = make_step(maybe_compile(objective, config.compile_for(total_steps)), data, self.codes,
+                              self.optimizer, self.scheduler, self.plan, self.generator, train.MIXED_PRECISION)
         self.epoch = 0
         self.best_loss = math.inf
         self.best_state: dict[str, Any] = self._weights()
