@@ -47,8 +47,11 @@ def make_folds(subjects: list[str], k: int, seed: int = 0) -> Folds:
 
 
 def subjects_on_disk(data_dir: str | Path) -> list[str]:
-    """Subject ids of the tree that have at least one eye."""
-    return sorted({subject for subject, _ in list_eyes(data_dir)})
+    """Subject ids of the tree that have at least one eye; an empty tree raises :class:`DataError`."""
+    subjects = sorted({subject for subject, _ in list_eyes(data_dir)})
+    if not subjects:
+        raise DataError(f"{data_dir}: empty data set, no eyes found (expected <subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)")
+    return subjects
 
 
 def write_folds(path: str | Path, folds: Folds, *, overwrite: bool = False) -> Path:
