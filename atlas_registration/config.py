@@ -169,6 +169,10 @@ class Evaluation:
     IDIR_LEARNING_RATE: float = bounded(1e-4, gt=0)
     IDIR_HIDDEN_SIZE: int = bounded(128, ge=1)
     IDIR_NUM_LAYERS: int = bounded(3, ge=1)
+    CLASSICAL_ITERATIONS: int | None = None
+    """Optimiser iterations per pyramid level of the SimpleITK baselines (``null``: their defaults)."""
+    CLASSICAL_SAMPLING: float = bounded(0.2, gt=0, le=1)
+    """Fraction of voxels the SimpleITK metric samples per evaluation."""
     MAX_TEST_EYES: int | None = None
     """Score only the first N test eyes (``null``: all)."""
     ATLAS_SHAPES: list[list[int]] = field(default_factory=lambda: [])

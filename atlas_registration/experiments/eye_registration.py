@@ -108,9 +108,15 @@ def atlas_on_eye_grid(atlas: AtlasINR, eye: Eye, extent_mm: Sequence[float], chu
     return predict_on_grid(atlas, grid_coordinates(eye_axes(eye, extent_mm)), None, chunk)
 
 
-def register_classical(method: str, atlas_grid: GridPrediction, eye: Eye) -> EyeRegistration:
+def register_classical(cfg: AtlasConfig, method: str, atlas_grid: GridPrediction, eye: Eye) -> EyeRegistration:
     """A SimpleITK baseline (or atlas only) with ``fixed = eye``, ``moving = atlas``."""
-    result = register(CLASSICAL_BASELINES[method], eye.oct, atlas_grid.intensity, eye.spacing)
+    options: dict[str, float] = {}
+    if method != "atlas":
+        options["sampling"] = cfg.EVALUATION.CLASSICAL_SAMPLING
+        options["seed"] = cfg.SETTINGS.SEED
+        if cfg.EVALUATION.CLASSICAL_ITERATIONS is not None:
+            options["iterations"] = cfg.EVALUATION.CLASSICAL_ITERATIONS
+    result = register(CLASSICAL_BASELINES[method], eye.oct, atlas_grid.intensity, eye.spacing, **options)
     labels = warp_labels(atlas_grid.labels, result.displacement_mm, eye.spacing)
     return EyeRegistration(labels, result.warped_intensity, result.displacement_mm.astype(np.float32),
                            result.seconds)

@@ -145,7 +145,7 @@ def run_baseline(cfg: AtlasConfig, method: str, model: GINRAtlasRegistration, at
         return register_inr(cfg, idir_fit(cfg, model.atlas), eye, eye, extent_mm, cfg.EVALUATION.IDIR_EPOCHS)
     if method not in CLASSICAL_BASELINES:
         raise DataError(f"unknown baseline {method!r}")
-    return register_classical(method, atlas_grid, eye)
+    return register_classical(cfg, method, atlas_grid, eye)
 
 
 def write_tables(rows: list[dict[str, Any]], out_dir: Path, factors: Sequence[int], figures: bool) -> None:

@@ -1,0 +1,41 @@
+"""The atlas config: the paper's keys and values load unchanged; mistakes name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas_registration.config import load_atlas_config
+from retina_data.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "atlas"
+
+
+def test_paper_config_keeps_the_reference_values():
+    cfg = load_atlas_config(CONFIGS / "fit_GINR_Atlas_base.yml")
+    assert (cfg.SETTINGS.PROJECT_NAME, cfg.SETTINGS.FOLD) == ("GINR_Atlas_base", 2)
+    assert (cfg.TRAINING.LATENT_CODE.SIZE, cfg.TRAINING.LATENT_CODE.INIT_STD) == (128, 0.01)
+    assert (cfg.TRAINING.LEARNING_RATE, cfg.TRAINING.TOTAL_EPOCHS, cfg.TRAINING.BATCH_SIZE) == (1e-5, 2000, 1)
+    assert (cfg.TEST.LEARNING_RATE, cfg.TEST.TOTAL_EPOCHS) == (3e-5, 100)
+    assert (cfg.DISP_MODEL.NUM_LAYERS, cfg.DISP_MODEL.HIDDEN_SIZE, cfg.DISP_MODEL.OMEGA) == (4, 128, 30)
+    assert (cfg.ATLAS_MODEL.HIDDEN_SIZE, cfg.ATLAS_MODEL.PATH) == (256, "")
+    assert (cfg.DATA.SAMPLE_MODE, cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.PATCH_SIZE) == ("downsample", 8, [231, 62, 64])
+
+
+def test_demo_config_loads():
+    assert load_atlas_config(CONFIGS / "demo_atlas.yml").SETTINGS.FOLD == 0
+
+
+def test_misspelt_key_is_named_with_a_suggestion(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("TRAINING:\n  LERNING_RATE: 0.1\n")
+    with pytest.raises(ConfigError, match=r"TRAINING\.LERNING_RATE.*did you mean TRAINING\.LEARNING_RATE"):
+        load_atlas_config(path)
+
+
+def test_patch_size_needs_three_values(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("DATA:\n  PATCH_SIZE: [8, 8]\n")
+    with pytest.raises(ConfigError, match="PATCH_SIZE"):
+        load_atlas_config(path)

@@ -1,0 +1,77 @@
+"""The entry scripts end to end on a tiny phantom: outputs, refusal of old results, clear data errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from atlas_registration import GINR_Atlas_base, GINR_Atlas_resolution_inference
+from retina_data.errors import DataError, OutputExistsError
+from retina_data.folds import write_folds
+from retina_data.phantom import PhantomConfig, write_phantom
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "atlas" / "demo_atlas.yml"
+TINY = [
+    "TRAINING.TOTAL_EPOCHS=2", "TRAINING.BATCH_SIZE=2", "TRAINING.LATENT_CODE.SIZE=4", "TRAINING.REG_POINTS=32",
+    "TRAINING.VAL_EVERY=1", "TRAINING.CHECKPOINT_EVERY=1",
+    "TEST.TOTAL_EPOCHS=2", "TEST.STEPS_PER_EPOCH=1", "DISP_MODEL.HIDDEN_SIZE=8", "DISP_MODEL.NUM_LAYERS=2",
+    "ATLAS_MODEL.HIDDEN_SIZE=16", "ATLAS_MODEL.NUM_LAYERS=2", "ATLAS_PRETRAINING.TOTAL_EPOCHS=2",
+    "ATLAS_PRETRAINING.STEPS_PER_EPOCH=2", "ATLAS_PRETRAINING.POINTS_PER_STEP=512",
+    "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=2", "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.IDIR_HIDDEN_SIZE=8",
+    "EVALUATION.RESOLUTION_FACTORS=[1, 8]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
+    "EVALUATION.CLASSICAL_ITERATIONS=2", "RUNTIME.ACCELERATOR=cpu", "RUNTIME.DEVICES=1",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("atlas_phantom")
+    write_phantom(root, PhantomConfig(n_subjects=3, shape=(32, 8, 16), seed=1), progress=False)
+    write_folds(root / "folds.yml", {0: {"TRAIN": ["sub001", "sub002"], "TEST": ["sub003"]}})
+    return root
+
+
+def _args(tree: Path, out: Path, *extra: str) -> list[str]:
+    data = [f"SETTINGS.DATA_DIR={tree}", f"SETTINGS.FOLD_FILE={tree / 'folds.yml'}"]
+    return [str(CONFIG), "--output", str(out), *sum((["--set", s] for s in data + TINY), []), *extra]
+
+
+@pytest.mark.slow
+def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    assert GINR_Atlas_base.main(_args(tiny_tree, out)) == 0
+    for name in ("config.yaml", "run_info.json", "atlas/median/atlas_labels.nii.gz",
+                 "atlas/inr_32x8x16/atlas_intensity.nii.gz", "atlas/inr_16x8x8/atlas_labels.nii.gz",
+                 "checkpoints/registration/last.ckpt", "results/summary.md", "results/resolution.md",
+                 "eyes/sub003_OS/displacement_mm.nii.gz", "eyes/sub003_OS/eye_in_atlas.nii.gz"):
+        assert (out / name).is_file(), name
+    with open(out / "results" / "metrics_all.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    methods = {(row["method"], row["factor"]) for row in rows}
+    assert methods == {("ginr", "1"), ("ginr", "8"), ("atlas", "1"), ("affine", "1"), ("idir", "1"),
+                       ("bspline", "1")}
+    assert all(0.0 <= float(row["dice_mean"]) <= 1.0 for row in rows)
+
+    resolution = tmp_path / "resolution"
+    checkpoint = out / "checkpoints" / "registration" / "last.ckpt"
+    assert GINR_Atlas_resolution_inference.main(
+        _args(tiny_tree, resolution, "--checkpoint", str(checkpoint))) == 0
+    assert (resolution / "results" / "resolution.md").is_file()
+
+
+def test_existing_results_are_refused_without_overwrite_or_resume(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.csv").write_text("old")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        GINR_Atlas_base.main(_args(tiny_tree, out))
+
+
+def test_subject_missing_on_disk_is_named(tiny_tree, tmp_path):
+    folds = tmp_path / "folds.yml"
+    write_folds(folds, {0: {"TRAIN": ["sub001", "sub999"], "TEST": ["sub003"]}})
+    args = _args(tiny_tree, tmp_path / "run", "--set", f"SETTINGS.FOLD_FILE={folds}")
+    with pytest.raises(DataError, match="sub999"):
+        GINR_Atlas_base.main(args)
