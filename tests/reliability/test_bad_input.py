@@ -1,0 +1,371 @@
+"""Bad input, fed to every entry point: one line ``error: ...`` naming the culprit, exit 2, nothing written.
+
+The matrix is :data:`MATRIX`: one row per (entry point, fault) with the words the error
+line must contain. A fault is a function in :data:`FAULTS` that breaks a fresh copy of the
+tiny phantom, its folds file, the entry's config or its output folder; adding a case is
+one row (and, for a new kind of fault, one function).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from entry_points import SCRIPTS, atlas_config, interpolation_config, snapshot
+
+from retina_data.config import dump_yaml, read_yaml
+from retina_data.containers import container_name
+from retina_data.export import export_containers
+from retina_data.folds import FOLDS_FILE
+from retina_data.nifti import read_nifti, write_nifti
+from retina_data.tree import eye_files
+
+
+TREES = {"geninr": "interpolation", "singleinr": "interpolation", "atlas": "atlas",
+         "atlas_inference": "atlas", "atlas_resolution": "atlas",
+         "export-npz": "data", "subsample": "data", "folds": "data"}
+BROKEN_EYE = ("sub001", "OD")
+"""A training eye of fold 0 (TRAIN: sub001, sub002; TEST: sub003)."""
+FACTOR = 4
+"""B-scan factor of the interpolation configs (and of the exported containers)."""
+PROGRESS_BAR = re.compile(r"[^\r\n]*?\d+%\|[^|\r\n]*\| *\d+/\d+ \[[^\]\r\n]*\]")
+"""One frame of a tqdm bar: the data commands read eyes behind a progress bar, which is not an error line."""
+
+
+@dataclass
+class Case:
+    """One entry point's inputs in a private folder, before and after a fault is applied."""
+
+    entry: str
+    tmp: Path
+    data_dir: Path
+    output: Path
+    checkpoint: Path | None = None
+    config: dict[str, Any] | None = None
+    config_text: str | None = None
+    config_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config_path = self.tmp / "config.yaml"
+
+    @property
+    def tree(self) -> str:
+        return TREES[self.entry]
+
+    @property
+    def folds_file(self) -> Path:
+        return self.data_dir / FOLDS_FILE
+
+    def set_data_dir(self, path: Path) -> None:
+        """Point the entry at another data folder (config key or argument)."""
+        if self.tree == "interpolation":
+            self.config["SETTINGS"]["IMG_DIR"] = str(path)
+        elif self.tree == "atlas":
+            self.config["SETTINGS"]["DATA_DIR"] = str(path)
+        self.data_dir = path
+
+    def write_config(self) -> None:
+        if self.config_text is not None:
+            self.config_path.write_text(self.config_text, encoding="utf-8")
+        elif self.config is not None:
+            self.config_path.write_text(dump_yaml(self.config), encoding="utf-8")
+
+    def argv(self) -> list[str]:
+        if self.tree == "interpolation":
+            return [SCRIPTS[self.entry], str(self.config_path), "--gpu", "-1", "--quiet", "--output", str(self.output)]
+        if self.tree == "atlas":
+            argv = [SCRIPTS[self.entry], str(self.config_path), "--gpu", "-1", "--output", str(self.output)]
+            return argv + (["--checkpoint", str(self.checkpoint)] if self.checkpoint else [])
+        data = str(self.data_dir)
+        return {
+            "export-npz": ["-m", "retina_data", "export-npz", data, "--folds", str(self.folds_file), "--fold", "0",
+                           "--subsample", str(FACTOR), "--output", str(self.output)],
+            "subsample": ["-m", "retina_data", "subsample", data, "--factor", str(FACTOR)],
+            "folds": ["-m", "retina_data", "folds", data, "--k", "2", "--output", str(self.output / FOLDS_FILE)],
+        }[self.entry]
+
+
+# --- faults -------------------------------------------------------------------------------
+
+def _rewrite(path: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Write ``change(array)`` back to a NIfTI of the tree (its positions trimmed to the new last axis)."""
+    image = read_nifti(path)
+    array = change(image.array.copy())
+    write_nifti(path, array, image.spacing, image.positions[: array.shape[-1]], image.meta,
+                overwrite=True)
+
+
+def _eye(case: Case):
+    return eye_files(case.data_dir, *BROKEN_EYE)
+
+
+def _set_nan(oct_: np.ndarray) -> np.ndarray:
+    oct_[3, 4, 5] = np.nan
+    return oct_
+
+
+def _set_label_20(labels: np.ndarray) -> np.ndarray:
+    labels[3, 4, 5] = 20
+    return labels
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def missing_config(case: Case) -> None:
+    case.config = None
+    case.config_path = case.tmp / "missing.yaml"
+
+
+def yaml_syntax(case: Case) -> None:
+    if case.tree == "data":
+        case.folds_file.write_text("FOLD:\n  0: {TRAIN: [sub001, sub002], TEST: [sub003\n", encoding="utf-8")
+        return
+    case.config_text = dump_yaml(case.config) + "EXTRA: [1, 2\n"
+
+
+def unknown_key(case: Case) -> None:
+    case.config["TRAINING"]["TOTAL_EPOCH"] = case.config["TRAINING"].pop("TOTAL_EPOCHS")
+
+
+def negative_epochs(case: Case) -> None:
+    case.config["TRAINING"]["TOTAL_EPOCHS"] = -1
+
+
+def unknown_activation(case: Case) -> None:
+    case.config["MODEL"]["ACTIVATION"] = "GELU"
+
+
+def hashgrid_without_block(case: Case) -> None:
+    case.config["POS_ENCODING"] = {"TYPE": "Hashgrid"}
+
+
+def unknown_sample_mode(case: Case) -> None:
+    case.config["DATA"]["SAMPLE_MODE"] = "random"
+
+
+def two_dimensional_patch(case: Case) -> None:
+    case.config["DATA"]["PATCH_SIZE"] = [8, 8]
+
+
+def missing_data_dir(case: Case) -> None:
+    case.set_data_dir(case.tmp / "nowhere")
+
+
+def missing_folds_file(case: Case) -> None:
+    case.folds_file.unlink()
+
+
+def _containers(case: Case) -> Path:
+    """Reference containers of fold 0 (training at every FACTOR-th B-scan, dense test eyes) as the data."""
+    folder = case.tmp / "containers"
+    for factor in (FACTOR, 1):
+        export_containers(case.data_dir, case.folds_file, 0, factor, folder, progress=False)
+    case.set_data_dir(folder)
+    return folder / container_name(FACTOR, "train", 0)
+
+
+def missing_container(case: Case) -> None:
+    _containers(case).unlink()
+
+
+def truncated_npz(case: Case) -> None:
+    _truncate(_containers(case))
+
+
+def subject_not_on_disk(case: Case) -> None:
+    folds = read_yaml(case.folds_file)
+    folds["FOLD"][0]["TRAIN"].append("sub009")
+    case.folds_file.write_text(dump_yaml(folds), encoding="utf-8")
+
+
+def label_shape_mismatch(case: Case) -> None:
+    _rewrite(_eye(case).labels, lambda labels: labels[:, :, :8])
+
+
+def slo_shape_mismatch(case: Case) -> None:
+    _rewrite(_eye(case).slo, lambda slo: slo[:20])
+
+
+def nan_intensities(case: Case) -> None:
+    _rewrite(_eye(case).oct, _set_nan)
+
+
+def labels_out_of_range(case: Case) -> None:
+    _rewrite(_eye(case).labels, _set_label_20)
+
+
+def zero_spacing(case: Case) -> None:
+    """The OCT header's first voxel size (``pixdim[1]``, bytes 80-83 of a NIfTI-1 header) set to 0."""
+    path = _eye(case).oct
+    header = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<f", header, 80, 0.0)
+    path.write_bytes(gzip.compress(bytes(header)))
+
+
+def truncated_nifti(case: Case) -> None:
+    _truncate(_eye(case).oct)
+
+
+def empty_data_set(case: Case) -> None:
+    for subject in sorted(p for p in case.data_dir.iterdir() if p.is_dir()):
+        shutil.rmtree(subject)
+
+
+def missing_checkpoint(case: Case) -> None:
+    case.checkpoint = case.tmp / "missing.ckpt"
+
+
+def output_exists(case: Case) -> None:
+    """Earlier results: a file in the run folder, or the very file a data command writes."""
+    earlier = {"export-npz": container_name(FACTOR, "train", 0), "folds": FOLDS_FILE}.get(case.entry, "results.csv")
+    case.output.mkdir(parents=True)
+    (case.output / earlier).write_text("earlier results\n", encoding="utf-8")
+
+
+FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
+    missing_config, yaml_syntax, unknown_key, negative_epochs, unknown_activation, hashgrid_without_block,
+    unknown_sample_mode, two_dimensional_patch, missing_data_dir, missing_folds_file, missing_container,
+    truncated_npz, subject_not_on_disk, label_shape_mismatch, slo_shape_mismatch, nan_intensities,
+    labels_out_of_range, zero_spacing, truncated_nifti, empty_data_set, missing_checkpoint, output_exists,
+)}
+
+MATRIX = [
+    # entry point        fault                     words the one-line error must contain
+    ("geninr",           "missing_config",         ["missing.yaml", "not found"]),
+    ("geninr",           "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
+    ("geninr",           "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("geninr",           "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("geninr",           "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
+    ("geninr",           "hashgrid_without_block", ["POS_ENCODING.HASHGRID"]),
+    ("geninr",           "missing_data_dir",       ["IMG_DIR", "nowhere"]),
+    ("geninr",           "missing_folds_file",     [FOLDS_FILE, "not found"]),
+    ("geninr",           "missing_container",      [container_name(FACTOR, "train", 0), "not found"]),
+    ("geninr",           "truncated_npz",          [container_name(FACTOR, "train", 0), "truncated"]),
+    ("geninr",           "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
+    ("geninr",           "label_shape_mismatch",   ["sub001", "shape"]),
+    ("geninr",           "slo_shape_mismatch",     ["sub001", "SLO"]),
+    ("geninr",           "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("geninr",           "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
+    ("geninr",           "zero_spacing",           ["sub001", "spacing"]),
+    ("geninr",           "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
+    ("geninr",           "empty_data_set",         ["data", "no eyes"]),
+    ("geninr",           "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("singleinr",        "missing_config",         ["missing.yaml", "not found"]),
+    ("singleinr",        "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("singleinr",        "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
+    ("singleinr",        "missing_data_dir",       ["IMG_DIR", "nowhere"]),
+    ("singleinr",        "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("singleinr",        "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
+    ("singleinr",        "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("atlas",            "missing_config",         ["missing.yaml", "not found"]),
+    ("atlas",            "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
+    ("atlas",            "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("atlas",            "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("atlas",            "unknown_sample_mode",    ["DATA.SAMPLE_MODE", "random"]),
+    ("atlas",            "two_dimensional_patch",  ["DATA.PATCH_SIZE"]),
+    ("atlas",            "missing_data_dir",       ["nowhere", "DATA_DIR"]),
+    ("atlas",            "missing_folds_file",     [FOLDS_FILE, "not found"]),
+    ("atlas",            "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
+    ("atlas",            "label_shape_mismatch",   ["sub001", "shape"]),
+    ("atlas",            "slo_shape_mismatch",     ["sub001", "SLO"]),
+    ("atlas",            "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("atlas",            "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
+    ("atlas",            "zero_spacing",           ["sub001", "spacing"]),
+    ("atlas",            "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
+    ("atlas",            "empty_data_set",         ["data", "no eyes"]),
+    ("atlas",            "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("atlas_inference",  "missing_config",         ["missing.yaml", "not found"]),
+    ("atlas_inference",  "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("atlas_inference",  "missing_data_dir",       ["nowhere", "DATA_DIR"]),
+    ("atlas_inference",  "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("atlas_inference",  "missing_checkpoint",     ["missing.ckpt", "not found"]),
+    ("atlas_inference",  "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("atlas_resolution", "missing_config",         ["missing.yaml", "not found"]),
+    ("atlas_resolution", "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("atlas_resolution", "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
+    ("atlas_resolution", "missing_checkpoint",     ["missing.ckpt", "not found"]),
+    ("atlas_resolution", "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("export-npz",       "yaml_syntax",            [FOLDS_FILE, "YAML syntax error"]),
+    ("export-npz",       "missing_folds_file",     [FOLDS_FILE, "not found"]),
+    ("export-npz",       "missing_data_dir",       ["nowhere"]),
+    ("export-npz",       "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
+    ("export-npz",       "label_shape_mismatch",   ["sub001", "shape"]),
+    ("export-npz",       "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("export-npz",       "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
+    ("export-npz",       "zero_spacing",           ["sub001", "spacing"]),
+    ("export-npz",       "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
+    ("export-npz",       "empty_data_set",         ["data", "no eyes"]),
+    ("export-npz",       "output_exists",          [container_name(FACTOR, "train", 0), "--overwrite"]),
+    ("subsample",        "missing_data_dir",       ["nowhere"]),
+    ("subsample",        "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("subsample",        "zero_spacing",           ["sub001", "spacing"]),
+    ("subsample",        "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
+    ("subsample",        "empty_data_set",         ["data", "no eyes"]),
+    ("folds",            "missing_data_dir",       ["nowhere"]),
+    ("folds",            "empty_data_set",         ["data", "empty data set"]),
+    ("folds",            "output_exists",          [FOLDS_FILE, "--overwrite"]),
+]
+
+
+# --- the test -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory, phantom_tree) -> Path:
+    """A GINR registration checkpoint of the tiny atlas config (untrained weights, the right classes)."""
+    import lightning as L
+    import torch
+
+    from atlas_registration.config import AtlasConfig
+    from atlas_registration.experiments.training import registration_module
+    from atlas_registration.utilities.label_mapping import LabelMapping
+    from retina_data.config import from_dict
+
+    cfg = from_dict(atlas_config(phantom_tree, Path("unused")), AtlasConfig)
+    module = registration_module(cfg, num_eyes=4, num_classes=LabelMapping.default().num_classes)
+    path = tmp_path_factory.mktemp("checkpoint") / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": L.__version__}, path)
+    return path
+
+
+def make_case(entry: str, tmp_path: Path, data_dir: Path, checkpoint: Path | None) -> Case:
+    """The entry's working inputs: a private data copy, a tiny config and an output folder."""
+    data = Path(shutil.copytree(data_dir, tmp_path / "data"))
+    case = Case(entry, tmp_path, data, tmp_path / "output", checkpoint)
+    if case.tree == "interpolation":
+        case.config = interpolation_config(entry, data, tmp_path / "runs")
+    elif case.tree == "atlas":
+        case.config = atlas_config(data, tmp_path / "runs")
+    return case
+
+
+@pytest.mark.parametrize(("entry", "fault", "needles"), MATRIX, ids=[f"{e}-{f}" for e, f, _ in MATRIX])
+def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles, tmp_path, phantom_tree, launchers,
+                                                           request):
+    checkpoint = request.getfixturevalue("trained_checkpoint") if entry.startswith("atlas_") else None
+    case = make_case(entry, tmp_path, phantom_tree, checkpoint)
+    FAULTS[fault](case)
+    case.write_config()
+    watched = case.data_dir if entry == "subsample" else case.output
+    before = snapshot(watched)
+
+    result = launchers(case.tree).run(case.argv(), tmp_path)
+
+    lines = [line for line in PROGRESS_BAR.sub("\n", result.stderr).splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    missing = [word for word in needles if word not in lines[0]]
+    assert not missing, f"{missing} not named in: {lines[0]}"
+    assert snapshot(watched) == before
