@@ -27,9 +27,13 @@ demo-data: $(STAMP)
 demo-interpolation: demo-data
 	$(PY) anisotropic_interpolation/train_test_geninr.py configs/interpolation/demo_geninr.yaml --gpu -1 --overwrite
 
-# --- atlas registration ---
-demo-atlas: demo-data
-	$(PY) atlas_registration/GINR_Atlas_base.py configs/atlas/demo_atlas.yml --overwrite
+# --- atlas registration (its own phantom: 256 thin B-scans for the resolution experiment) ---
+ATLAS_DATA := $(DEMO_DIR)/atlas_phantom
+demo-atlas: $(STAMP)
+	$(PY) -m retina_data phantom $(ATLAS_DATA) --subjects 8 --shape 64 16 256 --overwrite
+	$(PY) atlas_registration/GINR_Atlas_base.py configs/atlas/demo_atlas.yml --overwrite \
+		--set SETTINGS.DATA_DIR=$(ATLAS_DATA) --set SETTINGS.FOLD_FILE=$(ATLAS_DATA)/cross-validation-folds.yml \
+		--output $(DEMO_DIR)/GINR_Atlas_demo_fold0
 
 demo: demo-data demo-interpolation demo-atlas
 
