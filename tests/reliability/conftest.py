@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,9 @@ def launchers():
     yield get
     for launcher in started.values():
         launcher.close()
+
+
+@pytest.fixture
+def data_copy(phantom_tree, tmp_path) -> Path:
+    """A private copy of the phantom tree (with its folds file)."""
+    return Path(shutil.copytree(phantom_tree, tmp_path / "data"))
