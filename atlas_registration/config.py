@@ -53,6 +53,8 @@ class Training:
     BATCH_SIZE: int = bounded(1, ge=1)
     PATCHES_PER_EYE: int = bounded(1, ge=1)
     """Random patches drawn from each training eye per epoch."""
+    LATENT_LR_FACTOR: float = bounded(1.0, gt=0)
+    """The latent codes train at ``LEARNING_RATE * LATENT_LR_FACTOR`` (each sees 1/N of the steps)."""
     ATLAS_LR_FACTOR: float = bounded(0.1, ge=0)
     """The atlas is fine-tuned jointly at ``LEARNING_RATE * ATLAS_LR_FACTOR`` (0 freezes it)."""
     MSE_WEIGHT: float = bounded(1.0, ge=0)

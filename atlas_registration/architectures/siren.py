@@ -105,7 +105,6 @@ class FiLMSiren(nn.Module):
         )
         self.film = nn.Linear(latent_dim, 2 * hidden * num_layers)
         with torch.no_grad():
-            self.film.weight.mul_(1.0 / omega)
             self.film.bias.zero_()
         self.head = _small_linear(hidden, out_dim, out_scale)
 

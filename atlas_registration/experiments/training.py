@@ -36,7 +36,7 @@ def registration_module(cfg: AtlasConfig, num_eyes: int, num_classes: int) -> GI
         disp={"hidden": disp.HIDDEN_SIZE, "num_layers": disp.NUM_LAYERS, "omega": disp.OMEGA,
               "out_scale": disp.OUT_INIT_SCALE},
         atlas={"hidden": atlas.HIDDEN_SIZE, "num_layers": atlas.NUM_LAYERS, "omega": atlas.OMEGA},
-        learning_rate=t.LEARNING_RATE, atlas_lr_factor=t.ATLAS_LR_FACTOR, gamma=t.LR_SCHEDULER_GAMMA,
+        learning_rate=t.LEARNING_RATE, latent_lr_factor=t.LATENT_LR_FACTOR, atlas_lr_factor=t.ATLAS_LR_FACTOR, gamma=t.LR_SCHEDULER_GAMMA,
         weights=asdict(training_weights(cfg)), latent_weight=t.LATENT_WEIGHT, chunk=cfg.EVALUATION.CHUNK_POINTS,
     )
 

@@ -29,14 +29,16 @@ class GINRAtlasRegistration(L.LightningModule):
         latent_size, latent_std: latent code size and initial standard deviation.
         disp: ``dict(hidden, num_layers, omega, out_scale)`` of the deformation network.
         atlas: ``dict(hidden, num_layers, omega)`` of the atlas INR.
-        learning_rate, atlas_lr_factor, gamma: optimiser settings (exponential decay per epoch).
+        learning_rate, latent_lr_factor, atlas_lr_factor, gamma: optimiser settings: the codes
+            and the atlas train at ``learning_rate`` times their factor; exponential decay per epoch.
         weights: loss weights (:class:`LossWeights` fields).
         latent_weight: weight of the ``|z|^2`` prior.
         chunk: points per forward pass in validation.
     """
 
     def __init__(self, num_eyes: int, num_classes: int, latent_size: int, latent_std: float,
-                 disp: dict, atlas: dict, learning_rate: float, atlas_lr_factor: float, gamma: float,
+                 disp: dict, atlas: dict, learning_rate: float, latent_lr_factor: float, atlas_lr_factor: float,
+                 gamma: float,
                  weights: dict, latent_weight: float, chunk: int = 262144) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -73,7 +75,8 @@ class GINRAtlasRegistration(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         lr = self.hparams.learning_rate
-        groups = [{"params": [*self.deformation.parameters(), *self.latents.parameters()], "lr": lr}]
+        groups = [{"params": self.deformation.parameters(), "lr": lr},
+                  {"params": self.latents.parameters(), "lr": lr * self.hparams.latent_lr_factor}]
         if self.hparams.atlas_lr_factor > 0:
             groups.append({"params": self.atlas.parameters(), "lr": lr * self.hparams.atlas_lr_factor})
         else:

@@ -8,6 +8,7 @@ SIGINT (Lightning turns both into an exception that reaches ``on_exception``).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, c
 
 
 def build_fit_trainer(runtime: Runtime, max_epochs: int) -> L.Trainer:
-    """A quiet single-device Trainer for a per-eye fit (no logs, no checkpoints)."""
+    """A quiet single-device Trainer for a per-eye fit (no logs, no checkpoints, no device banner)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     return L.Trainer(
         accelerator=runtime.ACCELERATOR, devices=1, precision=precision(runtime), max_epochs=max_epochs,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
