@@ -27,7 +27,7 @@ from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, buil
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import NetworkTrainer
 from benchmarks.interpolation_throughput import PAPER_CONFIG
-from retina_data.config import from_dict, to_dict
+from retina_data.config import from_dict
 from retina_data.eye import Eye
 from retina_data.phantom import PhantomConfig, make_eye
 
@@ -91,10 +91,8 @@ def equal_quality() -> dict[str, float]:
 
 def paper_shape_timing(reference_steps: int = 2) -> dict[str, float]:
     """Our densification of a paper-shaped eye, and the reference fit extrapolated from a few steps."""
-    config = load_experiment_config(PAPER_CONFIG, [f"TEST.{k}={v}" for k, v in OUR_SCHEDULE.items()])
-    config_dict = to_dict(config)
-    config_dict["TEST"]["BATCH_POINTS"] = 16384
-    config = from_dict(config_dict, ExperimentConfig)
+    schedule = {**OUR_SCHEDULE, "BATCH_POINTS": 16384}
+    config = load_experiment_config(PAPER_CONFIG, [f"TEST.{k}={v}" for k, v in schedule.items()])
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=128, num_classes=13))
     rng = np.random.default_rng(0)
