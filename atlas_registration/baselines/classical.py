@@ -16,6 +16,13 @@ Axis order: ``sitk.GetImageFromArray`` reads a numpy ``[H, W, D]`` array as ITK
 and out of SimpleITK (:func:`_to_sitk`, :func:`_field_from_transform`). All images are put
 at origin 0 with identity direction: index ``i`` sits at ``i * spacing`` mm.
 
+Units: the optimisers run on the volumes in voxel units (unit spacing). OCT voxels are an
+order of magnitude thinner along the A-scan than across it, and ITK's L-BFGS-B has no
+parameter scaling, so in mm a B-spline would barely move along the wide axes; in voxel
+units every axis is alike. The model classes are unchanged (an affine or B-spline map in
+voxels is one in mm), and the result is converted back: ``transform`` maps fixed
+physical points (mm) to moving physical points, and ``displacement_mm`` is in mm.
+
 Warping itself (:func:`warp_intensity`, :func:`warp_labels`) is done with
 ``scipy.ndimage.map_coordinates`` from the dense field, so a displacement from any method
 (these baselines or an INR) is applied the same way. Points that leave the volume take
@@ -37,6 +44,9 @@ from scipy import ndimage
 
 from retina_data.errors import ConfigError, DataError
 
+
+VOXEL_UNITS = (1.0, 1.0, 1.0)
+"""Spacing the optimisers see (module docstring, Units)."""
 
 Metric = Literal["correlation", "mean_squares", "mattes"]
 """Similarity metrics of the SimpleITK baselines."""
@@ -136,9 +146,20 @@ def warp_labels(labels: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Seq
     return _warp(np.asarray(labels), displacement_mm, spacing_mm, 0, chunk_size)
 
 
-def _result(transform: sitk.Transform, fixed_image: sitk.Image, moving: np.ndarray,
+def _in_mm(voxel_transform: sitk.Transform, spacing_mm: Sequence[float]) -> sitk.Transform:
+    """``S T S^-1`` with ``S = diag(spacing)``: a voxel-unit transform acting on mm points."""
+    itk_spacing = [float(s) for s in reversed(tuple(spacing_mm))]
+    transform = sitk.CompositeTransform(sitk.ScaleTransform(3, itk_spacing))
+    transform.AddTransform(voxel_transform)
+    transform.AddTransform(sitk.ScaleTransform(3, [1.0 / s for s in itk_spacing]))
+    return transform
+
+
+def _result(voxel_transform: sitk.Transform, fixed: np.ndarray, moving: np.ndarray,
             spacing_mm: Sequence[float], started: float) -> RegistrationResult:
-    displacement = _field_from_transform(transform, fixed_image)
+    """Dense field, warped moving volume and mm transform of a voxel-unit registration."""
+    transform = _in_mm(voxel_transform, spacing_mm)
+    displacement = _field_from_transform(transform, _to_sitk(fixed, spacing_mm))
     warped = warp_intensity(moving, displacement, spacing_mm)
     return RegistrationResult(displacement, warped, transform, time.perf_counter() - started)
 
@@ -190,7 +211,7 @@ def _affine_transform(fixed_image: sitk.Image, moving_image: sitk.Image, *, iter
     registration.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7,
         gradientMagnitudeTolerance=1e-8, estimateLearningRate=registration.Once,
-        maximumStepSizeInPhysicalUnits=max_step_voxels * min(fixed_image.GetSpacing()),
+        maximumStepSizeInPhysicalUnits=max_step_voxels,
     )
     registration.SetOptimizerScalesFromPhysicalShift()
     registration.SetInitialTransform(initial, inPlace=False)
@@ -201,12 +222,12 @@ def affine_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[
                     metric: Metric = "correlation", iterations: int = 50, max_step_voxels: float = 1.0,
                     shrink_factors: Sequence[int] = (4, 2, 1),
                     smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0),
-                    sampling: float = 0.1, bins: int = 32, seed: int = 0) -> RegistrationResult:
+                    sampling: float = 0.05, bins: int = 32, seed: int = 0) -> RegistrationResult:
     """Affine registration of ``moving`` onto ``fixed`` (both ``[H, W, D]``, one spacing).
 
     Multi-resolution (``shrink_factors`` / ``smoothing_sigmas`` in voxels per level, coarse
     to fine), a regular-step gradient descent (parameter scales from the physical shift,
-    steps of at most ``max_step_voxels`` of the finest voxel size) and, per metric
+    steps of at most ``max_step_voxels`` voxels) and, per metric
     evaluation, ``sampling`` times the finest level's voxel count of random points at every
     level. The default metric, normalised correlation, ignores the global gain and offset
     that differ between an eye and a median atlas.
@@ -216,13 +237,13 @@ def affine_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[
     """
     _check_pair(fixed, moving, spacing_mm)
     started = time.perf_counter()
-    fixed_image, moving_image = _to_sitk(fixed, spacing_mm), _to_sitk(moving, spacing_mm)
+    fixed_image, moving_image = _to_sitk(fixed, VOXEL_UNITS), _to_sitk(moving, VOXEL_UNITS)
     transform = _affine_transform(
         fixed_image, moving_image, iterations=iterations, max_step_voxels=max_step_voxels, metric=metric,
         bins=bins, shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas, sampling=sampling,
         seed=seed,
     )
-    return _result(transform, fixed_image, moving, spacing_mm, started)
+    return _result(transform, fixed, moving, spacing_mm, started)
 
 
 def _bspline(fixed_image: sitk.Image, moving_image: sitk.Image, initial: sitk.Transform, *,
@@ -281,7 +302,7 @@ def deformable_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Seque
                         metric: Metric = "correlation", iterations: int = 20, affine_iterations: int = 50,
                         mesh_size: Sequence[int] = (4, 4, 4), demons_sigma: float = 1.5,
                         shrink_factors: Sequence[int] = (4, 2, 1),
-                        smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0), sampling: float = 0.05,
+                        smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0), sampling: float = 0.01,
                         bins: int = 32, seed: int = 0) -> RegistrationResult:
     """Deformable registration of ``moving`` onto ``fixed``: B-spline FFD or demons.
 
@@ -314,7 +335,7 @@ def deformable_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Seque
     if len(mesh_size) != 3 or min(mesh_size) < 1:
         raise ConfigError(f"B-spline mesh_size must be three positive interval counts (H, W, D), got {mesh_size}")
     started = time.perf_counter()
-    fixed_image, moving_image = _to_sitk(fixed, spacing_mm), _to_sitk(moving, spacing_mm)
+    fixed_image, moving_image = _to_sitk(fixed, VOXEL_UNITS), _to_sitk(moving, VOXEL_UNITS)
     settings = dict(metric=metric, bins=bins, shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas,
                     sampling=sampling, seed=seed)
     if initial_affine:
@@ -328,7 +349,7 @@ def deformable_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Seque
     else:
         transform = _demons(fixed_image, moving_image, initial, iterations=iterations, demons_sigma=demons_sigma,
                             shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas)
-    return _result(transform, fixed_image, moving, spacing_mm, started)
+    return _result(transform, fixed, moving, spacing_mm, started)
 
 
 def atlas_only(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float]) -> RegistrationResult:

@@ -38,10 +38,16 @@ def interior(volume: np.ndarray, margin: int = 6) -> np.ndarray:
     return volume[..., margin:-margin, margin:-margin, margin:-margin]
 
 
-@pytest.mark.parametrize("method", ["affine", "bspline", "demons"])
-def test_recovers_a_known_translation_in_mm_within_a_voxel(method: str, blobs: np.ndarray,
+@pytest.mark.parametrize(("method", "options"), [
+    ("affine", {}),
+    ("bspline", {"initial_affine": False}),
+    ("demons", {"initial_affine": False}),
+    ("bspline", {}),  # composed with the affine start
+    ("demons", {}),  # started from the affine field
+])
+def test_recovers_a_known_translation_in_mm_within_a_voxel(method: str, options: dict, blobs: np.ndarray,
                                                            shifted: np.ndarray) -> None:
-    result = register(method, blobs, shifted, SPACING)
+    result = register(method, blobs, shifted, SPACING, **options)
     recovered_mm = interior(result.displacement_mm).reshape(3, -1).mean(axis=1)
     # pull-back: warped(x) = moving(x + u) = fixed(x + u - s), so u = +s
     error_voxels = np.abs(recovered_mm / np.asarray(SPACING) - SHIFT_VOXELS)
