@@ -267,7 +267,8 @@ def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNe
     inputs = network_inputs(config, data.train_inputs, config.TRAINING.LATENT_CODE.SIZE, data.test_inputs)
     network = build_network(config, inputs).to(experiment.device)
     trainer = NetworkTrainer(network, volumes(config, data.train_inputs, inputs, experiment.device), config,
-                             experiment.run_dir / "checkpoints", description="gen-INR training")
+                             experiment.run_dir / "checkpoints", description="gen-INR training",
+                             progress=experiment.progress)
     outcome = trainer.train(resume=experiment.resume)
     if outcome.interrupted:
         notice(f"stopped at epoch {outcome.epochs_done}; the checkpoint is in {experiment.run_dir / 'checkpoints'}; "
@@ -292,11 +293,11 @@ def predict_gen_inr(experiment: Experiment, network: ImplicitNetwork, data: Fold
 
 
 def fit_single_inr(config: ExperimentConfig, eye: Eye, inputs: NetworkInputs, device: torch.device,
-                   checkpoint_dir: Path | None, resume: bool) -> tuple[ImplicitNetwork, bool]:
+                   checkpoint_dir: Path | None, resume: bool, progress: bool = True) -> tuple[ImplicitNetwork, bool]:
     """One network fitted to one eye's input B-scans; returns it and whether training finished."""
     network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
     trainer = NetworkTrainer(network, volumes(config, [eye], inputs, device), config, checkpoint_dir,
-                             description=f"single INR {eye.eye_id}")
+                             description=f"single INR {eye.eye_id}", progress=progress)
     return network, not trainer.train(resume=resume).interrupted
 
 
@@ -307,7 +308,8 @@ def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: F
     predictions = {}
     for sparse, truth in zip(data.test_inputs, data.test_truth):
         network, finished = fit_single_inr(config, sparse, inputs, experiment.device,
-                                           experiment.run_dir / folder / sparse.eye_id, experiment.resume)
+                                           experiment.run_dir / folder / sparse.eye_id, experiment.resume,
+                                           experiment.progress)
         if not finished:
             notice(f"stopped while fitting {sparse.eye_id}; continue with --resume")
             return None

@@ -160,14 +160,15 @@ class NetworkTrainer:
         config: the experiment config (``TRAINING`` section and ``SETTINGS.COMPILE``).
         checkpoint_dir: where ``last.pt``, ``best.pt`` and ``training_log.csv`` go; ``None``: nowhere.
         description: label of the progress bar.
+        progress: show the progress bar.
     """
 
     def __init__(self, network: ImplicitNetwork, data: SparseVolumes, config: ExperimentConfig,
-                 checkpoint_dir: Path | None, description: str = "training") -> None:
+                 checkpoint_dir: Path | None, description: str = "training", progress: bool = True) -> None:
         train = config.TRAINING
         device = data.intensity.device
         self.network, self.data, self.config = network, data, config
-        self.checkpoint_dir, self.description = checkpoint_dir, description
+        self.checkpoint_dir, self.description, self.progress = checkpoint_dir, description, progress
         latent_size = network.inputs.latent_size
         torch.manual_seed(train.SEED)
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
@@ -252,7 +253,7 @@ class NetworkTrainer:
         steps = 0
         stale = 0
         with stop_on_signals() as stop, tqdm(total=train.TOTAL_EPOCHS, initial=self.epoch, desc=self.description,
-                                             unit="epoch", leave=False) as bar:
+                                             unit="epoch", leave=False, disable=not self.progress) as bar:
             while self.epoch < train.TOTAL_EPOCHS:
                 if not self._run_epoch(stop, running):
                     outcome.interrupted = True
