@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from anisotropic_interpolation.pipeline import load_fold, network_inputs, run_folder, volumes
