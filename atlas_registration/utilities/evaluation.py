@@ -46,7 +46,7 @@ RESOLUTION_FACTORS: tuple[int, ...] = (1, 8, 16, 32)
 
 
 def registration_metrics(warped_labels: np.ndarray, target_labels: np.ndarray,
-                         spacing_mm: Sequence[float], num_classes: int, *,
+                         spacing_mm: Sequence[float], num_classes: int,
                          warped_intensity: np.ndarray | None = None,
                          target_intensity: np.ndarray | None = None,
                          displacement_mm: np.ndarray | None = None,
@@ -119,13 +119,13 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
-def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    """Mean, sample std and count of the non-NaN values (NaN, NaN, 0 when none)."""
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std of the non-NaN values (NaN when there are none, std NaN for one)."""
     finite = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     if finite.size == 0:
-        return float("nan"), float("nan"), 0
+        return float("nan"), float("nan")
     std = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
-    return float(finite.mean()), std, int(finite.size)
+    return float(finite.mean()), std
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,7 +143,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out["n"] = len(members)
         for metric in metrics:
             values = [float(m[metric]) for m in members if _is_number(m.get(metric))]
-            out[f"{metric}_mean"], out[f"{metric}_std"], _ = _mean_std(values)
+            out[f"{metric}_mean"], out[f"{metric}_std"] = _mean_std(values)
         summary.append(out)
     return summary
 

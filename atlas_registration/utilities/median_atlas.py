@@ -144,6 +144,17 @@ def _slabs(depth: int, slab_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + slab_size, depth)
 
 
+def to_od_orientation(volume: np.ndarray, laterality: str) -> np.ndarray:
+    """``volume [H, W, ...]`` of an eye in right-eye (OD) orientation: OS is flipped along W.
+
+    The flip is its own inverse, so the same call takes an OD-oriented result (a warped
+    atlas, a prediction) back to an OS eye's orientation. Returns a view.
+    """
+    if laterality not in LATERALITIES:
+        raise DataError(f"laterality must be one of {LATERALITIES}, got {laterality!r}")
+    return volume[:, ::-1] if laterality == "OS" else volume
+
+
 def majority_label(labels: np.ndarray) -> np.ndarray:
     """Most frequent label at each voxel of a stack; ties go to the smallest label.
 
@@ -196,8 +207,9 @@ def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = True,
         label_stack = np.empty(oct_stack.shape, dtype=np.uint8)
         for index, source in enumerate(sources):
             oct_slab, label_slab = source.slab(start, stop)
-            if mirror_os and source.laterality == "OS":
-                oct_slab, label_slab = oct_slab[:, ::-1], label_slab[:, ::-1]
+            if mirror_os:
+                oct_slab = to_od_orientation(oct_slab, source.laterality)
+                label_slab = to_od_orientation(label_slab, source.laterality)
             oct_stack[index] = oct_slab
             label_stack[index] = label_slab if label_mapping is None else label_mapping.apply(label_slab)
         intensity[:, :, start:stop] = np.median(oct_stack, axis=0)

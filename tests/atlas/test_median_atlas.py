@@ -15,6 +15,7 @@ from atlas_registration.utilities.median_atlas import (
     majority_label,
     median_atlas,
     save_atlas_nifti,
+    to_od_orientation,
 )
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
@@ -66,6 +67,13 @@ def test_left_eyes_are_mirrored_to_right_orientation() -> None:
     atlas = median_atlas([right, left, right])
     np.testing.assert_array_equal(atlas.labels, right.labels)
     np.testing.assert_array_equal(median_atlas([left]).intensity, left.oct[:, ::-1])
+
+
+def test_od_orientation_flips_only_left_eyes_and_undoes_itself() -> None:
+    volume = np.arange(24).reshape(2, 3, 4)
+    np.testing.assert_array_equal(to_od_orientation(volume, "OD"), volume)
+    np.testing.assert_array_equal(to_od_orientation(volume, "OS")[:, 0], volume[:, 2])
+    np.testing.assert_array_equal(to_od_orientation(to_od_orientation(volume, "OS"), "OS"), volume)
 
 
 def test_mirroring_can_be_switched_off() -> None:
