@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from entry_points import SCRIPTS, atlas_config, interpolation_config, snapshot
+from entry_points import SCRIPTS, atlas_config, interpolation_config, run_entry, snapshot
 
 from retina_data.config import dump_yaml, read_yaml
 from retina_data.containers import container_name
@@ -369,3 +369,17 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles
     missing = [word for word in needles if word not in lines[0]]
     assert not missing, f"{missing} not named in: {lines[0]}"
     assert snapshot(watched) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("entry", "fault"), [("geninr", "nan_intensities"), ("atlas", "unknown_key")])
+def test_a_fresh_interpreter_answers_like_the_launcher(entry, fault, tmp_path, phantom_tree, launchers):
+    case = make_case(entry, tmp_path, phantom_tree, None)
+    FAULTS[fault](case)
+    case.write_config()
+
+    forked = launchers(case.tree).run(case.argv(), tmp_path)
+    fresh = run_entry(case.argv())
+
+    assert (fresh.returncode, fresh.stderr) == (forked.returncode, forked.stderr)
+
