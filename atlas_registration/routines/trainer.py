@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from atlas_registration.config import Runtime
+from retina_data.commandline import EXIT_INTERRUPTED
 from retina_data.files import atomic_path
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -42,6 +45,10 @@ class CheckpointOnInterrupt(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path)
+            if isinstance(exception, SIGTERMException):  # a SystemExit that would otherwise exit 0, silently
+                print(f"notice: stopped by SIGTERM in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
+                      "continue with --resume", file=sys.stderr)
+                exception.code = EXIT_INTERRUPTED
 
 
 def uses_cuda(runtime: Runtime) -> bool:

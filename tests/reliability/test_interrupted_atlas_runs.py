@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from entry_points import atlas_config, start_entry, wait_for
-from interruption import (atlas_argv, epoch_of, finish, load_checkpoint, load_checkpoints, log_rows, run_to_end,
-                          write_run_config)
+from interruption import (EXIT_INTERRUPTED, atlas_argv, epoch_of, finish, load_checkpoint, load_checkpoints, log_rows,
+                          run_to_end, write_run_config)
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_atlas_killed_and_resumed_continues_from_its_last_checkpoint(atlas_run_c
     assert final["state_dict"]["latents.weight"].shape == (4, 8)
 
 
-def test_atlas_sigterm_writes_a_checkpoint_and_exits_without_traceback(tmp_path, data_copy):
+def test_atlas_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy):
     data = atlas_config(data_copy, tmp_path / "runs", epochs=ATLAS_EPOCHS)
     data["TRAINING"]["CHECKPOINT_EVERY"] = 10 * ATLAS_EPOCHS
     data["RUNTIME"]["PROGRESS_BAR"] = True
@@ -61,7 +61,9 @@ def test_atlas_sigterm_writes_a_checkpoint_and_exits_without_traceback(tmp_path,
     process.send_signal(signal.SIGTERM)
     text = finish(process, log)
 
+    assert process.returncode == EXIT_INTERRUPTED, text
     assert "Traceback" not in text
+    assert "--resume" in text
     state = load_checkpoint(run_dir / "checkpoints" / "registration" / "last.ckpt")
     assert 1 <= state["epoch"] < ATLAS_EPOCHS
     assert state["state_dict"]["latents.weight"].shape == (4, 8)
