@@ -130,6 +130,9 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     """Load the config and the fold (so bad input fails before anything is written), prepare the run
     folder, save the resolved config and the run record."""
     config = load_experiment_config(args.config, config_overrides(args))
+    if script == "train_test_geninr" and config.TRAINING.LATENT_CODE.SIZE == 0:
+        raise ConfigError(f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
+                          "(use train_test_singleinr.py for one network per eye)")
     device = select_device(args.gpu)
     data = load_fold(config)
     if args.deterministic:
@@ -202,6 +205,11 @@ def load_fold(config: ExperimentConfig) -> FoldData:
     wanted = config.TRAINING.NUM_SAMPLES
     if len(train) > wanted:
         train = train[:wanted]
+    labelled = [eye for eye in train + truth if eye.has_labels]
+    if config.MODEL.NUM_CLASSES > 0 and labelled:
+        highest = max(int(eye.labels.max()) for eye in labelled)
+        if highest >= config.MODEL.NUM_CLASSES:
+            raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
     return FoldData(train, truth, [eye.subsample(step) for eye in truth])
 
 
@@ -218,10 +226,6 @@ def network_inputs(config: ExperimentConfig, eyes: list[Eye], latent_size: int,
     with_labels = config.MODEL.NUM_CLASSES > 0 and all(eye.has_labels for eye in eyes)
     if config.MODEL.NUM_CLASSES > 0 and not with_labels:
         notice("some eyes have no labels: the segmentation head, loss and metrics are dropped")
-    if with_labels:
-        highest = max(int(eye.labels.max()) for eye in eyes)
-        if highest >= config.MODEL.NUM_CLASSES:
-            raise DataError(f"labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
     return NetworkInputs(use_slo=use_slo, latent_size=latent_size,
                          num_classes=config.MODEL.NUM_CLASSES if with_labels else 0)
 
@@ -261,9 +265,6 @@ def as_method_prediction(dense: DensePrediction) -> MethodPrediction:
 def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNetwork, torch.Tensor | None, bool]:
     """Train (or resume) the gen-INR; returns the network, training codes and whether it finished."""
     config = experiment.config
-    if config.TRAINING.LATENT_CODE.SIZE == 0:
-        raise ConfigError("TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
-                          "(use train_test_singleinr.py for one network per eye)")
     inputs = network_inputs(config, data.train_inputs, config.TRAINING.LATENT_CODE.SIZE, data.test_inputs)
     network = build_network(config, inputs).to(experiment.device)
     trainer = NetworkTrainer(network, volumes(config, data.train_inputs, inputs, experiment.device), config,
