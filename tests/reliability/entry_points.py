@@ -30,6 +30,7 @@ SCRIPTS = {
     "atlas": "atlas_registration/GINR_Atlas_base.py",
     "atlas_inference": "atlas_registration/GINR_Atlas_base_inference.py",
     "atlas_resolution": "atlas_registration/GINR_Atlas_resolution_inference.py",
+    "pretrain_atlas": "atlas_registration/pretrain_atlas.py",
 }
 
 

@@ -30,7 +30,7 @@ from retina_data.tree import eye_files
 
 
 TREES = {"geninr": "interpolation", "singleinr": "interpolation", "atlas": "atlas",
-         "atlas_inference": "atlas", "atlas_resolution": "atlas",
+         "atlas_inference": "atlas", "atlas_resolution": "atlas", "pretrain_atlas": "atlas",
          "export-npz": "data", "subsample": "data", "folds": "data"}
 BROKEN_EYE = ("sub001", "OD")
 """A training eye of fold 0 (TRAIN: sub001, sub002; TEST: sub003)."""
@@ -150,6 +150,15 @@ def hashgrid_without_block(case: Case) -> None:
     case.config["POS_ENCODING"] = {"TYPE": "Hashgrid"}
 
 
+def no_latent_code(case: Case) -> None:
+    case.config["TRAINING"]["LATENT_CODE"]["SIZE"] = 0
+
+
+def too_few_classes(case: Case) -> None:
+    """Fewer classes than the phantom's labels (0..12) need."""
+    case.config["MODEL"]["NUM_CLASSES"] = 5
+
+
 def unknown_sample_mode(case: Case) -> None:
     case.config["DATA"]["SAMPLE_MODE"] = "random"
 
@@ -235,6 +244,7 @@ def output_exists(case: Case) -> None:
 
 FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     missing_config, yaml_syntax, unknown_key, negative_epochs, unknown_activation, hashgrid_without_block,
+    no_latent_code, too_few_classes,
     unknown_sample_mode, two_dimensional_patch, missing_data_dir, missing_folds_file, missing_container,
     truncated_npz, subject_not_on_disk, label_shape_mismatch, slo_shape_mismatch, nan_intensities,
     labels_out_of_range, zero_spacing, truncated_nifti, empty_data_set, missing_checkpoint, output_exists,
@@ -248,6 +258,8 @@ MATRIX = [
     ("geninr",           "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
     ("geninr",           "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
     ("geninr",           "hashgrid_without_block", ["POS_ENCODING.HASHGRID"]),
+    ("geninr",           "no_latent_code",         ["config.yaml", "TRAINING.LATENT_CODE.SIZE = 0"]),
+    ("geninr",           "too_few_classes",        ["MODEL.NUM_CLASSES = 5", "12"]),
     ("geninr",           "missing_data_dir",       ["IMG_DIR", "nowhere"]),
     ("geninr",           "missing_folds_file",     [FOLDS_FILE, "not found"]),
     ("geninr",           "missing_container",      [container_name(FACTOR, "train", 0), "not found"]),
@@ -296,6 +308,9 @@ MATRIX = [
     ("atlas_resolution", "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
     ("atlas_resolution", "missing_checkpoint",     ["missing.ckpt", "not found"]),
     ("atlas_resolution", "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("pretrain_atlas",   "missing_config",         ["missing.yaml", "not found"]),
+    ("pretrain_atlas",   "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
+    ("pretrain_atlas",   "output_exists",          ["output", "--overwrite", "--resume"]),
     ("export-npz",       "yaml_syntax",            [FOLDS_FILE, "YAML syntax error"]),
     ("export-npz",       "missing_folds_file",     [FOLDS_FILE, "not found"]),
     ("export-npz",       "missing_data_dir",       ["nowhere"]),
