@@ -197,7 +197,8 @@ def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = True,
     """
     sources = _sources(eyes)
     height, width, depth = sources[0].shape
-    bytes_per_bscan = len(sources) * height * width * (4 + 1 + 8)  # float32, uint8, bincount keys
+    # per eye: float32 intensity, uint8 label, int64 vote key; per voxel: int64 votes of up to 16 classes
+    bytes_per_bscan = height * width * (len(sources) * (4 + 1 + 8) + 16 * 8)
     slab_size = max(int(memory_mb * 2**20 // bytes_per_bscan), 1)
     intensity = np.empty((height, width, depth), dtype=np.float32)
     labels = np.empty((height, width, depth), dtype=np.uint8)
