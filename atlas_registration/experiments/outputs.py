@@ -35,22 +35,21 @@ def write_atlas_volumes(atlas: AtlasINR, shape: Sequence[int], extent_mm: Sequen
 
 
 def eye_in_atlas_space(registration: EyeRegistration, eye: Eye, atlas_shape: Sequence[int],
-                       extent_mm: Sequence[float], chunk: int) -> tuple[np.ndarray, np.ndarray]:
+                       extent_mm: Sequence[float], chunk: int, device: torch.device
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The eye's intensities and labels warped onto the atlas grid (inverse of an INR registration).
 
     Returns ``(intensity [h, w, d] float32, labels [h, w, d] uint8)`` on the regular atlas grid.
     """
     coords = grid_coordinates(regular_axes(atlas_shape))
-    with torch.no_grad():
-        inverse = inverse_displacement(registration.displacement_fn, coords, chunk=chunk)
-    source = (coords + inverse.cpu())
+    source = coords + inverse_displacement(registration.displacement_fn, coords, chunk=chunk, device=device)
     axes = eye_axes(eye, extent_mm)
     return sample_volume(eye.oct, source, axes), sample_volume(eye.labels, source, axes, nearest=True)
 
 
 def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, flip_os: bool,
                       atlas_shape: Sequence[int], extent_mm: Sequence[float], chunk: int,
-                      before_labels: np.ndarray, figures: bool = True) -> list[Path]:
+                      before_labels: np.ndarray, device: torch.device, figures: bool = True) -> list[Path]:
     """Per-eye volumes of a registration (in the eye's own orientation) and its figures.
 
     Writes ``atlas_labels_in_eye``, ``atlas_in_eye``, ``displacement_mm`` ([H, W, D, 3],
@@ -71,7 +70,7 @@ def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, fl
         write_nifti(out_dir / "displacement_mm.nii.gz", back(displacement), (*eye.spacing, 1.0), overwrite=True),
     ]
     if registration.displacement_fn is not None:
-        intensity, labels = eye_in_atlas_space(registration, eye, atlas_shape, extent_mm, chunk)
+        intensity, labels = eye_in_atlas_space(registration, eye, atlas_shape, extent_mm, chunk, device)
         spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, atlas_shape))
         written += [write_nifti(out_dir / "eye_in_atlas.nii.gz", intensity, spacing, overwrite=True),
                     write_nifti(out_dir / "eye_labels_in_atlas.nii.gz", labels, spacing, overwrite=True)]

@@ -7,6 +7,7 @@ all of them on every B-scan of the dense eye, and writes tables, volumes and fig
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from atlas_registration.experiments.eye_registration import (
 from atlas_registration.experiments.outputs import write_atlas_volumes, write_eye_outputs
 from atlas_registration.experiments.training import train_registration
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.routines.trainer import device_name
+from atlas_registration.routines.trainer import device_name, inference_device
 from atlas_registration.utilities.evaluation import resolution_summary, resolution_table, write_metrics_tables
 from atlas_registration.utilities.figures import plot_resolution
 from atlas_registration.utilities.label_mapping import LabelMapping
@@ -59,8 +60,13 @@ def run_folder(cfg: AtlasConfig, output: str | None) -> Path:
 
 
 def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: bool) -> Path:
-    """Prepare the run folder (refusing old results without --overwrite/--resume) and its records."""
+    """Prepare the run folder (refusing old results without --overwrite/--resume) and its records.
+
+    ``overwrite`` also removes the old run's checkpoints, so a later ``--resume`` cannot pick them up.
+    """
     run_dir = prepare_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
+    if overwrite:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     write_run_record(run_dir, device_name(cfg.RUNTIME), {"resume": resume, "overwrite": overwrite})
     return run_dir
 
@@ -126,7 +132,7 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
         if factor == 1:
             before = atlas_on_eye_grid(model.atlas, eye, fold.extent_mm, chunk).labels
             write_eye_outputs(registration, eye, run_dir / "eyes" / eye.eye_id, cfg.DATA.FLIP_OS, atlas_shape,
-                              fold.extent_mm, chunk, before, ev.FIGURES)
+                              fold.extent_mm, chunk, before, inference_device(cfg.RUNTIME), ev.FIGURES)
     for index, eye in enumerate(tqdm(test_eyes, desc="baselines", unit="eye")):
         atlas_grid = atlas_on_eye_grid(model.atlas, eye, fold.extent_mm, chunk)
         for method in baselines:

@@ -63,14 +63,18 @@ def predict_on_grid(atlas: AtlasINR, coords: torch.Tensor, displacement_fn: Disp
 
 @torch.no_grad()
 def inverse_displacement(displacement_fn: DisplacementFn, coords: torch.Tensor, iterations: int = 10,
-                         chunk: int = 262144) -> torch.Tensor:
-    """``v [h, w, d, 3]`` with ``y + v + u(y + v) = y`` at the atlas points ``coords [h, w, d, 3]``."""
+                         chunk: int = 262144, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``v [h, w, d, 3]`` (CPU) with ``y + v + u(y + v) = y`` at the atlas points ``coords [h, w, d, 3]``.
+
+    ``u`` is evaluated on ``device`` (where its network lives).
+    """
     parts = []
     for part in _chunks(coords.reshape(-1, 3), chunk):
+        part = part.to(device)
         v = torch.zeros_like(part)
         for _ in range(iterations):
             v = -displacement_fn((part + v)[None])[0]
-        parts.append(v)
+        parts.append(v.float().cpu())
     return torch.cat(parts).reshape(coords.shape)
 
 
