@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 from torch.utils.data import DataLoader
 
 from atlas_registration.config import AtlasConfig
