@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from tqdm import tqdm
 
 from atlas_registration.config import AtlasConfig
@@ -33,7 +34,7 @@ from atlas_registration.experiments.eye_registration import (
 from atlas_registration.experiments.outputs import write_atlas_volumes, write_eye_outputs
 from atlas_registration.experiments.training import train_registration
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.routines.trainer import device_name, inference_device
+from atlas_registration.routines.trainer import device_name, end_distributed, inference_device
 from atlas_registration.utilities.evaluation import resolution_summary, resolution_table, write_metrics_tables
 from atlas_registration.utilities.figures import plot_resolution
 from atlas_registration.utilities.label_mapping import LabelMapping
@@ -63,7 +64,11 @@ def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: boo
     """Prepare the run folder (refusing old results without --overwrite/--resume) and its records.
 
     ``overwrite`` also removes the old run's checkpoints, so a later ``--resume`` cannot pick them up.
+    Under DDP the other ranks re-run the script once training starts; they use the folder rank 0
+    prepared.
     """
+    if rank_zero_only.rank > 0:
+        return run_folder(cfg, output)
     run_dir = prepare_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
     if overwrite:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -95,10 +100,16 @@ def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool):
 
 
 def train(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> GINRAtlasRegistration:
-    """Median atlas, atlas pretraining and joint GINR training of the fold's training eyes."""
+    """Median atlas, atlas pretraining and joint GINR training of the fold's training eyes.
+
+    Under DDP every rank trains; afterwards the process group is left, and only rank 0
+    (``model.trainer.is_global_zero``) should go on to evaluate.
+    """
     pretrained = build_atlas(cfg, fold, run_dir, resume)
-    return train_registration(cfg, fold.eyes.train, fold.extent_mm, pretrained.atlas, fold.mapping.num_classes,
-                              run_dir, resume)
+    model = train_registration(cfg, fold.eyes.train, fold.extent_mm, pretrained.atlas, fold.mapping.num_classes,
+                               run_dir, resume)
+    end_distributed()
+    return model
 
 
 def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir: Path,

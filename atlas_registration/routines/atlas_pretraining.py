@@ -55,7 +55,7 @@ class AtlasPretraining(L.LightningModule):
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
         loss = mse + self.hparams.seg_weight * ce
         self.log_dict({"pretrain/mse": mse, "pretrain/ce": ce, "pretrain/loss": loss}, prog_bar=True,
-                      on_step=False, on_epoch=True)
+                      on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -128,3 +128,9 @@ def checkpoint_path(run_dir: Path, name: str) -> Path:
 def inference_device(runtime: Runtime) -> torch.device:
     """Where dense prediction runs: the first CUDA GPU when the run uses CUDA, else the CPU."""
     return torch.device("cuda" if uses_cuda(runtime) and torch.cuda.is_available() else "cpu")
+
+
+def end_distributed() -> None:
+    """Leave the DDP process group after training, so the per-eye fits that follow run on their own."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
