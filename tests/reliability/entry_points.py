@@ -1,7 +1,9 @@
 """Running entry points as processes, and tiny configs of both trees on the tiny phantom.
 
 Every entry point is run the way a user runs it: ``python path/to/script.py ...`` from the
-repository root, in its own process, on one CPU thread.
+repository root, in its own process, on one CPU thread, without a GPU. The bad-input table
+uses a :class:`Launcher` (a forked child per case of a process that imported the entry
+modules once); the end-to-end runs start fresh interpreters.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +87,7 @@ def start_entry(argv: list[str], log: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(predicate, process: subprocess.Popen, timeout: float = 240, poll: float = 0.05) -> None:
+def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, timeout: float = 240, poll: float = 0.05) -> None:
     """Poll until ``predicate()`` holds; fails if the process ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not predicate():
