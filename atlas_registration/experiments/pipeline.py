@@ -33,6 +33,8 @@ from atlas_registration.experiments.eye_registration import (
 )
 from atlas_registration.experiments.outputs import write_atlas_volumes, write_eye_outputs
 from atlas_registration.experiments.training import train_registration
+from atlas_registration.routines.atlas_pretraining import AtlasPretraining
+from atlas_registration.routines.prediction import GridPrediction
 from atlas_registration.routines.registration import GINRAtlasRegistration
 from atlas_registration.routines.trainer import device_name, end_distributed, inference_device
 from atlas_registration.utilities.evaluation import resolution_summary, resolution_table, write_metrics_tables
@@ -40,6 +42,7 @@ from atlas_registration.utilities.figures import plot_resolution
 from atlas_registration.utilities.label_mapping import LabelMapping
 from retina_data.config import save_config
 from retina_data.errors import DataError
+from retina_data.eye import Eye
 from retina_data.files import atomic_write_text, prepare_run_dir
 from retina_data.provenance import write_run_record
 
@@ -91,7 +94,7 @@ def save_resolved_config(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
     save_config(cfg, run_dir / "config.yaml")
 
 
-def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool):
+def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> AtlasPretraining:
     """The median atlas (NIfTI) and the atlas INR: pretrained here or loaded from ``ATLAS_MODEL.PATH``."""
     median = build_median_atlas(fold.eyes.train, run_dir / "atlas" / "median", reuse=resume)
     if cfg.ATLAS_MODEL.PATH:
@@ -154,8 +157,8 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
     return rows
 
 
-def run_baseline(cfg: AtlasConfig, method: str, model: GINRAtlasRegistration, atlas_grid, eye, extent_mm,
-                 index: int) -> EyeRegistration:
+def run_baseline(cfg: AtlasConfig, method: str, model: GINRAtlasRegistration, atlas_grid: GridPrediction,
+                 eye: Eye, extent_mm: Sequence[float], index: int) -> EyeRegistration:
     """One baseline on one dense eye: the IDIR-style INR or a classical (SimpleITK) method."""
     if method == "idir":
         seed_fit(cfg.SETTINGS.SEED, index, 1)

@@ -10,22 +10,29 @@ from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
 from atlas_registration.routines.prediction import inverse_displacement, predict_on_grid, sample_volume
 
 
+def _smooth_shift(coords: torch.Tensor) -> torch.Tensor:
+    return 0.1 * torch.sin(coords)
+
+
+def _small_wave(coords: torch.Tensor) -> torch.Tensor:
+    return 0.05 * torch.sin(3 * coords)
+
+
 def test_chunked_prediction_equals_one_pass():
     torch.manual_seed(0)
     atlas = AtlasINR(16, 2, 4, 30.0)
     coords = grid_coordinates([np.linspace(-1, 1, n, dtype=np.float32) for n in (5, 4, 3)])
-    shift = lambda x: 0.1 * torch.sin(x)  # noqa: E731
-    whole, parts = predict_on_grid(atlas, coords, shift, chunk=10**6), predict_on_grid(atlas, coords, shift, chunk=7)
+    whole = predict_on_grid(atlas, coords, _smooth_shift, chunk=10**6)
+    parts = predict_on_grid(atlas, coords, _smooth_shift, chunk=7)
     np.testing.assert_allclose(parts.intensity, whole.intensity, atol=1e-6)
     np.testing.assert_array_equal(parts.labels, whole.labels)
     np.testing.assert_allclose(whole.displacement, 0.1 * np.sin(coords.numpy()), atol=1e-6)
 
 
 def test_inverse_of_smooth_displacement_composes_to_identity():
-    u = lambda x: 0.05 * torch.sin(3 * x)  # noqa: E731
     y = torch.rand(4, 4, 4, 3) * 2 - 1
-    v = inverse_displacement(u, y, iterations=20)
-    torch.testing.assert_close(v + u((y + v)[None])[0], torch.zeros_like(y), atol=1e-5, rtol=0)
+    v = inverse_displacement(_small_wave, y, iterations=20)
+    torch.testing.assert_close(v + _small_wave((y + v)[None])[0], torch.zeros_like(y), atol=1e-5, rtol=0)
 
 
 def test_sampling_at_voxel_coordinates_returns_voxel_values(tiny_eyes, tiny_extent):
