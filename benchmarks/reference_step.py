@@ -67,4 +67,4 @@ class ReferenceTrainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return loss.item()
