@@ -88,12 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = ["# Benchmark results", "", machine(), "",
              "Measured on a machine shared with other jobs; absolute numbers vary with the load, the ratios "
              "within one run are what counts.", ""]
-    lines += throughput_section(not args.skip_compile)
-    lines += densify_section()
-    lines += memory_section()
-    text = "\n".join(lines)
-    atomic_write_text(args.output, text)
-    print(text)
+    sections = [lambda: throughput_section(not args.skip_compile), densify_section, memory_section]
+    for section in sections:
+        part = section()
+        print("\n".join(part), flush=True)
+        lines += part
+        atomic_write_text(args.output, "\n".join(lines))  # results so far, in case a later section is stopped
     return 0
 
 
