@@ -66,7 +66,8 @@ def run_folder(cfg: AtlasConfig, output: str | None) -> Path:
 def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: bool) -> Path:
     """Prepare the run folder (refusing old results without --overwrite/--resume) and its records.
 
-    ``overwrite`` also removes the old run's checkpoints, so a later ``--resume`` cannot pick them up.
+    ``overwrite`` also removes the old run's checkpoints and logs, so a later ``--resume`` cannot pick
+    them up.
     Under DDP the other ranks re-run the script once training starts; they use the folder rank 0
     prepared.
     """
@@ -74,7 +75,8 @@ def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: boo
         return run_folder(cfg, output)
     run_dir = prepare_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
     if overwrite:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        for stale in ("checkpoints", "logs", "tensorboard"):
+            shutil.rmtree(run_dir / stale, ignore_errors=True)
     write_run_record(run_dir, device_name(cfg.RUNTIME), {"resume": resume, "overwrite": overwrite})
     return run_dir
 
