@@ -68,7 +68,7 @@ class LatentFitter:
         """The loss, compiled once (and reused for every batch) when ``steps`` make it worthwhile."""
         if self.compiled is None and self.config.compile_for(steps):
             self.compiled = maybe_compile(self.objective, True)
-        return self.compiled or self.objective
+        return self.compiled if self.compiled is not None else self.objective
 
     def _fit_batch(self, eyes: list[Eye]) -> Tensor:
         test = self.config.TEST
@@ -78,7 +78,8 @@ class LatentFitter:
                                          device=self.device) * test.LATENT_CODE.INIT_STD)
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
         plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH)
-        step = make_step(self._objective_for(test.TOTAL_EPOCHS * plan.steps_per_epoch), data, codes, optimizer, None, plan, self.generator,
+        objective = self._objective_for(test.TOTAL_EPOCHS * plan.steps_per_epoch)
+        step = make_step(objective, data, codes, optimizer, None, plan, self.generator,
                          self.config.TRAINING.MIXED_PRECISION)
         running = torch.zeros(3, device=self.device)
         previous = math.inf
