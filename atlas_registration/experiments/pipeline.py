@@ -41,7 +41,7 @@ from atlas_registration.utilities.evaluation import resolution_summary, resoluti
 from atlas_registration.utilities.figures import plot_resolution
 from atlas_registration.utilities.label_mapping import LabelMapping
 from retina_data.config import save_config
-from retina_data.errors import DataError
+from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
 from retina_data.files import atomic_write_text, prepare_run_dir
 from retina_data.provenance import write_run_record
@@ -83,6 +83,9 @@ def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: boo
 
 def load_fold(cfg: AtlasConfig) -> Fold:
     """Read the fold's eyes and fix the coordinate extent (``DATA.EXTENT_MM`` or the first training eye)."""
+    if not cfg.SETTINGS.DATA_DIR:
+        raise ConfigError("SETTINGS.DATA_DIR is empty: set it to the retina_data NIfTI tree "
+                          "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or pass --set SETTINGS.DATA_DIR=PATH")
     mapping = LabelMapping.from_config(cfg.LABELS.MAPPING, cfg.LABELS.NAMES)
     eyes = read_fold_eyes(cfg.SETTINGS.DATA_DIR, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS)
     reference = eyes.train[0]
