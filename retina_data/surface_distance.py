@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
 from retina_data.labels import BOUNDARY_NAMES, FLUID_LABEL
 
@@ -51,6 +50,8 @@ def surface_distances(pred_labels: np.ndarray, truth_labels: np.ndarray,
         percentiles (MONAI's convention). NaN where a class is absent from the prediction
         or the truth (or both).
     """
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance  # 3 s import
+
     _check_labels(pred_labels, truth_labels)
     spacing = [float(s) for s in spacing_mm]
     if len(spacing) != pred_labels.ndim:
