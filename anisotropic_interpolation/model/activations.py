@@ -55,7 +55,8 @@ class Gabor(Sine):
         self.scale_0 = scale_0
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cos(self.omega_0 * x) * torch.exp(-(self.scale_0 * x) ** 2)
+        scaled = self.scale_0 * x
+        return torch.cos(self.omega_0 * x) * torch.exp(-(scaled * scaled))
 
 
 class Finer(Sine):

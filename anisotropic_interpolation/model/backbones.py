@@ -118,25 +118,25 @@ class CoordinateMLP(nn.Module):
         if extra is not None:
             point = torch.cat([point, extra.to(point.dtype)], dim=-1)
         injected = self.input_projection(point)  # [N, hidden * input_layers]
-        if self.latent_projection is not None:
-            injected = injected + self.latent_projection(codes)[eye]  # once per eye, gathered per point
+        if self.latent_projection is not None:  # once per eye, gathered per point
+            injected = injected + self.latent_projection(codes).index_select(0, eye)
         hidden = self.shape.hidden_size
-        scale = shift = None
+        per_layer = injected.split(hidden, dim=-1)  # one split: a single gradient concat, not one per slice
+        scales = shifts = None
         if self.film is not None:
-            film = self.film(codes)[eye]  # [N, 2 * hidden * layers]
-            scale, shift = film.split(hidden * self.shape.num_layers, dim=-1)
-        h = self._activate(injected[:, :hidden], scale, shift, 0)
+            film = self.film(codes).index_select(0, eye)  # [N, 2 * hidden * layers]
+            scales, shifts = (part.split(hidden, dim=-1) for part in film.split(hidden * self.shape.num_layers, -1))
+        h = self._activate(per_layer[0], scales, shifts, 0)
         for index, layer in enumerate(self.hidden_layers, start=1):
             pre = layer(h)
             if self.input_layers > 1:
-                pre = pre + injected[:, index * hidden:(index + 1) * hidden]
-            out = self._activate(pre, scale, shift, index)
+                pre = pre + per_layer[index]
+            out = self._activate(pre, scales, shifts, index)
             h = h + out if self.shape.residual else out
         return h
 
-    def _activate(self, pre: Tensor, scale: Tensor | None, shift: Tensor | None, index: int) -> Tensor:
-        if scale is not None:
-            hidden = self.shape.hidden_size
-            columns = slice(index * hidden, (index + 1) * hidden)
-            pre = scale[:, columns] * pre + shift[:, columns]
+    def _activate(self, pre: Tensor, scales: tuple[Tensor, ...] | None, shifts: tuple[Tensor, ...] | None,
+                  index: int) -> Tensor:
+        if scales is not None:
+            pre = scales[index] * pre + shifts[index]
         return self.dropout(self.activation(pre))
