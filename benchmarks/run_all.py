@@ -21,6 +21,9 @@ from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
 
 
+SECTIONS = ("throughput", "densify", "memory")
+
+
 def machine() -> str:
     """CPU (or GPU) name, cores and thread settings, and the load at the start."""
     cpu = platform.processor() or platform.machine()
@@ -84,13 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results.md"))
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile measurement")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="benchmarks to run (default: all)")
     args = parser.parse_args(argv)
     lines = ["# Benchmark results", "", machine(), "",
              "Measured on a machine shared with other jobs; absolute numbers vary with the load, the ratios "
              "within one run are what counts.", ""]
-    sections = [lambda: throughput_section(not args.skip_compile), densify_section, memory_section]
-    for section in sections:
-        part = section()
+    sections = {"throughput": lambda: throughput_section(not args.skip_compile), "densify": densify_section,
+                "memory": memory_section}
+    for name in args.sections:
+        part = sections[name]()
         print("\n".join(part), flush=True)
         lines += part
         atomic_write_text(args.output, "\n".join(lines))  # results so far, in case a later section is stopped
