@@ -95,11 +95,15 @@ def select_device(gpu: int) -> torch.device:
     return torch.device(f"cuda:{gpu}")
 
 
-def make_deterministic(seed: int) -> None:
-    """Seed everything and ask for deterministic kernels."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and numpy, so a run's initial weights follow ``TRAINING.SEED``."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)
+
+
+def make_deterministic() -> None:
+    """Ask for deterministic kernels (``--deterministic``): bit-identical reruns, slower on CUDA."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
@@ -135,8 +139,9 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
                           "(use train_test_singleinr.py for one network per eye)")
     device = select_device(args.gpu)
     data = load_fold(config)
+    seed_everything(config.TRAINING.SEED)
     if args.deterministic:
-        make_deterministic(config.TRAINING.SEED)
+        make_deterministic()
     run_dir = prepare_run_dir(run_folder(config, args.output), overwrite=args.overwrite, resume=args.resume)
     save_config(config, run_dir / CONFIG_FILE)
     write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),

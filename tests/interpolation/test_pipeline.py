@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anisotropic_interpolation.pipeline import load_fold, network_inputs, run_folder, volumes
+from anisotropic_interpolation.pipeline import load_fold, network_inputs, run_folder, seed_everything, volumes
 from anisotropic_interpolation.model import build_network
 from anisotropic_interpolation.training import NetworkTrainer
 from retina_data.containers import container_name, write_container
@@ -44,3 +44,17 @@ def test_container_fold_takes_the_densest_test_container_as_truth(make_config, t
     assert [eye.shape[2] for eye in fold.train_inputs] == [4, 4]
     assert [eye.shape[2] for eye in fold.test_truth] == [8, 8]
     assert np.array_equal(fold.test_inputs[0].oct, fold.test_truth[0].oct[:, :, ::2])
+
+
+def test_seeding_makes_initial_weights_follow_the_config_seed(make_config, tiny_eyes) -> None:
+    config = make_config()
+    inputs = network_inputs(config, tiny_eyes, latent_size=8)
+
+    def initial_weights(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(12345 + seed)  # whatever state a caller left behind
+        seed_everything(seed)
+        return [p.detach().clone() for p in build_network(config, inputs).parameters()]
+
+    first, again, other = initial_weights(3), initial_weights(3), initial_weights(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
