@@ -109,20 +109,32 @@ class StepPlan:
 
 def make_step(objective: Callable[..., Tensor], data: SparseVolumes, codes: Tensor | None,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-              plan: StepPlan, generator: torch.Generator, mixed_precision: bool) -> Callable[[], Tensor]:
-    """One optimisation step on a fresh random batch; returns the detached loss terms ``[3]``."""
+              plan: StepPlan, generator: torch.Generator, mixed_precision: bool,
+              compile_update: bool = False) -> Callable[[], Tensor]:
+    """One optimisation step on a fresh random batch; returns the detached loss terms ``[3]``.
+
+    With ``compile_update`` the whole update (zero_grad, forward, backward and the optimiser
+    step) is one ``torch.compile``d function, so the backward and the Adam update are fused
+    too, not only the loss; the optimiser's learning rates must then be tensors (a float rate
+    changed by the scheduler would recompile every step). Sampling and the scheduler stay eager.
+    """
     device = data.intensity.device
 
-    def step() -> Tensor:
-        batch: PointBatch = data.sample(plan.patches, plan.patch, generator)
+    def update(batch: PointBatch) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
         with autocast_context(device, mixed_precision):
             terms = objective(batch.coords, batch.extra, batch.eye, batch.intensity, batch.labels, codes)
-        optimizer.zero_grad(set_to_none=True)
         terms[0].backward()
         optimizer.step()
+        return terms.detach()
+
+    run_update = torch.compile(update) if compile_update else update
+
+    def step() -> Tensor:
+        terms = run_update(data.sample(plan.patches, plan.patch, generator))
         if scheduler is not None:
             scheduler.step()
-        return terms.detach()
+        return terms
 
     return step
 
@@ -173,18 +185,23 @@ class NetworkTrainer:
         torch.manual_seed(train.SEED)
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
                       if latent_size else None)
-        groups: list[dict[str, Any]] = [{"params": list(network.parameters()), "lr": train.LEARNING_RATE}]
-        if self.codes is not None:
-            groups.append({"params": [self.codes], "lr": train.LATENT_LEARNING_RATE or train.LEARNING_RATE})
-        self.optimizer = torch.optim.Adam(groups)
         self.plan = StepPlan.for_data(data, train.BATCH_POINTS, config.patch_size, train.STEPS_PER_EPOCH)
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
+        compile_update = config.compile_for(total_steps)
+
+        def rate(value: float) -> float | Tensor:  # a compiled update needs tensor rates (no recompiles)
+            return torch.tensor(value, device=device) if compile_update else value
+
+        groups: list[dict[str, Any]] = [{"params": list(network.parameters()), "lr": rate(train.LEARNING_RATE)}]
+        if self.codes is not None:
+            groups.append({"params": [self.codes], "lr": rate(train.LATENT_LEARNING_RATE or train.LEARNING_RATE)})
+        self.optimizer = torch.optim.Adam(groups)
         self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(total_steps, train.LR_MIN_FACTOR))
                           if train.LR_SCHEDULE == "cosine" else None)
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
         objective = objective_from_config(network, config, code_weight=train.LATENT_CODE.REG_WEIGHT)
-        self.step = make_step(maybe_compile(objective, config.compile_for(total_steps)), data, self.codes,
-                              self.optimizer, self.scheduler, self.plan, self.generator, train.MIXED_PRECISION)
+        self.step = make_step(objective, data, self.codes, self.optimizer, self.scheduler, self.plan,
+                              self.generator, train.MIXED_PRECISION, compile_update)
         self.epoch = 0
         self.best_loss = math.inf
         self.best_state: dict[str, Any] = self._weights()

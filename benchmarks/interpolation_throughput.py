@@ -3,8 +3,8 @@
 Both train the paper network (residual MLP, coordinates to all layers, WIRE, 6 x 128,
 latent 128, SLO input, 13 classes, MSE + SSIM + CE) on the same random paper-shaped
 data (B-scans of 230 x 496, 16 per eye). Ours draws 65,536 points per step as 16 x 16
-patches across eyes and B-scans and projects the code once per eye; optionally the loss
-is compiled with ``torch.compile``.
+patches across eyes and B-scans and projects the code once per eye; optionally the whole
+update (forward, backward, Adam step) is compiled with ``torch.compile``.
 """
 
 from __future__ import annotations
