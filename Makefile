@@ -21,7 +21,7 @@ install: $(STAMP)
 demo-data: $(STAMP)
 	$(PY) -m retina_data phantom $(DEMO_DIR)/phantom --overwrite
 	$(PY) -m retina_data validate $(DEMO_DIR)/phantom
-	$(PY) -m retina_data figure $(DEMO_DIR)/phantom --output images/phantom.png --overwrite
+	$(PY) -m retina_data figure $(DEMO_DIR)/phantom --output $(DEMO_DIR)/phantom.png --overwrite
 
 # --- anisotropic interpolation (gen-INR, single INR, baselines) ---
 demo-interpolation: demo-data
