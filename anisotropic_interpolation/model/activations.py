@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,29 @@ class Sine(Activation):
                 layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
 
 
+class _GaborWavelet(torch.autograd.Function):
+    """``cos(ω0 x) exp(-(s0 x)²)`` and its derivative in few, mostly in-place passes.
+
+    The derivative ``exp(-(s0 x)²) (-ω0 sin(ω0 x) - 2 s0² x cos(ω0 x))`` reuses the saved
+    envelope; autograd of the composed expression would keep and combine six intermediates.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, omega_0: float, scale_0: float) -> Tensor:
+        envelope = torch.exp(x.square().mul_(-scale_0 * scale_0))
+        ctx.save_for_backward(x, envelope)
+        ctx.omega_0, ctx.scale_0 = omega_0, scale_0
+        return torch.cos(x * omega_0).mul_(envelope)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        x, envelope = ctx.saved_tensors
+        phase = x * ctx.omega_0
+        slope = torch.sin(phase).mul_(-ctx.omega_0)
+        slope.addcmul_(phase.cos_(), x, value=-2.0 * ctx.scale_0 * ctx.scale_0)
+        return slope.mul_(envelope).mul_(grad), None, None
+
+
 class Gabor(Sine):
     """WIRE, real form: ``cos(ω0 x) exp(-(s0 x)²)``."""
 
@@ -55,8 +78,7 @@ class Gabor(Sine):
         self.scale_0 = scale_0
 
     def forward(self, x: Tensor) -> Tensor:
-        scaled = self.scale_0 * x
-        return torch.cos(self.omega_0 * x) * torch.exp(-(scaled * scaled))
+        return _GaborWavelet.apply(x, self.omega_0, self.scale_0)
 
 
 class Finer(Sine):
