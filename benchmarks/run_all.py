@@ -47,7 +47,7 @@ def throughput_section(compile_step: bool) -> list[str]:
              "| Step | points/s | vs reference |", "|---|---:|---:|"]
     names = {"reference": "reference re-creation (one B-scan per step, code tiled)",
              "ours_eager": "ours, eager (65,536 points in 16 x 16 patches, code projected per eye)",
-             "ours_compiled": "ours, torch.compile"}
+             "ours_compiled": "ours, torch.compile of the whole update (forward, backward, Adam)"}
     for key, rate in rates.items():
         lines.append(f"| {names[key]} | {rate:,.0f} | {rate / reference:.2f}x |")
     return lines + [""]
