@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import random
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -49,6 +51,33 @@ class CheckpointOnInterrupt(Callback):
                 print(f"notice: stopped by SIGTERM in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
                       "continue with --resume", file=sys.stderr)
                 exception.code = EXIT_INTERRUPTED
+
+
+class RandomStateCheckpoint(Callback):
+    """Stores the Python, NumPy, torch (and CUDA) random states in each checkpoint and restores
+    them on ``--resume``, so patch offsets and shuffling continue where the run stopped."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        name, keys, position, has_gauss, gauss = np.random.get_state()
+        # plain types and tensors only, so the checkpoint still loads with weights_only=True
+        states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                                  "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)}
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["random_states"] = states
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("random_states")
+        if states is None:  # a checkpoint written before random states were stored
+            return
+        random.setstate(states["python"])
+        name, keys, position, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(states["torch"].cpu())
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
 def uses_cuda(runtime: Runtime) -> bool:
@@ -103,7 +132,8 @@ def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, c
     return L.Trainer(
         accelerator=runtime.ACCELERATOR, devices=runtime.DEVICES, precision=precision(runtime),
         max_epochs=max_epochs, logger=build_loggers(runtime, run_dir, name) or False,
-        callbacks=[checkpoints, CheckpointOnInterrupt(checkpoint_dir)], plugins=[AtomicCheckpointIO()],
+        callbacks=[checkpoints, CheckpointOnInterrupt(checkpoint_dir), RandomStateCheckpoint()],
+        plugins=[AtomicCheckpointIO()],
         deterministic=runtime.DETERMINISTIC, default_root_dir=run_dir, log_every_n_steps=1,
         check_val_every_n_epoch=val_every or 1, num_sanity_val_steps=0,
         enable_progress_bar=runtime.PROGRESS_BAR, enable_model_summary=False,

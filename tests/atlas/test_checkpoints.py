@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from atlas_registration.datasets.patches import StridedPatchDataset
-from atlas_registration.routines.trainer import build_trainer, checkpoint_path
+from atlas_registration.routines.trainer import RandomStateCheckpoint, build_trainer, checkpoint_path
 
 
 class _StopAtEpoch(L.Callback):
@@ -27,3 +28,17 @@ def test_interrupted_training_leaves_a_checkpoint(tiny_config, tiny_eyes, tiny_e
     assert saved["epoch"] == 1
     torch.testing.assert_close(saved["state_dict"]["latents.weight"], tiny_model.latents.weight.detach())
     assert not [p for p in (tmp_path / "checkpoints" / "stage").iterdir() if ".tmp" in p.name]
+
+
+def test_checkpoint_stores_random_states_and_resume_restores_them():
+    keeper = RandomStateCheckpoint()
+    checkpoint: dict = {}
+    torch.manual_seed(7)
+    np.random.seed(7)
+    keeper.on_save_checkpoint(None, None, checkpoint)
+    expected_torch, expected_numpy = torch.rand(4), np.random.rand(4)
+    torch.manual_seed(99)
+    np.random.seed(99)
+    keeper.on_load_checkpoint(None, None, checkpoint)
+    assert torch.equal(torch.rand(4), expected_torch)
+    assert np.array_equal(np.random.rand(4), expected_numpy)
