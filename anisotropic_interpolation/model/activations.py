@@ -48,26 +48,27 @@ class Sine(Activation):
 
 
 class _GaborWavelet(torch.autograd.Function):
-    """``cos(ω0 x) exp(-(s0 x)²)`` and its derivative in few, mostly in-place passes.
+    """``y = cos(ω0 x) exp(-(s0 x)²)`` and its derivative in few, mostly in-place passes.
 
-    The derivative ``exp(-(s0 x)²) (-ω0 sin(ω0 x) - 2 s0² x cos(ω0 x))`` reuses the saved
-    envelope; autograd of the composed expression would keep and combine six intermediates.
+    The derivative ``-ω0 sin(ω0 x) exp(-(s0 x)²) - 2 s0² x y`` reuses the saved envelope and
+    output, so the backward pass evaluates one transcendental function (the sine), not two;
+    autograd of the composed expression would keep and combine six intermediates.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, omega_0: float, scale_0: float) -> Tensor:
-        envelope = torch.exp(x.square().mul_(-scale_0 * scale_0))
-        ctx.save_for_backward(x, envelope)
+        envelope = torch.exp_(x.square().mul_(-scale_0 * scale_0))
+        output = torch.cos_(x * omega_0).mul_(envelope)
+        ctx.save_for_backward(x, envelope, output)
         ctx.omega_0, ctx.scale_0 = omega_0, scale_0
-        return torch.cos(x * omega_0).mul_(envelope)
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        x, envelope = ctx.saved_tensors
-        phase = x * ctx.omega_0
-        slope = torch.sin(phase).mul_(-ctx.omega_0)
-        slope.addcmul_(phase.cos_(), x, value=-2.0 * ctx.scale_0 * ctx.scale_0)
-        return slope.mul_(envelope).mul_(grad), None, None
+        x, envelope, output = ctx.saved_tensors
+        slope = torch.sin_(x * ctx.omega_0).mul_(envelope).mul_(-ctx.omega_0)
+        slope.addcmul_(x, output, value=-2.0 * ctx.scale_0 * ctx.scale_0)
+        return slope.mul_(grad), None, None
 
 
 class Gabor(Sine):

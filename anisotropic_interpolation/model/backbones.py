@@ -55,7 +55,13 @@ class BackboneShape:
 
 
 class CoordinateMLP(nn.Module):
-    """``forward(coords [N, 3], extra [N, X] | None, codes [E, L] | None, eye [N]) -> [N, hidden]``."""
+    """``forward(coords [N, 3], extra [N, X] | None, codes [E, L] | None, eye [N]) -> [N, hidden]``.
+
+    ``layers[0]`` maps the point inputs (encoded coordinates and SLO value) to the first
+    hidden layer; ``layers[i]`` maps ``[h, point inputs]`` (with ``inject_input``) or ``h``.
+    ``latent_projection`` holds the latent-code columns of every layer that receives the
+    network input, stacked: ``[hidden * input_layers, L]``.
+    """
 
     def __init__(self, encoding: Encoding, activation: Activation, shape: BackboneShape) -> None:
         super().__init__()
@@ -65,32 +71,34 @@ class CoordinateMLP(nn.Module):
         self.activation = activation
         self.shape = shape
         hidden, layers = shape.hidden_size, shape.num_layers
-        point_inputs = encoding.out_dim + shape.extra_features
+        self.point_inputs = encoding.out_dim + shape.extra_features
         self.input_layers = layers if shape.inject_input else 1
-        self.input_projection = nn.Linear(point_inputs, hidden * self.input_layers)
+        self.layers = nn.ModuleList(
+            nn.Linear(self.point_inputs if index == 0 else
+                      hidden + (self.point_inputs if index < self.input_layers else 0), hidden)
+            for index in range(layers))
         latent_in_input = shape.latent_size if not shape.modulation else 0
         self.latent_projection = (nn.Linear(latent_in_input, hidden * self.input_layers, bias=False)
                                   if latent_in_input else None)
         self.film = nn.Linear(shape.latent_size, 2 * hidden * layers) if shape.modulation else None
-        self.hidden_layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
         self.dropout = nn.Dropout(shape.dropout) if shape.dropout > 0 else nn.Identity()
         self._initialise()
 
     def _initialise(self) -> None:
+        """Each layer is initialised as one linear map over everything it sees (hidden state,
+        point inputs and the tiled code, as in the reference), then split into its parts."""
         hidden = self.shape.hidden_size
-        for part in range(self.input_layers):
-            block = nn.Linear(self.input_projection.in_features + (
-                self.latent_projection.in_features if self.latent_projection is not None else 0), hidden)
-            self.activation.init_layer(block, first=part == 0)
+        latent = self.latent_projection.in_features if self.latent_projection is not None else 0
+        for index, layer in enumerate(self.layers):
+            receives_code = index < self.input_layers
+            whole = nn.Linear(layer.in_features + (latent if receives_code else 0), hidden)
+            self.activation.init_layer(whole, first=index == 0)
             with torch.no_grad():
-                rows = slice(part * hidden, (part + 1) * hidden)
-                split = self.input_projection.in_features
-                self.input_projection.weight[rows] = block.weight[:, :split]
-                self.input_projection.bias[rows] = block.bias if part == 0 else 0.0
-                if self.latent_projection is not None:
-                    self.latent_projection.weight[rows] = block.weight[:, split:]
-        for layer in self.hidden_layers:
-            self.activation.init_layer(layer, first=False)
+                layer.weight.copy_(whole.weight[:, :layer.in_features])
+                layer.bias.copy_(whole.bias)
+                if receives_code and self.latent_projection is not None:
+                    rows = slice(index * hidden, (index + 1) * hidden)
+                    self.latent_projection.weight[rows] = whole.weight[:, layer.in_features:]
         if self.film is not None:
             with torch.no_grad():
                 self.film.weight.mul_(0.1)
@@ -109,34 +117,36 @@ class CoordinateMLP(nn.Module):
             coords: ``[N, 3]`` normalised coordinates.
             extra: ``[N, X]`` per-point extra inputs (SLO value) or ``None``.
             codes: ``[E, L]`` latent codes of the eyes in the batch, or ``None``.
-            eye: ``[N]`` index into ``codes`` of each point's eye.
+            eye: ``[N]`` index of each point's eye into ``codes``.
 
         Returns:
             ``[N, hidden]`` features after the last hidden layer.
+
+        Every pre-activation is one matrix product with the bias (plus, where the code is an
+        input, the eye's projected code gathered per point) added by the product itself; no
+        ``[N, hidden x layers]`` tensor is made.
         """
         point = self.encoding(coords)
         if extra is not None:
             point = torch.cat([point, extra.to(point.dtype)], dim=-1)
-        injected = self.input_projection(point)  # [N, hidden * input_layers]
-        if self.latent_projection is not None:  # once per eye, gathered per point
-            injected = injected + self.latent_projection(codes).index_select(0, eye)
         hidden = self.shape.hidden_size
-        per_layer = injected.split(hidden, dim=-1)  # one split: a single gradient concat, not one per slice
-        scales = shifts = None
+        code_terms: tuple[Tensor, ...] = ()
+        if self.latent_projection is not None:  # once per eye: [E, hidden] per layer, bias included
+            per_eye = self.latent_projection(codes).split(hidden, dim=-1)
+            code_terms = tuple(term + layer.bias for term, layer in zip(per_eye, self.layers))
+        film = None
         if self.film is not None:
-            film = self.film(codes).index_select(0, eye)  # [N, 2 * hidden * layers]
-            scales, shifts = (part.split(hidden, dim=-1) for part in film.split(hidden * self.shape.num_layers, -1))
-        h = self._activate(per_layer[0], scales, shifts, 0)
-        for index, layer in enumerate(self.hidden_layers, start=1):
-            pre = layer(h)
-            if self.input_layers > 1:
-                pre = pre + per_layer[index]
-            out = self._activate(pre, scales, shifts, index)
-            h = h + out if self.shape.residual else out
+            film = self.film(codes).split(hidden, dim=-1)  # scales, then shifts, per layer: [E, hidden]
+        h = point
+        for index, layer in enumerate(self.layers):
+            inputs = h if index == 0 or index >= self.input_layers else torch.cat([h, point], dim=-1)
+            if index < len(code_terms):
+                pre = torch.addmm(code_terms[index].index_select(0, eye).to(inputs.dtype), inputs, layer.weight.t())
+            else:
+                pre = layer(inputs)
+            if film is not None:
+                layers = self.shape.num_layers
+                pre = torch.addcmul(film[layers + index].index_select(0, eye), film[index].index_select(0, eye), pre)
+            out = self.dropout(self.activation(pre))
+            h = h + out if self.shape.residual and index > 0 else out
         return h
-
-    def _activate(self, pre: Tensor, scales: tuple[Tensor, ...] | None, shifts: tuple[Tensor, ...] | None,
-                  index: int) -> Tensor:
-        if scales is not None:
-            pre = scales[index] * pre + shifts[index]
-        return self.dropout(self.activation(pre))

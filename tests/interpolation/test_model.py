@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from anisotropic_interpolation.model import NetworkInputs, build_network
+from anisotropic_interpolation.model.activations import make_activation
 
 BACKBONES = {  # (SKIP_CONNECTION, INPUT_COORD_TO_ALL_LAYERS)
     "mlp": (False, False), "mlp_inject": (False, True), "resmlp": (True, False), "resmlp_inject": (True, True),
@@ -83,16 +84,35 @@ def test_film_modulated_siren_lowers_the_loss(make_config) -> None:
     assert losses[-1] < losses[0]
 
 
-def test_latent_projected_once_per_eye_equals_the_code_tiled_onto_every_point(make_config) -> None:
-    network = _network(make_config, "resmlp_inject", "WIRE", "None")
+@pytest.mark.parametrize("backbone_name", ["resmlp_inject", "mlp", "mlp_inject", "resmlp"])
+def test_latent_projected_once_per_eye_equals_the_code_tiled_onto_every_point(make_config, backbone_name) -> None:
+    """The reference's formulation: every layer that gets the input sees ``cat(h, x, y, z, SLO, code)``."""
+    network = _network(make_config, backbone_name, "WIRE", "None")
     coords, extra, eye, _, _ = _batch(20)
     codes = torch.randn(2, 4)
     backbone = network.backbone
-    point_inputs = torch.cat([coords, extra, codes[eye]], dim=-1)  # the reference's tiling
-    weight = torch.cat([backbone.input_projection.weight, backbone.latent_projection.weight], dim=1)
-    tiled = point_inputs @ weight.T + backbone.input_projection.bias
-    projected = backbone.input_projection(torch.cat([coords, extra], -1)) + backbone.latent_projection(codes)[eye]
-    assert torch.allclose(tiled, projected, atol=1e-5)
+    hidden = backbone.shape.hidden_size
+    point = torch.cat([coords, extra], dim=-1)
+    tiled_input = torch.cat([point, codes[eye]], dim=-1)  # the code tiled onto every point
+    h = None
+    for index, layer in enumerate(backbone.layers):
+        weight, inputs = layer.weight, h
+        if index < backbone.input_layers:
+            latent = backbone.latent_projection.weight[index * hidden:(index + 1) * hidden]
+            weight = torch.cat([weight, latent], dim=1)
+            inputs = tiled_input if index == 0 else torch.cat([h, tiled_input], dim=-1)
+        out = backbone.activation(inputs @ weight.T + layer.bias)
+        h = h + out if backbone.shape.residual and index > 0 else out
+    assert torch.allclose(backbone(coords, extra, codes, eye), h, atol=1e-5)
+
+
+def test_wire_backward_matches_the_derivative_of_the_formula() -> None:
+    x = torch.linspace(-0.3, 0.3, 41, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(make_activation("WIRE", omega_0=30.0, scale_0=10.0), (x,))
+    composed = torch.cos(30.0 * x) * torch.exp(-(10.0 * x) ** 2)
+    (expected,) = torch.autograd.grad(composed.sum(), x)
+    (ours,) = torch.autograd.grad(make_activation("WIRE", omega_0=30.0, scale_0=10.0)(x).sum(), x)
+    assert torch.allclose(ours, expected)
 
 
 def test_network_without_code_slo_or_labels_gives_intensity_only(make_config) -> None:
