@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from retina_data.config import bounded, load_config, nested
 from retina_data.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 LossRecon = Literal["MSE", "SSIM", "Combi"]
 COMPILE_MIN_STEPS = 2000
+CPU_MICRO_BATCH_POINTS = 8192
 
 
 @dataclass
@@ -40,6 +44,11 @@ class Settings:
     """(added) ``torch.compile`` the loss of the training and fitting steps; null: only for
     optimisations of at least ``COMPILE_MIN_STEPS`` steps, where the one-off compilation
     (about a minute on 2 CPU cores) pays for itself."""
+    MICRO_BATCH_POINTS: int | None = bounded(None, ge=1)
+    """(added) points evaluated at once inside a step: a step's batch is processed in
+    micro-batches of about this size with the gradients summed, which gives the same
+    update as the whole batch; on the CPU, tensors that stay in the cache make a step
+    several times faster. null: 8192 on the CPU, the whole batch on a GPU."""
 
 
 @dataclass
@@ -74,7 +83,7 @@ class Training:
     LOSS_SEG: Literal["CE", "BCE"] = "CE"
     """(added) cross-entropy, or binary cross-entropy on one-hot labels."""
     BATCH_POINTS: int = bounded(65536, ge=1)
-    """(added) points per optimisation step (rounded to whole patches)."""
+    """(added) points per optimisation step (rounded to whole patches and equal micro-batches)."""
     PATCH_SIZE: int | None = bounded(None, ge=1)
     """(added) points are drawn as PATCH_SIZE² patches of one B-scan; null: 16 with SSIM, else 1."""
     STEPS_PER_EPOCH: int | None = bounded(None, ge=1)
@@ -237,6 +246,12 @@ class ExperimentConfig:
         if self.SETTINGS.COMPILE is None:
             return steps >= COMPILE_MIN_STEPS
         return self.SETTINGS.COMPILE
+
+    def micro_batch_points(self, device: torch.device) -> int | None:
+        """Points per micro-batch on ``device`` (``None``: the whole batch at once)."""
+        if self.SETTINGS.MICRO_BATCH_POINTS is not None:
+            return self.SETTINGS.MICRO_BATCH_POINTS
+        return CPU_MICRO_BATCH_POINTS if device.type == "cpu" else None
 
     @property
     def patch_size(self) -> int:

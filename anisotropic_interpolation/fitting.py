@@ -77,7 +77,8 @@ class LatentFitter:
         codes = nn.Parameter(torch.randn(len(eyes), self.network.inputs.latent_size,
                                          device=self.device) * test.LATENT_CODE.INIT_STD)
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
-        plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH)
+        plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH,
+                                 self.config.micro_batch_points(self.device))
         objective = self._objective_for(test.TOTAL_EPOCHS * plan.steps_per_epoch)
         step = make_step(objective, data, codes, optimizer, None, plan, self.generator,
                          self.config.TRAINING.MIXED_PRECISION)

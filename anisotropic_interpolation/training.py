@@ -89,49 +89,74 @@ def autocast_context(device: torch.device, enabled: bool) -> contextlib.Abstract
 
 @dataclass(frozen=True)
 class StepPlan:
-    """How many points a step draws and how many steps an epoch has."""
+    """How a step draws its points and how many steps an epoch has.
+
+    A step draws ``micro_batches`` micro-batches of ``patches`` patches of ``patch x patch``
+    points each; their gradients are summed with equal weights, so the update equals that of
+    one batch of all ``points``.
+    """
 
     patches: int
     patch: int
     steps_per_epoch: int
+    micro_batches: int = 1
 
     @classmethod
-    def for_data(cls, data: SparseVolumes, batch_points: int, patch: int, steps_per_epoch: int | None) -> StepPlan:
+    def for_data(cls, data: SparseVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
+                 micro_batch_points: int | None = None) -> StepPlan:
+        """``batch_points`` in whole patches, split into equal micro-batches of at most
+        ``micro_batch_points`` (at least one patch each; ``None``: no split)."""
         patch = data.patch_size(patch)
-        patches = max(1, batch_points // (patch * patch))
-        steps = steps_per_epoch or max(1, math.ceil(data.num_points / (patches * patch * patch)))
-        return cls(patches, patch, steps)
+        size = patch * patch
+        patches = max(1, batch_points // size)
+        largest = patches if micro_batch_points is None else max(1, micro_batch_points // size)
+        micro_batches = math.ceil(patches / largest)
+        per_micro_batch = math.ceil(patches / micro_batches)
+        steps = steps_per_epoch or max(1, math.ceil(data.num_points / (micro_batches * per_micro_batch * size)))
+        return cls(per_micro_batch, patch, steps, micro_batches)
 
     @property
     def points(self) -> int:
-        return self.patches * self.patch * self.patch
+        """Points per step (all micro-batches)."""
+        return self.micro_batches * self.patches * self.patch * self.patch
 
 
 def make_step(objective: Callable[..., Tensor], data: SparseVolumes, codes: Tensor | None,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
               plan: StepPlan, generator: torch.Generator, mixed_precision: bool,
               compile_update: bool = False) -> Callable[[], Tensor]:
-    """One optimisation step on a fresh random batch; returns the detached loss terms ``[3]``.
+    """One optimisation step on fresh random micro-batches; returns the detached loss terms ``[3]``.
 
-    With ``compile_update`` the whole update (zero_grad, forward, backward and the optimiser
-    step) is one ``torch.compile``d function, so the backward and the Adam update are fused
-    too, not only the loss; the optimiser's learning rates must then be tensors (a float rate
-    changed by the scheduler would recompile every step). Sampling and the scheduler stay eager.
+    Each micro-batch's loss is weighted by ``1 / micro_batches`` before its backward pass, so
+    the summed gradient is the gradient of the mean loss over the whole step (every loss term
+    is a mean over equally sized micro-batches; the code penalty is the same in each).
+
+    With ``compile_update`` the forward and backward of a micro-batch and the optimiser step
+    are ``torch.compile``d (the backward and the Adam update are fused too, not only the
+    loss); the optimiser's learning rates must then be tensors (a float rate changed by the
+    scheduler would recompile every step). Sampling and the scheduler stay eager.
     """
     device = data.intensity.device
+    weight = 1.0 / plan.micro_batches
 
-    def update(batch: PointBatch) -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
+    def accumulate(batch: PointBatch) -> Tensor:
         with autocast_context(device, mixed_precision):
             terms = objective(batch.coords, batch.extra, batch.eye, batch.intensity, batch.labels, codes)
-        terms[0].backward()
-        optimizer.step()
-        return terms.detach()
+        (terms[0] * weight).backward()
+        return terms.detach() * weight
 
-    run_update = torch.compile(update) if compile_update else update
+    def apply() -> None:
+        optimizer.step()
+
+    run_accumulate = torch.compile(accumulate) if compile_update else accumulate
+    run_apply = torch.compile(apply) if compile_update else apply
 
     def step() -> Tensor:
-        terms = run_update(data.sample(plan.patches, plan.patch, generator))
+        optimizer.zero_grad(set_to_none=True)
+        terms = run_accumulate(data.sample(plan.patches, plan.patch, generator))
+        for _ in range(plan.micro_batches - 1):
+            terms = terms + run_accumulate(data.sample(plan.patches, plan.patch, generator))
+        run_apply()
         if scheduler is not None:
             scheduler.step()
         return terms
@@ -185,7 +210,8 @@ class NetworkTrainer:
         torch.manual_seed(train.SEED)
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
                       if latent_size else None)
-        self.plan = StepPlan.for_data(data, train.BATCH_POINTS, config.patch_size, train.STEPS_PER_EPOCH)
+        self.plan = StepPlan.for_data(data, train.BATCH_POINTS, config.patch_size, train.STEPS_PER_EPOCH,
+                                      config.micro_batch_points(device))
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
 

@@ -9,7 +9,9 @@ import torch
 
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import LAST_CHECKPOINT, NetworkTrainer
+from anisotropic_interpolation.training import (
+    LAST_CHECKPOINT, NetworkTrainer, StepPlan, make_step, objective_from_config,
+)
 from anisotropic_interpolation.checkpoints import load_checkpoint
 
 
@@ -62,3 +64,41 @@ def test_best_and_last_checkpoints_and_log_are_written(make_config, tiny_eyes, t
     _trainer(make_config(), tiny_eyes, tmp_path).train()
     assert {p.name for p in tmp_path.iterdir()} >= {"best.pt", "last.pt", "training_log.csv"}
     assert len((tmp_path / "training_log.csv").read_text().splitlines()) == 3  # header + 2 summaries
+
+
+def test_step_plan_splits_a_batch_into_equal_micro_batches() -> None:
+    data = SparseVolumes(torch.zeros(2, 64, 64, 4), None, None, torch.zeros(2, 4))
+    plan = StepPlan.for_data(data, 65536, 16, None, micro_batch_points=8192)
+    assert (plan.micro_batches, plan.patches, plan.points) == (8, 32, 65536)
+    uneven = StepPlan.for_data(data, 100 * 256, 16, None, micro_batch_points=8192)
+    assert (uneven.micro_batches, uneven.patches) == (4, 25)
+    whole = StepPlan.for_data(data, 65536, 16, None, micro_batch_points=None)
+    assert (whole.micro_batches, whole.patches) == (1, 256)
+    assert whole.steps_per_epoch == StepPlan.for_data(data, 65536, 16, None, 8192).steps_per_epoch == 1
+
+
+def test_micro_batched_step_applies_the_gradient_of_the_whole_batch(make_config) -> None:
+    """One B-scan of 8 x 8 and 8 x 8 patches: every patch is the same, so a step of four patches
+    in one batch and one of four patches in four micro-batches must move the weights alike."""
+    config = make_config(TRAINING={"LOSS_RECON": "Combi", "PATCH_SIZE": 8, "LATENT_CODE": {"SIZE": 4,
+                                                                                         "REG_WEIGHT": 0.1}},
+                         MODEL={"ACTIVATION": "WIRE", "SKIP_CONNECTION": True, "INPUT_COORD_TO_ALL_LAYERS": True})
+    generator = torch.Generator().manual_seed(0)
+    data = SparseVolumes(torch.rand(1, 8, 8, 1, generator=generator), torch.randint(5, (1, 8, 8, 1), dtype=torch.uint8),
+                         torch.rand(1, 8, 1, generator=generator), torch.zeros(1, 1))
+    moved = []
+    for micro_batch_points in (None, 64):
+        torch.manual_seed(0)
+        network = build_network(config, NetworkInputs(use_slo=True, latent_size=4, num_classes=5))
+        codes = torch.nn.Parameter(torch.full((1, 4), 0.5))
+        before = [p.detach().clone() for p in [*network.parameters(), codes]]
+        optimizer = torch.optim.SGD([*network.parameters(), codes], lr=1.0)
+        plan = StepPlan.for_data(data, 256, 8, None, micro_batch_points)
+        objective = objective_from_config(network, config, code_weight=0.1)
+        terms = make_step(objective, data, codes, optimizer, None, plan, torch.Generator(), False)()
+        moved.append(([a - b for a, b in zip([*network.parameters(), codes], before)], terms))
+    assert [plan.micro_batches for plan in (StepPlan.for_data(data, 256, 8, None, m) for m in (None, 64))] == [1, 4]
+    (whole, whole_terms), (split, split_terms) = moved
+    assert torch.allclose(whole_terms, split_terms, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(whole, split))
+    assert any(a.abs().max() > 1e-4 for a in whole)
