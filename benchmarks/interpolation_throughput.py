@@ -3,12 +3,14 @@
 Both train the paper network (residual MLP, coordinates to all layers, WIRE, 6 x 128,
 latent 128, SLO input, 13 classes, MSE + SSIM + CE) on the same random paper-shaped
 data (B-scans of 230 x 496, 16 per eye). Ours draws 65,536 points per step as 16 x 16
-patches across eyes and B-scans and projects the code once per eye; optionally the whole
-update (forward, backward, Adam step) is compiled with ``torch.compile``.
+patches across eyes and B-scans, in micro-batches of 8,192 points on the CPU (the same
+update), and projects the code once per eye; optionally the micro-batch's forward and
+backward and the Adam step are compiled with ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,42 +37,56 @@ def paper_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return volumes, labels, slo
 
 
-def _rate(step: Callable[[], object], points: int, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
+def _rate(step: Callable[[], object], points: int, repeats: int) -> float:
     started = time.perf_counter()
     for _ in range(repeats):
         step()
     return points * repeats / (time.perf_counter() - started)
 
 
-def reference_rate(repeats: int = 2) -> float:
-    """Points/s of the reference-style step (one whole B-scan per step)."""
+def reference_step() -> tuple[Callable[[], object], int]:
+    """The reference-style step (one whole B-scan per step) and its points per step."""
     volumes, labels, slo = paper_data()
     trainer = ReferenceTrainer(volumes, labels, slo)
-    counter = iter(range(10 ** 6))
+    counter = iter(range(10 ** 9))
 
     def step() -> float:
         i = next(counter)
         return trainer.step(i % EYES, i % SLICES)
 
-    return _rate(step, trainer.points_per_step, warmup=1, repeats=repeats)
+    return step, trainer.points_per_step
 
 
-def our_rate(compile_step: bool, repeats: int = 3) -> float:
-    """Points/s of :class:`NetworkTrainer`'s step on the paper config (``torch.compile`` optional)."""
+def our_step(compile_step: bool) -> tuple[Callable[[], object], int]:
+    """:class:`NetworkTrainer`'s step on the paper config (``torch.compile`` optional)."""
     config = load_experiment_config(PAPER_CONFIG, [f"SETTINGS.COMPILE={str(compile_step).lower()}"])
     volumes, labels, slo = paper_data()
     slices = torch.linspace(-1, 1, SLICES).expand(EYES, SLICES).contiguous()
     data = SparseVolumes(volumes, labels, slo, slices)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=128, num_classes=13))
     trainer = NetworkTrainer(network, data, config, None)
-    return _rate(trainer.step, trainer.plan.points, warmup=2 if compile_step else 1, repeats=repeats)
+    return trainer.step, trainer.plan.points
 
 
-def run(compile_step: bool = True) -> dict[str, float]:
-    """All rates (points/s) and the ratios against the reference."""
-    results = {"reference": reference_rate(), "ours_eager": our_rate(False)}
+def run(compile_step: bool = True, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Rates (points/s) of each step, measured in ``rounds`` interleaved rounds.
+
+    Every round times each step in turn, so a change of the machine's load during the run
+    affects all of them alike; per step the median rate and the median of its per-round
+    ratios to the reference are returned (``{"reference": {"rate": ..., "ratio": 1.0}, ...}``).
+    """
+    steps = {"reference": reference_step(), "ours_eager": our_step(False)}
     if compile_step:
-        results["ours_compiled"] = our_rate(True)
-    return results
+        steps["ours_compiled"] = our_step(True)
+    repeats = {"reference": 2, "ours_eager": 3, "ours_compiled": 3}
+    for name, (step, _) in steps.items():  # warm-up: first-call allocations, compilation
+        for _ in range(3 if name == "ours_compiled" else 1):
+            step()
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, (step, points) in steps.items():
+            rates[name].append(_rate(step, points, repeats[name]))
+    return {name: {"rate": statistics.median(values),
+                   "ratio": statistics.median(v / r for v, r in zip(values, rates["reference"])),
+                   "spread": max(values) / min(values)}
+            for name, values in rates.items()}
