@@ -3,7 +3,10 @@
 Points are enumerated B-scan by B-scan (``[n, H, W]`` order) and evaluated in chunks
 whose size follows from the memory budget and the network's width, so a full
 496 x 512 x 512 volume is predicted in bounded memory. Coordinates are made per chunk;
-nothing of size ``n H W x hidden`` ever exists.
+nothing of size ``n H W x hidden`` ever exists. On the CPU chunks are also capped at
+8,192 points, whose activations stay in the cache (about twice the speed of 100,000-point
+chunks here). Large predictions compile the network (``torch.compile``, chunks of one
+fixed size), which pays for its one-off compilation from about 16 million points.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from retina_data.errors import DataError
 from retina_data.eye import Eye
 
 FLOAT_BYTES = 4
+CPU_CHUNK_POINTS = 8192
+COMPILE_MIN_POINTS = 16_000_000
 
 
 @dataclass
@@ -69,10 +74,21 @@ def bytes_per_point(network: ImplicitNetwork) -> int:
     return total
 
 
+def chunk_points(network: ImplicitNetwork, device: torch.device, memory_budget_mb: float,
+                 max_chunk_points: int | None) -> int:
+    """Points per chunk: within the memory budget and at most ``max_chunk_points``
+    (``None``: :data:`CPU_CHUNK_POINTS` on the CPU, no further cap elsewhere)."""
+    chunk = max(1, int(memory_budget_mb * 2 ** 20) // bytes_per_point(network))
+    if max_chunk_points is None and device.type == "cpu":
+        max_chunk_points = CPU_CHUNK_POINTS
+    return chunk if max_chunk_points is None else max(1, min(chunk, max_chunk_points))
+
+
 @torch.no_grad()
 def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, positions_mm: np.ndarray, *,
                    device: torch.device, memory_budget_mb: float = 512.0, slice_scale: float = 1.0,
-                   probabilities: bool = False, progress: bool = False) -> DensePrediction:
+                   probabilities: bool = False, progress: bool = False, max_chunk_points: int | None = None,
+                   compile_network: bool | None = False) -> DensePrediction:
     """Predict ``eye`` (its input B-scans define the frame) at ``positions_mm``.
 
     Args:
@@ -84,6 +100,9 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
         memory_budget_mb: working memory of one chunk.
         slice_scale: ``SLICE_COORD_SCALE`` of the run.
         probabilities: also return the class probabilities (float16).
+        max_chunk_points: cap on the points of one chunk (``None``: 8,192 on the CPU).
+        compile_network: ``torch.compile`` the network for this prediction; ``None``: only
+            from :data:`COMPILE_MIN_POINTS` points on (``SETTINGS.COMPILE`` passes through).
     """
     network.eval()
     positions = np.asarray(positions_mm, dtype=np.float64)
@@ -99,20 +118,27 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
     intensity = np.empty(total, dtype=np.float32)
     labels = np.empty(total, dtype=np.uint8) if classes else None
     probs = np.empty((total, classes), dtype=np.float16) if classes and probabilities else None
-    chunk = max(1, int(memory_budget_mb * 2 ** 20) // bytes_per_point(network))
+    chunk = min(total, chunk_points(network, device, memory_budget_mb, max_chunk_points))
+    if compile_network is None:
+        compile_network = total >= COMPILE_MIN_POINTS
+    # A compiled network sees one chunk shape only: the last chunk is padded (its extra points
+    # repeat the last one and are dropped).
+    run = torch.compile(network, dynamic=False) if compile_network else network
     for start in tqdm(range(0, total, chunk), desc="dense prediction", unit="chunk", disable=not progress,
                       leave=False):
-        index = torch.arange(start, min(start + chunk, total), device=device)
+        stop = min(start + chunk, total)
+        index = torch.arange(start, start + chunk if compile_network else stop, device=device).clamp_(max=total - 1)
         bscan, within = index // plane, index % plane
         row, column = within // width, within % width
         coords = torch.stack([rows[row], columns[column], slices[bscan]], dim=-1)
         extra = slo[column, bscan][:, None] if slo is not None else None
         eye_index = torch.zeros_like(index) if codes is not None else None
         with autocast_context(device, True):
-            logit, class_logits = network(coords, extra, codes, eye_index)
-        stop = start + index.numel()
-        intensity[start:stop] = torch.sigmoid(logit.float()).cpu().numpy()
+            logit, class_logits = run(coords, extra, codes, eye_index)
+        valid = stop - start
+        intensity[start:stop] = torch.sigmoid(logit[:valid].float()).cpu().numpy()
         if class_logits is not None:
+            class_logits = class_logits[:valid]
             labels[start:stop] = class_logits.argmax(-1).to(torch.uint8).cpu().numpy()
             if probs is not None:
                 probs[start:stop] = torch.softmax(class_logits.float(), -1).half().cpu().numpy()

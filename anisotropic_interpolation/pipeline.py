@@ -293,7 +293,8 @@ def predict_gen_inr(experiment: Experiment, network: ImplicitNetwork, data: Fold
         sparse.eye_id: as_method_prediction(predict_volume(
             network, code, sparse, truth.bscan_positions, device=experiment.device,
             memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE))
+            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+            compile_network=config.SETTINGS.COMPILE))
         for sparse, truth, code in zip(data.test_inputs, data.test_truth, codes)
     }
 
@@ -322,7 +323,8 @@ def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: F
         predictions[sparse.eye_id] = as_method_prediction(predict_volume(
             network, None, sparse, truth.bscan_positions, device=experiment.device,
             memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE))
+            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+            compile_network=config.SETTINGS.COMPILE))
     return predictions
 
 

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = LatentFitter(network, config, device).fit([sparse], progress=not args.quiet)[0]
     dense = predict_volume(network, code, sparse, positions, device=device,
                            memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-                           slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+                           slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, compile_network=config.SETTINGS.COMPILE,
                            probabilities=args.probabilities, progress=not args.quiet)
     step = float(np.median(np.diff(positions))) if positions.size > 1 else sparse.spacing[2]
     result = replace(sparse, oct=dense.intensity, labels=dense.labels, bscan_positions=positions,

@@ -74,7 +74,8 @@ def test_chunked_prediction_at_k_times_the_bscans_matches_one_chunk(trained, tin
     eye = tiny_eyes[3].subsample(4)
     positions = densified_positions(eye.bscan_positions, 4)
     code = torch.randn(8) * 0.01
-    whole = predict_volume(network, code, eye, positions, device=CPU, memory_budget_mb=4096, probabilities=True)
+    whole = predict_volume(network, code, eye, positions, device=CPU, memory_budget_mb=4096, probabilities=True,
+                           max_chunk_points=10 ** 9)
     chunked = predict_volume(network, code, eye, positions, device=CPU, memory_budget_mb=0.05, probabilities=True)
     assert whole.intensity.shape == (32, 16, 13)
     assert np.allclose(whole.intensity, chunked.intensity, atol=1e-6)
@@ -89,3 +90,14 @@ def test_prediction_at_arbitrary_positions_matches_prediction_on_the_grid(traine
     grid = predict_volume(network, code, eye, eye.bscan_positions, device=CPU)
     single = predict_volume(network, code, eye, eye.bscan_positions[[2]], device=CPU)
     assert np.allclose(grid.intensity[:, :, 2], single.intensity[:, :, 0], atol=1e-6)
+
+
+def test_compiled_prediction_with_a_padded_last_chunk_matches_eager(trained, tiny_eyes) -> None:
+    network, _ = trained
+    eye = tiny_eyes[3].subsample(4)
+    positions = densified_positions(eye.bscan_positions, 2)  # 7 B-scans of 32 x 16: 3,584 points
+    code = torch.randn(8) * 0.01
+    eager = predict_volume(network, code, eye, positions, device=CPU, max_chunk_points=1000)
+    compiled = predict_volume(network, code, eye, positions, device=CPU, max_chunk_points=1000, compile_network=True)
+    assert np.allclose(eager.intensity, compiled.intensity, atol=1e-5)
+    assert np.mean(eager.labels == compiled.labels) > 0.999
