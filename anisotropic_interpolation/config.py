@@ -41,9 +41,10 @@ class Settings:
     FOLDS_FILE: str = "cross-validation-folds.yml"
     """(added) folds of a retina_data tree, relative to IMG_DIR."""
     COMPILE: bool | None = None
-    """(added) ``torch.compile`` the loss of the training and fitting steps; null: only for
-    optimisations of at least ``COMPILE_MIN_STEPS`` steps, where the one-off compilation
-    (about a minute on 2 CPU cores) pays for itself."""
+    """(added) ``torch.compile`` the training and fitting steps and the network of dense
+    predictions; null: only optimisations of at least ``COMPILE_MIN_STEPS`` steps and
+    predictions of at least 16 million points, where the one-off compilation (10-60 s on
+    2 CPU cores) pays for itself."""
     MICRO_BATCH_POINTS: int | None = bounded(None, ge=1)
     """(added) points evaluated at once inside a step: a step's batch is processed in
     micro-batches of about this size with the gradients summed, which gives the same
@@ -188,6 +189,9 @@ class Test:
     """(added) steps per latent-fit epoch; null: one pass over the eyes' input points."""
     CONVERGENCE_TOL: float = bounded(0.0, ge=0.0)
     """(added) stop the fit once a summary improves the loss by less than this fraction; 0: never."""
+    LR_SCHEDULE: Literal["constant", "cosine"] = "constant"
+    """(added) constant, or cosine decay over TOTAL_EPOCHS to LEARNING_RATE * LR_MIN_FACTOR."""
+    LR_MIN_FACTOR: float = bounded(0.1, gt=0.0, le=1.0)
 
 
 @dataclass

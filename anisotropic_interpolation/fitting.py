@@ -21,7 +21,7 @@ from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
-    PointObjective, StepPlan, make_step, maybe_compile, objective_from_config,
+    PointObjective, StepPlan, cosine_schedule, make_step, maybe_compile, objective_from_config,
 )
 from retina_data.eye import Eye
 
@@ -79,8 +79,10 @@ class LatentFitter:
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
         plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH,
                                  self.config.micro_batch_points(self.device))
-        objective = self._objective_for(test.TOTAL_EPOCHS * plan.steps_per_epoch)
-        step = make_step(objective, data, codes, optimizer, None, plan, self.generator,
+        total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
+        scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, test.LR_MIN_FACTOR))
+                     if test.LR_SCHEDULE == "cosine" else None)
+        step = make_step(self._objective_for(total_steps), data, codes, optimizer, scheduler, plan, self.generator,
                          self.config.TRAINING.MIXED_PRECISION)
         running = torch.zeros(3, device=self.device)
         previous = math.inf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,26 @@ def test_latent_fit_improves_the_reconstruction_of_a_held_out_eye(trained, tiny_
     held_out = tiny_eyes[3].subsample(4)
     before = _input_mse(network, torch.zeros(8), held_out)
     code = LatentFitter(network, config, CPU).fit([held_out], progress=False)[0]
+    assert _input_mse(network, code, held_out) < 0.95 * before
+
+
+def test_latent_fit_with_a_cosine_schedule_decays_the_rate_and_improves_the_reconstruction(
+        trained, tiny_eyes, monkeypatch) -> None:
+    network, config = trained
+    cosine = dataclasses.replace(config, TEST=dataclasses.replace(config.TEST, LR_SCHEDULE="cosine", LR_MIN_FACTOR=0.05))
+    rates: list[float] = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(float(self.param_groups[0]["lr"]))
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    held_out = tiny_eyes[3].subsample(4)
+    before = _input_mse(network, torch.zeros(8), held_out)
+    code = LatentFitter(network, cosine, CPU).fit([held_out], progress=False)[0]
+    assert len(rates) == 50 and rates[0] == pytest.approx(0.02)
+    assert all(later <= earlier for earlier, later in zip(rates, rates[1:])) and rates[-1] < 0.1 * rates[0]
     assert _input_mse(network, code, held_out) < 0.95 * before
 
 
