@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from retina_data.errors import DataError
 from retina_data.files import atomic_save
+from retina_data.random_state import capture_random_states, restore_random_states
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -35,23 +34,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
     """States of every random source a run draws from (Python, NumPy, torch, CUDA, the sampler)."""
-    states: dict[str, Any] = {
-        "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-        "sampler": generator.get_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+    return {**capture_random_states(), "sampler": generator.get_state()}
 
 
 def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
     """Undo :func:`rng_states`."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"].cpu())
+    restore_random_states(states)
     generator.set_state(states["sampler"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
 class StopFlag:

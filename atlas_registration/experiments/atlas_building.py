@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.coordinates import eye_axes
 from atlas_registration.routines.atlas_pretraining import AtlasPointsDataset, AtlasPretraining
-from atlas_registration.routines.trainer import build_trainer, checkpoint_path
+from atlas_registration.routines.trainer import build_trainer, checkpoint_path, fit
 from atlas_registration.utilities.median_atlas import (
     ATLAS_INTENSITY_FILE,
     ATLAS_LABELS_FILE,
@@ -58,7 +58,7 @@ def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent
     trainer = build_trainer(cfg.RUNTIME, run_dir, PRETRAIN_STAGE, pre.TOTAL_EPOCHS,
                             checkpoint_every=max(pre.TOTAL_EPOCHS // 4, 1))
     last = checkpoint_path(run_dir, PRETRAIN_STAGE)
-    trainer.fit(module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
+    fit(trainer, module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
                 ckpt_path=str(last) if resume and last.is_file() else None)
     trainer.save_checkpoint(last)
     return module

@@ -13,7 +13,7 @@ from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.patches import FullEyeDataset, StridedPatchDataset
 from atlas_registration.routines.losses import LossWeights
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.routines.trainer import build_trainer, checkpoint_path
+from atlas_registration.routines.trainer import build_trainer, checkpoint_path, fit
 from retina_data.errors import DataError
 from retina_data.eye import Eye
 
@@ -67,6 +67,6 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: S
         if stored["num_eyes"] != len(train_eyes):
             raise DataError(f"{last}: trained on {stored['num_eyes']} eyes, the fold now has {len(train_eyes)}; "
                             "resume with the same data and fold")
-    trainer.fit(module, **loaders, ckpt_path=str(last) if resume and last.is_file() else None)
+    fit(trainer, module, **loaders, ckpt_path=str(last) if resume and last.is_file() else None)
     trainer.save_checkpoint(last)
     return module

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import random
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -26,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from atlas_registration.config import Runtime
 from retina_data.commandline import EXIT_INTERRUPTED
 from retina_data.files import atomic_path
+from retina_data.random_state import capture_random_states, restore_random_states
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -43,14 +42,31 @@ class CheckpointOnInterrupt(Callback):
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.path = Path(checkpoint_dir) / LAST_CHECKPOINT
+        self.interrupted = False
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path)
-            if isinstance(exception, SIGTERMException):  # a SystemExit that would otherwise exit 0, silently
-                print(f"notice: stopped by SIGTERM in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
-                      "continue with --resume", file=sys.stderr)
-                exception.code = EXIT_INTERRUPTED
+        if trainer.state.fn != "fit":
+            return
+        trainer.save_checkpoint(self.path)
+        stop = ("SIGTERM" if isinstance(exception, SIGTERMException)  # a SystemExit that would exit 0, silently
+                else "Ctrl-C (SIGINT)" if isinstance(exception, KeyboardInterrupt) else None)
+        if stop is not None:
+            self.interrupted = True
+            print(f"notice: stopped by {stop} in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
+                  "continue with --resume", file=sys.stderr)
+        if isinstance(exception, SIGTERMException):
+            exception.code = EXIT_INTERRUPTED
+
+
+def fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+    """``trainer.fit``; a run stopped by Ctrl-C, which Lightning ends with exit code 1 after the
+    checkpoint of :class:`CheckpointOnInterrupt`, ends with ``EXIT_INTERRUPTED`` instead."""
+    try:
+        trainer.fit(*args, **kwargs)
+    except SystemExit:
+        if any(isinstance(callback, CheckpointOnInterrupt) and callback.interrupted for callback in trainer.callbacks):
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        raise
 
 
 class RandomStateCheckpoint(Callback):
@@ -59,25 +75,13 @@ class RandomStateCheckpoint(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        name, keys, position, has_gauss, gauss = np.random.get_state()
-        # plain types and tensors only, so the checkpoint still loads with weights_only=True
-        states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state(),
-                                  "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)}
-        if torch.cuda.is_available():
-            states["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["random_states"] = states
+        checkpoint["random_states"] = capture_random_states()
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("random_states")
-        if states is None:  # a checkpoint written before random states were stored
-            return
-        random.setstate(states["python"])
-        name, keys, position, has_gauss, gauss = states["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-        torch.set_rng_state(states["torch"].cpu())
-        if "cuda" in states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+        if states is not None:  # None: a checkpoint written before random states were stored
+            restore_random_states(states)
 
 
 def uses_cuda(runtime: Runtime) -> bool:

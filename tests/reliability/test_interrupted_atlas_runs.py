@@ -50,7 +50,8 @@ def test_atlas_killed_and_resumed_continues_from_its_last_checkpoint(atlas_run_c
     assert final["state_dict"]["latents.weight"].shape == (4, 8)
 
 
-def test_atlas_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_atlas_sigterm_or_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy, stop_signal):
     data = atlas_config(data_copy, tmp_path / "runs", epochs=ATLAS_EPOCHS)
     data["TRAINING"]["CHECKPOINT_EVERY"] = 10 * ATLAS_EPOCHS
     data["RUNTIME"]["PROGRESS_BAR"] = True
@@ -58,7 +59,7 @@ def test_atlas_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy
     process = start_entry(atlas_argv(write_run_config(tmp_path, data), run_dir), log)
     wait_for(lambda: "Epoch 3:" in log.read_text(), process)  # pretraining has only epoch 0
     assert not (run_dir / "checkpoints" / "registration" / "last.ckpt").exists()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     text = finish(process, log)
 
     assert process.returncode == EXIT_INTERRUPTED, text

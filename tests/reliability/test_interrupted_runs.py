@@ -53,7 +53,8 @@ def test_geninr_killed_and_resumed_ends_as_an_uninterrupted_run(geninr_config, t
     assert all(torch.equal(resumed["network"][k], v) for k, v in reference["network"].items())
 
 
-def test_geninr_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_geninr_sigterm_or_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_copy, stop_signal):
     data = interpolation_config("geninr", data_copy, tmp_path / "runs", epochs=INTERPOLATION_EPOCHS)
     data["TRAINING"]["CHECKPOINT_EVERY"] = 10 * INTERPOLATION_EPOCHS
     run_dir = tmp_path / "run"
@@ -62,7 +63,7 @@ def test_geninr_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_cop
     process = start_entry(geninr_argv(write_run_config(tmp_path, data), run_dir), log)
     wait_for(lambda: training_log.is_file() and len(log_rows(training_log)) >= 3, process)
     assert not (run_dir / "checkpoints" / "last.pt").exists()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     text = finish(process, log)
 
     assert process.returncode == EXIT_INTERRUPTED, text
