@@ -27,6 +27,8 @@ Example::
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retina_data.config import to_dict
-from retina_data.errors import ConfigError, OutputExistsError
+from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.phantom_anatomy import (
     RETINA_LAYERS,
@@ -52,7 +54,7 @@ from retina_data.phantom_anatomy import (
 from retina_data.phantom_imaging import REFLECTIVITY, ChoroidTexture, OctOptics, render_oct, render_slo
 from retina_data.phantom_vessels import ArcadeLayout, grow_tree, vessel_maps
 from retina_data.preprocessing import flatten_at_bm
-from retina_data.tree import write_dataset_info, write_eye
+from retina_data.tree import DATASET_FILE, read_dataset_info, write_dataset_info, write_eye
 
 PHANTOM_VERSION = 2
 PAPER_SHAPE = (230, 496, 512)
@@ -326,24 +328,44 @@ def make_population(cfg: PhantomConfig) -> list[Eye]:
     return list(iter_population(cfg))
 
 
+def _earlier_phantom_subjects(data_dir: Path) -> set[str]:
+    """Subject folders (``subNNN``) of a phantom written into ``data_dir`` before; empty if none."""
+    if not (data_dir / DATASET_FILE).is_file():
+        return set()
+    try:
+        provenance = read_dataset_info(data_dir).get("provenance")
+    except DataError:
+        return set()
+    if not isinstance(provenance, dict) or provenance.get("generator") != "retina_data.phantom":
+        return set()
+    return {p.name for p in data_dir.iterdir() if p.is_dir() and re.fullmatch(r"sub\d{3,}", p.name)}
+
+
 def write_phantom(data_dir: str | Path, cfg: PhantomConfig, *, overwrite: bool = False,
                   progress: bool = True) -> list[str]:
     """Generate the population into a NIfTI tree with ``dataset.yaml``; returns the eye ids.
 
     A ``data_dir`` that exists and is not empty is refused unless ``overwrite``; files of
-    the same names are then replaced (other files are left alone).
+    the same names are then replaced. When the folder held an earlier phantom (its
+    ``dataset.yaml`` says so), that phantom's subject folders beyond the new population are
+    removed too, so a smaller phantom does not inherit eyes of a larger one; other files are
+    left alone.
     """
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise OutputExistsError(f"{data_dir}: exists and is not a folder")
     if data_dir.is_dir() and any(data_dir.iterdir()) and not overwrite:
         raise OutputExistsError(f"{data_dir}: already holds files; pass --overwrite to replace them")
+    stale = _earlier_phantom_subjects(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     eye_ids = []
     total = 2 * cfg.n_subjects
     for eye in tqdm(iter_population(cfg), total=total, desc="phantom eyes", unit="eye", disable=not progress):
         write_eye(data_dir, eye, overwrite=True)
         eye_ids.append(eye.eye_id)
+        stale.discard(eye.subject)
+    for subject in sorted(stale):
+        shutil.rmtree(data_dir / subject)
     provenance = {"generator": "retina_data.phantom", "phantom_version": PHANTOM_VERSION, "config": to_dict(cfg)}
     write_dataset_info(data_dir, "retina phantom", with_fluid=cfg.pathology_fraction > 0,
                        provenance=provenance, overwrite=True)

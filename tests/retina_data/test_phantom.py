@@ -22,7 +22,7 @@ from retina_data.phantom import (
     pathology_eyes,
     write_phantom,
 )
-from retina_data.tree import read_dataset
+from retina_data.tree import list_eyes, read_dataset
 
 SMALL = PhantomConfig(n_subjects=2, shape=(96, 64, 32))
 DEEP = PhantomConfig(n_subjects=2, shape=(96, 64, 32), extent_mm=(1.2, 6.0, 6.0), bm_depth_fraction=0.6)
@@ -301,3 +301,18 @@ def test_write_phantom_refuses_a_folder_with_files(tmp_path: Path) -> None:
     with pytest.raises(OutputExistsError):
         write_phantom(tmp_path, cfg, progress=False)
     assert write_phantom(tmp_path, cfg, overwrite=True, progress=False) == ["sub001_OD", "sub001_OS"]
+
+
+def test_overwriting_a_larger_phantom_removes_its_extra_subjects_only(tmp_path: Path) -> None:
+    write_phantom(tmp_path, PhantomConfig(n_subjects=2, shape=(48, 16, 8)), progress=False)
+    (tmp_path / "notes.txt").write_text("keep me")
+    write_phantom(tmp_path, PhantomConfig(n_subjects=1, shape=(48, 16, 8)), overwrite=True, progress=False)
+    assert list_eyes(tmp_path) == [("sub001", "OD"), ("sub001", "OS")]
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_overwriting_a_folder_that_is_not_a_phantom_removes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "sub007").mkdir()
+    (tmp_path / "sub007" / "notes.txt").write_text("a user's subject folder")
+    write_phantom(tmp_path, PhantomConfig(n_subjects=1, shape=(48, 16, 8)), overwrite=True, progress=False)
+    assert (tmp_path / "sub007" / "notes.txt").is_file()
