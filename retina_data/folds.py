@@ -76,6 +76,8 @@ def read_folds(path: str | Path, data_dir: str | Path | None = None) -> Folds:
     Raises :class:`DataError` naming the file and the fold, key or subject at fault.
     """
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: folds file not found (write one with `python -m retina_data folds DATA`)")
     try:
         data = read_yaml(path)
     except ConfigError as exc:

@@ -133,6 +133,9 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
     if oct_image.array.ndim != 3:
         raise DataError(f"{files.oct}: expected a 3-D OCT volume [H, W, D], got shape {oct_image.array.shape}")
     check_values(files.oct, oct_image.array)
+    if not all(np.isfinite(step) and step > 0 for step in oct_image.spacing):
+        raise DataError(f"{files.oct}: voxel spacing {tuple(oct_image.spacing)} mm in the header must be "
+                        "positive and finite")
     labels = read_nifti(files.labels).array if files.labels.is_file() else None
     if labels is not None:
         check_values(files.labels, labels, labels=True)
