@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import build_eye
+from eye_builders import build_eye
 
 from retina_data.containers import read_container, write_container
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SPACING, build_eye
+from eye_builders import SPACING, build_eye
 
 from retina_data.errors import OutputExistsError
 from retina_data.eye import Eye

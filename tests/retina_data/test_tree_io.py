@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SPACING, build_eye
+from eye_builders import SPACING, build_eye
 
 from retina_data.errors import OutputExistsError
 from retina_data.nifti import sidecar_path

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import build_eye
+from eye_builders import build_eye
 from faults import rewrite_array, set_header_zoom, truncate
 
 from retina_data.containers import write_container
