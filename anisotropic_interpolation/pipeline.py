@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import re
@@ -35,7 +36,7 @@ from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, buil
 from anisotropic_interpolation.reporting import Summary, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import NetworkTrainer
-from retina_data.config import from_dict, save_config, to_dict
+from retina_data.config import apply_overrides, from_dict, save_config, to_dict
 from retina_data.containers import container_name, read_container
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
@@ -252,10 +253,21 @@ def save_model(path: Path, network: ImplicitNetwork, config: ExperimentConfig, c
     })
 
 
-def load_model(path: Path, device: torch.device) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
-    """A network saved by :func:`save_model`, its config and the raw record."""
+PREDICTION_OVERRIDE_SECTIONS = ("TEST", "SETTINGS", "EVALUATION")
+"""Config sections that may change after training (the latent fit, compilation, memory budget)."""
+
+
+def load_model(path: Path, device: torch.device, overrides: list[str] | None = None,
+               ) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
+    """A network saved by :func:`save_model`, its config (with ``KEY.PATH=value`` overrides of
+    the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
+    for text in overrides or []:
+        if text.split(".", 1)[0].strip() not in PREDICTION_OVERRIDE_SECTIONS:
+            raise ConfigError(f"--set {text!r}: a saved model's {text.split('.', 1)[0].strip()} settings are fixed; "
+                              f"only {', '.join(PREDICTION_OVERRIDE_SECTIONS)} keys can be changed")
     record = load_checkpoint(path, device)
-    config = from_dict(record["config"], ExperimentConfig, source=str(path))
+    raw = apply_overrides(copy.deepcopy(record["config"]), overrides)
+    config = from_dict(raw, ExperimentConfig, source=str(path) + (" with --set overrides" if overrides else ""))
     network = build_network(config, NetworkInputs(**record["inputs"])).to(device)
     network.load_state_dict(record["network"])
     return network, config, record

@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python anisotropic_interpolation/predict.py RUN_DIR DATA_DIR sub003_OD --subsample 4 --factor 4 --output OUT
     python -m anisotropic_interpolation.predict RUN_DIR DATA_DIR sub003_OD --positions-mm 0 0.1 0.25 --output OUT
+    python -m anisotropic_interpolation.predict ... --set TEST.TOTAL_EPOCHS=50 --set TEST.LR_SCHEDULE=cosine
 
 ``RUN_DIR`` is a run folder of ``train_test_geninr.py`` (its ``model.pt``); ``DATA_DIR`` a
 retina_data tree holding the eye. The eye as stored is the sparse input unless
@@ -44,6 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
+                             "schedule (TEST.TOTAL_EPOCHS=50); repeatable")
     return parser.parse_args(argv)
 
 
@@ -51,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = select_device(args.gpu)
     model_path = args.run_dir / MODEL_FILE if args.run_dir.is_dir() else args.run_dir
-    network, config, _ = load_model(model_path, device)
+    network, config, _ = load_model(model_path, device, args.overrides)
     subject, _, laterality = args.eye_id.rpartition("_")
     if not subject:
         raise DataError(f"eye id {args.eye_id!r}: expected <subject>_<OD|OS>")

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from anisotropic_interpolation import predict, train_test_geninr, train_test_singleinr
-from retina_data.errors import OutputExistsError
+from anisotropic_interpolation.pipeline import MODEL_FILE, load_model
+from retina_data.errors import ConfigError, OutputExistsError
 from retina_data.folds import FOLDS_FILE, write_folds_for_tree
 from retina_data.phantom import PhantomConfig, write_phantom
 from retina_data.tree import read_eye
@@ -70,6 +72,16 @@ def test_predict_densifies_a_new_eye_with_a_saved_model(phantom_tree: Path, tmp_
                          "--output", str(dense), "--gpu", "-1", "--quiet"]) == 0
     eye = read_eye(dense, "sub001", "OD")
     assert eye.shape == (32, 16, 7) and eye.labels is not None
+
+    fast = ["--set", "TEST.TOTAL_EPOCHS=3", "--set", "TEST.LR_SCHEDULE=cosine"]
+    assert predict.main([str(out), str(phantom_tree), "sub002_OS", "--subsample", "4", "--output",
+                         str(tmp_path / "fast"), "--gpu", "-1", "--quiet", *fast]) == 0
+    _, config, _ = load_model(out / MODEL_FILE, torch.device("cpu"), ["TEST.TOTAL_EPOCHS=3", "TEST.LR_SCHEDULE=cosine"])
+    assert (config.TEST.TOTAL_EPOCHS, config.TEST.LR_SCHEDULE) == (3, "cosine")
+    with pytest.raises(ConfigError, match="MODEL settings are fixed"):
+        predict.main([str(out), str(phantom_tree), "sub002_OS", "--output", str(tmp_path / "bad"), "--gpu", "-1",
+                      "--set", "MODEL.HIDDEN_SIZE=8"])
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow
