@@ -80,9 +80,9 @@ def _network(config: ExperimentConfig) -> ImplicitNetwork:
     return build_network(config, NetworkInputs(use_slo=True, latent_size=128, num_classes=13))
 
 
-def trained_population() -> tuple[ImplicitNetwork, Eye]:
+def trained_population(shape: tuple[int, int, int] = SMALL_SHAPE) -> tuple[ImplicitNetwork, Eye]:
     """The paper network trained on seven reduced-size phantom eyes, and the held-out eighth."""
-    phantom = PhantomConfig(n_subjects=4, shape=SMALL_SHAPE)
+    phantom = PhantomConfig(n_subjects=4, shape=shape)
     eyes = [make_eye(phantom, subject, side) for subject in range(4) for side in ("OD", "OS")]
     network = _network(_config(POPULATION))
     data = SparseVolumes.from_eyes([eye.subsample(SMALL_FACTOR) for eye in eyes[:-1]], use_labels=True,
@@ -176,9 +176,16 @@ def equal_quality(network: ImplicitNetwork, truth: Eye) -> dict[str, object]:
     """Both schedules on one held-out reduced-size eye, and the initial code's gap PSNR."""
     sparse = truth.subsample(SMALL_FACTOR)
     initial = predict_volume(network, torch.zeros(128), sparse, truth.bscan_positions, device=CPU)
-    height, width, _ = SMALL_SHAPE
+    height, width, _ = truth.shape
     reference = timed_densify(network, truth, _config(test={**REFERENCE_SCHEDULE, "BATCH_POINTS": height * width},
-                                                      patch=height), SMALL_FACTOR)
+                                                      patch=min(height, width)), SMALL_FACTOR)
     ours = timed_densify(network, truth, _config(test=OUR_SCHEDULE), SMALL_FACTOR)
     return {"eye": truth.eye_id, "reference": reference, "ours": ours,
             "initial_gap_psnr": gap_psnr(initial.intensity, truth, SMALL_FACTOR)}
+
+
+def equal_quality_larger(side: int = 128) -> dict[str, object]:
+    """The equal-quality comparison on one held-out eye of ``side x side`` B-scans (its own population):
+    the reference schedule's cost grows with the B-scan's pixels, ours does not."""
+    network, truth = trained_population((side, side, SMALL_SHAPE[2]))
+    return equal_quality(network, truth)
