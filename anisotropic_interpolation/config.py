@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 LossRecon = Literal["MSE", "SSIM", "Combi"]
 COMPILE_MIN_STEPS = 2000
 CPU_MICRO_BATCH_POINTS = 8192
+"""Points evaluated at once on the CPU (training micro-batches, prediction chunks): their
+activations stay in the cache."""
 
 
 @dataclass

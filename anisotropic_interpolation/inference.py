@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from anisotropic_interpolation.config import CPU_MICRO_BATCH_POINTS
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.model.encodings import HashGridEncoding
 from anisotropic_interpolation.sampling import axis_coordinates, slice_coordinates
@@ -26,7 +27,6 @@ from retina_data.errors import DataError
 from retina_data.eye import Eye
 
 FLOAT_BYTES = 4
-CPU_CHUNK_POINTS = 8192
 COMPILE_MIN_POINTS = 16_000_000
 
 
@@ -77,10 +77,10 @@ def bytes_per_point(network: ImplicitNetwork) -> int:
 def chunk_points(network: ImplicitNetwork, device: torch.device, memory_budget_mb: float,
                  max_chunk_points: int | None) -> int:
     """Points per chunk: within the memory budget and at most ``max_chunk_points``
-    (``None``: :data:`CPU_CHUNK_POINTS` on the CPU, no further cap elsewhere)."""
+    (``None``: :data:`CPU_MICRO_BATCH_POINTS` on the CPU, no further cap elsewhere)."""
     chunk = max(1, int(memory_budget_mb * 2 ** 20) // bytes_per_point(network))
     if max_chunk_points is None and device.type == "cpu":
-        max_chunk_points = CPU_CHUNK_POINTS
+        max_chunk_points = CPU_MICRO_BATCH_POINTS
     return chunk if max_chunk_points is None else max(1, min(chunk, max_chunk_points))
 
 

@@ -262,8 +262,9 @@ def load_model(path: Path, device: torch.device, overrides: list[str] | None = N
     """A network saved by :func:`save_model`, its config (with ``KEY.PATH=value`` overrides of
     the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
     for text in overrides or []:
-        if text.split(".", 1)[0].strip() not in PREDICTION_OVERRIDE_SECTIONS:
-            raise ConfigError(f"--set {text!r}: a saved model's {text.split('.', 1)[0].strip()} settings are fixed; "
+        section = text.split(".", 1)[0].strip()
+        if section not in PREDICTION_OVERRIDE_SECTIONS:
+            raise ConfigError(f"--set {text!r}: a saved model's {section} settings are fixed; "
                               f"only {', '.join(PREDICTION_OVERRIDE_SECTIONS)} keys can be changed")
     record = load_checkpoint(path, device)
     raw = apply_overrides(copy.deepcopy(record["config"]), overrides)

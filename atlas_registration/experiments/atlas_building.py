@@ -59,7 +59,7 @@ def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent
                             checkpoint_every=max(pre.TOTAL_EPOCHS // 4, 1))
     last = checkpoint_path(run_dir, PRETRAIN_STAGE)
     fit(trainer, module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
-                ckpt_path=str(last) if resume and last.is_file() else None)
+        ckpt_path=str(last) if resume and last.is_file() else None)
     trainer.save_checkpoint(last)
     return module
 
