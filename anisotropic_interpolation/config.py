@@ -101,7 +101,8 @@ class Training:
     CHECKPOINT_EVERY: int = bounded(50, ge=1)
     """(added) epochs between checkpoints (also written at the end and on SIGTERM/SIGINT)."""
     MIXED_PRECISION: bool = True
-    """(added) bf16 autocast on CUDA (ignored on the CPU)."""
+    """(added) bf16 autocast in training, latent fits and prediction on GPUs with native bf16
+    (compute capability >= 8.0); fp32 on the CPU and, with a notice, on older GPUs."""
 
 
 @dataclass

@@ -12,13 +12,14 @@ fixed size), which pays for its one-off compilation from about 16 million points
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from anisotropic_interpolation.config import CPU_MICRO_BATCH_POINTS
+from anisotropic_interpolation.config import CPU_MICRO_BATCH_POINTS, ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.model.encodings import HashGridEncoding
 from anisotropic_interpolation.sampling import axis_coordinates, slice_coordinates
@@ -84,11 +85,19 @@ def chunk_points(network: ImplicitNetwork, device: torch.device, memory_budget_m
     return chunk if max_chunk_points is None else max(1, min(chunk, max_chunk_points))
 
 
+def prediction_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`predict_volume` that a run's config decides."""
+    return {"memory_budget_mb": config.EVALUATION.MEMORY_BUDGET_MB,
+            "slice_scale": config.PREPROCESSING.SLICE_COORD_SCALE,
+            "compile_network": config.SETTINGS.COMPILE,
+            "mixed_precision": config.TRAINING.MIXED_PRECISION}
+
+
 @torch.no_grad()
 def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, positions_mm: np.ndarray, *,
                    device: torch.device, memory_budget_mb: float = 512.0, slice_scale: float = 1.0,
                    probabilities: bool = False, progress: bool = False, max_chunk_points: int | None = None,
-                   compile_network: bool | None = False) -> DensePrediction:
+                   compile_network: bool | None = False, mixed_precision: bool = True) -> DensePrediction:
     """Predict ``eye`` (its input B-scans define the frame) at ``positions_mm``.
 
     Args:
@@ -103,6 +112,8 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
         max_chunk_points: cap on the points of one chunk (``None``: 8,192 on the CPU).
         compile_network: ``torch.compile`` the network for this prediction; ``None``: only
             from :data:`COMPILE_MIN_POINTS` points on (``SETTINGS.COMPILE`` passes through).
+        mixed_precision: evaluate in bf16 where the device supports it
+            (``TRAINING.MIXED_PRECISION``; see :func:`~anisotropic_interpolation.training.mixed_precision_dtype`).
     """
     network.eval()
     positions = np.asarray(positions_mm, dtype=np.float64)
@@ -133,7 +144,7 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
         coords = torch.stack([rows[row], columns[column], slices[bscan]], dim=-1)
         extra = slo[column, bscan][:, None] if slo is not None else None
         eye_index = torch.zeros_like(index) if codes is not None else None
-        with autocast_context(device, True):
+        with autocast_context(device, mixed_precision):
             logit, class_logits = run(coords, extra, codes, eye_index)
         valid = stop - start
         intensity[start:stop] = torch.sigmoid(logit[:valid].float()).cpu().numpy()

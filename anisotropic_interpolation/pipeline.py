@@ -31,11 +31,11 @@ from anisotropic_interpolation.checkpoints import load_checkpoint, save_checkpoi
 from anisotropic_interpolation.config import ExperimentConfig, load_experiment_config
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
 from anisotropic_interpolation.fitting import LatentFitter
-from anisotropic_interpolation.inference import DensePrediction, predict_volume
+from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
 from anisotropic_interpolation.reporting import Summary, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import NetworkTrainer
+from anisotropic_interpolation.training import NetworkTrainer, mixed_precision_dtype
 from retina_data.config import apply_overrides, from_dict, save_config, to_dict
 from retina_data.containers import container_name, read_container
 from retina_data.errors import ConfigError, DataError
@@ -96,6 +96,13 @@ def select_device(gpu: int) -> torch.device:
     return torch.device(f"cuda:{gpu}")
 
 
+def precision_notice(device: torch.device, config: ExperimentConfig) -> None:
+    """Say so when ``TRAINING.MIXED_PRECISION`` asks for bf16 on a GPU that has none."""
+    if device.type == "cuda" and config.TRAINING.MIXED_PRECISION and mixed_precision_dtype(device) is None:
+        notice(f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0): "
+               "mixed precision is off, the run computes in fp32")
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) and numpy, so a run's initial weights follow ``TRAINING.SEED``."""
     torch.manual_seed(seed)
@@ -139,14 +146,17 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
         raise ConfigError(f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
                           "(use train_test_singleinr.py for one network per eye)")
     device = select_device(args.gpu)
+    precision_notice(device, config)
     data = load_fold(config)
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
     run_dir = prepare_run_dir(run_folder(config, args.output), overwrite=args.overwrite, resume=args.resume)
     save_config(config, run_dir / CONFIG_FILE)
+    dtype = mixed_precision_dtype(device) if config.TRAINING.MIXED_PRECISION else None
     write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
-                                             "overrides": config_overrides(args)})
+                                             "overrides": config_overrides(args),
+                                             "precision": "bf16 autocast" if dtype is not None else "fp32"})
     return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet, data)
 
 
@@ -304,10 +314,7 @@ def predict_gen_inr(experiment: Experiment, network: ImplicitNetwork, data: Fold
     codes = LatentFitter(network, config, experiment.device).fit(data.test_inputs, progress=experiment.progress)
     return {
         sparse.eye_id: as_method_prediction(predict_volume(
-            network, code, sparse, truth.bscan_positions, device=experiment.device,
-            memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
-            compile_network=config.SETTINGS.COMPILE))
+            network, code, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)))
         for sparse, truth, code in zip(data.test_inputs, data.test_truth, codes)
     }
 
@@ -334,10 +341,7 @@ def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: F
             notice(f"stopped while fitting {sparse.eye_id}; continue with --resume")
             return None
         predictions[sparse.eye_id] = as_method_prediction(predict_volume(
-            network, None, sparse, truth.bscan_positions, device=experiment.device,
-            memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-            slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
-            compile_network=config.SETTINGS.COMPILE))
+            network, None, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)))
     return predictions
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from anisotropic_interpolation.fitting import LatentFitter
-from anisotropic_interpolation.inference import densified_positions, predict_volume
-from anisotropic_interpolation.pipeline import MODEL_FILE, load_model, select_device
+from anisotropic_interpolation.inference import densified_positions, predict_volume, prediction_settings
+from anisotropic_interpolation.pipeline import MODEL_FILE, load_model, precision_notice, select_device
 from retina_data.commandline import run_cli
 from retina_data.errors import DataError
 from retina_data.files import atomic_save, prepare_run_dir
@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = select_device(args.gpu)
     model_path = args.run_dir / MODEL_FILE if args.run_dir.is_dir() else args.run_dir
     network, config, _ = load_model(model_path, device, args.overrides)
+    precision_notice(device, config)
     subject, _, laterality = args.eye_id.rpartition("_")
     if not subject:
         raise DataError(f"eye id {args.eye_id!r}: expected <subject>_<OD|OS>")
@@ -68,10 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = None
     if network.inputs.latent_size:
         code = LatentFitter(network, config, device).fit([sparse], progress=not args.quiet)[0]
-    dense = predict_volume(network, code, sparse, positions, device=device,
-                           memory_budget_mb=config.EVALUATION.MEMORY_BUDGET_MB,
-                           slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, compile_network=config.SETTINGS.COMPILE,
-                           probabilities=args.probabilities, progress=not args.quiet)
+    dense = predict_volume(network, code, sparse, positions, device=device, probabilities=args.probabilities,
+                           progress=not args.quiet, **prediction_settings(config))
     step = float(np.median(np.diff(positions))) if positions.size > 1 else sparse.spacing[2]
     result = replace(sparse, oct=dense.intensity, labels=dense.labels, bscan_positions=positions,
                      spacing=(sparse.spacing[0], sparse.spacing[1], step),

@@ -34,6 +34,7 @@ from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import PointBatch, SparseVolumes
 from retina_data.errors import DataError
 from retina_data.files import atomic_write_text
+from retina_data.precision import native_bf16
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -80,11 +81,18 @@ def objective_from_config(network: ImplicitNetwork, config: ExperimentConfig, *,
                           train.LOSS_WEIGHT_SEG, code_weight)
 
 
+def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of mixed precision on ``device``: bf16 on GPUs that compute in it
+    natively (:func:`retina_data.precision.native_bf16`), ``None`` (fp32) elsewhere."""
+    return torch.bfloat16 if native_bf16(device) else None
+
+
 def autocast_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``enabled``; nothing elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast to :func:`mixed_precision_dtype` when ``enabled`` and the device has one."""
+    dtype = mixed_precision_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @dataclass(frozen=True)
