@@ -193,7 +193,8 @@ class Runtime:
     DEVICES: Any = "auto"
     """Lightning devices: ``auto``, a count, or a list of GPU indices; >1 GPU runs DDP."""
     PRECISION: str | None = None
-    """Lightning precision; ``null``: ``16-mixed`` on CUDA, ``32`` elsewhere."""
+    """Lightning precision; ``null``: ``bf16-mixed`` on GPUs with native bf16 (compute capability >= 8.0),
+    ``32-true`` elsewhere."""
     LOGGERS: list[Literal["csv", "tensorboard", "wandb"]] = field(default_factory=lambda: ["csv", "tensorboard"])
     """``tensorboard`` is skipped when not installed; ``wandb`` needs the package (honours WANDB_MODE)."""
     DETERMINISTIC: bool = False

@@ -36,7 +36,7 @@ from atlas_registration.experiments.training import train_registration
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.prediction import GridPrediction
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.routines.trainer import device_name, end_distributed, inference_device
+from atlas_registration.routines.trainer import device_name, end_distributed, inference_device, precision
 from atlas_registration.utilities.evaluation import resolution_summary, resolution_table, write_metrics_tables
 from atlas_registration.utilities.figures import plot_resolution
 from atlas_registration.utilities.label_mapping import LabelMapping
@@ -77,7 +77,8 @@ def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: boo
     if overwrite:
         for stale in ("checkpoints", "logs", "tensorboard"):
             shutil.rmtree(run_dir / stale, ignore_errors=True)
-    write_run_record(run_dir, device_name(cfg.RUNTIME), {"resume": resume, "overwrite": overwrite})
+    write_run_record(run_dir, device_name(cfg.RUNTIME), {"precision": precision(cfg.RUNTIME), "resume": resume,
+                                                         "overwrite": overwrite})
     return run_dir
 
 

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from atlas_registration.config import Runtime
 from retina_data.commandline import EXIT_INTERRUPTED
 from retina_data.files import atomic_path
+from retina_data.precision import native_bf16
 from retina_data.random_state import capture_random_states, restore_random_states
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -92,10 +93,12 @@ def uses_cuda(runtime: Runtime) -> bool:
 
 
 def precision(runtime: Runtime) -> str:
-    """``RUNTIME.PRECISION``, or mixed precision on CUDA and fp32 elsewhere."""
+    """``RUNTIME.PRECISION``, or bf16 mixed precision on GPUs that compute in bf16 natively and
+    fp32 elsewhere (fp16 would need loss scaling, risky for the Jacobian regulariser's second
+    derivatives; ask for ``16-mixed`` explicitly on older GPUs)."""
     if runtime.PRECISION:
         return runtime.PRECISION
-    return "16-mixed" if uses_cuda(runtime) else "32-true"
+    return "bf16-mixed" if uses_cuda(runtime) and native_bf16("cuda") else "32-true"
 
 
 def device_name(runtime: Runtime) -> str:

@@ -1,12 +1,15 @@
-"""The atlas config: the paper's keys and values load unchanged; mistakes name the key."""
+"""The atlas config: the paper's keys and values load unchanged; mistakes name the key; the
+default precision follows the GPU."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
-from atlas_registration.config import load_atlas_config
+from atlas_registration.config import Runtime, load_atlas_config
+from atlas_registration.routines.trainer import precision
 from retina_data.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "atlas"
@@ -39,3 +42,18 @@ def test_patch_size_needs_three_values(tmp_path):
     path.write_text("DATA:\n  PATCH_SIZE: [8, 8]\n")
     with pytest.raises(ConfigError, match="PATCH_SIZE"):
         load_atlas_config(path)
+
+
+@pytest.mark.parametrize(("accelerator", "capability", "asked", "expected"), [
+    ("cpu", (9, 0), None, "32-true"),
+    ("gpu", (9, 0), None, "bf16-mixed"),
+    ("auto", (8, 6), None, "bf16-mixed"),
+    ("gpu", (7, 0), None, "32-true"),        # no native bf16: fp32 rather than loss-scaled fp16
+    ("gpu", (7, 0), "16-mixed", "16-mixed"),  # unless asked for
+])
+def test_precision_is_bf16_mixed_only_on_gpus_with_native_bf16(monkeypatch, accelerator, capability, asked,
+                                                               expected) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert precision(Runtime(ACCELERATOR=accelerator, PRECISION=asked)) == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,18 @@ def tiny_tree(tmp_path_factory) -> Path:
 def _args(tree: Path, out: Path, *extra: str) -> list[str]:
     data = [f"SETTINGS.DATA_DIR={tree}", f"SETTINGS.FOLD_FILE={tree / 'folds.yml'}"]
     return [str(CONFIG), "--output", str(out), *sum((["--set", s] for s in data + TINY), []), *extra]
+
+
+@pytest.mark.slow
+def test_pipeline_runs_under_bf16_mixed_precision(tiny_tree, tmp_path):
+    """bf16-mixed is the default on GPUs with native bf16; its autocast path runs on the CPU too."""
+    out = tmp_path / "bf16"
+    assert GINR_Atlas_base.main(_args(tiny_tree, out, "--set", "RUNTIME.PRECISION=bf16-mixed")) == 0
+    assert json.loads((out / "run_info.json").read_text())["precision"] == "bf16-mixed"
+    with open(out / "results" / "metrics_all.csv") as handle:
+        ginr = [row for row in csv.DictReader(handle) if row["method"] == "ginr"]
+    assert ginr and all(0.0 <= float(row["dice_mean"]) <= 1.0 for row in ginr)
+    assert all(math.isfinite(float(row["pct_nonpositive_jacobian"])) for row in ginr)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -23,11 +24,12 @@ def _loss(model, batch):
                                        model.weights)["loss"])
 
 
-def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, tiny_model):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])  # bf16-mixed: the autocast path of bf16 GPUs
+def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, tiny_model, precision):
     batch = _fixed_batch(tiny_config, tiny_eyes, tiny_extent)
     before = _loss(tiny_model, batch)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=30, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+                        enable_progress_bar=False, enable_model_summary=False, precision=precision)
     trainer.fit(tiny_model, DataLoader([batch] * 30, batch_size=None))
     assert _loss(tiny_model, batch) < 0.7 * before
 

@@ -86,7 +86,7 @@ def test_atlas_deterministic_runs_give_identical_metrics(atlas_runs):
     ("geninr_runs", ExperimentConfig, SCRIPTS["geninr"]),
     ("atlas_runs", AtlasConfig, SCRIPTS["atlas"]),
 ])
-def test_run_folder_records_config_versions_commit_device_and_command_line(runs, schema, script, request):
+def test_run_folder_records_config_versions_commit_device_precision_and_command_line(runs, schema, script, request):
     run = request.getfixturevalue(runs)[0]
     record = json.loads((run / "run_info.json").read_text())
     config = load_config(run / "config.yaml", schema)
@@ -96,4 +96,5 @@ def test_run_folder_records_config_versions_commit_device_and_command_line(runs,
     assert record["packages"]["numpy"] is not None
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", record["git_commit"])
     assert record["device"].startswith("cpu")
+    assert record["precision"] in ("fp32", "32-true")  # mixed precision only on GPUs with native bf16
     assert script in record["command_line"] and "--deterministic" in record["command_line"]
