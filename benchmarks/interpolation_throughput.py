@@ -5,7 +5,9 @@ latent 128, SLO input, 13 classes, MSE + SSIM + CE) on the same random paper-sha
 data (B-scans of 230 x 496, 16 per eye). Ours draws 65,536 points per step as 16 x 16
 patches across eyes and B-scans, in micro-batches of 8,192 points on the CPU (the same
 update), and projects the code once per eye; optionally the micro-batch's forward and
-backward and the Adam step are compiled with ``torch.compile``.
+backward and the Adam step are compiled with ``torch.compile``. On a CUDA device ours runs
+as a training run would there (whole batches, bf16 autocast where the GPU has native bf16);
+the reference step stays in fp32, as the reference code trains.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,68 +27,84 @@ from anisotropic_interpolation.training import NetworkTrainer
 from benchmarks.reference_step import ReferenceTrainer
 
 PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "interpolation" / "geninr_config.yaml"
-BSCAN = (230, 496)
-EYES, SLICES = 4, 16
 
 
-def paper_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random volumes ``[E, H, W, S]``, labels and SLO ``[E, W, S]`` of paper shape."""
-    generator = torch.Generator().manual_seed(seed)
-    volumes = torch.rand(EYES, *BSCAN, SLICES, generator=generator)
-    labels = torch.randint(13, (EYES, *BSCAN, SLICES), generator=generator, dtype=torch.uint8)
-    slo = torch.rand(EYES, BSCAN[1], SLICES, generator=generator)
-    return volumes, labels, slo
+@dataclass(frozen=True)
+class Workload:
+    """Random training data of paper shape (``bscan`` = H x W, ``slices`` input B-scans per eye)."""
+
+    bscan: tuple[int, int] = (230, 496)
+    eyes: int = 4
+    slices: int = 16
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def data(self, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Volumes ``[E, H, W, S]``, labels and SLO ``[E, W, S]`` on the device."""
+        generator = torch.Generator().manual_seed(seed)
+        volumes = torch.rand(self.eyes, *self.bscan, self.slices, generator=generator)
+        labels = torch.randint(13, (self.eyes, *self.bscan, self.slices), generator=generator, dtype=torch.uint8)
+        slo = torch.rand(self.eyes, self.bscan[1], self.slices, generator=generator)
+        return volumes.to(self.device), labels.to(self.device), slo.to(self.device)
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (a no-op on the CPU), so timings cover it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
-def _rate(step: Callable[[], object], points: int, repeats: int) -> float:
+def _rate(step: Callable[[], object], points: int, repeats: int, workload: Workload) -> float:
+    workload.synchronize()
     started = time.perf_counter()
     for _ in range(repeats):
         step()
+    workload.synchronize()
     return points * repeats / (time.perf_counter() - started)
 
 
-def reference_step() -> tuple[Callable[[], object], int]:
+def reference_step(workload: Workload) -> tuple[Callable[[], object], int]:
     """The reference-style step (one whole B-scan per step) and its points per step."""
-    volumes, labels, slo = paper_data()
-    trainer = ReferenceTrainer(volumes, labels, slo)
+    trainer = ReferenceTrainer(*workload.data())
     counter = iter(range(10 ** 9))
 
     def step() -> float:
         i = next(counter)
-        return trainer.step(i % EYES, i % SLICES)
+        return trainer.step(i % workload.eyes, i % workload.slices)
 
     return step, trainer.points_per_step
 
 
-def our_step(compile_step: bool) -> tuple[Callable[[], object], int]:
+def our_step(compile_step: bool, workload: Workload) -> tuple[Callable[[], object], int]:
     """:class:`NetworkTrainer`'s step on the paper config (``torch.compile`` optional)."""
     config = load_experiment_config(PAPER_CONFIG, [f"SETTINGS.COMPILE={str(compile_step).lower()}"])
-    volumes, labels, slo = paper_data()
-    slices = torch.linspace(-1, 1, SLICES).expand(EYES, SLICES).contiguous()
+    volumes, labels, slo = workload.data()
+    slices = torch.linspace(-1, 1, workload.slices, device=workload.device).expand(workload.eyes, -1).contiguous()
     data = SparseVolumes(volumes, labels, slo, slices)
-    network = build_network(config, NetworkInputs(use_slo=True, latent_size=128, num_classes=13))
-    trainer = NetworkTrainer(network, data, config, None)
+    network = build_network(config, NetworkInputs(use_slo=True, latent_size=128, num_classes=13)).to(workload.device)
+    trainer = NetworkTrainer(network, data, config, None, progress=False)
     return trainer.step, trainer.plan.points
 
 
-def run(compile_step: bool = True, rounds: int = 3) -> dict[str, dict[str, float]]:
+def run(compile_step: bool = True, rounds: int = 3, workload: Workload | None = None) -> dict[str, dict[str, float]]:
     """Rates (points/s) of each step, measured in ``rounds`` interleaved rounds.
 
     Every round times each step in turn, so a change of the machine's load during the run
     affects all of them alike; per step the median rate and the median of its per-round
     ratios to the reference are returned (``{"reference": {"rate": ..., "ratio": 1.0}, ...}``).
     """
-    steps = {"reference": reference_step(), "ours_eager": our_step(False)}
+    workload = workload or Workload()
+    steps = {"reference": reference_step(workload), "ours_eager": our_step(False, workload)}
     if compile_step:
-        steps["ours_compiled"] = our_step(True)
+        steps["ours_compiled"] = our_step(True, workload)
     repeats = {"reference": 2, "ours_eager": 3, "ours_compiled": 3}
+    if workload.device.type == "cuda":  # steps of milliseconds: time more of them
+        repeats = {name: 20 * count for name, count in repeats.items()}
     for name, (step, _) in steps.items():  # warm-up: first-call allocations, compilation
         for _ in range(3 if name == "ours_compiled" else 1):
             step()
     rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, (step, points) in steps.items():
-            rates[name].append(_rate(step, points, repeats[name]))
+            rates[name].append(_rate(step, points, repeats[name], workload))
     return {name: {"rate": statistics.median(values),
                    "ratio": statistics.median(v / r for v, r in zip(values, rates["reference"])),
                    "spread": max(values) / min(values)}

@@ -3,7 +3,8 @@
 Written from the paper's description (not from its code): residual MLP, the network input
 ``[x, y, z, SLO, latent code]`` concatenated to the hidden state of every layer, WIRE
 activations, 6 x 128, the eye's latent code tiled onto every point, and one whole B-scan
-per step with the combined MSE + SSIM loss on the B-scan and cross-entropy on its labels.
+per step with the combined MSE + SSIM loss on the B-scan and cross-entropy on its labels,
+in fp32, with the loss read back after every step as a training loop that logs it does.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ class ReferenceTrainer:
                  lr: float = 1e-4) -> None:
         self.volumes, self.labels, self.slo = volumes, labels, slo  # [E, H, W, S], [E, H, W, S], [E, W, S]
         eyes, height, width, _ = volumes.shape
-        self.codes = nn.Parameter(torch.randn(eyes, latent_size) * 0.01)
-        self.network = ReferenceResMLP(3 + 1 + latent_size)
+        device = volumes.device
+        self.codes = nn.Parameter(torch.randn(eyes, latent_size, device=device) * 0.01)
+        self.network = ReferenceResMLP(3 + 1 + latent_size).to(device)
         self.optimizer = torch.optim.Adam([*self.network.parameters(), self.codes], lr=lr)
-        rows, cols = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        rows, cols = torch.meshgrid(torch.linspace(-1, 1, height, device=device),
+                                    torch.linspace(-1, 1, width, device=device), indexing="ij")
         self.plane = torch.stack([rows, cols], -1).reshape(-1, 2)  # [H W, 2]
         self.height, self.width = height, width
 
@@ -56,7 +59,7 @@ class ReferenceTrainer:
 
     def step(self, eye: int, bscan: int) -> float:
         n = self.points_per_step
-        z = torch.full((n, 1), -1 + 2 * bscan / max(self.volumes.shape[3] - 1, 1))
+        z = torch.full((n, 1), -1 + 2 * bscan / max(self.volumes.shape[3] - 1, 1), device=self.volumes.device)
         slo = self.slo[eye, :, bscan].repeat(self.height)[:, None]
         inputs = torch.cat([self.plane, z, slo, self.codes[eye].expand(n, -1)], dim=-1)
         out = self.network(inputs)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
+from anisotropic_interpolation.training import mixed_precision_dtype
 from benchmarks import interpolation_densify, interpolation_memory, interpolation_throughput
 from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
 
 
-SECTIONS = ("throughput", "densify", "memory", "densify-128")
-DEFAULT_SECTIONS = ("throughput", "densify", "memory")
+SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "densify-128")
+DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory")
 DENSE_FLOOR_NOTE = (
     "At 496 B-scans (56.6 million points) the matrix products of the forward pass alone are about 11 TFLOP "
     "(0.2 MFLOP per point), over two minutes at the 80-100 GFLOP/s two cores reach here, so under a minute is "
@@ -45,16 +46,26 @@ def machine() -> str:
             f"GPU {gpu}; load average {load:.1f} at the start")
 
 
-def throughput_section(compile_step: bool) -> list[str]:
-    results = interpolation_throughput.run(compile_step)
-    lines = ["## 1. Training throughput (paper network, WIRE 6 x 128, latent 128, SLO, 13 classes)", "",
+def throughput_section(compile_step: bool, device: torch.device) -> list[str]:
+    workload = interpolation_throughput.Workload(device=device)
+    results = interpolation_throughput.run(compile_step, workload=workload)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        dtype = mixed_precision_dtype(device)
+        where = f"GPU {torch.cuda.get_device_name(device)}"
+        batch = (f"65,536 points in 16 x 16 patches, one batch, {'bf16 autocast' if dtype else 'fp32'}, "
+                 "code projected per eye")
+    else:
+        where = "CPU"
+        batch = "65,536 points in 16 x 16 patches, micro-batches of 8,192, code projected per eye"
+    lines = [f"## 1{'g' if on_gpu else ''}. Training throughput on the {where} (paper network, WIRE 6 x 128, "
+             "latent 128, SLO, 13 classes)", "",
              "Three interleaved rounds; median points/s, median of the per-round ratios, and the spread "
              "(fastest / slowest round) that shows how steady the machine was.", "",
              "| Step | points/s | vs reference | spread |", "|---|---:|---:|---:|"]
-    names = {"reference": "reference re-creation (one B-scan per step, code tiled)",
-             "ours_eager": "ours, eager (65,536 points in 16 x 16 patches, micro-batches of 8,192, code projected "
-                           "per eye)",
-             "ours_compiled": "ours, torch.compile of micro-batch forward + backward and the Adam step"}
+    names = {"reference": "reference re-creation (one B-scan per step, code tiled, fp32)",
+             "ours_eager": f"ours, eager ({batch})",
+             "ours_compiled": "ours, torch.compile of the forward + backward passes and the Adam step"}
     for key, result in results.items():
         lines.append(f"| {names[key]} | {result['rate']:,.0f} | {result['ratio']:.2f}x | {result['spread']:.2f} |")
     return lines + [""]
@@ -129,12 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lines = ["# Benchmark results", "", machine(), "",
              "Absolute numbers vary with the machine and its load; the ratios within one run are what counts.", ""]
-    if not torch.cuda.is_available():
+    sections = {"throughput": lambda: throughput_section(not args.skip_compile, torch.device("cpu")),
+                "throughput-gpu": lambda: throughput_section(not args.skip_compile, torch.device("cuda", 0)),
+                "densify": densify_section, "memory": memory_section, "densify-128": densify_larger_section}
+    chosen = list(args.sections)
+    if not torch.cuda.is_available() and "throughput-gpu" in chosen:
+        chosen.remove("throughput-gpu")
         lines += ["No GPU on this machine: the GPU figures (training throughput against the reference on CUDA, "
                   "target >= 10x) are not measured here.", ""]
-    sections = {"throughput": lambda: throughput_section(not args.skip_compile), "densify": densify_section,
-                "memory": memory_section, "densify-128": densify_larger_section}
-    for name in args.sections:
+    for name in chosen:
         part = sections[name]()
         print("\n".join(part), flush=True)
         lines += part
