@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from faults import rewrite_array, set_header_zoom, truncate
 from heyex_vol import write_vol
+from heyex_xml import write_xml_export
 from PIL import Image
 
 from retina_data.__main__ import main
@@ -108,6 +109,17 @@ def test_import_spectralis_adds_a_valid_eye(tmp_path, capsys):
     assert run(["import", "spectralis", str(vol), str(tmp_path / "data"), "--subject", "p1"]) == 0
     assert "note: no layer annotations" in capsys.readouterr().out
     assert read_eye(tmp_path / "data", "p1", "OD").shape == (24, 10, 3)
+    assert run(["validate", str(tmp_path / "data")]) == 0
+
+
+def test_import_spectralis_xml_export_folder_adds_a_valid_eye(tmp_path):
+    pytest.importorskip("eyepy")
+    export = tmp_path / "export"
+    write_xml_export(export, np.full((3, 24, 10), 120, np.uint8), np.zeros((30, 30), np.uint8), scale_x=0.01,
+                     scale_y=0.004, distance=0.1, slo_scale=(0.01, 0.02), laterality="OS")
+    assert run(["import", "spectralis", str(export), str(tmp_path / "data"), "--subject", "p1"]) == 0
+    eye = read_eye(tmp_path / "data", "p1", "OS")
+    assert eye.shape == (24, 10, 3) and eye.spacing == pytest.approx((0.004, 0.01, 0.1))
     assert run(["validate", str(tmp_path / "data")]) == 0
 
 

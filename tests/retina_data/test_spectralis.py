@@ -1,4 +1,4 @@
-"""Import of Heidelberg Spectralis ``.vol`` files through eyepy."""
+"""Import of Heidelberg Spectralis ``.vol`` files and XML exports through eyepy."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from heyex_vol import write_vol
+from heyex_xml import write_xml_export
 
 from retina_data.errors import DataError
 from retina_data.preprocessing import bm_rows_from_labels
@@ -68,8 +69,7 @@ def test_slo_is_the_localizer_sampled_at_every_ascan(tmp_path):
     assert eye.slo == pytest.approx((cols + 2 * rows) / 255, abs=1e-5)
 
 
-def test_layer_annotations_map_to_our_labels(tmp_path):
-    eye = import_spectralis(_write(tmp_path, _layers(LAYER_ROWS)))
+def _assert_labels_of_all_layers(eye) -> None:
     assert eye.labels.dtype == np.uint8
     ascan = eye.labels[:, 0, 0]
     assert ascan[7] == 0 and ascan[8] == 1 and ascan[11] == 2 and ascan[14] == 3
@@ -77,6 +77,10 @@ def test_layer_annotations_map_to_our_labels(tmp_path):
     assert ascan[33] == 10 and ascan[36] == 11 and ascan[39] == 12
     assert np.array_equal(bm_rows_from_labels(eye.labels), np.broadcast_to(39 + np.arange(W)[:, None] % 3, (W, D)))
     assert "EZ/OS" in " ".join(eye.meta["import_notes"]) and "EZ/OS" not in eye.meta["label_boundaries"]
+
+
+def test_layer_annotations_map_to_our_labels(tmp_path):
+    _assert_labels_of_all_layers(import_spectralis(_write(tmp_path, _layers(LAYER_ROWS))))
 
 
 def test_partial_annotations_use_only_the_boundaries_present(tmp_path):
@@ -113,3 +117,43 @@ def test_vol_written_by_another_tool_imports():
     assert eye.oct.min() == 0 and eye.oct.max() == 1
     assert eye.labels is None
     assert eye.slo is None and any("localizer" in note for note in eye.meta["import_notes"])
+
+
+# --- XML exports (a folder of an .xml file and 8-bit images) ---
+
+def _bscan_images() -> np.ndarray:
+    return np.round(_display() * 255).astype(np.uint8)
+
+
+def _write_xml(tmp_path, layers=None, laterality="OD") -> Path:
+    return write_xml_export(tmp_path / "export", _bscan_images(), _ramp_slo(), scale_x=SCALE_X, scale_y=SCALE_Z,
+                            distance=DISTANCE, slo_scale=SLO_SCALE, laterality=laterality, start=START, layers=layers)
+
+
+@pytest.mark.parametrize("laterality", ["OD", "OS"])
+def test_xml_export_geometry_intensities_and_slo(tmp_path, laterality):
+    eye = import_spectralis(_write_xml(tmp_path, laterality=laterality), subject="p01")
+    assert eye.eye_id == f"p01_{laterality}" and eye.shape == (H, W, D)
+    assert eye.spacing == pytest.approx((SCALE_Z, SCALE_X, DISTANCE))
+    assert eye.bscan_positions == pytest.approx(np.arange(D) * DISTANCE)
+    assert eye.oct == pytest.approx(_bscan_images().transpose(1, 2, 0) / 255, abs=1e-6)
+    w, d = np.meshgrid(np.arange(W), np.arange(D), indexing="ij")
+    expected_slo = ((START[0] + w * SCALE_X) / SLO_SCALE[0] + 2 * (START[1] + d * DISTANCE) / SLO_SCALE[1]) / 255
+    assert eye.slo == pytest.approx(expected_slo, abs=1e-5)
+
+
+def test_xml_export_layer_annotations_map_to_our_labels(tmp_path):
+    _assert_labels_of_all_layers(import_spectralis(_write_xml(tmp_path, _layers(LAYER_ROWS))))
+
+
+def test_xml_export_is_found_from_its_folder(tmp_path):
+    xml = _write_xml(tmp_path)
+    eye = import_spectralis(xml.parent, subject="p02")
+    assert eye.eye_id == "p02_OD" and eye.oct == pytest.approx(import_spectralis(xml).oct)
+
+
+def test_xml_export_with_a_missing_bscan_image_is_a_data_error_naming_it(tmp_path):
+    xml = _write_xml(tmp_path)
+    (xml.parent / "bscan_002.png").unlink()
+    with pytest.raises(DataError, match="scan.xml.*cannot read Spectralis export.*bscan_002.png"):
+        import_spectralis(xml)
