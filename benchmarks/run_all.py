@@ -78,8 +78,12 @@ def densify_section() -> list[str]:
     rows = [f"| {e['eye']} | {e['reference']['total_s']:.1f} | {e['reference']['gap_psnr']:.2f} | "
             f"{e['ours']['total_s']:.1f} | {e['ours']['gap_psnr']:.2f} | "
             f"{e['ours']['gap_psnr'] - e['reference']['gap_psnr']:+.2f} | "
-            f"{e['reference']['total_s'] / e['ours']['total_s']:.1f}x | {e['initial_gap_psnr']:.2f} |" for e in eyes]
-    speedup = sum(e["reference"]["total_s"] for e in eyes) / sum(e["ours"]["total_s"] for e in eyes)
+            f"{e['reference']['total_s'] / e['ours']['total_s']:.1f}x | {e['reference_implementation_s']:.0f} | "
+            f"{e['reference_implementation_s'] / e['ours']['total_s']:.0f}x | {e['initial_gap_psnr']:.2f} |"
+            for e in eyes]
+    ours_total = sum(e["ours"]["total_s"] for e in eyes)
+    speedup = sum(e["reference"]["total_s"] for e in eyes) / ours_total
+    implementation_speedup = sum(e["reference_implementation_s"] for e in eyes) / ours_total
     worst = min(e["ours"]["gap_psnr"] - e["reference"]["gap_psnr"] for e in eyes)
     paper_31 = paper["fit_s"] + paper["predict_s"]
     return [
@@ -92,11 +96,14 @@ def densify_section() -> list[str]:
         f"{dense} B-scans. The first eye is the one the schedule was chosen on; the other two are eyes of "
         "subjects the population never saw.", "",
         "| Held-out eye | reference (s) | reference gap PSNR (dB) | ours (s) | ours gap PSNR (dB) | difference | "
-        "speed-up | initial code's gap PSNR (dB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
-        "", f"Speed-up {speedup:.1f}x (total time over the three eyes); largest gap-PSNR shortfall "
-        f"{worst:+.2f} dB (target: within 0.2 dB). At this reduced size the reference schedule is cheap (4,096 "
-        "points per step); its cost grows with the B-scan size while ours does not (below).", "",
+        "speed-up | reference schedule on the reference's step (s, scaled) | speed-up vs it | "
+        "initial code's gap PSNR (dB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows,
+        "", f"Speed-up {speedup:.1f}x against the reference schedule on our implementation, "
+        f"{implementation_speedup:.0f}x against it on the reference's step (total time over the three eyes; the "
+        "reference's step computes the same function, so its gap PSNR is the reference column's); largest "
+        f"gap-PSNR shortfall {worst:+.2f} dB (target: within 0.2 dB). At this reduced size the reference schedule "
+        "is cheap (4,096 points per step); its cost grows with the B-scan size while ours does not (below).", "",
         "Paper shape (a phantom eye of 230 x 496 with 31 B-scans, 16 of them input; same network and schedule):", "",
         "| Step | seconds |", "|---|---:|",
         f"| ours: latent fit ({paper['epochs']:.0f} steps) | {paper['fit_s']:.1f} |",
@@ -144,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "throughput-gpu": lambda: throughput_section(not args.skip_compile, torch.device("cuda", 0)),
                 "densify": densify_section, "memory": memory_section, "densify-128": densify_larger_section}
     chosen = list(args.sections)
-    if not torch.cuda.is_available() and "throughput-gpu" in chosen:
-        chosen.remove("throughput-gpu")
+    if not torch.cuda.is_available():
+        chosen = [name for name in chosen if name != "throughput-gpu"]
         lines += ["No GPU on this machine: the GPU figures (training throughput against the reference on CUDA, "
                   "target >= 10x) are not measured here.", ""]
     for name in chosen:
