@@ -27,14 +27,15 @@ def displacement_jacobian(displacement_fn: Callable[[torch.Tensor], torch.Tensor
 
 
 def jacobian_penalty(grad_u: torch.Tensor) -> torch.Tensor:
-    """Mean ``|1 - det(I + grad u)|`` (IDIR's Jacobian regulariser) of ``grad_u [..., 3, 3]``."""
-    eye = torch.eye(3, dtype=grad_u.dtype, device=grad_u.device)
-    return (1.0 - torch.linalg.det((grad_u + eye).float())).abs().mean()
+    """Mean ``|1 - det(I + grad u)|`` (IDIR's Jacobian regulariser) of ``grad_u [..., 3, 3]``, in fp32
+    (in bf16, ``1 + du/dx`` would round the small derivatives away)."""
+    eye = torch.eye(3, dtype=torch.float32, device=grad_u.device)
+    return (1.0 - torch.linalg.det(grad_u.float() + eye)).abs().mean()
 
 
 def gradient_penalty(grad_u: torch.Tensor) -> torch.Tensor:
     """Mean squared Frobenius norm ``|grad u|^2`` (diffusion regulariser) of ``grad_u [..., 3, 3]``."""
-    return grad_u.pow(2).sum(dim=(-2, -1)).mean()
+    return grad_u.float().pow(2).sum(dim=(-2, -1)).mean()
 
 
 PENALTIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

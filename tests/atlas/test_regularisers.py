@@ -34,3 +34,10 @@ def test_translation_costs_nothing():
     grad = displacement_jacobian(lambda x: x * 0 + torch.tensor([0.3, 0.1, -0.2]), torch.rand(1, 9, 3))
     assert float(jacobian_penalty(grad)) == pytest.approx(0.0, abs=1e-6)
     assert float(gradient_penalty(grad)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_jacobian_penalty_of_bf16_derivatives_is_computed_in_fp32():
+    """Under bf16 autocast the derivatives arrive in bf16; ``1 + du/dx`` must not be rounded to bf16."""
+    grad = (0.01 * MATRIX).expand(1, 4, 3, 3).bfloat16()
+    expected = abs(1.0 - float(torch.linalg.det(torch.eye(3) + grad[0, 0].float())))
+    assert float(jacobian_penalty(grad)) == pytest.approx(expected, rel=1e-4)

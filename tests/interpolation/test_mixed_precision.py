@@ -16,13 +16,14 @@ import torch
 import anisotropic_interpolation.training as training
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import predict_volume
+from anisotropic_interpolation.losses import reconstruction_loss
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.pipeline import precision_notice
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import NetworkTrainer, autocast_context, mixed_precision_dtype
 
 CPU = torch.device("cpu")
-CASES = {  # name: (MODEL keys, POS_ENCODING keys)
+CASES = {  # name: (MODEL keys, POS_ENCODING keys[, TRAINING keys])
     "siren": ({"ACTIVATION": "SIREN"}, {}),
     "wire": ({"ACTIVATION": "WIRE"}, {}),
     "finer": ({"ACTIVATION": "FINER"}, {}),
@@ -34,6 +35,7 @@ CASES = {  # name: (MODEL keys, POS_ENCODING keys)
                     "INPUT_COORD_TO_ALL_LAYERS": False}, {}),
     "plain_mlp_dropout": ({"ACTIVATION": "WIRE", "SKIP_CONNECTION": False, "INPUT_COORD_TO_ALL_LAYERS": False,
                            "DROPOUT": 0.1}, {}),
+    "wire_mse_ssim": ({"ACTIVATION": "WIRE"}, {}, {"LOSS_RECON": "Combi", "PATCH_SIZE": 8}),
 }
 
 
@@ -61,8 +63,8 @@ def test_the_cpu_computes_in_fp32() -> None:
 @pytest.mark.usefixtures("bf16_on_cpu")
 @pytest.mark.parametrize("case", CASES)
 def test_training_under_bf16_autocast_lowers_the_loss_and_keeps_fp32_weights(make_config, tiny_eyes, case) -> None:
-    model, encoding = CASES[case]
-    config = make_config(MODEL=model, POS_ENCODING=encoding, TRAINING={"TOTAL_EPOCHS": 6})
+    model, encoding, *training = CASES[case]
+    config = make_config(MODEL=model, POS_ENCODING=encoding, TRAINING={"TOTAL_EPOCHS": 6, **(training or [{}])[0]})
     network, data = _population(config, tiny_eyes[:3])
     trainer = NetworkTrainer(network, data, config, None, progress=False)
     outcome = trainer.train()
@@ -127,3 +129,15 @@ def test_a_gpu_without_native_bf16_runs_in_fp32_with_a_notice(make_config, monke
     assert ("Tesla V100 has no native bf16" in message and "fp32" in message) is noticed
     precision_notice(CPU, make_config())
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["MSE", "SSIM", "Combi"])
+def test_reconstruction_losses_under_bf16_autocast_equal_their_fp32_values(kind) -> None:
+    """SSIM's local variances are differences of nearly equal means: bf16 would get them wrong."""
+    generator = torch.Generator().manual_seed(0)
+    truth = 0.5 + 0.1 * torch.rand(32, 16, 16, generator=generator)
+    prediction = truth + 0.02 * torch.randn(32, 16, 16, generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = reconstruction_loss(prediction, truth, kind)
+    assert mixed.dtype == torch.float32
+    assert float(mixed) == pytest.approx(float(reconstruction_loss(prediction, truth, kind)), rel=1e-5)
