@@ -36,7 +36,7 @@ def restore_random_states(states: dict[str, Any]) -> None:
 
     random.setstate(states["python"])
     name, keys, position, has_gauss, gauss = states["numpy"]
-    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)  # loaded onto a GPU too
     np.random.set_state((name, keys.astype(np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(states["torch"].cpu())
     if "cuda" in states and torch.cuda.is_available():
