@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo demo-data demo-interpolation demo-atlas test bench clean
+.PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ demo: demo-data demo-interpolation demo-atlas
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
+
+# on a machine with a CUDA GPU: the GPU tests (skipped by `make test` where there is none)
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m cuda -rs tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --output benchmarks/results.md

@@ -1,0 +1,17 @@
+"""The interpolation tests' tiny config, for the GPU tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interpolation"))
+from tiny_configs import tiny_config  # noqa: E402
+
+
+@pytest.fixture
+def make_config():
+    """The :func:`tiny_config` factory."""
+    return tiny_config
