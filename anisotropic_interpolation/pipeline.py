@@ -88,11 +88,16 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def select_device(gpu: int) -> torch.device:
-    """``cuda:<gpu>`` when CUDA is present and ``gpu >= 0``, else the CPU."""
+    """``cuda:<gpu>`` when CUDA is present and ``gpu >= 0``, else the CPU.
+
+    The chosen GPU also becomes the current CUDA device, so code that asks for plain
+    ``"cuda"`` (the LPIPS network) runs on it too.
+    """
     if gpu < 0 or not torch.cuda.is_available():
         return torch.device("cpu")
     if gpu >= torch.cuda.device_count():
         raise ConfigError(f"--gpu {gpu}: only {torch.cuda.device_count()} CUDA device(s) present")
+    torch.cuda.set_device(gpu)
     return torch.device(f"cuda:{gpu}")
 
 

@@ -1,4 +1,4 @@
-"""Mixed precision: fp32 on the CPU; the bf16 autocast path that CUDA runs, exercised on the CPU.
+"""Devices and mixed precision: fp32 on the CPU; the bf16 autocast path that CUDA runs, exercised on the CPU.
 
 CUDA GPUs with native bf16 train, fit and predict under ``torch.autocast(dtype=bfloat16)``.
 No GPU is needed to find dtype mistakes in that path: the tests below switch the same
@@ -18,9 +18,10 @@ from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import predict_volume
 from anisotropic_interpolation.losses import reconstruction_loss
 from anisotropic_interpolation.model import NetworkInputs, build_network
-from anisotropic_interpolation.pipeline import precision_notice
+from anisotropic_interpolation.pipeline import precision_notice, select_device
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import NetworkTrainer, autocast_context, mixed_precision_dtype
+from retina_data.errors import ConfigError
 
 CPU = torch.device("cpu")
 CASES = {  # name: (MODEL keys, POS_ENCODING keys[, TRAINING keys])
@@ -141,3 +142,14 @@ def test_reconstruction_losses_under_bf16_autocast_equal_their_fp32_values(kind)
         mixed = reconstruction_loss(prediction, truth, kind)
     assert mixed.dtype == torch.float32
     assert float(mixed) == pytest.approx(float(reconstruction_loss(prediction, truth, kind)), rel=1e-5)
+
+
+def test_gpu_selection_makes_the_chosen_gpu_current_and_refuses_a_missing_one(monkeypatch) -> None:
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert select_device(1) == torch.device("cuda", 1) and chosen == [1]
+    assert select_device(-1) == CPU and chosen == [1]
+    with pytest.raises(ConfigError, match="--gpu 2: only 2 CUDA device"):
+        select_device(2)
