@@ -1,7 +1,7 @@
 """On a CUDA GPU: the same behaviours as on the CPU, with CUDA's own autocast and kernels.
 
 Skipped where no GPU is present (CI and the 2-core development machine): the CPU tests run
-the bf16 autocast path on the CPU instead (``tests/interpolation/test_mixed_precision.py``),
+the bf16 autocast path on the CPU instead (``tests/interpolation/test_devices_and_precision.py``),
 but CUDA's autocast casts some operations differently (``exp``, ``pow`` run in fp32 there).
 On a GPU machine: ``make test-gpu``.
 """
