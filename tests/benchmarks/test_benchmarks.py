@@ -12,6 +12,7 @@ import torch
 
 from benchmarks import interpolation_densify as densify
 from benchmarks import interpolation_throughput as throughput
+from benchmarks import run_all
 from benchmarks.reference_step import ReferenceTrainer
 from retina_data.phantom import PhantomConfig, make_eye
 
@@ -59,3 +60,24 @@ def test_timed_densify_fits_predicts_and_times_both(toy_eye) -> None:
 
 def test_reference_fit_step_is_timed_on_a_whole_bscan(toy_eye) -> None:
     assert densify.reference_fit_step_seconds(toy_eye.subsample(4), steps=1) > 0
+
+
+def test_run_all_writes_the_chosen_sections_and_says_when_there_is_no_gpu(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(run_all, "memory_section", lambda: ["## 3. memory", "peak 1 GiB", ""])
+    for sections in (["memory"], ["memory", "throughput-gpu"]):
+        output = tmp_path / f"results_{len(sections)}.md"
+        assert run_all.main(["--sections", *sections, "--output", str(output)]) == 0
+        text = output.read_text()
+        assert "No GPU on this machine" in text and "## 3. memory" in text and "peak 1 GiB" in text
+        assert "Training throughput" not in text
+
+
+def test_throughput_table_names_every_step_with_its_ratio(monkeypatch) -> None:
+    rates = {"reference": {"rate": 1000.0, "ratio": 1.0, "spread": 1.1},
+             "ours_eager": {"rate": 4000.0, "ratio": 4.0, "spread": 1.2}}
+    monkeypatch.setattr(throughput, "run", lambda compile_step, workload: rates)
+    lines = run_all.throughput_section(False, torch.device("cpu"))
+    assert lines[0].startswith("## 1. Training throughput on the CPU")
+    assert any("reference re-creation" in line and "| 1,000 | 1.00x | 1.10 |" in line for line in lines)
+    assert any("ours, eager" in line and "| 4,000 | 4.00x | 1.20 |" in line for line in lines)
