@@ -60,8 +60,11 @@ class FourierFeatures(Encoding):
         self.register_buffer("frequencies", torch.randn(in_dim, mapping_size, generator=generator) * scale)
 
     def forward(self, coords: Tensor) -> Tensor:
-        projected = (2.0 * math.pi * self.factor) * (coords @ self.frequencies)
-        return torch.cat([torch.sin(projected), torch.cos(projected)], dim=-1)
+        # fp32 even under autocast: the phases reach tens of radians, which bf16 would round
+        # by up to ~0.1 rad
+        with torch.autocast(coords.device.type, enabled=False):
+            projected = (2.0 * math.pi * self.factor) * (coords.float() @ self.frequencies)
+            return torch.cat([torch.sin(projected), torch.cos(projected)], dim=-1)
 
 
 def level_resolutions(n_levels: int, base_resolution: int, finest_resolution: int) -> list[int]:

@@ -153,3 +153,21 @@ def test_gpu_selection_makes_the_chosen_gpu_current_and_refuses_a_missing_one(mo
     assert select_device(-1) == CPU and chosen == [1]
     with pytest.raises(ConfigError, match="--gpu 2: only 2 CUDA device"):
         select_device(2)
+
+
+@pytest.mark.parametrize("encoding", ["FF", "Hashgrid"])
+def test_encodings_under_bf16_autocast_equal_their_fp32_values(make_config, encoding) -> None:
+    """Fourier phases reach tens of radians: computed in bf16 they would be off by ~0.1 rad."""
+    settings = {"FF": {"FF": {"MAPPING_SIZE": 16, "SCALE": 10.0, "FACTOR": 1.0}},
+                "Hashgrid": dict(CASES["siren_hashgrid"][1])}[encoding]
+    settings.pop("TYPE", None)
+    config = make_config(POS_ENCODING={"TYPE": encoding, **settings})
+    torch.manual_seed(0)
+    network = build_network(config, NetworkInputs(use_slo=False, latent_size=0, num_classes=0))
+    coords = torch.rand(512, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    encode = network.backbone.encoding
+    full = encode(coords)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = encode(coords)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, full)
