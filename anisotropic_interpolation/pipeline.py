@@ -35,7 +35,7 @@ from anisotropic_interpolation.inference import DensePrediction, predict_volume,
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
 from anisotropic_interpolation.reporting import Summary, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import NetworkTrainer, mixed_precision_dtype
+from anisotropic_interpolation.training import NetworkTrainer, mixed_precision_dtype, precision_label
 from retina_data.config import apply_overrides, from_dict, save_config, to_dict
 from retina_data.containers import container_name, read_container
 from retina_data.errors import ConfigError, DataError
@@ -158,10 +158,9 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
         make_deterministic()
     run_dir = prepare_run_dir(run_folder(config, args.output), overwrite=args.overwrite, resume=args.resume)
     save_config(config, run_dir / CONFIG_FILE)
-    dtype = mixed_precision_dtype(device) if config.TRAINING.MIXED_PRECISION else None
     write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
                                              "overrides": config_overrides(args),
-                                             "precision": "bf16 autocast" if dtype is not None else "fp32"})
+                                             "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
     return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet, data)
 
 

@@ -87,6 +87,11 @@ def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if native_bf16(device) else None
 
 
+def precision_label(device: torch.device, enabled: bool) -> str:
+    """What a run on ``device`` computes in, mixed precision ``enabled`` or not: ``bf16 autocast`` or ``fp32``."""
+    return "bf16 autocast" if enabled and mixed_precision_dtype(device) is not None else "fp32"
+
+
 def autocast_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """Autocast to :func:`mixed_precision_dtype` when ``enabled`` and the device has one."""
     dtype = mixed_precision_dtype(device) if enabled else None

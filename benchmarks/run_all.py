@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from anisotropic_interpolation.training import mixed_precision_dtype
+from anisotropic_interpolation.training import precision_label
 from benchmarks import interpolation_densify, interpolation_memory, interpolation_throughput
 from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
@@ -51,9 +51,8 @@ def throughput_section(compile_step: bool, device: torch.device) -> list[str]:
     results = interpolation_throughput.run(compile_step, workload=workload)
     on_gpu = device.type == "cuda"
     if on_gpu:
-        dtype = mixed_precision_dtype(device)
         where = f"GPU {torch.cuda.get_device_name(device)}"
-        batch = (f"65,536 points in 16 x 16 patches, one batch, {'bf16 autocast' if dtype else 'fp32'}, "
+        batch = (f"65,536 points in 16 x 16 patches, one batch, {precision_label(device, True)}, "
                  "code projected per eye")
     else:
         where = "CPU"
