@@ -1,4 +1,4 @@
-"""The interpolation tests' tiny config, for the GPU tests."""
+"""The interpolation tests' tiny config and trainer (tests/interpolation/tiny_configs.py), for the GPU tests."""
 
 from __future__ import annotations
 

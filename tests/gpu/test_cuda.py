@@ -19,14 +19,13 @@ import torch
 from anisotropic_interpolation import train_test_geninr
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import predict_volume
-from anisotropic_interpolation.model import NetworkInputs, build_network
-from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import NetworkTrainer, mixed_precision_dtype
+from anisotropic_interpolation.training import mixed_precision_dtype
 from atlas_registration import GINR_Atlas_base
 from benchmarks import interpolation_throughput as throughput
 from retina_data.folds import FOLDS_FILE, write_folds, write_folds_for_tree
 from retina_data.phantom import PhantomConfig, make_eye, write_phantom
 from retina_data.precision import native_bf16
+from tiny_configs import tiny_trainer  # on the path through conftest.py
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -52,12 +51,8 @@ def _population(make_config, eyes, device, activation="SIREN", **training):
         TRAINING={"TOTAL_EPOCHS": 8, "BATCH_POINTS": 1024, "STEPS_PER_EPOCH": 10, **training},
         MODEL={"ACTIVATION": activation, "NUM_LAYERS": 3, "HIDDEN_SIZE": 32},
         TEST={"TOTAL_EPOCHS": 10, "STEPS_PER_EPOCH": 5, "BATCH_POINTS": 1024, "LEARNING_RATE": 0.02})
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in eyes[:3]], use_labels=True, use_slo=True,
-                                   slice_scale=1.0, device=device)
-    torch.manual_seed(0)
-    network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13)).to(device)
-    trainer = NetworkTrainer(network, data, config, None, progress=False)
-    return config, network, trainer
+    trainer = tiny_trainer(config, eyes[:3], device)
+    return config, trainer.network, trainer
 
 
 def test_bf16_is_used_exactly_on_gpus_that_have_it(gpu):

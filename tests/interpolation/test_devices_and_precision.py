@@ -19,23 +19,24 @@ from anisotropic_interpolation.inference import predict_volume
 from anisotropic_interpolation.losses import reconstruction_loss
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.pipeline import precision_notice, select_device
-from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import NetworkTrainer, autocast_context, mixed_precision_dtype
+from anisotropic_interpolation.training import autocast_context, mixed_precision_dtype
 from retina_data.errors import ConfigError
+from tiny_configs import tiny_trainer
 
 CPU = torch.device("cpu")
-CASES = {  # name: (MODEL keys, POS_ENCODING keys[, TRAINING keys])
-    "siren": ({"ACTIVATION": "SIREN"}, {}),
-    "wire": ({"ACTIVATION": "WIRE"}, {}),
-    "finer": ({"ACTIVATION": "FINER"}, {}),
-    "relu_fourier": ({"ACTIVATION": "RELU"}, {"TYPE": "FF", "FF": {"MAPPING_SIZE": 8, "SCALE": 1.0, "FACTOR": 1.0}}),
+CASES = {  # name: (MODEL keys, POS_ENCODING keys, TRAINING keys)
+    "siren": ({"ACTIVATION": "SIREN"}, {}, {}),
+    "wire": ({"ACTIVATION": "WIRE"}, {}, {}),
+    "finer": ({"ACTIVATION": "FINER"}, {}, {}),
+    "relu_fourier": ({"ACTIVATION": "RELU"},
+                     {"TYPE": "FF", "FF": {"MAPPING_SIZE": 8, "SCALE": 1.0, "FACTOR": 1.0}}, {}),
     "siren_hashgrid": ({"ACTIVATION": "SIREN"}, {"TYPE": "Hashgrid", "HASHGRID": {
         "N_LEVELS": 4, "N_FEATURES_PER_LEVEL": 2, "LOG2_HASHMAP_SIZE": 8, "BASE_RESOLUTION": 4,
-        "FINEST_RESOLUTION": 32}}),
+        "FINEST_RESOLUTION": 32}}, {}),
     "film_siren": ({"ACTIVATION": "SIREN", "MODULATION": True, "SKIP_CONNECTION": False,
-                    "INPUT_COORD_TO_ALL_LAYERS": False}, {}),
+                    "INPUT_COORD_TO_ALL_LAYERS": False}, {}, {}),
     "plain_mlp_dropout": ({"ACTIVATION": "WIRE", "SKIP_CONNECTION": False, "INPUT_COORD_TO_ALL_LAYERS": False,
-                           "DROPOUT": 0.1}, {}),
+                           "DROPOUT": 0.1}, {}, {}),
     "wire_mse_ssim": ({"ACTIVATION": "WIRE"}, {}, {"LOSS_RECON": "Combi", "PATCH_SIZE": 8}),
 }
 
@@ -44,14 +45,6 @@ CASES = {  # name: (MODEL keys, POS_ENCODING keys[, TRAINING keys])
 def bf16_on_cpu(monkeypatch) -> None:
     """Mixed precision on the CPU as it runs on a bf16 GPU."""
     monkeypatch.setattr(training, "mixed_precision_dtype", lambda device: torch.bfloat16)
-
-
-def _population(config, eyes, device=CPU):
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in eyes], use_labels=True, use_slo=True,
-                                   slice_scale=1.0, device=device)
-    torch.manual_seed(0)
-    network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
-    return network, data
 
 
 def test_the_cpu_computes_in_fp32() -> None:
@@ -64,10 +57,10 @@ def test_the_cpu_computes_in_fp32() -> None:
 @pytest.mark.usefixtures("bf16_on_cpu")
 @pytest.mark.parametrize("case", CASES)
 def test_training_under_bf16_autocast_lowers_the_loss_and_keeps_fp32_weights(make_config, tiny_eyes, case) -> None:
-    model, encoding, *training = CASES[case]
-    config = make_config(MODEL=model, POS_ENCODING=encoding, TRAINING={"TOTAL_EPOCHS": 6, **(training or [{}])[0]})
-    network, data = _population(config, tiny_eyes[:3])
-    trainer = NetworkTrainer(network, data, config, None, progress=False)
+    model, encoding, training = CASES[case]
+    config = make_config(MODEL=model, POS_ENCODING=encoding, TRAINING={"TOTAL_EPOCHS": 6, **training})
+    trainer = tiny_trainer(config, tiny_eyes[:3])
+    network = trainer.network
     outcome = trainer.train()
     assert np.isfinite(outcome.history[-1]["loss"])
     assert outcome.history[-1]["loss"] < outcome.history[0]["loss"]
@@ -78,8 +71,9 @@ def test_training_under_bf16_autocast_lowers_the_loss_and_keeps_fp32_weights(mak
 @pytest.mark.usefixtures("bf16_on_cpu")
 def test_latent_fit_under_bf16_autocast_improves_the_held_out_reconstruction(make_config, tiny_eyes) -> None:
     config = make_config(TRAINING={"TOTAL_EPOCHS": 8}, TEST={"TOTAL_EPOCHS": 8})
-    network, data = _population(config, tiny_eyes[:3])
-    NetworkTrainer(network, data, config, None, progress=False).train()
+    trainer = tiny_trainer(config, tiny_eyes[:3])
+    network = trainer.network
+    trainer.train()
     held_out = tiny_eyes[3].subsample(4)
 
     def input_mse(code: torch.Tensor) -> float:
@@ -93,8 +87,8 @@ def test_latent_fit_under_bf16_autocast_improves_the_held_out_reconstruction(mak
 
 def test_bf16_prediction_agrees_with_fp32(make_config, tiny_eyes, monkeypatch) -> None:
     config = make_config(TRAINING={"TOTAL_EPOCHS": 8})
-    network, data = _population(config, tiny_eyes[:3])
-    trainer = NetworkTrainer(network, data, config, None, progress=False)
+    trainer = tiny_trainer(config, tiny_eyes[:3])
+    network = trainer.network
     trainer.train()
     eye = tiny_eyes[0].subsample(4)
     positions = np.linspace(eye.bscan_positions[0], eye.bscan_positions[-1], 9)

@@ -14,14 +14,11 @@ from anisotropic_interpolation.training import (
     LAST_CHECKPOINT, NetworkTrainer, StepPlan, make_step, objective_from_config,
 )
 from anisotropic_interpolation.checkpoints import load_checkpoint
+from tiny_configs import tiny_trainer
 
 
 def _trainer(config, eyes, folder: Path | None) -> NetworkTrainer:
-    sparse = [eye.subsample(4) for eye in eyes]
-    data = SparseVolumes.from_eyes(sparse, use_labels=True, use_slo=True, slice_scale=1.0, device="cpu")
-    torch.manual_seed(0)
-    network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
-    return NetworkTrainer(network, data, config, folder)
+    return tiny_trainer(config, eyes, checkpoint_dir=folder)
 
 
 def test_training_lowers_the_loss(make_config, tiny_eyes) -> None:

@@ -1,9 +1,17 @@
-"""A small, fast interpolation config for tests (also used by the GPU tests)."""
+"""A small, fast interpolation config and population trainer for tests (also used by the GPU tests)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+
 from anisotropic_interpolation.config import ExperimentConfig
+from anisotropic_interpolation.model import NetworkInputs, build_network
+from anisotropic_interpolation.sampling import SparseVolumes
+from anisotropic_interpolation.training import NetworkTrainer
 from retina_data.config import from_dict
+from retina_data.eye import Eye
 
 
 def tiny_config(**sections: dict) -> ExperimentConfig:
@@ -20,3 +28,14 @@ def tiny_config(**sections: dict) -> ExperimentConfig:
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     return from_dict(data, ExperimentConfig, source="tiny config")
+
+
+def tiny_trainer(config: ExperimentConfig, eyes: list[Eye], device: torch.device | str = "cpu",
+                 checkpoint_dir: Path | None = None) -> NetworkTrainer:
+    """A trainer of a freshly seeded population network (latent 8, SLO input, 13 classes) on every
+    4th B-scan of ``eyes``, on ``device``."""
+    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in eyes], use_labels=True, use_slo=True,
+                                   slice_scale=1.0, device=device)
+    torch.manual_seed(0)
+    network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13)).to(device)
+    return NetworkTrainer(network, data, config, checkpoint_dir, progress=False)
