@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from retina_data.errors import DataError
+from retina_data.identifiers import check_id
 
 LATERALITIES = ("OD", "OS")
 
@@ -50,6 +51,7 @@ class Eye:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_id(self.subject, "subject id")
         where = f"eye {self.subject}_{self.laterality}"
         if self.laterality not in LATERALITIES:
             raise DataError(f"{where}: laterality must be one of {LATERALITIES}, got {self.laterality!r}")

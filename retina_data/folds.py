@@ -17,6 +17,7 @@ import numpy as np
 from retina_data.config import dump_yaml, read_yaml
 from retina_data.errors import ConfigError, DataError
 from retina_data.files import atomic_write_text
+from retina_data.identifiers import check_id
 from retina_data.tree import list_eyes
 
 FOLDS_FILE = "cross-validation-folds.yml"
@@ -92,8 +93,13 @@ def read_folds(path: str | Path, data_dir: str | Path | None = None) -> Folds:
             keys = sorted(split) if isinstance(split, dict) else split
             raise DataError(f"{path}: FOLD.{fold} must hold exactly TRAIN and TEST lists, got {keys}")
         for key in ("TRAIN", "TEST"):
-            if not isinstance(split[key], list) or not all(isinstance(s, str) for s in split[key]):
+            if not isinstance(split[key], list):
                 raise DataError(f"{path}: FOLD.{fold}.{key} must be a list of subject ids")
+            for subject in split[key]:
+                check_id(subject, f"{path}: FOLD.{fold}.{key} subject")
+            repeated = sorted({s for s in split[key] if split[key].count(s) > 1})
+            if repeated:
+                raise DataError(f"{path}: FOLD.{fold}.{key} lists subject(s) {', '.join(repeated)} more than once")
         both = sorted(set(split["TRAIN"]) & set(split["TEST"]))
         if both:
             raise DataError(f"{path}: FOLD.{fold}: subject(s) {', '.join(both)} in both TRAIN and TEST")

@@ -23,6 +23,7 @@ from retina_data.config import dump_yaml, read_yaml
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import atomic_write_text, refuse_existing
+from retina_data.identifiers import check_id
 from retina_data.labels import FLUID_LABEL, label_names
 from retina_data.nifti import read_nifti, write_nifti
 
@@ -44,8 +45,10 @@ def _infix(subsample: int) -> str:
 
 
 def eye_files(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1) -> EyeFiles:
-    """Where the eye's OCT, labels and SLO live in the tree."""
-    folder = Path(data_dir) / subject / laterality
+    """Where the eye's OCT, labels and SLO live in the tree (``subject`` checked as an id)."""
+    if laterality not in LATERALITIES:
+        raise DataError(f"eye {subject}_{laterality}: laterality must be one of {LATERALITIES}, got {laterality!r}")
+    folder = Path(data_dir) / check_id(subject, "subject id") / laterality
     lat = laterality.lower()
     return EyeFiles(
         oct=folder / f"oct_flat{_infix(subsample)}_{lat}.nii.gz",

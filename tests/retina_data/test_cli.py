@@ -158,3 +158,13 @@ def test_bad_input_exits_2_with_a_one_line_reason(tree, tmp_path, capsys):
                 "--output", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "none.yml" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("subject", ["../escaped", str("/tmp/absolute-subject"), ""])
+def test_import_refuses_a_subject_id_that_would_write_outside_the_data_folder(subject, tmp_path, capsys):
+    args = _stack_args(tmp_path)
+    args[args.index("s1")] = subject
+    assert run(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: subject id = ") and "\n" not in error
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "stackdata").exists()
