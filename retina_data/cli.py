@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--laterality", choices=LATERALITIES, required=True, help="OD (right) or OS (left)")
     s.add_argument("--labels", type=Path, default=None, help="label stack of the same shape")
     s.add_argument("--slo", type=Path, default=None, help="en-face SLO image (rows = B-scans)")
+    s.add_argument("--label-colours", type=Path, default=None,
+                   help="colour table {label: [R, G, B]} (YAML/JSON) for colour label images")
     _add_overwrite(s)
     s.set_defaults(run=_import_stack)
 
@@ -170,7 +172,7 @@ def _import_stack(args: argparse.Namespace) -> int:
     from retina_data.stacks import import_stack
 
     eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
-                       labels=args.labels, slo=args.slo)
+                       labels=args.labels, slo=args.slo, label_colours=args.label_colours)
     _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite)
     return 0
 
