@@ -1,10 +1,19 @@
 """The reference fold containers: ``dataset_flat_subsmpl<k>_<train|test>_fold<f>.npz``.
 
 Keys (read and written exactly): ``oct_vols [N, H, W, D]``, ``seg_vols [N, H, W, D]``,
-``enface_imgs [N, W, D]``, ``subject_names [N]``, ``spacing_oct [3]`` (mm, in array order
+``enface_imgs``, ``subject_names [N]``, ``spacing_oct [3]`` (mm, in array order
 ``H, W, D``). Containers for eyes without labels or SLO simply omit ``seg_vols`` or
 ``enface_imgs``. Reading and writing back a container gives the same keys, dtypes and
-array bytes: the dtypes of ``subject_names`` and ``spacing_oct`` travel in ``Eye.meta``.
+array bytes: the dtypes of ``subject_names``, ``spacing_oct`` and ``seg_vols`` and the
+en-face layout travel in ``Eye.meta``.
+
+``enface_imgs`` come in two layouts: ``[N, W, D]`` (ours, and the reference README's) and
+``[N, D, W]`` (what the reference code writes and indexes: ``[B-scan, A-scan]`` per eye).
+``enface_layout="auto"`` tells them apart by which axis has the OCT's ``W`` A-scans; when
+both have (``W == D``) the container is ambiguous and the caller must say which
+(``SETTINGS.ENFACE_LAYOUT`` in the interpolation configs). ``seg_vols`` stored as floats
+holding class indices (as the reference stores them) are accepted when every value is an
+integer, and read as uint8.
 
 The en-face images may hold more columns than the OCT has B-scans (a dense SLO beside
 sparse B-scans); their columns are then taken to span the same slow-axis extent at
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +35,8 @@ from retina_data.tree import check_values
 
 REQUIRED_KEYS = ("oct_vols", "subject_names", "spacing_oct")
 OPTIONAL_KEYS = ("seg_vols", "enface_imgs")
+EnfaceLayout = Literal["auto", "NDW", "NWD"]
+ENFACE_LAYOUTS: tuple[str, ...] = ("auto", "NDW", "NWD")
 
 
 def container_name(subsample: int, split: str, fold: int) -> str:
@@ -42,7 +54,11 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = False) -> Path:
-    """Stack eyes of equal shape into one reference container."""
+    """Stack eyes of equal shape into one reference container.
+
+    En-face images are written ``[N, W, D]`` unless the eyes were read from an ``[N, D, W]``
+    container; labels as uint8 unless read with another dtype.
+    """
     if not eyes:
         raise DataError(f"{path}: no eyes to write")
     shapes = {eye.shape for eye in eyes}
@@ -64,12 +80,15 @@ def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = Fals
     if any(with_labels):
         if not all(with_labels):
             raise DataError(f"{path}: some eyes have labels and some do not")
-        arrays["seg_vols"] = np.stack([eye.labels for eye in eyes])
+        arrays["seg_vols"] = np.stack([eye.labels for eye in eyes]).astype(stored.get("seg_vols", np.uint8))
     with_slo = [eye.slo is not None for eye in eyes]
     if any(with_slo):
         if not all(with_slo) or len({eye.slo.shape for eye in eyes}) != 1:
             raise DataError(f"{path}: the eyes' SLO images are missing for some or differ in shape")
-        arrays["enface_imgs"] = np.stack([eye.slo for eye in eyes])
+        enface = np.stack([eye.slo for eye in eyes])  # [N, W, D]
+        if eyes[0].meta.get("container_enface_layout") == "NDW":
+            enface = np.ascontiguousarray(enface.transpose(0, 2, 1))
+        arrays["enface_imgs"] = enface
     return atomic_save(path, lambda tmp: np.savez_compressed(tmp, **arrays), overwrite=overwrite)
 
 
@@ -98,13 +117,41 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: seg_vols shape {arrays['seg_vols'].shape} != oct_vols shape {oct_vols.shape}")
     if "enface_imgs" in arrays:
         enface = arrays["enface_imgs"]
-        if enface.ndim != 3 or enface.shape[:2] != (n, oct_vols.shape[2]):
-            raise DataError(f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D], got {enface.shape}")
+        if enface.ndim != 3 or enface.shape[0] != n or oct_vols.shape[2] not in enface.shape[1:]:
+            raise DataError(f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D] or "
+                            f"[N={n}, D, W={oct_vols.shape[2]}], got {enface.shape}")
     return arrays
 
 
-def read_container(path: str | Path) -> list[Eye]:
-    """The eyes stored in a reference container, arrays kept in their stored dtype."""
+def resolve_enface_layout(path: str | Path, oct_shape: tuple[int, ...], enface_shape: tuple[int, ...],
+                          layout: EnfaceLayout = "auto") -> Literal["NDW", "NWD"]:
+    """Which layout ``enface_imgs`` of ``enface_shape`` has beside ``oct_vols`` of ``oct_shape [N, H, W, D]``.
+
+    Raises:
+        DataError: the shape does not fit the stated layout, or ``"auto"`` cannot tell
+            (the en-face image is ``W x W``).
+    """
+    width = oct_shape[2]
+    fits = {"NWD": enface_shape[1] == width, "NDW": enface_shape[2] == width}
+    if layout not in ENFACE_LAYOUTS:
+        raise DataError(f"{path}: en-face layout {layout!r}; expected one of {ENFACE_LAYOUTS}")
+    if layout != "auto":
+        if not fits[layout]:
+            raise DataError(f"{path}: enface_imgs {enface_shape} is not {layout} beside oct_vols {oct_shape}")
+        return layout
+    if all(fits.values()):
+        raise DataError(f"{path}: enface_imgs {enface_shape} has W = D = {width}, so its layout is ambiguous; "
+                        "state it: SETTINGS.ENFACE_LAYOUT = 'NDW' (per eye [B-scan, A-scan], as the reference "
+                        "code writes it) or 'NWD' ([A-scan, B-scan])")
+    return "NWD" if fits["NWD"] else "NDW"
+
+
+def read_container(path: str | Path, enface_layout: EnfaceLayout = "auto") -> list[Eye]:
+    """The eyes stored in a reference container.
+
+    OCT and en-face arrays keep their stored dtype; en-face images become ``[W, D]`` per eye
+    (``enface_layout``: see :func:`resolve_enface_layout`); labels become uint8.
+    """
     arrays = read_container_arrays(path)
     for key in ("oct_vols", "seg_vols", "enface_imgs"):
         if key in arrays:
@@ -112,7 +159,12 @@ def read_container(path: str | Path) -> list[Eye]:
     spacing = tuple(float(s) for s in arrays["spacing_oct"])
     depth = arrays["oct_vols"].shape[3]
     positions = np.arange(depth) * spacing[2]
-    dtypes = {key: arrays[key].dtype.str for key in ("subject_names", "spacing_oct")}
+    dtypes = {key: arrays[key].dtype.str for key in ("subject_names", "spacing_oct", "seg_vols") if key in arrays}
+    layout = None
+    if "enface_imgs" in arrays:
+        layout = resolve_enface_layout(path, arrays["oct_vols"].shape, arrays["enface_imgs"].shape, enface_layout)
+        if layout == "NDW":
+            arrays["enface_imgs"] = arrays["enface_imgs"].transpose(0, 2, 1)
     eyes = []
     for i, name in enumerate(arrays["subject_names"]):
         subject, laterality = _split_name(str(name))
@@ -122,8 +174,9 @@ def read_container(path: str | Path) -> list[Eye]:
             slo_positions = np.arange(slo.shape[1]) * spacing[2] * depth / slo.shape[1]
         eyes.append(Eye(
             oct=arrays["oct_vols"][i], spacing=spacing, subject=subject, laterality=laterality,
-            labels=arrays["seg_vols"][i] if "seg_vols" in arrays else None, slo=slo,
+            labels=arrays["seg_vols"][i].astype(np.uint8) if "seg_vols" in arrays else None, slo=slo,
             bscan_positions=positions, slo_positions=slo_positions,
-            meta={"container": str(path), "container_name": str(name), "container_dtypes": dtypes},
+            meta={"container": str(path), "container_name": str(name), "container_dtypes": dtypes,
+                  "container_enface_layout": layout},
         ))
     return eyes
