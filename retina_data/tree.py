@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -125,8 +125,27 @@ def check_values(path: str | Path, array: np.ndarray, *, labels: bool = False) -
             raise DataError(f"{path}: label values {low}..{high}; expected integers 0..{FLUID_LABEL}")
 
 
-def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1) -> Eye:
-    """Read one eye; labels and SLO are optional, the OCT is required."""
+TreeLayout = Literal["retina_data", "reference"]
+
+
+def _from_reference_layout(oct_volume: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A reference tree's OCT ``[W, H, D]`` (uint8 0..255 as stored) as ``[H, W, D]`` in [0, 1],
+    with its spacing reordered to ``(dH, dW, dD)``."""
+    volume = oct_volume.transpose(1, 0, 2)
+    if volume.dtype == np.uint8:
+        volume = volume.astype(np.float32) / np.float32(255.0)
+    return volume, (spacing[1], spacing[0], spacing[2])
+
+
+def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1,
+             layout: TreeLayout = "retina_data") -> Eye:
+    """Read one eye; labels and SLO are optional, the OCT is required.
+
+    ``layout="reference"`` reads a tree written by the reference code, whose volumes are
+    ``[W, H, D]`` as nibabel returns them and whose OCT is uint8 0..255: they are transposed
+    to ``[H, W, D]`` and the OCT divided by 255, as the reference evaluation does. Our own
+    trees (``"retina_data"``) are read as stored.
+    """
     if laterality not in LATERALITIES:
         raise DataError(f"laterality must be one of {LATERALITIES}, got {laterality!r}")
     files = eye_files(data_dir, subject, laterality, subsample)
@@ -139,9 +158,14 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
     if not all(np.isfinite(step) and step > 0 for step in oct_image.spacing):
         raise DataError(f"{files.oct}: voxel spacing {tuple(oct_image.spacing)} mm in the header must be "
                         "positive and finite")
+    oct_volume, spacing = oct_image.array, oct_image.spacing
+    if layout == "reference":
+        oct_volume, spacing = _from_reference_layout(oct_volume, spacing)
     labels = read_nifti(files.labels).array if files.labels.is_file() else None
     if labels is not None:
         check_values(files.labels, labels, labels=True)
+        if layout == "reference":
+            labels = labels.transpose(1, 0, 2).astype(np.uint8)
     slo = slo_positions = None
     if files.slo.is_file():
         slo_image = read_nifti(files.slo)
@@ -151,7 +175,7 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
             slo = slo[..., 0]
     try:
         return Eye(
-            oct=oct_image.array, spacing=oct_image.spacing, subject=subject, laterality=laterality,
+            oct=oct_volume, spacing=spacing, subject=subject, laterality=laterality,
             labels=labels, slo=slo, bscan_positions=oct_image.positions, slo_positions=slo_positions,
             meta={k: v for k, v in oct_image.meta.items() if k not in ("subject", "laterality")},
         )
@@ -172,8 +196,10 @@ def list_eyes(data_dir: str | Path, subsample: int = 1) -> list[tuple[str, str]]
     return eyes
 
 
-def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsample: int = 1) -> list[Eye]:
-    """Every eye of the given subjects (all subjects when ``None``), in subject order.
+def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsample: int = 1,
+                 layout: TreeLayout = "retina_data") -> list[Eye]:
+    """Every eye of the given subjects (all subjects when ``None``), in subject order
+    (``layout``: see :func:`read_eye`).
 
     A subject named in ``subjects`` with no eye on disk raises :class:`DataError`.
     """
@@ -188,4 +214,4 @@ def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsam
         wanted = set(subjects)
         order = {s: i for i, s in enumerate(subjects)}
         available = sorted((e for e in available if e[0] in wanted), key=lambda e: (order[e[0]], e[1]))
-    return [read_eye(data_dir, subject, laterality, subsample) for subject, laterality in available]
+    return [read_eye(data_dir, subject, laterality, subsample, layout) for subject, laterality in available]
