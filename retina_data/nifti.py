@@ -76,14 +76,73 @@ def _stored_zooms(path: Path, image: nib.Nifti1Image, ndim: int) -> tuple[float,
 
 
 def _load_quietly(path: Path) -> nib.Nifti1Image:
-    """``nib.load`` without nibabel's log line about fixing 0 zooms (the stored ones are read anyway)."""
+    """``nib.load`` without nibabel's log lines about header fields it fixes or rejects (the
+    stored zooms are read anyway; a rejected header becomes our one-line error)."""
     log = logging.getLogger("nibabel.global")
     level = log.level
-    log.setLevel(logging.ERROR)
+    log.setLevel(logging.CRITICAL)
     try:
         return nib.load(str(path))
     finally:
         log.setLevel(level)
+
+
+DEFLATE_MAX_RATIO = 1032
+"""No deflate stream expands by more than about 1032:1, so a .nii.gz of ``n`` bytes cannot
+hold more than ``1032 n`` bytes of image."""
+
+
+def _check_declared_size(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse a header that declares more data than the file can hold, before reading it
+    (a corrupt dimension would otherwise allocate gigabytes or decompress for minutes)."""
+    header = image.header
+    declared = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.float64)
+                                                   * header.get_data_dtype().itemsize)
+    stored = path.stat().st_size
+    if path.name.endswith(".gz"):
+        with path.open("rb") as handle:
+            handle.seek(-4, 2)
+            isize = int.from_bytes(handle.read(4), "little")  # uncompressed size mod 2**32
+        possible = DEFLATE_MAX_RATIO * stored if declared >= 2 ** 32 else isize
+    else:
+        possible = stored
+    if declared > possible:
+        raise DataError(f"{path}: header declares shape {tuple(header.get_data_shape())} of "
+                        f"{header.get_data_dtype()} ({declared:,} bytes) but the file holds at most "
+                        f"{possible:,} (truncated or corrupt file?)")
+
+
+def _numbers(value: object) -> np.ndarray | None:
+    """A JSON list of finite numbers as float64, else ``None``."""
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return None
+    numbers = np.asarray(value, dtype=np.float64)
+    return numbers if np.all(np.isfinite(numbers)) else None
+
+
+def _read_sidecar(side: Path) -> tuple[dict[str, Any], tuple[float, ...] | None, np.ndarray | None]:
+    """``(meta, spacing_mm, positions_mm)`` of a sidecar; malformed content is a :class:`DataError`."""
+    try:
+        record = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DataError(f"{side}: cannot read sidecar JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise DataError(f"{side}: expected a JSON object with spacing_mm, positions_mm and meta")
+    meta = record.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{side}: meta must be a JSON object, got {type(meta).__name__}")
+    spacing = positions = None
+    for key in ("spacing_mm", "positions_mm"):
+        if record.get(key) is None:
+            continue
+        numbers = _numbers(record[key])
+        if numbers is None:
+            raise DataError(f"{side}: {key} must be a list of finite numbers")
+        if key == "spacing_mm":
+            spacing = tuple(float(v) for v in numbers)
+        else:
+            positions = numbers
+    return meta, spacing, positions
 
 
 def read_nifti(path: str | Path) -> Image:
@@ -98,27 +157,28 @@ def read_nifti(path: str | Path) -> Image:
         raise DataError(f"{path}: file not found")
     try:
         image = _load_quietly(path)
+        _check_declared_size(path, image)
         array = np.asanyarray(image.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+    except (OSError, EOFError, ValueError, OverflowError, MemoryError, zlib.error,
+            nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
         raise DataError(f"{path}: cannot read NIfTI (truncated or corrupt file?): {exc}") from exc
+    if array.dtype.names is not None or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{path}: {array.dtype} voxels (an RGB or other multi-component image?); "
+                        "expected one grey value per voxel")
+    if array.ndim == 0:
+        raise DataError(f"{path}: a NIfTI without dimensions; expected a 2-D or 3-D image")
     spacing = _stored_zooms(path, image, array.ndim)
     origin = float(image.affine[array.ndim - 1, 3]) if array.ndim >= 1 else 0.0
     positions = origin + np.arange(array.shape[-1]) * spacing[-1]
     meta: dict[str, Any] = {}
     side = sidecar_path(path)
     if side.is_file():
-        try:
-            record = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{side}: cannot read sidecar JSON: {exc}") from exc
-        meta = record.get("meta") or {}
-        exact = record.get("spacing_mm")
-        if exact is not None and np.allclose(exact, spacing, rtol=1e-5):
-            spacing = tuple(float(s) for s in exact)  # the header holds float32 zooms only
-        if record.get("positions_mm") is not None:
-            positions = np.asarray(record["positions_mm"], dtype=np.float64)
-            if positions.shape != (array.shape[-1],):
-                raise DataError(
-                    f"{side}: {positions.size} positions for {array.shape[-1]} slices in {path.name}"
-                )
+        meta, exact, listed = _read_sidecar(side)
+        if exact is not None and len(exact) == len(spacing) and np.allclose(exact, spacing, rtol=1e-5):
+            spacing = tuple(exact)  # the header holds float32 zooms only
+        if listed is not None:
+            positions = listed
+            if array.ndim == 0 or positions.shape != (array.shape[-1],):
+                slices = array.shape[-1] if array.ndim else 0
+                raise DataError(f"{side}: {positions.size} positions for {slices} slices in {path.name}")
     return Image(array=array, spacing=spacing, positions=np.asarray(positions, dtype=np.float64), meta=meta)

@@ -82,11 +82,32 @@ def read_heyex(path: str | Path) -> Any:
         reader = eyepy.import_heyex_xml
     else:
         raise DataError(f"{path}: unknown Spectralis export; expected a .vol, .e2e or .xml file (or an XML folder)")
+    if suffix == ".vol":
+        _refuse_non_volume_scan(path)
     try:
         return reader(path)
     except Exception as exc:  # eyepy and construct raise many types for malformed files
+        reason = " ".join(str(exc).split())  # construct's messages span several lines
         raise DataError(f"{path}: cannot read Spectralis export (truncated or not a Heyex file?): "
-                        f"{type(exc).__name__}: {exc}") from exc
+                        f"{type(exc).__name__}: {reason}") from exc
+
+
+VOL_SCAN_PATTERN_OFFSET = 96
+"""Byte offset of the ``ScanPattern`` int32 in a ``.vol`` file header (after Version, the sizes,
+scales, SLO fields, ScanFocus, ScanPosition and ExamTime)."""
+NOT_VOLUME_PATTERNS = {1: "line scan", 2: "circle scan", 5: "radial scan"}
+
+
+def _refuse_non_volume_scan(path: Path) -> None:
+    """A ``.vol`` of a line, circle or radial scan is a valid file but not a volume: say so."""
+    with path.open("rb") as handle:
+        header = handle.read(VOL_SCAN_PATTERN_OFFSET + 4)
+    if len(header) < VOL_SCAN_PATTERN_OFFSET + 4 or not header.startswith(b"HSF-OCT"):
+        return  # left to the reader, which names a malformed file
+    pattern = int.from_bytes(header[VOL_SCAN_PATTERN_OFFSET:], "little", signed=True)
+    if pattern in NOT_VOLUME_PATTERNS:
+        raise DataError(f"{path}: scan pattern {pattern} ({NOT_VOLUME_PATTERNS[pattern]}) is not a volume scan; "
+                        "expected a raster volume scan (pattern 3 or 4)")
 
 
 def _laterality(value: Any, path: Path) -> str:

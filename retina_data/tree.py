@@ -121,7 +121,11 @@ def check_values(path: str | Path, array: np.ndarray, *, labels: bool = False) -
     if labels and array.size:
         low, high = array.min(), array.max()
         fractional = np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array))
-        if low < 0 or high > FLUID_LABEL or fractional:
+        if fractional:
+            example = array[array != np.round(array)].flat[0]
+            raise DataError(f"{path}: label values that are not whole numbers (e.g. {example}); "
+                            f"expected integers 0..{FLUID_LABEL}")
+        if low < 0 or high > FLUID_LABEL:
             raise DataError(f"{path}: label values {low}..{high}; expected integers 0..{FLUID_LABEL}")
 
 

@@ -47,8 +47,9 @@ def _text(value: str, size: int) -> bytes:
 
 def write_vol(path: Path, display: np.ndarray, slo: np.ndarray, *, scale_x: float, distance: float,
               scale_z: float, slo_scale: tuple[float, float], laterality: str = "OD",
-              start: tuple[float, float] = (1.0, 1.0), layers: dict[str, np.ndarray] | None = None) -> Path:
-    """Write a horizontal raster scan.
+              start: tuple[float, float] = (1.0, 1.0), layers: dict[str, np.ndarray] | None = None,
+              scan_pattern: int = 3) -> Path:
+    """Write a horizontal raster scan (``scan_pattern`` 3; another value only labels the header).
 
     Args:
         display: B-scans ``[D, H, W]`` as display values in ``[0, 1]``.
@@ -64,7 +65,7 @@ def write_vol(path: Path, display: np.ndarray, slo: np.ndarray, *, scale_x: floa
     struct.pack_into("<12s3I3d2I2dId4sQiI16s16sI24sdI24sd4I34s", header, 0,
                      _text("HSF-OCT-103", 12), width, depth, height, scale_x, distance, scale_z,
                      slo.shape[1], slo.shape[0], slo_scale[0], slo_scale[1], 30, 0.0,
-                     _text(laterality, 4), 0, 3, BSCAN_HEADER_SIZE, _text("1", 16), _text("", 16),
+                     _text(laterality, 4), 0, scan_pattern, BSCAN_HEADER_SIZE, _text("1", 16), _text("", 16),
                      7, _text("test", 24), 0.0, 1, _text("visit", 24), 0.0, 0, 0, 0, 0, _text("", 34))
     segments = np.full((depth, len(SEGMENTATION_ORDER), width), NOT_SEGMENTED, dtype=np.float32)
     for name, rows in (layers or {}).items():

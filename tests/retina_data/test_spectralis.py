@@ -157,3 +157,11 @@ def test_xml_export_with_a_missing_bscan_image_is_a_data_error_naming_it(tmp_pat
     (xml.parent / "bscan_002.png").unlink()
     with pytest.raises(DataError, match="scan.xml.*cannot read Spectralis export.*bscan_002.png"):
         import_spectralis(xml)
+
+
+@pytest.mark.parametrize(("pattern", "name"), [(1, "line scan"), (2, "circle scan"), (5, "radial scan")])
+def test_a_valid_scan_that_is_not_a_volume_is_named_as_what_it_is(tmp_path, pattern, name):
+    path = write_vol(tmp_path / "scan.vol", _display(), _ramp_slo(), scale_x=SCALE_X, distance=DISTANCE,
+                     scale_z=SCALE_Z, slo_scale=SLO_SCALE, scan_pattern=pattern)
+    with pytest.raises(DataError, match=rf"scan pattern {pattern} \({name}\) is not a volume scan"):
+        import_spectralis(path)

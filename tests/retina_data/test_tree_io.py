@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from eye_builders import SPACING, build_eye
 
-from retina_data.errors import OutputExistsError
+from retina_data.errors import DataError, OutputExistsError
 from retina_data.nifti import sidecar_path
 from retina_data.tree import eye_files, list_eyes, read_dataset, read_eye, write_eye
 
@@ -113,3 +114,67 @@ def test_written_files_get_the_usual_permissions_not_those_of_a_temporary_file(t
     finally:
         os.umask(umask)
     assert {p.stat().st_mode & 0o777 for p in paths} == {0o644}
+
+
+# --- damaged NIfTI files and sidecars: the one-line error instead of a traceback ---------------
+
+def _one_volume(tmp_path):
+    from retina_data.nifti import write_nifti
+
+    path = tmp_path / "v.nii.gz"
+    write_nifti(path, np.zeros((4, 3, 2), np.float32), (0.1, 0.2, 0.3), positions=np.array([0.0, 0.3]))
+    return path
+
+
+@pytest.mark.parametrize(("sidecar", "words"), [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"positions_mm": "abc"}', "positions_mm must be a list of finite numbers"),
+    ('{"spacing_mm": [0.1, "x", 0.3]}', "spacing_mm must be a list of finite numbers"),
+    ('{"meta": 5}', "meta must be a JSON object"),
+    ('{"positions_mm": [0.0, 0.1, 0.2]}', "3 positions for 2 slices"),
+])
+def test_a_malformed_sidecar_is_named_with_what_was_expected(tmp_path, sidecar, words):
+    from retina_data.nifti import read_nifti
+
+    path = _one_volume(tmp_path)
+    (tmp_path / "v.json").write_text(sidecar)
+    with pytest.raises(DataError, match=re.escape(words)) as error:
+        read_nifti(path)
+    assert "v.json" in str(error.value)
+
+
+def test_a_header_declaring_more_data_than_the_file_holds_is_refused_before_reading(tmp_path):
+    import gzip
+    import struct
+
+    from retina_data.nifti import read_nifti
+
+    path = _one_volume(tmp_path)
+    header = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<8h", header, 40, 3, 4000, 3000, 2000, 1, 1, 1, 1)  # dim[]: 96 GB declared
+    path.write_bytes(gzip.compress(bytes(header)))
+    with pytest.raises(DataError, match=r"v.nii.gz: header declares shape \(4000, 3000, 2000\)"):
+        read_nifti(path)
+
+
+def test_an_rgb_nifti_is_refused_as_one_value_per_voxel_expected(tmp_path):
+    import nibabel as nib
+
+    from retina_data.nifti import read_nifti
+
+    rgb = np.zeros((4, 3, 2), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(tmp_path / "rgb.nii.gz"))
+    with pytest.raises(DataError, match="expected one grey value per voxel"):
+        read_nifti(tmp_path / "rgb.nii.gz")
+
+
+def test_a_fractional_label_is_reported_as_such_not_as_an_in_range_span(tmp_path):
+    eye = build_eye()
+    write_eye(tmp_path, eye)
+    from retina_data.nifti import write_nifti
+
+    labels = eye.labels.astype(np.float32)
+    labels[0, 0, 0] = 2.5
+    write_nifti(eye_files(tmp_path, eye.subject, eye.laterality).labels, labels, eye.spacing, overwrite=True)
+    with pytest.raises(DataError, match=r"not whole numbers \(e\.g\. 2\.5\)"):
+        read_eye(tmp_path, eye.subject, eye.laterality)

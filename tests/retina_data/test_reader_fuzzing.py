@@ -1,0 +1,132 @@
+"""Every reader, fed damaged copies of a valid file: a clean load or the one-line error, never a traceback.
+
+Each case takes a small valid file of one format, then either truncates it at a seeded
+random length or flips a few seeded random bits, and reads it. The reader must either
+return (the damage hit bytes it does not check, e.g. image data) or raise a
+:class:`RetinaError` whose message is one line naming the file. A hang guard (an alarm far
+above a normal read) turns a reader that spins on a corrupt length field into a failure.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from heyex_vol import write_vol
+from heyex_xml import write_xml_export
+from PIL import Image
+
+from retina_data.config import read_yaml
+from retina_data.errors import RetinaError
+from retina_data.nifti import read_nifti, write_nifti
+from retina_data.stacks import read_image_stack
+
+CASES = 40
+"""Damaged copies per format (half truncated, half with flipped bits)."""
+HANG_GUARD_S = 30
+
+
+@contextmanager
+def hang_guard(seconds: int = HANG_GUARD_S) -> Iterator[None]:
+    def stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise AssertionError(f"reader still busy after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def damaged(data: bytes, case: int) -> bytes:
+    """``case`` even: truncated at a random length; odd: 1-4 random bits flipped."""
+    rng = random.Random(case)
+    if case % 2 == 0:
+        return data[: rng.randrange(len(data))]
+    flipped = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+    return bytes(flipped)
+
+
+def read_cleanly_or_refuse(read: Callable[[], object], name: str) -> None:
+    with hang_guard():
+        try:
+            read()
+        except RetinaError as error:
+            message = str(error)
+            assert "\n" not in message and name in message, message
+
+
+def _nifti(folder: Path) -> Path:
+    path = folder / "oct_flat_od.nii.gz"
+    write_nifti(path, np.random.default_rng(0).random((12, 8, 5), dtype=np.float32), (0.004, 0.01, 0.1),
+                positions=np.arange(5) * 0.1, meta={"subject": "s"})
+    return path
+
+
+def _vol(folder: Path) -> Path:
+    display = np.random.default_rng(1).uniform(0.1, 0.9, (3, 16, 8))
+    slo = np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)
+    return write_vol(folder / "scan.vol", display, slo, scale_x=0.01, distance=0.1, scale_z=0.004,
+                     slo_scale=(0.02, 0.02))
+
+
+def _xml(folder: Path) -> Path:
+    bscans = np.random.default_rng(2).integers(0, 256, (3, 16, 8), dtype=np.uint8)
+    return write_xml_export(folder / "export", bscans, np.zeros((20, 24), np.uint8), scale_x=0.01, scale_y=0.004,
+                            distance=0.1, slo_scale=(0.02, 0.02))
+
+
+def _png(folder: Path) -> Path:
+    path = folder / "bscan.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (16, 8), dtype=np.uint8)).save(path)
+    return path
+
+
+def _tiff(folder: Path) -> Path:
+    path = folder / "stack.tif"
+    tifffile.imwrite(path, np.random.default_rng(4).integers(0, 65535, (3, 16, 8), dtype=np.uint16), photometric="minisblack")
+    return path
+
+
+def _yaml(folder: Path) -> Path:
+    source = Path(__file__).resolve().parents[2] / "configs" / "interpolation" / "demo_geninr.yaml"
+    return Path(shutil.copy(source, folder / "config.yaml"))
+
+
+def _import_spectralis(path: Path) -> object:
+    pytest.importorskip("eyepy")
+    from retina_data.spectralis import import_spectralis
+
+    return import_spectralis(path, subject="p")
+
+
+FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object]]] = {
+    "nifti": (_nifti, read_nifti),
+    "nifti-sidecar": (_nifti, read_nifti),
+    "vol": (_vol, _import_spectralis),
+    "xml-export": (_xml, _import_spectralis),
+    "png": (_png, read_image_stack),
+    "tiff": (_tiff, read_image_stack),
+    "yaml-config": (_yaml, read_yaml),
+}
+
+
+@pytest.mark.parametrize("case", range(CASES))
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_a_damaged_file_loads_or_gives_the_one_line_error(kind: str, case: int, tmp_path: Path) -> None:
+    write, read = FORMATS[kind]
+    path = write(tmp_path)
+    target = path.with_name(path.stem.split(".")[0] + ".json") if kind == "nifti-sidecar" else path
+    target.write_bytes(damaged(target.read_bytes(), case))
+    read_cleanly_or_refuse(lambda: read(path), target.name if kind != "xml-export" else "scan")
