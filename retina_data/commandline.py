@@ -1,7 +1,13 @@
-"""What every entry point does at its edge: turn user errors into one line and exit 2."""
+"""What every entry point does at its edge: turn user errors into one line and exit 2.
+
+Besides our own :class:`RetinaError`, errors of the file system (a full or read-only disk,
+a missing permission, an output path below a file) are the user's to fix, so they get the
+same one line, naming the path: ``error: <path>: <what the system said>``.
+"""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -10,6 +16,15 @@ from retina_data.errors import RetinaError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` of a file-system error (``<reason>`` alone when it names no path)."""
+    reason = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: " (disk full?)", errno.EROFS: " (read-only file system)",
+            errno.EACCES: " (no permission)", errno.ENOTDIR: " (a part of the path is a file)",
+            errno.EEXIST: " (a file is in the way of a folder)"}.get(exc.errno or 0, "")
+    return f"{exc.filename}: {reason}{hint}" if exc.filename else f"{reason}{hint}"
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
@@ -21,6 +36,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         code = main(argv)
     except RetinaError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from retina_data.containers import container_name, write_container
 from retina_data.errors import DataError
 from retina_data.eye import Eye
-from retina_data.files import refuse_existing
+from retina_data.files import refuse_existing, staged_folder
 from retina_data.folds import fold_split, read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
 
@@ -36,14 +36,14 @@ def export_containers(data_dir: str | Path, folds_file: str | Path, fold: int, s
     targets = {name: out_dir / container_name(subsample, name, fold) for name in ("train", "test")}
     for path in targets.values():
         refuse_existing(path, overwrite)
-    eyes_on_disk = list_eyes(data_dir)
-    written = []
-    for name, path in targets.items():
-        subjects = split[name.upper()]
-        if not subjects:
+    for name in targets:
+        if not split[name.upper()]:
             raise DataError(f"{folds_file}: FOLD.{fold}.{name.upper()} is empty; nothing to export")
-        wanted = [(s, lat) for s in subjects for (t, lat) in eyes_on_disk if t == s]
-        eyes = [read_subsampled_eye(data_dir, s, lat, subsample)
-                for s, lat in tqdm(wanted, desc=f"export {name}", unit="eye", disable=not progress)]
-        written.append(write_container(path, eyes, overwrite=overwrite))
-    return written
+    eyes_on_disk = list_eyes(data_dir)
+    with staged_folder(out_dir) as staging:  # both containers or neither
+        for name, path in targets.items():
+            wanted = [(s, lat) for s in split[name.upper()] for (t, lat) in eyes_on_disk if t == s]
+            eyes = [read_subsampled_eye(data_dir, s, lat, subsample)
+                    for s, lat in tqdm(wanted, desc=f"export {name}", unit="eye", disable=not progress)]
+            write_container(staging / path.name, eyes, overwrite=True)
+    return list(targets.values())

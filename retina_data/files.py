@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +77,34 @@ def atomic_write_text(path: str | Path, text: str, *, overwrite: bool = True) ->
 def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
     """Write a binary file atomically."""
     return atomic_save(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; on success its files move into ``target``.
+
+    A command that writes many files into a folder writes them here first, so a failure or
+    an interruption on the way leaves ``target`` as it was (and nothing that blocks a rerun):
+    a new ``target`` is the temporary folder renamed; into an existing one the files are
+    moved one by one at the end (replacing files of the same names, leaving the others).
+    The temporary folder is removed in any case.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"{target}: exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield staging
+        if not target.exists():
+            os.replace(staging, target)
+            return
+        for source in sorted(p for p in staging.rglob("*") if p.is_file()):
+            destination = target / source.relative_to(staging)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from retina_data.config import to_dict
 from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
+from retina_data.files import staged_folder
 from retina_data.phantom_anatomy import (
     RETINA_LAYERS,
     FluidDome,
@@ -155,6 +156,8 @@ class PhantomConfig:
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"phantom {name} = {value!r}: expected a number")
+    if not np.isfinite(value):
+        raise ConfigError(f"phantom {name} = {value!r}: expected a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
         wanted = " and ".join(t for t in (f">= {low}" if low is not None else "",
                                           f"<= {high}" if high is not None else "") if t)
@@ -357,16 +360,16 @@ def write_phantom(data_dir: str | Path, cfg: PhantomConfig, *, overwrite: bool =
     if data_dir.is_dir() and any(data_dir.iterdir()) and not overwrite:
         raise OutputExistsError(f"{data_dir}: already holds files; pass --overwrite to replace them")
     stale = _earlier_phantom_subjects(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     eye_ids = []
     total = 2 * cfg.n_subjects
-    for eye in tqdm(iter_population(cfg), total=total, desc="phantom eyes", unit="eye", disable=not progress):
-        write_eye(data_dir, eye, overwrite=True)
-        eye_ids.append(eye.eye_id)
-        stale.discard(eye.subject)
+    with staged_folder(data_dir) as staging:  # a failed or interrupted run leaves data_dir as it was
+        for eye in tqdm(iter_population(cfg), total=total, desc="phantom eyes", unit="eye", disable=not progress):
+            write_eye(staging, eye, overwrite=True)
+            eye_ids.append(eye.eye_id)
+            stale.discard(eye.subject)
+        provenance = {"generator": "retina_data.phantom", "phantom_version": PHANTOM_VERSION, "config": to_dict(cfg)}
+        write_dataset_info(staging, "retina phantom", with_fluid=cfg.pathology_fraction > 0,
+                           provenance=provenance, overwrite=True)
     for subject in sorted(stale):
         shutil.rmtree(data_dir / subject)
-    provenance = {"generator": "retina_data.phantom", "phantom_version": PHANTOM_VERSION, "config": to_dict(cfg)}
-    write_dataset_info(data_dir, "retina phantom", with_fluid=cfg.pathology_fraction > 0,
-                       provenance=provenance, overwrite=True)
     return eye_ids

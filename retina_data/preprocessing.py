@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from retina_data.errors import DataError
 from retina_data.eye import Eye
-from retina_data.files import refuse_existing
+from retina_data.files import refuse_existing, staged_folder
 from retina_data.tree import eye_files, list_eyes, read_eye, write_eye
 
 RPE_LABEL = 11
@@ -189,6 +189,19 @@ def normalize_eye(eye: Eye, method: Literal["minmax", "percentile"] = "minmax",
     return replace(eye, oct=normalize_bscans(eye.oct, method, percentiles), meta=dict(eye.meta))
 
 
+def _minmax(array: np.ndarray) -> np.ndarray:
+    data = np.asarray(array, dtype=np.float32)
+    low, high = float(data.min()), float(data.max())
+    return (data - low) / np.float32(high - low) if high > low else np.zeros_like(data)
+
+
+def minmax_normalise_eye(eye: Eye) -> Eye:
+    """The eye with its whole OCT volume and its SLO each mapped from their own min..max to
+    ``[0, 1]`` (float32; a constant array becomes 0), as the reference gen-INR does on load."""
+    slo = None if eye.slo is None else _minmax(eye.slo)
+    return replace(eye, oct=_minmax(eye.oct), slo=slo, meta=dict(eye.meta))
+
+
 def _window(volume: np.ndarray, start: int, stop: int, axis: int, fill: Literal["zero", "edge"]) -> np.ndarray:
     """``volume[start:stop]`` along ``axis``, padded where the window leaves the volume."""
     size = volume.shape[axis]
@@ -279,8 +292,14 @@ def write_subsampled(data_dir: str | Path, factors: list[int], *, overwrite: boo
                 for path in (files.oct, files.labels):
                     refuse_existing(path, overwrite)
     written: list[Path] = []
-    for subject, laterality in tqdm(eyes, desc="subsample", unit="eye", disable=not progress):
-        eye = read_eye(data_dir, subject, laterality)
-        for k in factors:
-            written += write_eye(data_dir, subsample(eye, k), subsample=k, overwrite=overwrite)
+    with staged_folder(data_dir) as staging:  # all files or none: an interrupted run leaves no partial set
+        for subject, laterality in tqdm(eyes, desc="subsample", unit="eye", disable=not progress):
+            eye = read_eye(data_dir, subject, laterality)
+            keep_slo = eye_files(data_dir, subject, laterality).slo.exists()
+            for k in factors:
+                sparse = subsample(eye, k)
+                if keep_slo:  # the tree's SLO stays as it is
+                    sparse = replace(sparse, slo=None, slo_positions=None)
+                written += [Path(data_dir) / p.relative_to(staging)
+                            for p in write_eye(staging, sparse, subsample=k, overwrite=True)]
     return written

@@ -168,3 +168,16 @@ def test_import_refuses_a_subject_id_that_would_write_outside_the_data_folder(su
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: subject id = ") and "\n" not in error
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "stackdata").exists()
+
+
+def test_an_output_path_below_a_file_gives_one_line_naming_the_path(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    assert run(["phantom", str(tmp_path / "a_file" / "data"), "--subjects", "2", "--shape", "32", "8", "4"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "a_file" in error and "a file is in the way of a folder" in error
+
+
+def test_a_non_finite_phantom_option_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert run(["phantom", str(tmp_path / "p"), "--subjects", "2", "--pathology-fraction", "nan"]) == 2
+    assert "pathology_fraction = nan: expected a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
