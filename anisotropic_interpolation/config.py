@@ -52,11 +52,26 @@ class Settings:
     micro-batches of about this size with the gradients summed, which gives the same
     update as the whole batch; on the CPU, tensors that stay in the cache make a step
     several times faster. null: 8192 on the CPU, the whole batch on a GPU."""
+    ENFACE_LAYOUT: Literal["auto", "NDW", "NWD"] = "auto"
+    """(added) layout of the containers' ``enface_imgs``: ``NDW`` (per eye [B-scan, A-scan], what
+    the reference code writes), ``NWD`` (ours and the reference README's) or ``auto`` (told apart
+    by the axis of length W; a container with W == D is refused until this is stated)."""
+    TREE_LAYOUT: Literal["retina_data", "reference"] = "retina_data"
+    """(added) how a NIfTI tree in IMG_DIR stores its arrays: ``retina_data`` (ours: [H, W, D],
+    OCT float in [0, 1]) or ``reference`` (as nibabel returns the reference tree: [W, H, D],
+    OCT uint8 0..255, divided by 255 on reading)."""
 
 
 @dataclass
 class Preprocessing:
     BSCAN_SUBSAMPLE_FACTOR: int = bounded(32, ge=1)
+    MINMAX_NORMALISE: bool | None = None
+    """(added) min-max normalise each eye's OCT and en-face image to [0, 1] on load, separately
+    for the training volume, the test eye's fitting volume (its input B-scans) and its
+    evaluation volume, as the reference gen-INR script does. null: as the reference scripts
+    do: true for ``train_test_geninr.py``, false for ``train_test_singleinr.py`` (the reference
+    single INR reads the stored values). Ours (false): the stored values, already in [0, 1],
+    so a test eye's input B-scans are exactly its evaluation volume's."""
     SLICE_COORD_SCALE: float = bounded(1.0, gt=0.0)
     """(added) factor on the normalised slow-axis coordinate (anisotropy between B-scans)."""
 
@@ -214,6 +229,19 @@ class Evaluation:
     LPIPS: bool = False
     MEMORY_BUDGET_MB: int = bounded(512, ge=16)
     """Working memory of one chunk of dense prediction."""
+    EXCLUDE_SUBJECTS: list[str] = field(default_factory=list)
+    """(added) Subjects scored (``metrics/``, ``metrics_all.csv``) but left out of the summary tables;
+    the paper's healthy tables leave out sub004 (its paper configs say so)."""
+    TRUTH_CONTAINER: Literal["half", "densest"] = "half"
+    """(added) With fold containers: the test container scored against. ``half``: the one at half
+    BSCAN_SUBSAMPLE_FACTOR (the paper: inputs from subsmpl32, truth subsmpl16 with 31 B-scans,
+    inputs 0, 2, ..., 30, gaps 1, 3, ..., 29); ``densest`` (ours): the densest test container
+    whose factor divides BSCAN_SUBSAMPLE_FACTOR. A retina_data tree is always scored on its
+    dense eyes (inputs every k-th B-scan, gaps the B-scans between)."""
+    BORDER_SAMPLING: Literal["swapped", "correct"] = "swapped"
+    """(added) Sampling of the border distances (ASSD/HD95/HD) of the paper's metric set
+    (``summary_reference``): ``swapped`` as the reference passes it, (A-scan spacing, depth
+    spacing) on the (depth, A-scan) axes; ``correct`` (ours): (depth spacing, A-scan spacing)."""
 
 
 @dataclass

@@ -12,6 +12,14 @@ layer-boundary errors (``assd_mean`` / ``hd95_mean``, mm; see
 :mod:`retina_data.surface_distance`). Eyes whose truth holds fluid (label 13) also get the
 retina Dice, the fluid Dice and the ILM error. :func:`evaluate_run` scores a whole test set
 and writes per-eye CSV/JSON, the summary table, NIfTI volumes and figures.
+
+Beside these, :func:`score_eye_reference` computes the paper's metric set as the reference
+evaluation does (:mod:`retina_data.reference_metrics`): labels remapped to 8 classes, every
+metric per B-scan and averaged over the subset's B-scans (then over eyes in the summary),
+in the paper's units; it is written as ``summary_reference.md|csv``. For fold containers
+the paper's protocol is the 31-B-scan truth with inputs 0, 2, ..., 30 and gaps 1, 3, ...,
+29; for a retina_data tree it generalises to the dense eye with inputs every k-th B-scan
+and gaps the B-scans between (the ``gap`` rows either way).
 """
 
 from __future__ import annotations
@@ -25,16 +33,20 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from retina_data import metrics
+from retina_data import metrics, reference_metrics
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
 from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES, label_names
 
 from anisotropic_interpolation import plots, reporting
-from anisotropic_interpolation.reporting import Summary
+from anisotropic_interpolation.reporting import REFERENCE_METRICS, REFERENCE_SUMMARY_FILES, Summary
 
 SUBSETS: tuple[str, ...] = ("gap", "input", "all")
 PATHOLOGY_COLUMNS: tuple[str, ...] = ("retina_dice", "fluid_dice", "ilm_assd")
+REFERENCE_LABEL_COLUMNS: tuple[str, ...] = ("dice_pct", "assd_um", "hd95_um", "hd_um")
+REFERENCE_FLUID_COLUMNS: tuple[str, ...] = ("retina_dice_pct", "fluid_dice_pct", "ilm_assd_um", "ilm_hd95_um",
+                                            "ilm_hd_um")
+UM_PER_MM = 1000.0
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
@@ -242,6 +254,84 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
     return rows
 
 
+def _has_fluid(truth: Eye) -> bool:
+    return truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
+
+
+def reference_bscan_metrics(prediction: MethodPrediction, truth: Eye, *,
+                            sampling: reference_metrics.BorderSampling = "swapped") -> dict[str, np.ndarray]:
+    """The paper's metrics of every B-scan ``[D]`` of one prediction, in the paper's units.
+
+    Intensity: ``psnr`` (dB), ``ssim_x100``, ``mae_x100``, ``mse_x100``. With labels in both:
+    ``dice_pct`` and the upper-border ``assd_um``, ``hd95_um``, ``hd_um`` of the 8 remapped
+    classes; for an eye with fluid also ``retina_dice_pct``, ``fluid_dice_pct`` and the ILM's
+    ``ilm_assd_um``, ``ilm_hd95_um``, ``ilm_hd_um`` (CSCR labelling). Distances take the
+    truth's spacing in mm.
+    """
+    intensity = reference_metrics.intensity_metrics_per_bscan(prediction.intensity, truth.oct)
+    values = {"psnr": intensity["psnr"], "ssim_x100": 100.0 * intensity["ssim"],
+              "mae_x100": 100.0 * intensity["mae"], "mse_x100": 100.0 * intensity["mse"]}
+    if prediction.labels is None or truth.labels is None:
+        return values
+    spacing_hw = truth.spacing[:2]
+    pred8 = reference_metrics.remap_reference_classes(prediction.labels)
+    truth8 = reference_metrics.remap_reference_classes(truth.labels)
+    values["dice_pct"] = 100.0 * reference_metrics.dice_per_bscan(pred8, truth8)
+    borders = reference_metrics.border_metrics_per_bscan(pred8, truth8, spacing_hw, sampling)
+    values.update({f"{name}_um": UM_PER_MM * borders[name] for name in ("assd", "hd95", "hd")})
+    if _has_fluid(truth):
+        fluid = reference_metrics.fluid_metrics_per_bscan(reference_metrics.cscr_labels(prediction.labels),
+                                                          reference_metrics.cscr_labels(truth.labels),
+                                                          spacing_hw, sampling)
+        values["retina_dice_pct"] = 100.0 * fluid["retina_dice"]
+        values["fluid_dice_pct"] = 100.0 * fluid["fluid_dice"]
+        values.update({f"{name}_um": UM_PER_MM * fluid[name] for name in ("ilm_assd", "ilm_hd95", "ilm_hd")})
+    return values
+
+
+def score_eye_reference(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], *,
+                        sampling: reference_metrics.BorderSampling = "swapped",
+                        lpips: dict[tuple[str, str], float | None] | None = None) -> list[dict[str, Any]]:
+    """The paper's metric set for every method on the gap, input and all B-scans of one eye.
+
+    Each metric is the mean over the subset's B-scans of its per-B-scan value
+    (:func:`reference_bscan_metrics`; NaN B-scans ignored, e.g. the fluid Dice of a B-scan
+    without fluid).
+
+    Args:
+        truth: the dense ground-truth eye.
+        input_mask: ``[D]`` bool, true for the B-scans the methods were given.
+        predictions: method name -> dense prediction ``[H, W, D]``.
+        sampling: the border distances' sampling (``EVALUATION.BORDER_SAMPLING``).
+        lpips: (method, subset) -> mean per-B-scan LPIPS, taken over from :func:`score_eye`
+            (the same per-B-scan mean), or ``None``.
+
+    Returns:
+        One row per (subset, method), gap rows first: ``eye_id, method, subset, n_bscans,
+        psnr, ssim_x100, mae_x100, mse_x100, lpips, dice_pct, assd_um, hd95_um, hd_um`` and,
+        for eyes with fluid, ``retina_dice_pct, fluid_dice_pct, ilm_assd_um, ilm_hd95_um,
+        ilm_hd_um``; label columns ``None`` without labels.
+    """
+    mask = _check_mask(truth, input_mask)
+    columns = ["psnr", "ssim_x100", "mae_x100", "mse_x100", "lpips", *REFERENCE_LABEL_COLUMNS]
+    columns += REFERENCE_FLUID_COLUMNS if _has_fluid(truth) else ()
+    per_bscan = {method: reference_bscan_metrics(prediction, truth, sampling=sampling)
+                 for method, prediction in predictions.items()}
+    rows: list[dict[str, Any]] = []
+    for subset in SUBSETS:
+        index = subset_index(mask, subset)
+        if index.size == 0:
+            continue
+        for method, values in per_bscan.items():
+            row: dict[str, Any] = {"eye_id": truth.eye_id, "method": method, "subset": subset,
+                                   "n_bscans": int(index.size)}
+            for column in columns:
+                row[column] = metrics.mean_ignoring_nan(values[column][index]) if column in values else None
+            row["lpips"] = (lpips or {}).get((method, subset))
+            rows.append(row)
+    return rows
+
+
 class RunEvaluator:
     """Scores test eyes one at a time and writes their results; :meth:`finish` writes the summary.
 
@@ -252,15 +342,24 @@ class RunEvaluator:
     """
 
     def __init__(self, out_dir: str | Path, *, save_nifti: bool = True, figures: bool = True,
-                 lpips: bool = False, overwrite: bool = False, num_classes: int | None = None) -> None:
+                 lpips: bool = False, overwrite: bool = False, num_classes: int | None = None,
+                 exclude_subjects: list[str] | None = None,
+                 border_sampling: reference_metrics.BorderSampling = "swapped",
+                 method_names: dict[str, str] | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.save_nifti = save_nifti
         self.figures = figures
         self.lpips = lpips
         self.overwrite = overwrite
         self.num_classes = num_classes
+        self.exclude_subjects = set(exclude_subjects or [])
+        self.border_sampling = border_sampling
+        self.method_names = dict(method_names or {})
         self.rows: list[dict[str, Any]] = []
+        self.reference_rows: list[dict[str, Any]] = []
+        self.reference_summary: Summary | None = None
         self._eye_ids: set[str] = set()
+        self._excluded_eyes: set[str] = set()
         existing = reporting.existing_outputs(self.out_dir)
         if existing and not overwrite:
             shown = ", ".join(str(path) for path in existing[:3]) + (" ..." if len(existing) > 3 else "")
@@ -273,6 +372,11 @@ class RunEvaluator:
         if truth.eye_id in self._eye_ids:
             raise DataError(f"eye {truth.eye_id} was already evaluated in this run")
         rows = score_eye(truth, input_mask, predictions, num_classes=self.num_classes, lpips=self.lpips)
+        lpips = {(row["method"], row["subset"]): row["lpips"] for row in rows}
+        self.reference_rows.extend(score_eye_reference(truth, input_mask, predictions,
+                                                       sampling=self.border_sampling, lpips=lpips))
+        if truth.subject in self.exclude_subjects:
+            self._excluded_eyes.add(truth.eye_id)
         reporting.write_eye_metrics(self.out_dir, truth, input_mask, rows, overwrite=self.overwrite)
         if self.save_nifti:
             for method, prediction in predictions.items():
@@ -284,24 +388,40 @@ class RunEvaluator:
         self.rows.extend(rows)
         return rows
 
+    def _summarised(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [row for row in rows if row["eye_id"] not in self._excluded_eyes]
+
     def finish(self) -> Summary:
-        """Write ``metrics_all.csv``, ``summary.csv`` and ``summary.md``; return the summary."""
+        """Write ``metrics_all.csv``, ``summary.csv``, ``summary.md`` and their ``_reference``
+        counterparts (the paper's metric set, kept in :attr:`reference_summary`); return the
+        summary. Eyes of the excluded subjects are in the ``metrics*`` files only."""
         if not self.rows:
             raise DataError(f"{self.out_dir}: no eye was evaluated, so there is nothing to summarise")
-        summary = Summary.from_rows(self.rows)
-        reporting.write_summary(self.out_dir, summary, overwrite=self.overwrite)
+        if not self._summarised(self.rows):
+            raise DataError(f"EVALUATION.EXCLUDE_SUBJECTS = {sorted(self.exclude_subjects)} leaves out every "
+                            "evaluated eye; expected at least one eye in the summary")
+        summary = Summary.from_rows(self._summarised(self.rows), method_names=self.method_names)
+        reporting.write_summary(self.out_dir, summary, all_rows=self.rows, overwrite=self.overwrite)
+        self.reference_summary = Summary.from_rows(self._summarised(self.reference_rows), REFERENCE_METRICS,
+                                                   self.method_names)
+        reporting.write_summary(self.out_dir, self.reference_summary, all_rows=self.reference_rows,
+                                files=REFERENCE_SUMMARY_FILES, overwrite=self.overwrite)
         return summary
 
 
 def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
                  predictions: dict[str, dict[str, MethodPrediction]], out_dir: str | Path, *,
                  save_nifti: bool = True, figures: bool = True, lpips: bool = False,
-                 overwrite: bool = False, num_classes: int | None = None) -> Summary:
+                 overwrite: bool = False, num_classes: int | None = None,
+                 exclude_subjects: list[str] | None = None,
+                 border_sampling: reference_metrics.BorderSampling = "swapped",
+                 method_names: dict[str, str] | None = None) -> tuple[Summary, Summary]:
     """Score every test eye and write the results under ``out_dir``.
 
     Writes ``metrics/<eye_id>.csv`` + ``.json`` (one row per method and subset),
     ``metrics_all.csv``, ``summary.csv`` + ``summary.md`` (mean ± std over eyes per method
-    and subset, gap rows first), ``nifti/<eye_id>_<method>_intensity.nii.gz`` (+
+    and subset, gap rows first), the same three for the paper's metric set
+    (``metrics_all_reference.csv``, ``summary_reference.csv|md``), ``nifti/<eye_id>_<method>_intensity.nii.gz`` (+
     ``_labels.nii.gz``) at the truth's spacing and B-scan positions, and
     ``figures/<eye_id>.png``. All files are written atomically; a folder that already
     holds results is refused before anything is written unless ``overwrite``. To keep only
@@ -317,16 +437,21 @@ def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
         lpips: also compute LPIPS where available offline.
         overwrite: replace existing result files.
         num_classes: label classes to score (see :func:`score_eye`).
+        exclude_subjects: subjects left out of the summaries (still in the ``metrics*`` files).
+        border_sampling: sampling of the paper's border distances (see :func:`score_eye_reference`).
+        method_names: method -> name in the Markdown tables.
 
     Returns:
-        The :class:`Summary` of all rows.
+        The :class:`Summary` of our metrics and that of the paper's metric set (``summary_reference``).
     """
     for eye in truth_eyes:
         for name, table in (("input mask", input_masks), ("predictions", predictions)):
             if eye.eye_id not in table:
                 raise DataError(f"eye {eye.eye_id}: no {name} given to the evaluation")
     evaluator = RunEvaluator(out_dir, save_nifti=save_nifti, figures=figures, lpips=lpips,
-                             overwrite=overwrite, num_classes=num_classes)
+                             overwrite=overwrite, num_classes=num_classes, exclude_subjects=exclude_subjects,
+                             border_sampling=border_sampling, method_names=method_names)
     for eye in tqdm(truth_eyes, desc="evaluating", unit="eye"):
         evaluator.add_eye(eye, input_masks[eye.eye_id], predictions[eye.eye_id])
-    return evaluator.finish()
+    summary = evaluator.finish()
+    return summary, evaluator.reference_summary

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from anisotropic_interpolation.baselines import METHODS as CLASSICAL_METHODS
 from anisotropic_interpolation.baselines import classical_baselines
 from anisotropic_interpolation.checkpoints import load_checkpoint, save_checkpoint
 from anisotropic_interpolation.config import ExperimentConfig, load_experiment_config
@@ -33,21 +34,24 @@ from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run,
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
-from anisotropic_interpolation.reporting import Summary, print_summary
+from anisotropic_interpolation.reporting import Summary, existing_outputs, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import NetworkTrainer, mixed_precision_dtype, precision_label
+from anisotropic_interpolation.training import BEST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label
 from retina_data.config import apply_overrides, from_dict, save_config, to_dict
 from retina_data.containers import container_name, read_container
-from retina_data.errors import ConfigError, DataError
+from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye import Eye
 from retina_data.files import prepare_run_dir
 from retina_data.folds import fold_split, read_folds
+from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
 from retina_data.tree import DATASET_FILE, read_dataset
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 EVALUATION_DIR = "evaluation"
+EVALUATION_RECORD = "evaluation_info.json"
+SINGLE_INR_BASELINE_DIR = "single_inr_baseline"
 EXIT_INTERRUPTED = 130
 GEN_INR, SINGLE_INR = "gen_inr", "single_inr"
 
@@ -62,11 +66,23 @@ def notice(message: str) -> None:
 def experiment_parser(description: str) -> argparse.ArgumentParser:
     """Arguments shared by ``train_test_geninr.py`` and ``train_test_singleinr.py``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", type=Path, help="YAML config (configs/interpolation/*.yaml)")
+    parser.add_argument("config", type=Path, nargs="?",
+                        help="YAML config (configs/interpolation/*.yaml); not with --eval")
     parser.add_argument("--gpu", type=int, default=0, help="CUDA device index; -1 (or no CUDA): CPU")
     parser.add_argument("--epochs", type=int, help="override TRAINING.TOTAL_EPOCHS")
     parser.add_argument("--fold", type=int, help="override SETTINGS.FOLD")
-    parser.add_argument("--output", type=Path, help="run folder (default RESULT_DIR/<PROJECT_NAME>_fold<FOLD>)")
+    parser.add_argument("--output", type=Path,
+                        help="run folder (default RESULT_DIR/<PROJECT_NAME>_fold<FOLD>[_<result_note>])")
+    parser.add_argument("--eval", type=Path, metavar="RUN",
+                        help="evaluate the trained run folder RUN without training: its best model (gen-INR: "
+                             "model.pt; single INR: each eye's best.pt), a new latent fit of the test eyes, "
+                             "scores in RUN/evaluation; its own config.yaml, TEST/SETTINGS/EVALUATION keys "
+                             "changeable with --set")
+    parser.add_argument("--result_dir", type=str, help="override SETTINGS.RESULT_DIR (the reference's flag)")
+    parser.add_argument("--result_note", type=str, default="",
+                        help="a note appended to the default run folder name (<PROJECT_NAME>_fold<FOLD>_<note>) "
+                             "and recorded in run_info.json")
+    parser.add_argument("--torch_compile", action="store_true", help="set SETTINGS.COMPILE = true (torch.compile)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any config key (repeatable)")
     group = parser.add_mutually_exclusive_group()
@@ -78,12 +94,16 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` overrides plus the ``--epochs``/``--fold`` shortcuts."""
+    """``--set`` overrides plus the ``--epochs``/``--fold``/``--result_dir``/``--torch_compile`` shortcuts."""
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"TRAINING.TOTAL_EPOCHS={args.epochs}")
     if args.fold is not None:
         overrides.append(f"SETTINGS.FOLD={args.fold}")
+    if args.result_dir is not None:
+        overrides.append(f"SETTINGS.RESULT_DIR={args.result_dir}")
+    if args.torch_compile:
+        overrides.append("SETTINGS.COMPILE=true")
     return overrides
 
 
@@ -121,12 +141,18 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def run_folder(config: ExperimentConfig, output: Path | None) -> Path:
-    """``--output``, or ``RESULT_DIR/<PROJECT_NAME>_fold<FOLD>`` (``runs/`` when RESULT_DIR is empty)."""
+_NOTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def run_folder(config: ExperimentConfig, output: Path | None, note: str = "") -> Path:
+    """``--output``, or ``RESULT_DIR/<PROJECT_NAME>_fold<FOLD>[_<note>]`` (``runs/`` when RESULT_DIR is empty)."""
+    if note and not _NOTE.fullmatch(note):
+        raise ConfigError(f"--result_note {note!r}: expected letters, digits, '_', '.', '+' or '-' (it names a folder)")
     if output is not None:
         return output
     settings = config.SETTINGS
-    return Path(settings.RESULT_DIR or "runs") / f"{settings.PROJECT_NAME}_fold{settings.FOLD}"
+    name = f"{settings.PROJECT_NAME}_fold{settings.FOLD}" + (f"_{note}" if note else "")
+    return Path(settings.RESULT_DIR or "runs") / name
 
 
 @dataclass
@@ -141,27 +167,67 @@ class Experiment:
     overwrite: bool
     progress: bool
     data: FoldData
+    evaluate_only: bool = False
+    """``--eval``: load the run's trained networks instead of training them."""
 
 
 def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     """Load the config and the fold (so bad input fails before anything is written), prepare the run
-    folder, save the resolved config and the run record."""
+    folder, save the resolved config and the run record (``--eval``: see :func:`prepare_evaluation`)."""
+    if args.eval is not None:
+        return prepare_evaluation(args, script)
+    if args.config is None:
+        raise ConfigError("no config given: expected CONFIG (a YAML file) or --eval RUN")
     config = load_experiment_config(args.config, config_overrides(args))
     if script == "train_test_geninr" and config.TRAINING.LATENT_CODE.SIZE == 0:
         raise ConfigError(f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
                           "(use train_test_singleinr.py for one network per eye)")
     device = select_device(args.gpu)
     precision_notice(device, config)
-    data = load_fold(config)
+    data = load_fold(config, minmax_normalise_for(config, script))
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
-    run_dir = prepare_run_dir(run_folder(config, args.output), overwrite=args.overwrite, resume=args.resume)
+    run_dir = prepare_run_dir(run_folder(config, args.output, args.result_note), overwrite=args.overwrite,
+                              resume=args.resume)
     save_config(config, run_dir / CONFIG_FILE)
     write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
-                                             "overrides": config_overrides(args),
+                                             "overrides": config_overrides(args), "result_note": args.result_note,
                                              "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
     return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet, data)
+
+
+def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
+    """``--eval RUN``: the run's own config (``RUN/config.yaml`` with ``--set`` overrides of the
+    sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and fold; results go to ``RUN/evaluation``,
+    refused before anything is computed if it holds results, unless ``--overwrite``."""
+    run_dir = args.eval
+    if args.config is not None:
+        raise ConfigError(f"--eval {run_dir}: evaluates with the run's own {CONFIG_FILE}; give no CONFIG "
+                          "(change TEST, SETTINGS or EVALUATION keys with --set)")
+    if args.resume:
+        raise ConfigError(f"--eval {run_dir}: trains nothing, so there is nothing to --resume")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise DataError(f"{run_dir / CONFIG_FILE}: not found; --eval expects a run folder of this script")
+    overrides = config_overrides(args)
+    check_prediction_overrides(overrides)
+    config = load_experiment_config(run_dir / CONFIG_FILE, overrides)
+    existing = existing_outputs(run_dir / EVALUATION_DIR)
+    if existing and not args.overwrite:
+        raise OutputExistsError(f"{run_dir / EVALUATION_DIR}: already holds evaluation results ({existing[0]}, ...); "
+                                "pass --overwrite to replace them")
+    device = select_device(args.gpu)
+    precision_notice(device, config)
+    data = load_fold(config, minmax_normalise_for(config, script))
+    seed_everything(config.TRAINING.SEED)
+    if args.deterministic:
+        make_deterministic()
+    write_run_record(run_dir, str(device), {"script": script, "evaluated": str(run_dir), "overrides": overrides,
+                                             "result_note": args.result_note,
+                                             "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)},
+                     name=EVALUATION_RECORD)
+    return Experiment(config, run_dir / CONFIG_FILE, device, run_dir, False, args.overwrite, not args.quiet, data,
+                      evaluate_only=True)
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -185,43 +251,98 @@ def _read_tree_fold(img_dir: Path, config: ExperimentConfig) -> tuple[list[Eye],
         raise DataError(f"{folds_path}: folds file not found (write one with `python -m retina_data folds`)")
     split = fold_split(read_folds(folds_path, img_dir), config.SETTINGS.FOLD, folds_path)
     factor = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
-    train = [eye.subsample(factor) for eye in read_dataset(img_dir, split["TRAIN"])]
-    return train, read_dataset(img_dir, split["TEST"])
+    layout = config.SETTINGS.TREE_LAYOUT
+    train = [eye.subsample(factor) for eye in read_dataset(img_dir, split["TRAIN"], layout=layout)]
+    return train, read_dataset(img_dir, split["TEST"], layout=layout)
 
 
 _TEST_CONTAINER = re.compile(r"dataset_flat_subsmpl(\d+)_test_fold(\d+)\.npz")
 
 
-def _read_container_fold(img_dir: Path, config: ExperimentConfig) -> tuple[list[Eye], list[Eye], int]:
+def _truth_factor(img_dir: Path, config: ExperimentConfig) -> int:
+    """The factor of the test container scored against (``EVALUATION.TRUTH_CONTAINER``)."""
     factor, fold = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, config.SETTINGS.FOLD
-    train = read_container(img_dir / container_name(factor, "train", fold))
+    if config.EVALUATION.TRUTH_CONTAINER == "half":
+        path = img_dir / container_name(factor // 2, "test", fold)
+        if factor % 2 or not path.is_file():
+            raise DataError(f"{path if factor % 2 == 0 else img_dir}: EVALUATION.TRUTH_CONTAINER = 'half' scores "
+                            f"against the test container at half BSCAN_SUBSAMPLE_FACTOR = {factor} (the paper: "
+                            "subsmpl16 for subsmpl32); it is missing, or set TRUTH_CONTAINER to 'densest'")
+        return factor // 2
     candidates = sorted(
         int(match.group(1)) for path in img_dir.glob("dataset_flat_subsmpl*_test_fold*.npz")
         if (match := _TEST_CONTAINER.fullmatch(path.name)) and int(match.group(2)) == fold
         and factor % int(match.group(1)) == 0)
     if not candidates:
-        raise DataError(f"{img_dir}: no test container dataset_flat_subsmpl<j>_test_fold{fold}.npz with j dividing "
-                        f"BSCAN_SUBSAMPLE_FACTOR = {factor}")
-    denser = candidates[0]
-    return train, read_container(img_dir / container_name(denser, "test", fold)), factor // denser
+        raise DataError(f"{img_dir}: no test container dataset_flat_subsmpl<j>_test_fold{fold}.npz with j "
+                        f"dividing BSCAN_SUBSAMPLE_FACTOR = {factor}")
+    return candidates[0]
 
 
-def load_fold(config: ExperimentConfig) -> FoldData:
+def _as_inputs_of(fitting: list[Eye], truth: list[Eye], step: int, path: Path) -> list[Eye]:
+    """The test container's eyes at the input factor, placed at their truth's input B-scan positions."""
+    if [eye.eye_id for eye in fitting] != [eye.eye_id for eye in truth]:
+        raise DataError(f"{path}: holds eyes {[eye.eye_id for eye in fitting]}, the evaluation container "
+                        f"{[eye.eye_id for eye in truth]}; expected the same eyes in the same order")
+    placed = []
+    for eye, dense in zip(fitting, truth):
+        positions = dense.bscan_positions[::step]
+        if eye.shape[2] != positions.size or eye.shape[:2] != dense.shape[:2]:
+            raise DataError(f"{path}: eye {eye.eye_id} has shape {eye.shape}; every {step}-th B-scan of its "
+                            f"evaluation volume {dense.shape} gives {(*dense.shape[:2], positions.size)}")
+        slo_positions = positions if eye.slo is not None and eye.slo.shape[1] == positions.size else None
+        placed.append(dataclasses.replace(eye, bscan_positions=positions, slo_positions=slo_positions,
+                                          spacing=(eye.spacing[0], eye.spacing[1], dense.spacing[2] * step),
+                                          meta=dict(eye.meta)))
+    return placed
+
+
+def _read_container_fold(img_dir: Path, config: ExperimentConfig,
+                         normalise: bool) -> tuple[list[Eye], list[Eye], list[Eye] | None, int]:
+    """Training eyes, test truth, the test eyes' own fitting volumes (``None``: derive them from the
+    truth) and the input step within the truth."""
+    factor, fold, layout = (config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, config.SETTINGS.FOLD,
+                            config.SETTINGS.ENFACE_LAYOUT)
+    train = read_container(img_dir / container_name(factor, "train", fold), layout)
+    denser = _truth_factor(img_dir, config)
+    truth = read_container(img_dir / container_name(denser, "test", fold), layout)
+    step = factor // denser
+    fitting_path = img_dir / container_name(factor, "test", fold)
+    fitting = None
+    if normalise and fitting_path.is_file():
+        fitting = _as_inputs_of(read_container(fitting_path, layout), truth, step, fitting_path)
+    return train, truth, fitting, step
+
+
+def minmax_normalise_for(config: ExperimentConfig, script: str) -> bool:
+    """``PREPROCESSING.MINMAX_NORMALISE``; null: as the reference script (gen-INR yes, single INR no)."""
+    chosen = config.PREPROCESSING.MINMAX_NORMALISE
+    return script == "train_test_geninr" if chosen is None else chosen
+
+
+def load_fold(config: ExperimentConfig, normalise: bool = False) -> FoldData:
     """The fold named by ``SETTINGS.FOLD`` from ``SETTINGS.IMG_DIR``.
 
-    A retina_data tree (``dataset.yaml`` or a folds file) gives dense eyes, subsampled here
-    by ``BSCAN_SUBSAMPLE_FACTOR``. Reference containers give the training eyes already
-    subsampled (``..._subsmpl<k>_train_fold<f>.npz``); the test truth is the densest test
-    container whose factor ``j`` divides ``k``, and its input every ``k / j``-th B-scan.
+    A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) gives
+    dense eyes, subsampled here by ``BSCAN_SUBSAMPLE_FACTOR`` = k: the truth is the dense eye,
+    its inputs every k-th B-scan. Reference containers give the training eyes already
+    subsampled (``..._subsmpl<k>_train_fold<f>.npz``); the truth is the test container chosen
+    by ``EVALUATION.TRUTH_CONTAINER`` (factor ``j``), the inputs its every ``k / j``-th B-scan.
+
+    With ``normalise`` (the reference gen-INR) each eye's OCT and SLO are min-max normalised
+    on their own, separately in the training volume, the fitting volume and the truth; a
+    container fold's fitting volumes are then read from ``..._subsmpl<k>_test_fold<f>.npz``
+    where it exists, as the reference reads them.
     """
     img_dir = Path(config.SETTINGS.IMG_DIR)
     if not img_dir.is_dir():
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")
+    fitting = None
     if _is_tree(img_dir, config):
         train, truth = _read_tree_fold(img_dir, config)
         step = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
     else:
-        train, truth, step = _read_container_fold(img_dir, config)
+        train, truth, fitting, step = _read_container_fold(img_dir, config, normalise)
     wanted = config.TRAINING.NUM_SAMPLES
     if len(train) > wanted:
         train = train[:wanted]
@@ -230,7 +351,10 @@ def load_fold(config: ExperimentConfig) -> FoldData:
         highest = max(int(eye.labels.max()) for eye in labelled)
         if highest >= config.MODEL.NUM_CLASSES:
             raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
-    return FoldData(train, truth, [eye.subsample(step) for eye in truth])
+    inputs = fitting if fitting is not None else [eye.subsample(step) for eye in truth]
+    if normalise:
+        train, truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (train, truth, inputs))
+    return FoldData(train, truth, inputs)
 
 
 def network_inputs(config: ExperimentConfig, eyes: list[Eye], latent_size: int,
@@ -271,15 +395,20 @@ PREDICTION_OVERRIDE_SECTIONS = ("TEST", "SETTINGS", "EVALUATION")
 """Config sections that may change after training (the latent fit, compilation, memory budget)."""
 
 
-def load_model(path: Path, device: torch.device, overrides: list[str] | None = None,
-               ) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
-    """A network saved by :func:`save_model`, its config (with ``KEY.PATH=value`` overrides of
-    the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
+def check_prediction_overrides(overrides: list[str] | None) -> None:
+    """Refuse ``KEY.PATH=value`` overrides outside :data:`PREDICTION_OVERRIDE_SECTIONS`."""
     for text in overrides or []:
         section = text.split(".", 1)[0].strip()
         if section not in PREDICTION_OVERRIDE_SECTIONS:
             raise ConfigError(f"--set {text!r}: a saved model's {section} settings are fixed; "
                               f"only {', '.join(PREDICTION_OVERRIDE_SECTIONS)} keys can be changed")
+
+
+def load_model(path: Path, device: torch.device, overrides: list[str] | None = None,
+               ) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
+    """A network saved by :func:`save_model`, its config (with ``KEY.PATH=value`` overrides of
+    the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
+    check_prediction_overrides(overrides)
     record = load_checkpoint(path, device)
     raw = apply_overrides(copy.deepcopy(record["config"]), overrides)
     config = from_dict(raw, ExperimentConfig, source=str(path) + (" with --set overrides" if overrides else ""))
@@ -332,15 +461,27 @@ def fit_single_inr(config: ExperimentConfig, eye: Eye, inputs: NetworkInputs, de
     return network, not trainer.train(resume=resume).interrupted
 
 
+def load_single_inr(config: ExperimentConfig, inputs: NetworkInputs, checkpoint_dir: Path,
+                    device: torch.device) -> ImplicitNetwork:
+    """The best weights of a single INR fitted earlier (``checkpoint_dir/best.pt``), for ``--eval``."""
+    network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
+    network.load_state_dict(load_checkpoint(checkpoint_dir / BEST_CHECKPOINT, device)["network"])
+    return network
+
+
 def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: FoldData,
                        folder: str) -> dict[str, MethodPrediction] | None:
-    """Fit and predict a single INR per test eye (checkpoints under ``run_dir/folder/<eye_id>``)."""
+    """Fit (``--eval``: load) and predict a single INR per test eye (checkpoints under
+    ``run_dir/folder/<eye_id>``)."""
     inputs = network_inputs(config, data.test_inputs, 0)
     predictions = {}
     for sparse, truth in zip(data.test_inputs, data.test_truth):
-        network, finished = fit_single_inr(config, sparse, inputs, experiment.device,
-                                           experiment.run_dir / folder / sparse.eye_id, experiment.resume,
-                                           experiment.progress)
+        checkpoint_dir = experiment.run_dir / folder / sparse.eye_id
+        if experiment.evaluate_only:
+            network, finished = load_single_inr(config, inputs, checkpoint_dir, experiment.device), True
+        else:
+            network, finished = fit_single_inr(config, sparse, inputs, experiment.device, checkpoint_dir,
+                                               experiment.resume, experiment.progress)
         if not finished:
             notice(f"stopped while fitting {sparse.eye_id}; continue with --resume")
             return None
@@ -350,16 +491,31 @@ def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: F
 
 
 def single_inr_baseline_config(experiment: Experiment) -> ExperimentConfig:
-    """The baseline's config (``EVALUATION.SINGLE_INR_CONFIG`` + its overrides), on this run's data."""
-    evaluation = experiment.config.EVALUATION
-    path = experiment.config_path.parent / evaluation.SINGLE_INR_CONFIG
-    baseline = load_experiment_config(path, list(evaluation.SINGLE_INR_OVERRIDES))
-    return dataclasses.replace(baseline, SETTINGS=experiment.config.SETTINGS,
-                               PREPROCESSING=experiment.config.PREPROCESSING)
+    """The baseline's config (``EVALUATION.SINGLE_INR_CONFIG`` + its overrides), on this run's data;
+    saved as ``single_inr_baseline/config.yaml``, from where ``--eval`` reads it."""
+    saved = experiment.run_dir / SINGLE_INR_BASELINE_DIR / CONFIG_FILE
+    if experiment.evaluate_only:
+        if not saved.is_file():
+            raise DataError(f"{saved}: not found; --eval of a run with EVALUATION.SINGLE_INR_BASELINE needs the "
+                            "baseline's config that the run saved there")
+        baseline = load_experiment_config(saved)
+    else:
+        evaluation = experiment.config.EVALUATION
+        baseline = load_experiment_config(experiment.config_path.parent / evaluation.SINGLE_INR_CONFIG,
+                                          list(evaluation.SINGLE_INR_OVERRIDES))
+    baseline = dataclasses.replace(baseline, SETTINGS=experiment.config.SETTINGS,
+                                   PREPROCESSING=experiment.config.PREPROCESSING)
+    if not experiment.evaluate_only:
+        save_config(baseline, saved)
+    return baseline
+
+
+CLASSICAL_LABEL_SOURCE = "true input labels"
+"""What the classical baselines' label columns interpolate, named in the tables' method names."""
 
 
 def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str, MethodPrediction]]) -> Summary:
-    """Add the classical baselines and score every method; prints the summary table."""
+    """Add the classical baselines and score every method with both metric sets; prints both summary tables."""
     evaluation = experiment.config.EVALUATION
     predictions: dict[str, dict[str, MethodPrediction]] = {}
     masks = {}
@@ -369,22 +525,32 @@ def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str
             per_eye.update(classical_baselines(sparse, truth.bscan_positions))
         predictions[truth.eye_id] = per_eye
         masks[truth.eye_id] = input_mask_from_positions(truth.bscan_positions, sparse.bscan_positions)
-    summary = evaluate_run(data.test_truth, masks, predictions, experiment.run_dir / EVALUATION_DIR,
-                           save_nifti=evaluation.SAVE_NIFTI, figures=evaluation.FIGURES, lpips=evaluation.LPIPS,
-                           overwrite=experiment.overwrite or experiment.resume)
+    labelled = any(eye.has_labels for eye in data.test_truth)
+    names = {method: f"{method} ({CLASSICAL_LABEL_SOURCE})" for method in CLASSICAL_METHODS} if labelled else {}
+    summary, reference = evaluate_run(
+        data.test_truth, masks, predictions, experiment.run_dir / EVALUATION_DIR, save_nifti=evaluation.SAVE_NIFTI,
+        figures=evaluation.FIGURES, lpips=evaluation.LPIPS, overwrite=experiment.overwrite or experiment.resume,
+        exclude_subjects=list(evaluation.EXCLUDE_SUBJECTS), border_sampling=evaluation.BORDER_SAMPLING,
+        method_names=names)
     print_summary(summary)
+    print("\nThe paper's metric set (summary_reference.md):")
+    print_summary(reference)
     return summary
 
 
 def run_geninr(experiment: Experiment) -> int:
-    """Train the gen-INR, fit and predict the test eyes, add baselines, evaluate."""
+    """Train the gen-INR (``--eval``: load its best model), fit and predict the test eyes, add baselines,
+    evaluate."""
     data = experiment.data
-    network, _, finished = train_population(experiment, data)
-    if not finished:
-        return EXIT_INTERRUPTED
+    if experiment.evaluate_only:
+        network = load_model(experiment.run_dir / MODEL_FILE, experiment.device)[0]
+    else:
+        network, _, finished = train_population(experiment, data)
+        if not finished:
+            return EXIT_INTERRUPTED
     methods = {GEN_INR: predict_gen_inr(experiment, network, data)}
     if experiment.config.EVALUATION.SINGLE_INR_BASELINE:
-        single = predict_single_inr(single_inr_baseline_config(experiment), experiment, data, "single_inr_baseline")
+        single = predict_single_inr(single_inr_baseline_config(experiment), experiment, data, SINGLE_INR_BASELINE_DIR)
         if single is None:
             return EXIT_INTERRUPTED
         methods[SINGLE_INR] = single

@@ -5,6 +5,8 @@ Layout under a results folder::
     metrics/<eye_id>.csv, .json     one row per method and subset
     metrics_all.csv                 every row of every eye
     summary.csv, summary.md         mean ± std over eyes per method and subset, gap rows first
+    metrics_all_reference.csv       the paper's metric set, every row of every eye
+    summary_reference.csv, .md      its mean ± std over eyes, in the paper's units
     nifti/<eye_id>_<method>_intensity.nii.gz, _labels.nii.gz
     figures/<eye_id>.png
 
@@ -13,6 +15,13 @@ CSV and ``null`` in JSON; an infinite PSNR (a perfect reproduction) is ``inf`` i
 the string ``"inf"`` in JSON. Distances are in mm everywhere except the Markdown table,
 which shows them in µm. Standard deviations are over eyes with ``ddof = 1``; with a single
 eye only the mean is shown.
+
+The paper's metric set (:mod:`retina_data.reference_metrics`) is stored in the paper's
+units everywhere (MSE and MAE x 100, SSIM x 100, Dice in %, distances in µm), its columns
+named after them. Subjects in ``EVALUATION.EXCLUDE_SUBJECTS`` are in the ``metrics*`` files
+but not in the summaries. The Markdown tables name the classical baselines
+"nearest/linear/cubic (true input labels)": their label columns interpolate the test eye's
+true labels of the input B-scans, which no other method is given.
 """
 
 from __future__ import annotations
@@ -51,7 +60,26 @@ SUMMARY_METRICS: tuple[tuple[str, str, str, float], ...] = (
 )
 """(column, Markdown heading, number format, Markdown scale) of the metrics summarised over
 eyes. Distances are stored in mm (CSV, JSON, :class:`Summary`) and shown in µm in Markdown."""
+REFERENCE_METRICS: tuple[tuple[str, str, str, float], ...] = (
+    ("psnr", "PSNR (dB) ↑", ".2f", 1.0),
+    ("ssim_x100", "SSIM ×100 ↑", ".2f", 1.0),
+    ("mae_x100", "MAE ×100 ↓", ".3f", 1.0),
+    ("mse_x100", "MSE ×100 ↓", ".3f", 1.0),
+    ("lpips", "LPIPS ↓", ".4f", 1.0),
+    ("dice_pct", "Dice (%) ↑", ".2f", 1.0),
+    ("assd_um", "ASSD (µm) ↓", ".2f", 1.0),
+    ("hd95_um", "HD95 (µm) ↓", ".2f", 1.0),
+    ("hd_um", "HD (µm) ↓", ".2f", 1.0),
+    ("retina_dice_pct", "Retina Dice (%) ↑", ".2f", 1.0),
+    ("fluid_dice_pct", "Fluid Dice (%) ↑", ".2f", 1.0),
+    ("ilm_assd_um", "ILM ASSD (µm) ↓", ".2f", 1.0),
+    ("ilm_hd95_um", "ILM HD95 (µm) ↓", ".2f", 1.0),
+    ("ilm_hd_um", "ILM HD (µm) ↓", ".2f", 1.0),
+)
+"""The paper's metric set, already in the paper's units in every file."""
 SUMMARY_FILES: tuple[str, ...] = ("metrics_all.csv", "summary.csv", "summary.md")
+REFERENCE_SUMMARY_FILES: tuple[str, ...] = ("metrics_all_reference.csv", "summary_reference.csv",
+                                            "summary_reference.md")
 RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 SUBSET_ORDER: tuple[str, ...] = ("gap", "input", "all")
 
@@ -129,7 +157,7 @@ def figure_path(out_dir: Path, eye_id: str) -> Path:
 
 def existing_outputs(out_dir: Path) -> list[Path]:
     """Result files of an earlier evaluation already in ``out_dir`` (summary files and folder contents)."""
-    found = [out_dir / name for name in SUMMARY_FILES if (out_dir / name).exists()]
+    found = [out_dir / name for name in SUMMARY_FILES + REFERENCE_SUMMARY_FILES if (out_dir / name).exists()]
     for folder in RESULT_FOLDERS:
         if (out_dir / folder).is_dir():
             found += sorted(path for path in (out_dir / folder).iterdir())
@@ -205,15 +233,23 @@ class Summary:
     groups: list[tuple[str, str]] = field(default_factory=list)
     statistics: dict[tuple[str, str, str], Statistic] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=list)
+    metric_table: tuple[tuple[str, str, str, float], ...] = SUMMARY_METRICS
+    """(column, Markdown heading, number format, Markdown scale) of the summarised metrics."""
+    method_names: dict[str, str] = field(default_factory=dict)
+    """Method -> name shown in the Markdown table (the method itself when absent)."""
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]]) -> Summary:
-        """Summarise rows of :func:`~anisotropic_interpolation.evaluation.score_eye`."""
+    def from_rows(cls, rows: list[dict[str, Any]],
+                  metric_table: tuple[tuple[str, str, str, float], ...] = SUMMARY_METRICS,
+                  method_names: dict[str, str] | None = None) -> Summary:
+        """Summarise rows of :func:`~anisotropic_interpolation.evaluation.score_eye` (or of
+        :func:`~anisotropic_interpolation.evaluation.score_eye_reference` with
+        :data:`REFERENCE_METRICS`)."""
         methods = list(dict.fromkeys(row["method"] for row in rows))
         subsets = [s for s in SUBSET_ORDER if any(row["subset"] == s for row in rows)]
         groups = [(method, subset) for subset in subsets for method in methods
                   if any(row["method"] == method and row["subset"] == subset for row in rows)]
-        present = [name for name, _, _, _ in SUMMARY_METRICS
+        present = [name for name, _, _, _ in metric_table
                    if any(not _is_missing(row.get(name)) for row in rows)]
         statistics = {}
         for method, subset in groups:
@@ -221,7 +257,8 @@ class Summary:
             for name in present:
                 values = [float(row[name]) for row in chosen if not _is_missing(row.get(name))]
                 statistics[(method, subset, name)] = Statistic.of(values)
-        return cls(rows=rows, groups=groups, statistics=statistics, metrics=present)
+        return cls(rows=rows, groups=groups, statistics=statistics, metrics=present, metric_table=metric_table,
+                   method_names=dict(method_names or {}))
 
     def statistic(self, method: str, subset: str, metric: str) -> Statistic:
         """The :class:`Statistic` of ``metric`` for ``method`` on ``subset``."""
@@ -257,11 +294,11 @@ class Summary:
 
     def table_markdown(self) -> str:
         """The summary as a Markdown table (mean ± std over eyes), gap rows first."""
-        headings = {name: (title, spec, scale) for name, title, spec, scale in SUMMARY_METRICS}
+        headings = {name: (title, spec, scale) for name, title, spec, scale in self.metric_table}
         header = ["Method", "B-scans", "Eyes", *(headings[name][0] for name in self.metrics)]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(self.metrics)) + "|"]
         for method, subset in self.groups:
-            cells = [method, subset, str(self.n_eyes(method, subset))]
+            cells = [self.method_names.get(method, method), subset, str(self.n_eyes(method, subset))]
             cells += [self.statistics[(method, subset, name)].format(*headings[name][1:]) for name in self.metrics]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
@@ -272,10 +309,12 @@ def print_summary(summary: Summary, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(summary.table_markdown())
 
 
-def write_summary(out_dir: Path, summary: Summary, *, overwrite: bool = False) -> list[Path]:
-    """Write ``metrics_all.csv``, ``summary.csv`` and ``summary.md``."""
-    all_path, csv_path, md_path = (out_dir / name for name in SUMMARY_FILES)
-    atomic_write_text(all_path, rows_to_csv(summary.rows), overwrite=overwrite)
+def write_summary(out_dir: Path, summary: Summary, *, all_rows: list[dict[str, Any]] | None = None,
+                  files: tuple[str, ...] = SUMMARY_FILES, overwrite: bool = False) -> list[Path]:
+    """Write ``files`` (default ``metrics_all.csv``, ``summary.csv``, ``summary.md``): every row
+    (``all_rows``, default the summary's), the summary table as CSV and as Markdown."""
+    all_path, csv_path, md_path = (out_dir / name for name in files)
+    atomic_write_text(all_path, rows_to_csv(summary.rows if all_rows is None else all_rows), overwrite=overwrite)
     atomic_write_text(csv_path, rows_to_csv(summary.table_rows()), overwrite=overwrite)
     atomic_write_text(md_path, summary.table_markdown(), overwrite=overwrite)
     return [all_path, csv_path, md_path]

@@ -58,7 +58,7 @@ def run(tmp_path_factory, healthy, fluid):
     eyes = [healthy[0], fluid[0]]
     masks = {eye.eye_id: case[1] for eye, case in zip(eyes, (healthy, fluid))}
     predictions = {eye.eye_id: case[2] for eye, case in zip(eyes, (healthy, fluid))}
-    summary = evaluate_run(eyes, masks, predictions, out, num_classes=14)
+    summary, _ = evaluate_run(eyes, masks, predictions, out, num_classes=14)
     return out, eyes, masks, predictions, summary
 
 
@@ -203,7 +203,9 @@ def test_run_writes_every_result_file(run):
         assert (out / "figures" / f"{eye.eye_id}.png").is_file()
         for method in predictions[eye.eye_id]:
             assert (out / "nifti" / f"{eye.eye_id}_{method}_labels.nii.gz").is_file()
-    assert {p.name for p in out.iterdir() if p.is_file()} == {"metrics_all.csv", "summary.csv", "summary.md"}
+    assert {p.name for p in out.iterdir() if p.is_file()} == {"metrics_all.csv", "summary.csv", "summary.md",
+                                                              "metrics_all_reference.csv", "summary_reference.csv",
+                                                              "summary_reference.md"}
 
 
 def test_nifti_volumes_carry_spacing_and_bscan_positions(run):

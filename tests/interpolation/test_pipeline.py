@@ -6,12 +6,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from anisotropic_interpolation.pipeline import load_fold, network_inputs, run_folder, seed_everything, volumes
+from anisotropic_interpolation.pipeline import (
+    load_fold,
+    minmax_normalise_for,
+    network_inputs,
+    run_folder,
+    seed_everything,
+    volumes,
+)
 from anisotropic_interpolation.model import build_network
 from anisotropic_interpolation.training import NetworkTrainer
 from retina_data.containers import container_name, write_container
+from retina_data.errors import DataError
 
 
 def test_eyes_without_labels_or_slo_drop_the_segmentation_head_and_enface_input(make_config, tiny_eyes,
@@ -39,11 +48,55 @@ def test_run_folder_is_named_after_project_and_fold(make_config) -> None:
 def test_container_fold_takes_the_densest_test_container_as_truth(make_config, tiny_eyes, tmp_path: Path) -> None:
     write_container(tmp_path / container_name(4, "train", 1), [eye.subsample(4) for eye in tiny_eyes[:2]])
     write_container(tmp_path / container_name(2, "test", 1), [eye.subsample(2) for eye in tiny_eyes[2:]])
-    config = make_config(SETTINGS={"IMG_DIR": str(tmp_path), "FOLD": 1})
-    fold = load_fold(config)
+    write_container(tmp_path / container_name(1, "test", 1), tiny_eyes[2:])
+    settings = {"IMG_DIR": str(tmp_path), "FOLD": 1, "ENFACE_LAYOUT": "NWD"}
+    fold = load_fold(make_config(SETTINGS=settings, EVALUATION={"TRUTH_CONTAINER": "densest"}))
     assert [eye.shape[2] for eye in fold.train_inputs] == [4, 4]
-    assert [eye.shape[2] for eye in fold.test_truth] == [8, 8]
-    assert np.array_equal(fold.test_inputs[0].oct, fold.test_truth[0].oct[:, :, ::2])
+    assert [eye.shape[2] for eye in fold.test_truth] == [16, 16]
+    assert np.array_equal(fold.test_inputs[0].oct, fold.test_truth[0].oct[:, :, ::4])
+    half = load_fold(make_config(SETTINGS=settings))  # the paper: truth at half the input factor
+    assert [eye.shape[2] for eye in half.test_truth] == [8, 8]
+    assert np.array_equal(half.test_inputs[0].oct, half.test_truth[0].oct[:, :, ::2])
+
+
+def test_half_truth_container_missing_is_a_data_error(make_config, tiny_eyes, tmp_path: Path) -> None:
+    write_container(tmp_path / container_name(4, "train", 1), [eye.subsample(4) for eye in tiny_eyes[:2]])
+    write_container(tmp_path / container_name(1, "test", 1), tiny_eyes[2:])
+    with pytest.raises(DataError, match="TRUTH_CONTAINER"):
+        load_fold(make_config(SETTINGS={"IMG_DIR": str(tmp_path), "FOLD": 1, "ENFACE_LAYOUT": "NWD"}))
+
+
+def _reference_container(path: Path, eyes, rng: np.random.Generator) -> None:
+    """The eyes as the reference stores them: intensities off [0, 1], en-face [N, D, W], float labels."""
+    np.savez_compressed(
+        path, oct_vols=np.stack([eye.oct * rng.uniform(50, 200) + 10 for eye in eyes]),
+        seg_vols=np.stack([eye.labels for eye in eyes]).astype(np.float32),
+        enface_imgs=np.stack([eye.slo[:, ::eye.slo.shape[1] // eye.shape[2]].T * 3.0 for eye in eyes]),
+        subject_names=np.array([eye.eye_id for eye in eyes]), spacing_oct=np.array(eyes[0].spacing))
+
+
+def test_reference_containers_are_read_and_minmax_normalised_per_volume(make_config, tiny_eyes, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    wide = [replace(eye, oct=eye.oct[:, :12], labels=eye.labels[:, :12], slo=eye.slo[:12]) for eye in tiny_eyes]
+    _reference_container(tmp_path / container_name(4, "train", 1), [eye.subsample(4) for eye in wide[:2]], rng)
+    _reference_container(tmp_path / container_name(4, "test", 1), [eye.subsample(4) for eye in wide[2:]], rng)
+    _reference_container(tmp_path / container_name(2, "test", 1), [eye.subsample(2) for eye in wide[2:]], rng)
+    config = make_config(SETTINGS={"IMG_DIR": str(tmp_path), "FOLD": 1})
+    fold = load_fold(config, minmax_normalise_for(config, "train_test_geninr"))
+    for eye in fold.train_inputs + fold.test_inputs + fold.test_truth:
+        assert (eye.oct.min(), eye.oct.max()) == (0.0, 1.0) and (eye.slo.min(), eye.slo.max()) == (0.0, 1.0)
+        assert eye.labels.dtype == np.uint8 and eye.slo.shape[0] == 12
+    sparse, dense = fold.test_inputs[0], fold.test_truth[0]
+    assert sparse.shape[2] == 4 and dense.shape[2] == 8
+    assert sparse.slo.shape == (12, 4)  # read from the subsmpl4 test container, not cut from the truth
+    assert np.allclose(sparse.bscan_positions, dense.bscan_positions[::2])
+    assert np.array_equal(sparse.labels, dense.labels[:, :, ::2])
+    # the fitting volume is normalised on its own: every 2nd truth B-scan agrees up to an affine map
+    slope, offset = np.polyfit(dense.oct[:, :, ::2].ravel(), sparse.oct.ravel(), 1)
+    assert np.allclose(sparse.oct, slope * dense.oct[:, :, ::2] + offset, atol=1e-5)
+    assert not minmax_normalise_for(config, "train_test_singleinr")
+    raw = load_fold(config)
+    assert raw.test_truth[0].oct.max() > 1.0
 
 
 def test_seeding_makes_initial_weights_follow_the_config_seed(make_config, tiny_eyes) -> None:
