@@ -40,6 +40,9 @@ class Settings:
 class LatentCode:
     SIZE: int = bounded(128, ge=1)
     INIT_STD: float = bounded(0.01, gt=0)
+    INIT: Literal["shifted", "centred"] = "shifted"
+    """(added) How every eye's code starts (training and unseen eyes). ``shifted`` (the reference): the
+    first half N(1, INIT_STD), the second half N(0, INIT_STD); ``centred`` (ours): N(0, INIT_STD)."""
 
 
 @dataclass
@@ -53,20 +56,31 @@ class Training:
     BATCH_SIZE: int = bounded(1, ge=1)
     PATCHES_PER_EYE: int = bounded(1, ge=1)
     """Random patches drawn from each training eye per epoch."""
+    SHUFFLE: bool = False
+    """(added) ``false`` (the reference): the eyes' patches come in file order, every epoch alike;
+    ``true`` (ours): in a fresh random order each epoch."""
     LATENT_LR_FACTOR: float = bounded(1.0, gt=0)
     """The latent codes train at ``LEARNING_RATE * LATENT_LR_FACTOR`` (each sees 1/N of the steps)."""
     ATLAS_LR_FACTOR: float = bounded(0.1, ge=0)
     """The atlas is fine-tuned jointly at ``LEARNING_RATE * ATLAS_LR_FACTOR`` (0 freezes it)."""
     MSE_WEIGHT: float = bounded(1.0, ge=0)
-    SEG_WEIGHT: float = bounded(0.1, ge=0)
-    """Weight of the label cross-entropy between the deformed atlas and the eye's labels."""
+    SEG_WEIGHT: float = bounded(1.0, ge=0)
+    """Weight of the label term between the deformed atlas and the eye's labels (reference: 1;
+    ours 0.1 with ``SEG_LOSS: ce``)."""
+    SEG_LOSS: Literal["bce", "ce"] = "bce"
+    """(added) The label term, here and in the atlas pretraining. ``bce`` (the reference): binary
+    cross-entropy of the softmax against the one-hot labels, averaged over points and classes;
+    ``ce`` (ours): the categorical cross-entropy of the logits."""
     REG_WEIGHT: float = bounded(0.01, ge=0)
-    REG_TYPE: Literal["jacobian", "gradient"] = "jacobian"
-    """``jacobian``: mean ``|1 - det(I + grad u)|`` (IDIR); ``gradient``: mean ``|grad u|^2``."""
+    REG_TYPE: Literal["l1", "jacobian", "gradient"] = "l1"
+    """(added) The displacement regulariser, also of the unseen-eye fits. ``l1`` (the reference): mean
+    ``|u|`` over the patch's points and components (towards no displacement); ``jacobian`` (ours):
+    mean ``|1 - det(I + grad u)|`` (IDIR); ``gradient``: mean ``|grad u|^2``."""
     REG_POINTS: int = bounded(2048, ge=1)
-    """Random points per patch at which the regulariser is computed with autograd."""
-    LATENT_WEIGHT: float = bounded(1e-4, ge=0)
-    """Weight of the ``|z|^2`` prior on the latent codes (auto-decoder)."""
+    """Random points per patch at which ``jacobian`` / ``gradient`` are computed with autograd."""
+    LATENT_WEIGHT: float = bounded(0.0, ge=0)
+    """(added) Weight of a ``|z|^2`` prior on the latent codes: 0 in the reference, ours 1e-4
+    (auto-decoder)."""
     CHECKPOINT_EVERY: int = bounded(50, ge=1)
     """Epochs between checkpoints (``last.ckpt`` is always kept)."""
     VAL_EVERY: int = bounded(50, ge=1)
@@ -98,8 +112,20 @@ class DispModel:
     IN_SIZE: int = bounded(3, ge=3, le=3)
     OUT_SIZE: int = bounded(3, ge=3, le=3)
     OMEGA: float = bounded(30.0, gt=0)
+    FILM: Literal["reference", "pigan"] = "reference"
+    """(added) The modulated SIREN. ``reference``: the first layer ``sin(OMEGA (W x + b))`` unmodulated,
+    later layers ``sin(OMEGA gamma (W h + b) + beta)`` with ``[gamma, beta] = Linear(z)`` per layer,
+    every weight but the first layer's U(-SIREN_INIT, SIREN_INIT), zero biases, and the output
+    ``sin(OMEGA Linear(h))`` (each component in [-1, 1]); ``pigan`` (ours): every layer
+    ``sin(OMEGA ((W h + b)(1 + gamma) + beta))``, SIREN initialisation, a linear output whose
+    weights start OUT_INIT_SCALE times PyTorch's."""
+    SIREN_INIT: float = bounded(1e-3, gt=0)
+    """(added) ``FILM: reference``: the bound of the non-first weights (the reference's ``siren_init``)."""
+    SKIP_LAST_LAYER: bool = True
+    """(added) ``true`` (the reference): of the NUM_LAYERS sine layers the last is built but never
+    used (NUM_LAYERS: 4 computes three); ``false`` (ours): all NUM_LAYERS are used."""
     OUT_INIT_SCALE: float = bounded(1e-3, ge=0)
-    """The last layer's weights start this small, so training starts near the identity."""
+    """``FILM: pigan``: the linear output's weights start this small, so training starts near the identity."""
 
 
 @dataclass
@@ -112,36 +138,56 @@ class AtlasModel:
     """Paper key, kept for compatibility; the heads' sizes are 1 (intensity) and the number
     of atlas classes (``LABELS``), so this value is not used."""
     OMEGA: float = bounded(30.0, gt=0)
+    """Sine frequency (the reference does not read this key and uses 30)."""
     PATH: str = ""
     """A pretrained atlas (``atlas.ckpt`` from ``pretrain_atlas.py``); empty: pretrain it in the run."""
-    NUM_LAYERS: int = bounded(5, ge=1)
+    NUM_LAYERS: int = bounded(3, ge=1)
+    """(added) Sine layers of the trunk: 3 in the reference, ours 5."""
+    LINEAR_LAST: bool = True
+    """(added) ``true`` (the reference): the trunk ends in a linear ``HIDDEN_SIZE -> HIDDEN_SIZE`` layer
+    (SIREN initialisation) before the heads; ``false`` (ours): the heads read the last sine layer."""
+    INTENSITY_SIGMOID: bool = True
+    """(added) ``true`` (the reference): the intensity head is ``sigmoid(Linear(h))``, in (0, 1);
+    ``false`` (ours): a plain ``Linear(h)``. (The label head's softmax is part of ``SEG_LOSS``.)"""
 
 
 @dataclass
 class AtlasPretraining:
     """Fitting the atlas INR to the median atlas before registration."""
 
-    TOTAL_EPOCHS: int = bounded(200, ge=1)
+    TOTAL_EPOCHS: int = bounded(500, ge=1)
     STEPS_PER_EPOCH: int = bounded(10, ge=1)
+    """Steps per epoch, each on POINTS_PER_STEP random voxels of the median atlas (the reference's
+    script draws patches with settings that do not run; see REFERENCE.md)."""
     POINTS_PER_STEP: int = bounded(65536, ge=1)
     LEARNING_RATE: float = bounded(1e-4, gt=0)
-    SEG_WEIGHT: float = bounded(0.1, ge=0)
+    LR_SCHEDULER_GAMMA: float = bounded(0.99, gt=0, le=1)
+    """(added) Exponential decay of the learning rate per epoch: 0.99 in the reference, 1 (none) before."""
+    SEG_WEIGHT: float = bounded(1.0, ge=0)
+    """Weight of the label term (``TRAINING.SEG_LOSS``): 1 in the reference, ours 0.1."""
 
 
 @dataclass
 class Data:
-    """How training patches are cut from the eyes."""
+    """Which files are read, how eyes are held, and how training patches are cut from them."""
 
     SAMPLE_MODE: Literal["downsample", "crop"] = "downsample"
-    """``downsample``: a patch of PATCH_SIZE voxels every SUBSMPL_FACTOR-th voxel (per axis the
-    stride is reduced where the patch would not fit) at a random offset; ``crop``: stride 1."""
+    """``downsample`` (the reference): per axis of n voxels and patch size p, every (n // p)-th voxel
+    from a random phase in [0, n // p); ``crop``: a contiguous PATCH_SIZE block at a random offset."""
     SUBSMPL_FACTOR: int = bounded(8, ge=1)
+    """Training, the median atlas and the unseen eyes' fits read the files
+    ``oct_flat_subsmpl<k>_<od|os>`` (and ``oct_seg_flat_subsmpl<k>_...``) with k = this; 1 reads
+    ``oct_flat_<od|os>``. Write them with ``python -m retina_data subsample DATA k``."""
     PATCH_SIZE: list[int] = field(default_factory=lambda: [231, 62, 64], metadata=_AT_LEAST_ONE)
     EXTENT_MM: list[float] | None = None
     """Physical extent (dH, dW, dD) mm mapped onto [-1, 1]; ``null``: that of the first training
     eye's grid. Fixed for a run, so a sparse eye is placed by its true B-scan positions."""
-    FLIP_OS: bool = True
-    """Mirror left eyes (W axis) into right-eye orientation before registration."""
+    FLIP_OS: bool = False
+    """(added) ``false`` (the reference): eyes as stored; ``true`` (ours): left eyes mirrored along W
+    into right-eye orientation before the atlas and registration."""
+    CACHE_DIR: str = ""
+    """(added) ``""``: the prepared eyes are held in memory; a folder: each is written there once as
+    ``.npy`` and memory-mapped (for many or full-resolution eyes; the files are rewritten each run)."""
 
     def __post_init__(self) -> None:
         if len(self.PATCH_SIZE) != 3:
@@ -164,9 +210,28 @@ class Evaluation:
     """Unseen-eye inference, baselines, the resolution experiment and outputs."""
 
     RESOLUTION_FACTORS: list[int] = field(default_factory=lambda: [1, 8, 16, 32], metadata=_AT_LEAST_ONE)
-    """The unseen eyes are registered from every k-th B-scan and scored on all B-scans."""
-    BASELINES: list[Literal["atlas", "affine", "idir", "bspline", "demons"]] = field(
-        default_factory=lambda: ["atlas", "affine", "idir", "bspline"])
+    """The resolution experiment: each eye is fitted on every k-th B-scan. Our protocol scores the
+    fit on every B-scan of the dense eye (``summary.md``); the paper's scores it on the k-th
+    B-scans it was fitted on (``summary_reference.md``)."""
+    RESOLUTION_SUBJECTS: int = bounded(2, ge=1)
+    """(added) The paper's resolution experiment runs on the last N test subjects of the fold
+    (reference: the last 2, i.e. 4 eyes; ours scores the first ``MAX_TEST_EYES`` test eyes)."""
+    BASELINES: list[Literal["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline", "demons"]] = (
+        field(default_factory=lambda: ["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline"]))
+    """``atlas``: the atlas unregistered; ``reference_affine``, ``reference_inr``: the reference's
+    affine-on-coordinates fit and per-eye SIREN (``baselines/reference_fits.py``; the INR to the
+    pretrained atlas); ``affine``, ``bspline``, ``demons``: SimpleITK; ``idir``: our IDIR-style fit."""
+    REFERENCE_BASELINE_EPOCHS: int = bounded(100, ge=1)
+    """(added) Epochs (of ``TEST.STEPS_PER_EPOCH`` patches) of the reference's affine and per-eye INR
+    fits (reference: 100)."""
+    REFERENCE_BASELINE_LEARNING_RATE: float = bounded(3e-5, gt=0)
+    """(added) Adam learning rate of the reference's affine and per-eye INR fits (reference: 3e-5)."""
+    REFERENCE_SPACING_MM: list[float] | None = field(default_factory=lambda: [6.0 / 496.0, 6.0 / 512.0])
+    """(added) In-plane spacing (dH, dW) mm of the paper protocol's surface distance; the reference
+    passes (6/496, 6/512) whatever the eye; ``null``: the eye's own spacing."""
+    REFERENCE_BLOCK_BSCANS: int = bounded(8, ge=1)
+    """(added) The paper protocol averages its per-B-scan metrics within blocks of this many
+    consecutive B-scans, then over the blocks (reference: 8)."""
     IDIR_EPOCHS: int = bounded(100, ge=1)
     IDIR_LEARNING_RATE: float = bounded(1e-4, gt=0)
     IDIR_HIDDEN_SIZE: int = bounded(128, ge=1)
@@ -183,6 +248,12 @@ class Evaluation:
     """Points per forward pass in dense prediction (bounds memory)."""
     FIGURES: bool = True
 
+    def __post_init__(self) -> None:
+        spacing = self.REFERENCE_SPACING_MM
+        if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
+            raise ConfigError(f"EVALUATION.REFERENCE_SPACING_MM: expected 2 positive lengths (dH, dW) in mm "
+                              f"or null, got {spacing}")
+
 
 @dataclass
 class Runtime:
@@ -198,6 +269,9 @@ class Runtime:
     LOGGERS: list[Literal["csv", "tensorboard", "wandb"]] = field(default_factory=lambda: ["csv", "tensorboard"])
     """``tensorboard`` is skipped when not installed; ``wandb`` needs the package (honours WANDB_MODE)."""
     DETERMINISTIC: bool = False
+    MATMUL_PRECISION: Literal["highest", "high", "medium"] = "medium"
+    """(added) ``torch.set_float32_matmul_precision`` for the run: ``medium`` as the reference (on
+    GPUs with TF32/bf16 matmul units fp32 products may use them; no effect on the CPU)."""
     NUM_WORKERS: int = bounded(0, ge=0)
     PROGRESS_BAR: bool = True
 

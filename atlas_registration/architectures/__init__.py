@@ -1,6 +1,14 @@
-"""Networks: SIREN, the FiLM-modulated SIREN deformation field and the multi-head atlas."""
+"""Networks: SIREN, the FiLM-modulated SIREN deformation fields and the multi-head atlas."""
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren, SineLayer, Siren
+from atlas_registration.architectures.siren import (
+    FiLMSiren,
+    ReferenceFiLMSiren,
+    SineLayer,
+    Siren,
+    deformation_network,
+    initial_codes,
+)
 
-__all__ = ["AtlasINR", "FiLMSiren", "SineLayer", "Siren"]
+__all__ = ["AtlasINR", "FiLMSiren", "ReferenceFiLMSiren", "SineLayer", "Siren", "deformation_network",
+           "initial_codes"]

@@ -1,4 +1,14 @@
-"""The eyes of one cross-validation fold, in atlas orientation and with atlas labels."""
+"""The eyes of one cross-validation fold as the atlas reads them.
+
+As in the reference, every eye is read from its ``oct_flat_subsmpl<k>_<od|os>`` files (k =
+``DATA.SUBSMPL_FACTOR``; k = 1 reads ``oct_flat_<od|os>``), min-max normalised to [0, 1],
+its labels mapped to the atlas classes, and (only with ``DATA.FLIP_OS``) a left eye mirrored
+into right-eye orientation. A subject's eyes come in the reference's file order, OS before OD.
+
+With a cache folder (``DATA.CACHE_DIR``) each prepared eye is written there once as ``.npy``
+files and memory-mapped, so many eyes cost page cache, not process memory; without one the
+eyes are held in memory.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +20,22 @@ import numpy as np
 from atlas_registration.utilities.label_mapping import LabelMapping
 from retina_data.errors import DataError
 from retina_data.eye import Eye
+from retina_data.files import atomic_save
 from retina_data.folds import fold_split, read_folds
-from retina_data.tree import list_eyes, read_eye
+from retina_data.tree import eye_files, list_eyes, read_eye
+
+FILE_ORDER = ("OS", "OD")
+"""The order of a subject's eyes (the reference's file list)."""
 
 
 @dataclass
 class FoldEyes:
-    """The training and test eyes of one fold (labels already mapped to atlas classes)."""
+    """The eyes of one fold (labels already mapped to atlas classes).
+
+    Attributes:
+        train: the training eyes, from the ``DATA.SUBSMPL_FACTOR`` files.
+        test: the test eyes, from the dense files (``oct_flat_<od|os>``).
+    """
 
     train: list[Eye]
     test: list[Eye]
@@ -36,40 +55,85 @@ def from_atlas_orientation(volume: np.ndarray, laterality: str, flip_os: bool, a
     return np.flip(volume, axis=axis).copy() if flip_os and laterality == "OS" else volume
 
 
+def min_max_normalise(volume: np.ndarray) -> np.ndarray:
+    """``(v - min) / (max - min)`` float32 (the reference's per-volume normalisation); a constant
+    volume becomes all zeros."""
+    volume = np.asarray(volume, dtype=np.float32)
+    low, high = float(volume.min()), float(volume.max())
+    return (volume - low) / (high - low) if high > low else np.zeros_like(volume)
+
+
 def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool) -> Eye:
-    """Atlas orientation, atlas labels (``mapping``), float32 intensities."""
+    """Min-max normalised float32 intensities, atlas labels (``mapping``), atlas orientation."""
     if eye.labels is None:
         raise DataError(f"eye {eye.eye_id}: the atlas needs labelled eyes (oct_seg_flat_... missing)")
-    eye = replace(eye, oct=eye.oct.astype(np.float32, copy=False), labels=mapping.apply(eye.labels),
-                  meta=dict(eye.meta))
+    eye = replace(eye, oct=min_max_normalise(eye.oct), labels=mapping.apply(eye.labels), meta=dict(eye.meta))
     return to_atlas_orientation(eye, flip_os)
 
 
-def read_subject_eyes(data_dir: str | Path, subjects: list[str], mapping: LabelMapping,
-                      flip_os: bool, subsample: int = 1) -> list[Eye]:
-    """Every eye of ``subjects`` (in order), prepared; a subject without eyes raises DataError."""
-    available = list_eyes(data_dir, subsample)
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle: np.save would append ".npy" to a temporary name
+        np.save(handle, np.ascontiguousarray(array))
+
+
+def memory_mapped(eye: Eye, cache_dir: Path, subsample: int) -> Eye:
+    """``eye`` with its OCT and labels written to ``cache_dir`` and read back memory-mapped."""
+    arrays = {}
+    for name, array in (("oct", eye.oct), ("labels", eye.labels)):
+        path = cache_dir / f"{eye.eye_id}_subsmpl{subsample}_{name}.npy"
+        atomic_save(path, lambda tmp, a=array: _write_npy(tmp, a), overwrite=True)
+        arrays[name] = np.load(path, mmap_mode="r")
+    return replace(eye, oct=arrays["oct"], labels=arrays["labels"], meta=dict(eye.meta))
+
+
+def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mapping: LabelMapping,
+                      flip_os: bool, subsample: int = 1, cache_dir: str | Path | None = None) -> Eye:
+    """One eye from its ``subsample`` files, prepared (:func:`prepare_eye`), memory-mapped with a cache.
+
+    Raises:
+        DataError: the subsampled OCT or label file is missing (naming it and the command that
+            writes it).
+    """
+    files = eye_files(data_dir, subject, laterality, subsample)
+    for path in (files.oct, files.labels):
+        if subsample > 1 and not path.is_file():
+            raise DataError(f"{path}: not found; DATA.SUBSMPL_FACTOR = {subsample} reads the subsampled files, "
+                            f"write them with `python -m retina_data subsample {data_dir} {subsample}`")
+    eye = prepare_eye(read_eye(data_dir, subject, laterality, subsample), mapping, flip_os)
+    if cache_dir is None:
+        return eye
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return memory_mapped(eye, Path(cache_dir), subsample)
+
+
+def read_subject_eyes(data_dir: str | Path, subjects: list[str], mapping: LabelMapping, flip_os: bool,
+                      subsample: int = 1, cache_dir: str | Path | None = None) -> list[Eye]:
+    """Every eye of ``subjects`` (in order, OS before OD), prepared; a subject without eyes raises DataError."""
+    available = set(list_eyes(data_dir))
     eyes = []
     for subject in subjects:
-        lateralities = [lat for sub, lat in available if sub == subject]
+        lateralities = [lat for lat in FILE_ORDER if (subject, lat) in available]
         if not lateralities:
             raise DataError(f"{data_dir}: subject {subject} of the fold file has no eye on disk "
                             f"(expected {subject}/<OD|OS>/oct_flat_<od|os>.nii.gz)")
-        eyes += [prepare_eye(read_eye(data_dir, subject, lat, subsample), mapping, flip_os)
+        eyes += [read_prepared_eye(data_dir, subject, lat, mapping, flip_os, subsample, cache_dir)
                  for lat in lateralities]
     return eyes
 
 
 def read_fold_eyes(data_dir: str | Path, fold_file: str | Path, fold: int, mapping: LabelMapping,
-                   flip_os: bool) -> FoldEyes:
-    """Read the TRAIN and TEST eyes of ``fold`` named in ``fold_file`` from the NIfTI tree."""
+                   flip_os: bool, subsample: int = 1, cache_dir: str | Path | None = None) -> FoldEyes:
+    """Read the TRAIN eyes of ``fold`` (``subsample`` files) and its TEST eyes (dense files).
+
+    Every subject the fold file names must be in ``data_dir`` (else :class:`DataError` naming them).
+    """
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: data directory not found (SETTINGS.DATA_DIR)")
     split = fold_split(read_folds(fold_file, data_dir), fold, fold_file)
     if not split["TRAIN"]:
         raise DataError(f"{fold_file}: FOLD.{fold}.TRAIN is empty; the atlas needs training eyes")
-    train = read_subject_eyes(data_dir, split["TRAIN"], mapping, flip_os)
-    test = read_subject_eyes(data_dir, split["TEST"], mapping, flip_os)
+    train = read_subject_eyes(data_dir, split["TRAIN"], mapping, flip_os, subsample, cache_dir)
+    test = read_subject_eyes(data_dir, split["TEST"], mapping, flip_os, 1, cache_dir)
     shapes = {eye.shape for eye in train}
     if len(shapes) > 1:
         raise DataError(f"{data_dir}: training eyes differ in shape {sorted(shapes)}; "

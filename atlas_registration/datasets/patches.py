@@ -1,11 +1,10 @@
 """Training samples: random strided low-resolution patches and whole eyes.
 
-``SAMPLE_MODE: downsample`` (the paper's): a patch of ``PATCH_SIZE = (ph, pw, pd)`` voxels
-taken every ``SUBSMPL_FACTOR``-th voxel from a random offset, so one patch spans a large
-part of the eye at low resolution and different offsets cover every voxel over the epochs.
-On an axis where the patch would not fit, the stride shrinks to ``(n - 1) // (p - 1)``, and
-where the eye has fewer voxels than the patch, the patch takes all of them.
-``crop`` is the same with stride 1 (a contiguous random crop).
+``SAMPLE_MODE: downsample`` (the reference's): on an axis of ``n`` voxels with patch size
+``p`` the stride is ``n // p`` and the patch starts at a random phase in ``[0, n // p)``, so one
+patch is a random sub-grid spanning the whole eye and the phases together cover every voxel.
+``crop``: a contiguous block of ``p`` voxels at a random offset. Where the eye has fewer
+voxels than the patch, the patch takes all of them (the reference would divide by zero).
 """
 
 from __future__ import annotations
@@ -20,37 +19,39 @@ from torch.utils.data import Dataset
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
 from retina_data.eye import Eye
 
+SAMPLE_MODES = ("downsample", "crop")
+
 
 @dataclass(frozen=True)
 class PatchGeometry:
-    """Per-axis patch size and stride for one volume shape."""
+    """Per-axis patch size, stride and the number of valid start positions for one volume shape."""
 
     size: tuple[int, int, int]
     stride: tuple[int, int, int]
+    starts: tuple[int, int, int]
 
     @classmethod
-    def fit(cls, shape: Sequence[int], patch_size: Sequence[int], factor: int) -> PatchGeometry:
-        """The largest patch up to ``patch_size`` with stride up to ``factor`` inside ``shape``."""
-        size, stride = [], []
+    def fit(cls, shape: Sequence[int], patch_size: Sequence[int], mode: str = "downsample") -> PatchGeometry:
+        """The geometry of ``patch_size`` patches (each axis clipped to ``shape``) in ``mode``."""
+        if mode not in SAMPLE_MODES:
+            raise ValueError(f"unknown SAMPLE_MODE {mode!r}; expected one of {SAMPLE_MODES}")
+        size, stride, starts = [], [], []
         for n, p in zip(shape, patch_size):
-            p = min(int(p), int(n))
+            n, p = int(n), min(int(p), int(n))
+            step = n // p if mode == "downsample" else 1
             size.append(p)
-            stride.append(1 if p == 1 else max(1, min(int(factor), (int(n) - 1) // (p - 1))))
-        return cls(tuple(size), tuple(stride))  # type: ignore[arg-type]
-
-    def max_offset(self, shape: Sequence[int]) -> tuple[int, int, int]:
-        """Largest valid start index per axis (the last voxel of the patch stays inside)."""
-        return tuple(int(n) - (p - 1) * s - 1 for n, p, s in zip(shape, self.size, self.stride))  # type: ignore[return-value]
+            stride.append(step)
+            starts.append(step if mode == "downsample" else n - p + 1)
+        return cls(tuple(size), tuple(stride), tuple(starts))  # type: ignore[arg-type]
 
     def indices(self, offset: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voxel indices ``[ph]``, ``[pw]``, ``[pd]`` of the patch starting at ``offset``."""
         return tuple(o + s * np.arange(p) for o, s, p in zip(offset, self.stride, self.size))  # type: ignore[return-value]
 
 
-def random_offset(geometry: PatchGeometry, shape: Sequence[int], generator: torch.Generator | None = None
-                  ) -> tuple[int, int, int]:
-    """A uniformly random valid offset per axis."""
-    return tuple(int(torch.randint(0, m + 1, (1,), generator=generator)) for m in geometry.max_offset(shape))  # type: ignore[return-value]
+def random_offset(geometry: PatchGeometry, generator: torch.Generator | None = None) -> tuple[int, int, int]:
+    """A uniformly random start (phase) per axis."""
+    return tuple(int(torch.randint(0, m, (1,), generator=generator)) for m in geometry.starts)  # type: ignore[return-value]
 
 
 def eye_sample(eye: Eye, extent_mm: Sequence[float], index: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -80,11 +81,11 @@ class StridedPatchDataset(Dataset):
     """
 
     def __init__(self, eyes: Sequence[Eye], extent_mm: Sequence[float], patch_size: Sequence[int],
-                 factor: int, mode: str = "downsample", patches_per_eye: int = 1) -> None:
+                 mode: str = "downsample", patches_per_eye: int = 1) -> None:
         self.eyes = list(eyes)
         self.extent_mm = tuple(extent_mm)
         smallest = np.min([eye.shape for eye in self.eyes], axis=0)
-        self.geometry = PatchGeometry.fit(smallest, patch_size, factor if mode == "downsample" else 1)
+        self.geometry = PatchGeometry.fit(smallest, patch_size, mode)
         self.patches_per_eye = patches_per_eye
 
     def __len__(self) -> int:
@@ -93,7 +94,7 @@ class StridedPatchDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         eye_index = item % len(self.eyes)
         eye = self.eyes[eye_index]
-        offset = random_offset(self.geometry, eye.shape)
+        offset = random_offset(self.geometry)
         sample = eye_sample(eye, self.extent_mm, self.geometry.indices(offset))
         sample["eye"] = torch.tensor(eye_index)
         return sample

@@ -28,8 +28,8 @@ PRETRAIN_STAGE = "pretrain_atlas"
 def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool) -> AtlasVolumes:
     """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir``.
 
-    The eyes already hold atlas labels in atlas orientation, so no mapping or mirroring is
-    applied again. With ``reuse`` an atlas already in ``out_dir`` is read instead.
+    The eyes are read from the ``DATA.SUBSMPL_FACTOR`` files and already hold atlas labels (and,
+    with ``DATA.FLIP_OS``, atlas orientation), so no mapping or mirroring is applied again. With ``reuse`` an atlas already in ``out_dir`` is read instead.
     """
     intensity_path, labels_path = out_dir / ATLAS_INTENSITY_FILE, out_dir / ATLAS_LABELS_FILE
     if reuse and intensity_path.is_file() and labels_path.is_file():
@@ -45,7 +45,8 @@ def pretraining_module(cfg: AtlasConfig, num_classes: int) -> AtlasPretraining:
     """A fresh atlas-pretraining module with the ``ATLAS_MODEL`` / ``ATLAS_PRETRAINING`` settings."""
     model, pre = cfg.ATLAS_MODEL, cfg.ATLAS_PRETRAINING
     return AtlasPretraining(model.HIDDEN_SIZE, model.NUM_LAYERS, num_classes, model.OMEGA, pre.LEARNING_RATE,
-                            pre.SEG_WEIGHT)
+                            pre.SEG_WEIGHT, pre.LR_SCHEDULER_GAMMA, cfg.TRAINING.SEG_LOSS, model.LINEAR_LAST,
+                            model.INTENSITY_SIGMOID)
 
 
 def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent_mm: Sequence[float],
@@ -71,8 +72,9 @@ def load_pretrained_atlas(cfg: AtlasConfig, path: str | Path, num_classes: int) 
         raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: checkpoint not found")
     module = AtlasPretraining.load_from_checkpoint(path, map_location="cpu")
     wanted = pretraining_module(cfg, num_classes).hparams
-    keys = ("hidden", "num_layers", "num_classes", "omega")
-    different = [f"{k}={module.hparams[k]} (config: {wanted[k]})" for k in keys if module.hparams[k] != wanted[k]]
+    keys = ("hidden", "num_layers", "num_classes", "omega", "linear_last", "intensity_sigmoid")
+    different = [f"{k}={module.hparams.get(k)} (config: {wanted[k]})" for k in keys
+                 if module.hparams.get(k) != wanted[k]]
     if different:
         raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: the atlas does not match ATLAS_MODEL/LABELS: "
                           + ", ".join(different))

@@ -63,8 +63,8 @@ def test_weights(cfg: AtlasConfig) -> LossWeights:
 
 def fit_eye(cfg: AtlasConfig, module: EyeFit, eye: Eye, extent_mm: Sequence[float], epochs: int) -> None:
     """Optimise ``module`` on random strided patches of ``eye`` for ``epochs`` epochs."""
-    patches = StridedPatchDataset([eye], extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SUBSMPL_FACTOR,
-                                  cfg.DATA.SAMPLE_MODE, cfg.TEST.STEPS_PER_EPOCH)
+    patches = StridedPatchDataset([eye], extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE,
+                                  cfg.TEST.STEPS_PER_EPOCH)
     loader = DataLoader(patches, batch_size=cfg.TEST.BATCH_SIZE, shuffle=True, num_workers=0)
     build_fit_trainer(cfg.RUNTIME, epochs).fit(module, loader)
 
@@ -72,7 +72,7 @@ def fit_eye(cfg: AtlasConfig, module: EyeFit, eye: Eye, extent_mm: Sequence[floa
 def latent_fit(cfg: AtlasConfig, atlas: AtlasINR, deformation: FiLMSiren) -> LatentFit:
     """GINR inference for one unseen eye: only a fresh latent code trains."""
     return LatentFit(atlas, deformation, test_weights(cfg), cfg.TEST.LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA,
-                     cfg.TRAINING.LATENT_CODE.INIT_STD)
+                     cfg.TRAINING.LATENT_CODE.INIT_STD, cfg.TRAINING.LATENT_CODE.INIT)
 
 
 def idir_fit(cfg: AtlasConfig, atlas: AtlasINR) -> IdirFit:

@@ -83,12 +83,14 @@ def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: boo
 
 
 def load_fold(cfg: AtlasConfig) -> Fold:
-    """Read the fold's eyes and fix the coordinate extent (``DATA.EXTENT_MM`` or the first training eye)."""
+    """Read the fold's eyes (training eyes from the ``DATA.SUBSMPL_FACTOR`` files, test eyes dense) and fix
+    the coordinate extent (``DATA.EXTENT_MM`` or the first training eye's grid)."""
     if not cfg.SETTINGS.DATA_DIR:
         raise ConfigError("SETTINGS.DATA_DIR is empty: set it to the retina_data NIfTI tree "
                           "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or pass --set SETTINGS.DATA_DIR=PATH")
     mapping = LabelMapping.from_config(cfg.LABELS.MAPPING, cfg.LABELS.NAMES)
-    eyes = read_fold_eyes(cfg.SETTINGS.DATA_DIR, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS)
+    eyes = read_fold_eyes(cfg.SETTINGS.DATA_DIR, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
+                          cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
     reference = eyes.train[0]
     extent = tuple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
     return Fold(eyes, mapping, extent)  # type: ignore[arg-type]

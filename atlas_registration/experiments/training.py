@@ -24,20 +24,33 @@ def training_weights(cfg: AtlasConfig) -> LossWeights:
     """Loss weights of joint training (``TRAINING``)."""
     t = cfg.TRAINING
     return LossWeights(mse=t.MSE_WEIGHT, seg=t.SEG_WEIGHT, ssim=0.0, reg=t.REG_WEIGHT, reg_type=t.REG_TYPE,
-                       reg_points=t.REG_POINTS)
+                       reg_points=t.REG_POINTS, seg_loss=t.SEG_LOSS)
+
+
+def deformation_settings(cfg: AtlasConfig) -> dict:
+    """The ``DISP_MODEL`` keys as :func:`~atlas_registration.architectures.siren.deformation_network` reads them."""
+    disp = cfg.DISP_MODEL
+    return {"film": disp.FILM, "hidden": disp.HIDDEN_SIZE, "num_layers": disp.NUM_LAYERS, "omega": disp.OMEGA,
+            "siren_init": disp.SIREN_INIT, "skip_last": disp.SKIP_LAST_LAYER, "out_scale": disp.OUT_INIT_SCALE}
+
+
+def atlas_settings(cfg: AtlasConfig) -> dict:
+    """The ``ATLAS_MODEL`` keys as :class:`~atlas_registration.architectures.atlas.AtlasINR` reads them."""
+    atlas = cfg.ATLAS_MODEL
+    return {"hidden": atlas.HIDDEN_SIZE, "num_layers": atlas.NUM_LAYERS, "omega": atlas.OMEGA,
+            "linear_last": atlas.LINEAR_LAST, "intensity_sigmoid": atlas.INTENSITY_SIGMOID}
 
 
 def registration_module(cfg: AtlasConfig, num_eyes: int, num_classes: int) -> GINRAtlasRegistration:
     """A fresh GINR registration module with the config's networks and optimiser settings."""
-    t, disp, atlas = cfg.TRAINING, cfg.DISP_MODEL, cfg.ATLAS_MODEL
+    t = cfg.TRAINING
     return GINRAtlasRegistration(
         num_eyes=num_eyes, num_classes=num_classes, latent_size=t.LATENT_CODE.SIZE,
-        latent_std=t.LATENT_CODE.INIT_STD,
-        disp={"hidden": disp.HIDDEN_SIZE, "num_layers": disp.NUM_LAYERS, "omega": disp.OMEGA,
-              "out_scale": disp.OUT_INIT_SCALE},
-        atlas={"hidden": atlas.HIDDEN_SIZE, "num_layers": atlas.NUM_LAYERS, "omega": atlas.OMEGA},
-        learning_rate=t.LEARNING_RATE, latent_lr_factor=t.LATENT_LR_FACTOR, atlas_lr_factor=t.ATLAS_LR_FACTOR, gamma=t.LR_SCHEDULER_GAMMA,
-        weights=asdict(training_weights(cfg)), latent_weight=t.LATENT_WEIGHT, chunk=cfg.EVALUATION.CHUNK_POINTS,
+        latent_std=t.LATENT_CODE.INIT_STD, latent_init=t.LATENT_CODE.INIT,
+        disp=deformation_settings(cfg), atlas=atlas_settings(cfg),
+        learning_rate=t.LEARNING_RATE, latent_lr_factor=t.LATENT_LR_FACTOR, atlas_lr_factor=t.ATLAS_LR_FACTOR,
+        gamma=t.LR_SCHEDULER_GAMMA, weights=asdict(training_weights(cfg)), latent_weight=t.LATENT_WEIGHT,
+        chunk=cfg.EVALUATION.CHUNK_POINTS,
     )
 
 
@@ -46,15 +59,16 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: S
     """Train (or, with ``resume``, continue training) GINR registration of ``train_eyes``.
 
     The atlas starts from ``atlas`` (pretrained) unless a checkpoint is resumed, which
-    restores everything: networks, latent codes, optimiser, scheduler and epoch.
+    restores everything: networks, latent codes, optimiser, scheduler and epoch. Each epoch
+    draws ``PATCHES_PER_EYE`` patches of every eye, in file order unless ``TRAINING.SHUFFLE``.
     """
     t = cfg.TRAINING
     module = registration_module(cfg, len(train_eyes), num_classes)
     module.atlas.load_state_dict(atlas.state_dict())
-    patches = StridedPatchDataset(train_eyes, extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SUBSMPL_FACTOR,
-                                  cfg.DATA.SAMPLE_MODE, t.PATCHES_PER_EYE)
+    patches = StridedPatchDataset(train_eyes, extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE,
+                                  t.PATCHES_PER_EYE)
     val_count = min(t.VAL_EYES, len(train_eyes))
-    loaders = {"train_dataloaders": DataLoader(patches, batch_size=t.BATCH_SIZE, shuffle=True,
+    loaders = {"train_dataloaders": DataLoader(patches, batch_size=t.BATCH_SIZE, shuffle=t.SHUFFLE,
                                                num_workers=cfg.RUNTIME.NUM_WORKERS)}
     if val_count:
         full = FullEyeDataset(train_eyes[:val_count], extent_mm)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren, Siren
+from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, Siren, initial_codes
 from atlas_registration.routines.losses import LossWeights, registration_loss
 
 
@@ -51,13 +51,17 @@ class EyeFit(L.LightningModule):
 
 
 class LatentFit(EyeFit):
-    """Only a latent code ``[1, L]`` trains; the deformation network and atlas stay bit-identical."""
+    """Only a latent code ``[1, L]`` trains; the deformation network and atlas stay bit-identical.
 
-    def __init__(self, atlas: AtlasINR, deformation: FiLMSiren, weights: LossWeights, learning_rate: float,
-                 gamma: float, init_std: float) -> None:
+    The code starts as the training codes did (``init``: ``shifted`` or ``centred``, see
+    :func:`initial_codes`).
+    """
+
+    def __init__(self, atlas: AtlasINR, deformation: FiLMSiren | ReferenceFiLMSiren, weights: LossWeights,
+                 learning_rate: float, gamma: float, init_std: float, init: str = "shifted") -> None:
         super().__init__(atlas, weights, learning_rate, gamma)
         self.deformation = deformation.requires_grad_(False).eval()
-        self.latent = nn.Parameter(torch.randn(1, deformation.latent_dim) * init_std)
+        self.latent = nn.Parameter(initial_codes(1, deformation.latent_dim, init_std, init))
 
     def displacement(self, coords: torch.Tensor) -> torch.Tensor:
         return self.deformation(coords, self.latent.expand(coords.shape[0], -1))

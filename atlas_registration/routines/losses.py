@@ -1,4 +1,4 @@
-"""The registration loss shared by joint training and the per-eye fits."""
+"""The registration loss shared by joint training and the per-eye fits, and the atlas's label term."""
 
 from __future__ import annotations
 
@@ -15,19 +15,44 @@ from atlas_registration.routines.similarity import ssim_loss
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the registration loss terms (0 switches a term off)."""
+    """Weights of the registration loss terms (0 switches a term off) and the kinds of two of them."""
 
     mse: float = 1.0
     seg: float = 0.0
     ssim: float = 0.0
     reg: float = 0.01
-    reg_type: str = "jacobian"
+    reg_type: str = "l1"
     reg_points: int = 2048
+    seg_loss: str = "bce"
+
+
+def label_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """The label term of ``logits [..., K]`` against integer ``labels [...]``, in fp32.
+
+    ``bce`` (the reference): binary cross-entropy of ``softmax(logits)`` against the one-hot
+    labels, averaged over points and classes (log clamped at -100, as ``nn.BCELoss``); ``ce``:
+    categorical cross-entropy of the logits.
+    """
+    logits = logits.reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1)
+    with torch.autocast(logits.device.type, enabled=False):
+        if kind == "ce":
+            return F.cross_entropy(logits.float(), labels)
+        one_hot = F.one_hot(labels, logits.shape[-1]).float()
+        return F.binary_cross_entropy(torch.softmax(logits.float(), dim=-1), one_hot)
+
+
+def displacement_l1(displacement: torch.Tensor) -> torch.Tensor:
+    """Mean ``|u|`` over every point and component of ``displacement [..., 3]`` (the reference's
+    ``L1Loss(u, 0)``), in fp32."""
+    return displacement.float().abs().mean()
 
 
 def registration_loss(atlas: AtlasINR, displacement_fn: Callable[[torch.Tensor], torch.Tensor],
                       batch: dict[str, torch.Tensor], weights: LossWeights) -> dict[str, torch.Tensor]:
     """Terms of the loss on a batch of patches.
+
+    The atlas is read at ``x + u(x)`` formed in fp32 (see ``architectures/siren.py``).
 
     Args:
         atlas: the atlas INR.
@@ -40,18 +65,20 @@ def registration_loss(atlas: AtlasINR, displacement_fn: Callable[[torch.Tensor],
         ``{"loss", "mse", ...}``: the weighted total and each active term.
     """
     patch = batch["intensity"].shape
-    coords = batch["coords"].reshape(patch[0], -1, 3)
-    intensity, logits = atlas(coords + displacement_fn(coords))
-    terms = {"mse": F.mse_loss(intensity.reshape(patch), batch["intensity"])}
+    coords = batch["coords"].reshape(patch[0], -1, 3).float()
+    displacement = displacement_fn(coords)
+    intensity, logits = atlas(coords + displacement.float())
+    terms = {"mse": F.mse_loss(intensity.float().reshape(patch), batch["intensity"])}
     total = weights.mse * terms["mse"]
     if weights.seg > 0:
-        terms["ce"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
-        total = total + weights.seg * terms["ce"]
+        terms[weights.seg_loss] = label_loss(logits, batch["labels"], weights.seg_loss)
+        total = total + weights.seg * terms[weights.seg_loss]
     if weights.ssim > 0:
         terms["ssim"] = ssim_loss(intensity.reshape(patch), batch["intensity"])
         total = total + weights.ssim * terms["ssim"]
     if weights.reg > 0:
-        terms["reg"] = regularisation(displacement_fn, coords, weights.reg_type, weights.reg_points)
+        terms["reg"] = (displacement_l1(displacement) if weights.reg_type == "l1"
+                        else regularisation(displacement_fn, coords, weights.reg_type, weights.reg_points))
         total = total + weights.reg * terms["reg"]
     terms["loss"] = total
     return terms

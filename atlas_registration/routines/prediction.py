@@ -50,7 +50,7 @@ def predict_on_grid(atlas: AtlasINR, coords: torch.Tensor, displacement_fn: Disp
     for part in _chunks(coords.reshape(-1, 3), chunk):
         part = part.to(device)
         disp = displacement_fn(part[None])[0] if displacement_fn is not None else torch.zeros_like(part)
-        value, logits = atlas(part + disp)
+        value, logits = atlas(part.float() + disp.float())
         intensity.append(value.float().cpu())
         labels.append(logits.argmax(-1).to(torch.uint8).cpu())
         displacement.append(disp.float().cpu())

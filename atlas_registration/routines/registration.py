@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren
+from atlas_registration.architectures.siren import deformation_network, initial_codes
 from atlas_registration.routines.losses import LossWeights, registration_loss
 from atlas_registration.routines.prediction import predict_on_grid
 from retina_data.metrics import mean_dice
@@ -26,9 +26,10 @@ class GINRAtlasRegistration(L.LightningModule):
     Args:
         num_eyes: training eyes (one latent code each).
         num_classes: atlas label classes.
-        latent_size, latent_std: latent code size and initial standard deviation.
-        disp: ``dict(hidden, num_layers, omega, out_scale)`` of the deformation network.
-        atlas: ``dict(hidden, num_layers, omega)`` of the atlas INR.
+        latent_size, latent_std, latent_init: latent code size, initial standard deviation and
+            initialisation (``shifted`` or ``centred``, see :func:`initial_codes`).
+        disp: the deformation network (:func:`deformation_network`).
+        atlas: ``dict(hidden, num_layers, omega, linear_last, intensity_sigmoid)`` of the atlas INR.
         learning_rate, latent_lr_factor, atlas_lr_factor, gamma: optimiser settings: the codes
             and the atlas train at ``learning_rate`` times their factor; exponential decay per epoch.
         weights: loss weights (:class:`LossWeights` fields).
@@ -38,15 +39,16 @@ class GINRAtlasRegistration(L.LightningModule):
 
     def __init__(self, num_eyes: int, num_classes: int, latent_size: int, latent_std: float,
                  disp: dict, atlas: dict, learning_rate: float, latent_lr_factor: float, atlas_lr_factor: float,
-                 gamma: float,
-                 weights: dict, latent_weight: float, chunk: int = 262144) -> None:
+                 gamma: float, weights: dict, latent_weight: float, chunk: int = 262144,
+                 latent_init: str = "shifted") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.atlas = AtlasINR(atlas["hidden"], atlas["num_layers"], num_classes, atlas["omega"])
-        self.deformation = FiLMSiren(3, latent_size, disp["hidden"], disp["num_layers"], 3, disp["omega"],
-                                     disp["out_scale"])
+        self.atlas = AtlasINR(atlas["hidden"], atlas["num_layers"], num_classes, atlas["omega"],
+                              linear_last=atlas["linear_last"], intensity_sigmoid=atlas["intensity_sigmoid"])
+        self.deformation = deformation_network(disp, latent_size)
         self.latents = nn.Embedding(num_eyes, latent_size)
-        nn.init.normal_(self.latents.weight, std=latent_std)
+        with torch.no_grad():
+            self.latents.weight.copy_(initial_codes(num_eyes, latent_size, latent_std, latent_init))
         self.weights = LossWeights(**weights)
 
     def displacement(self, coords: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,7 @@ def build_loggers(runtime: Runtime, run_dir: Path, name: str) -> list[Logger]:
 def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, checkpoint_every: int,
                   val_every: int | None = None) -> L.Trainer:
     """A Trainer for a long run: loggers, periodic + last + on-interrupt checkpoints under ``run_dir/<name>``."""
+    torch.set_float32_matmul_precision(runtime.MATMUL_PRECISION)
     checkpoint_dir = run_dir / "checkpoints" / name
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="{epoch:05d}", every_n_epochs=checkpoint_every,
                                   save_top_k=1, monitor=None, save_last=True, save_on_train_epoch_end=True)
@@ -150,6 +151,7 @@ def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, c
 def build_fit_trainer(runtime: Runtime, max_epochs: int) -> L.Trainer:
     """A quiet single-device Trainer for a per-eye fit (no logs, no checkpoints, no device banner)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    torch.set_float32_matmul_precision(runtime.MATMUL_PRECISION)
     return L.Trainer(
         accelerator=runtime.ACCELERATOR, devices=1, precision=precision(runtime), max_epochs=max_epochs,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -1,29 +1,23 @@
 """Merging the 13 layer classes (and the fluid label) into the atlas's 10 classes.
 
-The atlas is built and scored on fewer classes than the data set holds, as in the paper.
-Our data sets label 13 classes (``retina_data.labels``: 0 background .. 12 choroid) and an
-optional subretinal-fluid label 13. The default mapping merges the four thin
-photoreceptor bands between the external limiting membrane and the RPE into one class:
+The atlas is built and scored on fewer classes than the data set holds. Our data sets label
+13 classes (``retina_data.labels``: 0 background .. 12 choroid) and an optional
+subretinal-fluid label 13. The default mapping is the reference code's:
 
 ====================  ===================  =====================================
 source labels         atlas label          why
 ====================  ===================  =====================================
 0 background          0 background
 1 RNFL .. 6 ONL       1 .. 6 (unchanged)   thick, well separated inner layers
-7 IS, 8 EZ, 9 OS,     7 photoreceptors     each band is only a few voxels thick,
-10 IZ                                      their boundaries are the least reliable
-                                           and a median atlas blurs them together
-13 SRF (fluid)        7 photoreceptors     see below
-11 RPE                8 RPE
-12 choroid            9 choroid
+7 IS, 8 EZ            7 IS+EZ              thin photoreceptor bands merged pairwise
+9 OS, 10 IZ           8 OS+IZ
+11 RPE                9 RPE
+12 choroid            0 background         the reference sets every other value to 0
+13 SRF (fluid)        0 background         (it has no fluid class)
 ====================  ===================  =====================================
 
-That gives exactly 10 classes (13 - 3 merged bands). Subretinal fluid lies between the
-photoreceptor outer segments and the RPE, i.e. inside the space the merged photoreceptor
-class covers; an atlas of normal anatomy has no fluid class that a deformation could map
-onto, so by default fluid voxels count as that class. A data set in which fluid should be
-scored separately gives it its own target in the config (e.g. ``13: 10``), which makes 11
-classes.
+That gives exactly 10 classes, one-hot encoded for the label loss. A data set in which the
+choroid or fluid should be scored gives the table in the config (``LABELS.MAPPING``).
 
 A mapping from a config is a ``{source: target}`` table that must name every source
 label 0..13 (so that no label is silently dropped) and whose targets must be exactly
@@ -43,15 +37,13 @@ from retina_data.labels import FLUID_LABEL, label_names
 SOURCE_LABELS: tuple[int, ...] = tuple(range(FLUID_LABEL + 1))
 """Every label a data set can hold: the 13 layer classes and the fluid label."""
 
-PHOTORECEPTOR_NAME = "photoreceptors"
-
 DEFAULT_MAPPING: dict[int, int] = {
     0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6,
-    7: 7, 8: 7, 9: 7, 10: 7, FLUID_LABEL: 7,
-    11: 8, 12: 9,
+    7: 7, 8: 7, 9: 8, 10: 8, 11: 9,
+    12: 0, FLUID_LABEL: 0,
 }
 DEFAULT_NAMES: tuple[str, ...] = (
-    "background", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL", PHOTORECEPTOR_NAME, "RPE", "choroid",
+    "background", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL", "IS+EZ", "OS+IZ", "RPE",
 )
 
 
@@ -69,7 +61,7 @@ class LabelMapping:
 
     @classmethod
     def default(cls) -> LabelMapping:
-        """The 10-class mapping described in the module docstring."""
+        """The reference's 10-class mapping described in the module docstring."""
         return cls.from_config(None)
 
     @classmethod

@@ -1,4 +1,9 @@
-"""The median atlas: voxel-wise median intensity and majority label of the training eyes.
+"""The median atlas: voxel-wise lower median of the training eyes' intensities and label indices.
+
+As in the reference, both the intensity and the label are the *lower* median of the N eyes
+at each voxel (the ``(N - 1) // 2``-th smallest value, ``torch.median``'s choice for even N).
+The median of the label indices keeps the layer order: along an A-scan every eye's labels
+rise monotonically, and so does their voxel-wise median, which a majority vote need not.
 
 This is the "atlas only" reference of the atlas experiments and a simple initial atlas. It
 is computed slab by slab along the B-scan axis (the last axis, ``D``), so only one slab of
@@ -7,12 +12,8 @@ one contiguous run of bytes that nibabel reads lazily from ``dataobj`` (compress
 kept open and read forwards, so each file is decompressed about once in all).
 
 Left and right eyes are mirror images of each other along the fast (B-scan, ``W``) axis.
-By default every OS (left) eye is flipped along ``W`` to OD orientation before it enters
-the median, so the atlas has OD orientation (``mirror_os=False`` keeps eyes as stored, for
-data that were already mirrored on import).
-
-Ties in the majority vote go to the smallest label value (``argmax`` of the per-class
-counts returns the first maximum).
+With ``mirror_os`` every OS (left) eye is flipped along ``W`` to OD orientation before it
+enters the median; by default (as the reference) eyes are taken as stored.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class AtlasVolumes:
     """An atlas on the common grid of the eyes it was built from.
 
     Attributes:
-        intensity: median OCT intensity ``[H, W, D]``, float32.
-        labels: majority label ``[H, W, D]``, uint8.
+        intensity: lower median OCT intensity ``[H, W, D]``, float32.
+        labels: lower median label index ``[H, W, D]``, uint8.
         spacing: voxel size ``(dH, dW, dD)`` in mm of the eyes (``None`` when unknown).
         eye_ids: the eyes that went into the atlas, in input order.
     """
@@ -155,35 +156,24 @@ def to_od_orientation(volume: np.ndarray, laterality: str) -> np.ndarray:
     return volume[:, ::-1] if laterality == "OS" else volume
 
 
-def majority_label(labels: np.ndarray) -> np.ndarray:
-    """Most frequent label at each voxel of a stack; ties go to the smallest label.
-
-    Args:
-        labels: ``[N, *shape]`` non-negative integer labels of ``N`` eyes.
-
-    Returns:
-        ``[*shape]`` uint8.
-    """
-    labels = np.asarray(labels)
-    count, spatial = labels.shape[0], labels.shape[1:]
-    flat = labels.reshape(count, -1).astype(np.intp)
-    voxels = flat.shape[1]
-    num_classes = int(flat.max()) + 1 if flat.size else 1
-    keys = flat * voxels + np.arange(voxels, dtype=np.intp)
-    votes = np.bincount(keys.ravel(), minlength=num_classes * voxels).reshape(num_classes, voxels)
-    return votes.argmax(axis=0).astype(np.uint8).reshape(spatial)
+def lower_median(stack: np.ndarray) -> np.ndarray:
+    """The lower median over the first axis of ``stack [N, *shape]`` (the ``(N - 1) // 2``-th smallest
+    value per position, as ``torch.median``), same dtype, ``[*shape]``."""
+    stack = np.asarray(stack)
+    middle = (stack.shape[0] - 1) // 2
+    return np.partition(stack, middle, axis=0)[middle]
 
 
-def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = True,
+def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = False,
                  label_mapping: LabelMapping | None = None, memory_mb: float = 512.0,
                  progress: bool = False) -> AtlasVolumes:
-    """Voxel-wise median intensity and majority label of eyes that share one grid.
+    """Voxel-wise lower median of the intensities and of the label indices of eyes that share one grid.
 
     Args:
         eyes: :class:`Eye` records, or eye folders ``<data>/<subject>/<OD|OS>`` of a data set
             tree (read lazily, one slab at a time).
         mirror_os: flip OS eyes along ``W`` to OD orientation first (see module docstring).
-        label_mapping: relabel every eye before the vote (e.g. the 10 atlas classes).
+        label_mapping: relabel every eye before the median (e.g. the 10 atlas classes).
         memory_mb: budget for one slab of all eyes (intensity float32 + labels); sets how
             many B-scans are processed at once (at least one).
         progress: show a tqdm bar over the slabs.
@@ -197,8 +187,8 @@ def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = True,
     """
     sources = _sources(eyes)
     height, width, depth = sources[0].shape
-    # per eye: float32 intensity, uint8 label, int64 vote key; per voxel: int64 votes of up to 16 classes
-    bytes_per_bscan = height * width * (len(sources) * (4 + 1 + 8) + 16 * 8)
+    # per eye: float32 intensity and uint8 label, each twice (the stack and its partition)
+    bytes_per_bscan = height * width * len(sources) * 2 * (4 + 1)
     slab_size = max(int(memory_mb * 2**20 // bytes_per_bscan), 1)
     intensity = np.empty((height, width, depth), dtype=np.float32)
     labels = np.empty((height, width, depth), dtype=np.uint8)
@@ -213,8 +203,8 @@ def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = True,
                 label_slab = to_od_orientation(label_slab, source.laterality)
             oct_stack[index] = oct_slab
             label_stack[index] = label_slab if label_mapping is None else label_mapping.apply(label_slab)
-        intensity[:, :, start:stop] = np.median(oct_stack, axis=0)
-        labels[:, :, start:stop] = majority_label(label_stack)
+        intensity[:, :, start:stop] = lower_median(oct_stack)
+        labels[:, :, start:stop] = lower_median(label_stack)
     return AtlasVolumes(intensity=intensity, labels=labels, spacing=sources[0].spacing,
                         eye_ids=tuple(source.eye_id for source in sources))
 

@@ -32,9 +32,9 @@ def tiny_config() -> AtlasConfig:
     cfg.TRAINING = replace(cfg.TRAINING, LEARNING_RATE=1e-3, TOTAL_EPOCHS=2, BATCH_SIZE=2, REG_POINTS=64,
                            CHECKPOINT_EVERY=1, VAL_EYES=0)
     cfg.TRAINING.LATENT_CODE.SIZE = 8
-    cfg.DISP_MODEL = replace(cfg.DISP_MODEL, NUM_LAYERS=2, HIDDEN_SIZE=16)
+    cfg.DISP_MODEL = replace(cfg.DISP_MODEL, NUM_LAYERS=3, HIDDEN_SIZE=16)  # the reference uses layers 0 and 1
     cfg.ATLAS_MODEL = replace(cfg.ATLAS_MODEL, HIDDEN_SIZE=32, NUM_LAYERS=2)
-    cfg.DATA = replace(cfg.DATA, SUBSMPL_FACTOR=2, PATCH_SIZE=[8, 4, 8])
+    cfg.DATA = replace(cfg.DATA, SUBSMPL_FACTOR=1, PATCH_SIZE=[8, 4, 8])
     cfg.TEST = replace(cfg.TEST, LEARNING_RATE=1e-2, TOTAL_EPOCHS=3)
     cfg.RUNTIME = replace(cfg.RUNTIME, ACCELERATOR="cpu", DEVICES=1, LOGGERS=["csv"], PROGRESS_BAR=False)
     return cfg

@@ -21,7 +21,7 @@ class _StopAtEpoch(L.Callback):
 def test_interrupted_training_leaves_a_checkpoint(tiny_config, tiny_eyes, tiny_extent, tiny_model, tmp_path):
     trainer = build_trainer(tiny_config.RUNTIME, tmp_path, "stage", max_epochs=5, checkpoint_every=100)
     trainer.callbacks.append(_StopAtEpoch())
-    data = StridedPatchDataset(tiny_eyes, tiny_extent, tiny_config.DATA.PATCH_SIZE, tiny_config.DATA.SUBSMPL_FACTOR)
+    data = StridedPatchDataset(tiny_eyes, tiny_extent, tiny_config.DATA.PATCH_SIZE)
     with pytest.raises(RuntimeError, match="stopped"):
         trainer.fit(tiny_model, DataLoader(data, batch_size=2))
     saved = torch.load(checkpoint_path(tmp_path, "stage"), weights_only=False)

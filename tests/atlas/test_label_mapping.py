@@ -1,4 +1,4 @@
-"""The 13 (+ fluid) -> 10 class mapping of the atlas: default table, config validation, relabelling."""
+"""The 13 (+ fluid) -> 10 class mapping of the atlas: the reference's table, config validation, relabelling."""
 
 from __future__ import annotations
 
@@ -19,25 +19,20 @@ def identity_plus_fluid(fluid_target: int = 12) -> dict[int, int]:
 def test_default_mapping_has_ten_named_classes() -> None:
     mapping = LabelMapping.default()
     assert mapping.num_classes == 10
-    assert mapping.names == ("background", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL",
-                             "photoreceptors", "RPE", "choroid")
+    assert mapping.names == ("background", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL", "IS+EZ", "OS+IZ", "RPE")
 
 
-@pytest.mark.parametrize(("source", "target"), [
-    (0, 0), (1, 1), (6, 6),            # background and inner layers unchanged
-    (7, 7), (8, 7), (9, 7), (10, 7),   # IS, EZ, OS, IZ merged into the photoreceptors
-    (FLUID_LABEL, 7),                  # subretinal fluid counted with the photoreceptors
-    (11, 8), (12, 9),                  # RPE and choroid move up
-])
-def test_default_mapping_table(source: int, target: int) -> None:
-    assert LabelMapping.default().table[source] == target
+def test_default_mapping_is_the_reference_table() -> None:
+    # the reference: 1..6 kept, {7, 8} -> 7, {9, 10} -> 8, 11 -> 9, every other value (12, fluid) -> 0
+    expected = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 7, 9: 8, 10: 8, 11: 9, 12: 0, FLUID_LABEL: 0}
+    assert LabelMapping.default().table == expected
 
 
 def test_apply_relabels_every_voxel_and_keeps_the_shape() -> None:
     labels = np.arange(14, dtype=np.uint8).reshape(7, 2, 1)
     mapped = LabelMapping.default().apply(labels)
     assert mapped.shape == labels.shape and mapped.dtype == np.uint8
-    np.testing.assert_array_equal(mapped.ravel(), [0, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 8, 9, 7])
+    np.testing.assert_array_equal(mapped.ravel(), [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 9, 0, 0])
 
 
 def test_config_keys_may_be_yaml_strings() -> None:
@@ -54,7 +49,8 @@ def test_fluid_as_its_own_class_is_named_after_it() -> None:
 
 def test_merged_classes_get_joined_names_without_the_fluid() -> None:
     table = dict(LabelMapping.default().table)
-    assert LabelMapping.from_config(table).names[7] == "IS+EZ+OS+IZ"
+    names = LabelMapping.from_config(table).names
+    assert names[7] == "IS+EZ" and names[0] == "background+choroid"  # fluid (13 -> 0) left out
 
 
 def test_a_missing_source_label_is_refused() -> None:

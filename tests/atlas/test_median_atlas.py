@@ -1,4 +1,5 @@
-"""The median atlas: known medians and votes, OS mirroring, slabs, lazy reading from a tree."""
+"""The median atlas: known lower medians of intensities and label indices, optional OS mirroring, slabs,
+lazy reading from a tree."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from atlas_registration.utilities.label_mapping import LabelMapping
 from atlas_registration.utilities.median_atlas import (
     ATLAS_INTENSITY_FILE,
     ATLAS_LABELS_FILE,
-    majority_label,
+    lower_median,
     median_atlas,
     save_atlas_nifti,
     to_od_orientation,
@@ -47,28 +48,36 @@ def test_median_is_taken_per_voxel() -> None:
     np.testing.assert_array_equal(median_atlas(eyes).intensity, np.median(volumes, axis=0))
 
 
-def test_majority_label_per_voxel() -> None:
-    votes = np.array([[1, 4, 2], [1, 4, 3], [2, 5, 3]], dtype=np.uint8)  # [N=3 eyes, 3 voxels]
-    np.testing.assert_array_equal(majority_label(votes), [1, 4, 3])
-
-
-def test_majority_ties_go_to_the_smallest_label() -> None:
-    votes = np.array([[7, 2], [3, 9]], dtype=np.uint8)
-    np.testing.assert_array_equal(majority_label(votes), [3, 2])
-
-
-def test_atlas_labels_are_the_vote_of_the_eyes() -> None:
-    eyes = [constant_eye("a", 0.0, 4), constant_eye("b", 0.0, 6), constant_eye("c", 0.0, 4)]
+def test_atlas_labels_are_the_median_label_index_of_three_eyes() -> None:
+    # per voxel the labels of three eyes: a majority vote would give 1, 2 and 0 (the first of
+    # three different labels); the median of the indices gives 3, 3 and 4
+    labels = np.array([[1, 3, 0], [3, 2, 4], [9, 5, 8]], dtype=np.uint8)  # [eye, voxel]
+    eyes = [Eye(oct=np.zeros((1, 1, 3), np.float32), spacing=SPACING, subject=f"s{i}",
+                labels=row.reshape(1, 1, 3)) for i, row in enumerate(labels)]
     atlas = median_atlas(eyes)
     assert atlas.labels.dtype == np.uint8
-    np.testing.assert_array_equal(atlas.labels, 4)
+    np.testing.assert_array_equal(atlas.labels.ravel(), [3, 3, 4])
+
+
+def test_lower_median_of_an_even_count_is_the_smaller_middle_value() -> None:
+    stack = np.array([[1.0, 7.0], [4.0, 2.0], [3.0, 9.0], [8.0, 5.0]], dtype=np.float32)  # [N=4, 2]
+    np.testing.assert_array_equal(lower_median(stack), [3.0, 5.0])  # np.median would give 3.5 and 6.0
+    eyes = [constant_eye(f"s{i}", v, label) for i, (v, label) in enumerate([(1.0, 2), (4.0, 6), (3.0, 5), (8.0, 1)])]
+    atlas = median_atlas(eyes)
+    np.testing.assert_array_equal(atlas.intensity, 3.0)
+    np.testing.assert_array_equal(atlas.labels, 2)
+
+
+def test_eyes_are_taken_as_stored_unless_mirroring_is_asked_for() -> None:
+    left = layered_eye("sub001", "OS")
+    np.testing.assert_array_equal(median_atlas([left]).labels, left.labels)
 
 
 def test_left_eyes_are_mirrored_to_right_orientation() -> None:
     right, left = layered_eye("sub001", "OD"), layered_eye("sub001", "OS")
-    atlas = median_atlas([right, left, right])
+    atlas = median_atlas([right, left, right], mirror_os=True)
     np.testing.assert_array_equal(atlas.labels, right.labels)
-    np.testing.assert_array_equal(median_atlas([left]).intensity, left.oct[:, ::-1])
+    np.testing.assert_array_equal(median_atlas([left], mirror_os=True).intensity, left.oct[:, ::-1])
 
 
 def test_od_orientation_flips_only_left_eyes_and_undoes_itself() -> None:
@@ -76,11 +85,6 @@ def test_od_orientation_flips_only_left_eyes_and_undoes_itself() -> None:
     np.testing.assert_array_equal(to_od_orientation(volume, "OD"), volume)
     np.testing.assert_array_equal(to_od_orientation(volume, "OS")[:, 0], volume[:, 2])
     np.testing.assert_array_equal(to_od_orientation(to_od_orientation(volume, "OS"), "OS"), volume)
-
-
-def test_mirroring_can_be_switched_off() -> None:
-    left = layered_eye("sub001", "OS")
-    np.testing.assert_array_equal(median_atlas([left], mirror_os=False).labels, left.labels)
 
 
 def test_slab_size_does_not_change_the_atlas() -> None:
@@ -91,10 +95,10 @@ def test_slab_size_does_not_change_the_atlas() -> None:
     np.testing.assert_array_equal(one_bscan.labels, whole.labels)
 
 
-def test_label_mapping_is_applied_before_the_vote() -> None:
-    eyes = [constant_eye("a", 0.0, 8), constant_eye("b", 0.0, 9), constant_eye("c", 0.0, 2)]
+def test_label_mapping_is_applied_before_the_median() -> None:
+    eyes = [constant_eye("a", 0.0, 12), constant_eye("b", 0.0, 12), constant_eye("c", 0.0, 11)]
     atlas = median_atlas(eyes, label_mapping=LabelMapping.default())
-    np.testing.assert_array_equal(atlas.labels, 7)  # EZ and OS both become photoreceptors
+    np.testing.assert_array_equal(atlas.labels, 0)  # choroid (12) is background: median of 0, 0, 9
 
 
 def test_eye_folders_are_read_lazily_with_the_same_result(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Random strided patches: sizes, strides, offsets inside the eye, coordinates at the voxels' mm positions."""
+"""Random strided patches: the reference's strides and phases, offsets inside the eye, coordinates at the
+voxels' mm positions."""
 
 from __future__ import annotations
 
@@ -10,29 +11,36 @@ from atlas_registration.datasets.coordinates import grid_extent, normalise
 from atlas_registration.datasets.patches import FullEyeDataset, PatchGeometry, StridedPatchDataset
 
 
-@pytest.mark.parametrize(("shape", "patch", "factor", "size", "stride"), [
-    ((64, 64, 256), (32, 16, 32), 4, (32, 16, 32), (2, 4, 4)),   # H too short for stride 4: 2
-    ((496, 512, 49), (231, 62, 64), 8, (231, 62, 49), (2, 8, 1)),  # fewer B-scans than the patch
-    ((10, 10, 10), (4, 1, 10), 3, (4, 1, 10), (3, 1, 1)),
+@pytest.mark.parametrize(("shape", "patch", "size", "stride"), [
+    ((231, 496, 64), (231, 62, 64), (231, 62, 64), (1, 8, 1)),     # the paper's patch of a subsmpl8 eye
+    ((231, 496, 512), (231, 62, 64), (231, 62, 64), (1, 8, 8)),    # of a dense eye
+    ((496, 512, 49), (231, 62, 64), (231, 62, 49), (2, 8, 1)),     # fewer B-scans than the patch: all of them
+    ((10, 10, 10), (4, 1, 10), (4, 1, 10), (2, 10, 1)),
 ])
-def test_geometry_fits_patch_and_stride_inside_volume(shape, patch, factor, size, stride):
-    geometry = PatchGeometry.fit(shape, patch, factor)
+def test_downsample_stride_is_n_over_p(shape, patch, size, stride):
+    geometry = PatchGeometry.fit(shape, patch)
     assert geometry.size == size
     assert geometry.stride == stride
-    assert all(m >= 0 for m in geometry.max_offset(shape))
+    assert geometry.starts == stride  # a random phase in [0, stride)
 
 
-def test_patch_indices_stay_inside_volume_for_every_offset():
+def test_crop_is_a_contiguous_block_at_any_offset():
+    geometry = PatchGeometry.fit((20, 12, 9), (5, 4, 3), "crop")
+    assert geometry.stride == (1, 1, 1) and geometry.starts == (16, 9, 7)
+
+
+@pytest.mark.parametrize("mode", ["downsample", "crop"])
+def test_patch_indices_stay_inside_volume_for_every_offset(mode):
     shape = (20, 12, 9)
-    geometry = PatchGeometry.fit(shape, (5, 4, 3), 4)
-    for offset in np.ndindex(*(m + 1 for m in geometry.max_offset(shape))):
+    geometry = PatchGeometry.fit(shape, (5, 4, 3), mode)
+    for offset in np.ndindex(*geometry.starts):
         for axis, index in enumerate(geometry.indices(offset)):
             assert index.min() >= 0 and index.max() < shape[axis]
 
 
 def test_patch_holds_values_and_coordinates_of_its_voxels(tiny_eyes, tiny_extent):
-    eye = tiny_eyes[0]
-    data = StridedPatchDataset([eye], tiny_extent, (8, 4, 8), factor=2)
+    eye = tiny_eyes[0]  # [32, 8, 16] with patch (8, 4, 8): strides 4, 2, 2
+    data = StridedPatchDataset([eye], tiny_extent, (8, 4, 8))
     torch.manual_seed(5)
     sample = data[0]
     assert sample["coords"].shape == (8, 4, 8, 3)
@@ -40,16 +48,16 @@ def test_patch_holds_values_and_coordinates_of_its_voxels(tiny_eyes, tiny_extent
     rows = np.rint((sample["coords"][:, 0, 0, 0].numpy() + 1) / 2 * tiny_extent[0] / eye.spacing[0]).astype(int)
     cols = np.rint((sample["coords"][0, :, 0, 1].numpy() + 1) / 2 * tiny_extent[1] / eye.spacing[1]).astype(int)
     scans = np.rint((sample["coords"][0, 0, :, 2].numpy() + 1) / 2 * tiny_extent[2] / eye.spacing[2]).astype(int)
-    assert set(np.diff(rows)) == set(np.diff(cols)) == set(np.diff(scans)) == {2}
+    assert (set(np.diff(rows)), set(np.diff(cols)), set(np.diff(scans))) == ({4}, {2}, {2})
     np.testing.assert_array_equal(sample["intensity"].numpy(), eye.oct[np.ix_(rows, cols, scans)])
     np.testing.assert_array_equal(sample["labels"].numpy(), eye.labels[np.ix_(rows, cols, scans)])
 
 
-def test_offsets_vary_and_cover_the_valid_range(tiny_eyes, tiny_extent):
-    data = StridedPatchDataset(tiny_eyes[:1], tiny_extent, (8, 4, 8), factor=2)
+def test_phases_vary_and_cover_every_voxel(tiny_eyes, tiny_extent):
+    data = StridedPatchDataset(tiny_eyes[:1], tiny_extent, (8, 4, 8))
     starts = np.array([data[0]["coords"][0, 0, 0].tolist() for _ in range(200)])
     counts = [len(np.unique(starts[:, axis])) for axis in range(3)]
-    assert counts == [m + 1 for m in data.geometry.max_offset(tiny_eyes[0].shape)]
+    assert counts == [4, 2, 2]
 
 
 def test_sparse_eye_keeps_true_bscan_positions(tiny_eyes, tiny_extent):

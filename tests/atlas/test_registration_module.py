@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightning as L
 import pytest
 import torch
@@ -9,11 +11,13 @@ from torch.utils.data import DataLoader
 
 from atlas_registration.datasets.patches import StridedPatchDataset
 from atlas_registration.experiments.eye_registration import fit_eye, latent_fit
+from atlas_registration.experiments.training import registration_module
 from atlas_registration.routines.losses import registration_loss
+from atlas_registration.utilities.label_mapping import LabelMapping
 
 
 def _fixed_batch(cfg, eyes, extent):
-    data = StridedPatchDataset(eyes, extent, cfg.DATA.PATCH_SIZE, cfg.DATA.SUBSMPL_FACTOR)
+    data = StridedPatchDataset(eyes, extent, cfg.DATA.PATCH_SIZE)
     return next(iter(DataLoader(data, batch_size=len(eyes))))
 
 
@@ -25,7 +29,11 @@ def _loss(model, batch):
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])  # bf16-mixed: the autocast path of bf16 GPUs
-def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, tiny_model, precision):
+def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, precision):
+    # the reference's networks (U(+-0.001) deformation weights, atlas at 0.1 LR) move slowly: LR 1e-2
+    tiny_config.TRAINING = replace(tiny_config.TRAINING, LEARNING_RATE=1e-2)
+    torch.manual_seed(0)
+    tiny_model = registration_module(tiny_config, len(tiny_eyes), LabelMapping.default().num_classes)
     batch = _fixed_batch(tiny_config, tiny_eyes, tiny_extent)
     before = _loss(tiny_model, batch)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=30, logger=False, enable_checkpointing=False,
