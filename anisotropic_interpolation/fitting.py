@@ -1,10 +1,14 @@
 """Test-time fit: a frozen population network, a new latent code per unseen eye.
 
-Only the codes are optimised, on the eye's input (sparse) B-scans with the reconstruction
-loss of the config (labels of unseen eyes are never used). Several eyes are fitted in one
-batch (``TEST.NUM_SAMPLES``); every step draws random patches from all of them, so the
-cost of a step does not grow with the number of eyes. ``TEST.CONVERGENCE_TOL`` stops a
-batch early once a summary improves the loss by less than that fraction.
+Only the codes are optimised (the network, hash grid included, is frozen and outside the
+optimiser), on the eye's input (sparse) B-scans with the reconstruction loss and the code
+penalty of the config (labels of unseen eyes are never used). Several eyes are fitted in
+one batch (``TEST.NUM_SAMPLES``). With ``TEST.SAMPLING: bscan`` (the reference) every step
+takes one whole input B-scan of each eye and sums the eyes' losses, so each code follows
+exactly its own fit (Adam is elementwise); with ``patches`` every step draws random patches
+from all of them. ``TEST.KEEP: best`` returns each eye's code of its lowest-loss epoch.
+``TEST.CONVERGENCE_TOL`` stops a batch early once a summary improves the loss by less than
+that fraction.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
-    PointObjective, StepPlan, cosine_schedule, make_step, maybe_compile, objective_from_config,
+    BatchSource, PointObjective, Schedule, StepLosses, StepPlan, make_step, maybe_compile, objective_from_config,
 )
 from retina_data.eye import Eye
 
@@ -45,11 +49,12 @@ class LatentFitter:
 
     def __init__(self, network: ImplicitNetwork, config: ExperimentConfig, device: torch.device) -> None:
         self.network, self.config, self.device = network, config, device
-        self.objective: PointObjective = objective_from_config(
-            network, config, code_weight=config.TRAINING.LATENT_CODE.REG_WEIGHT)
+        self.objective: PointObjective = objective_from_config(network, config)
         self.compiled: Callable[..., Tensor] | None = None
         self.generator = torch.Generator(device=device).manual_seed(config.TRAINING.SEED)
         self.epochs_run: list[int] = []
+        self.epoch_losses: list[Tensor] = []
+        """Per fitted batch: ``[epochs, E]`` each eye's mean loss of every epoch (on the CPU)."""
 
     def fit(self, eyes: list[Eye], progress: bool = True) -> Tensor:
         """Codes ``[E, L]`` (on the CPU) for ``eyes``, each given by its input B-scans only."""
@@ -77,19 +82,31 @@ class LatentFitter:
         codes = nn.Parameter(torch.randn(len(eyes), self.network.inputs.latent_size,
                                          device=self.device) * test.LATENT_CODE.INIT_STD)
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
-        plan = StepPlan.for_data(data, test.BATCH_POINTS, self.config.patch_size, test.STEPS_PER_EPOCH,
-                                 self.config.micro_batch_points(self.device))
+        plan = StepPlan.from_config(data, test.SAMPLING, test.BATCH_POINTS, self.config.patch_size,
+                                    test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device), every_eye=True)
         total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
-        scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, test.LR_MIN_FACTOR))
-                     if test.LR_SCHEDULE == "cosine" else None)
-        step = make_step(self._objective_for(total_steps), data, codes, optimizer, scheduler, plan, self.generator,
-                         self.config.TRAINING.MIXED_PRECISION)
+        schedule = Schedule.make(optimizer, test.LR_SCHEDULE, test.LR_GAMMA, test.LR_MIN_FACTOR, total_steps)
+        source = BatchSource(data, plan, self.generator)
+        per_eye = StepLosses.zeros(len(eyes), self.device)
+        step = make_step(self.objective, source, codes, optimizer, schedule.per_step,
+                         self.config.TRAINING.MIXED_PRECISION, sum_over_images=test.SAMPLING == "bscan",
+                         per_eye=per_eye, compiled_objective=self._objective_for(total_steps))
+        best_loss = torch.full((len(eyes),), math.inf, device=self.device)
+        best_codes = codes.detach().clone()
+        history = []
         running = torch.zeros(3, device=self.device)
         previous = math.inf
         epoch = 0
         for epoch in range(1, test.TOTAL_EPOCHS + 1):
+            source.start_epoch()
             for _ in range(plan.steps_per_epoch):
                 running += step()
+            schedule.end_epoch()
+            means = per_eye.take_means()
+            history.append(means)
+            improved = means < best_loss  # NaN (an eye without patches this epoch) never improves
+            best_loss = torch.where(improved, means, best_loss)
+            best_codes = torch.where(improved[:, None], codes.detach(), best_codes)
             if epoch % test.EPOCHS_TIL_SUMMARY == 0 and test.CONVERGENCE_TOL > 0:
                 loss = running[0].item()
                 running.zero_()
@@ -97,4 +114,5 @@ class LatentFitter:
                     break
                 previous = loss
         self.epochs_run.append(epoch)
-        return codes.detach()
+        self.epoch_losses.append(torch.stack(history).cpu())
+        return best_codes if test.KEEP == "best" else codes.detach()

@@ -1,11 +1,14 @@
 """Optimisation of implicit networks on sparse B-scans: the population (auto-decoder) and single eyes.
 
-One step draws random B-scan patches across all eyes and input B-scans (kept on the
-device), evaluates the network with each eye's latent code, and updates the network and
-the codes. Losses are accumulated on the device and read back only at summaries.
-Checkpoints (network, codes, optimiser, scheduler, random states, epoch, best loss) are
-written atomically every ``CHECKPOINT_EVERY`` epochs, at the end, and when SIGTERM or
-SIGINT asks the run to stop; ``resume`` continues from the last one.
+With ``SAMPLING: bscan`` (the reference) one step is one whole input B-scan of one eye and
+an epoch visits every (eye, B-scan) pair once in random order; with ``patches`` (ours) one
+step draws random B-scan patches across all eyes and input B-scans. Data stay on the
+device; the network is evaluated with each eye's latent code and the network and the codes
+are updated. The learning rate decays per epoch (``exponential``) or per step (``cosine``);
+the best epoch (lowest mean loss) is kept and early stopping watches the epoch mean loss.
+Checkpoints (network, codes, optimiser, scheduler, early stopping, best weights, random
+states, epoch) are written atomically every ``CHECKPOINT_EVERY`` epochs, at the end, and when
+SIGTERM or SIGINT asks the run to stop; ``resume`` continues from the last one.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 from anisotropic_interpolation.checkpoints import (
     StopFlag, load_checkpoint, restore_rng_states, rng_states, save_checkpoint, stop_on_signals,
 )
-from anisotropic_interpolation.config import ExperimentConfig
+from anisotropic_interpolation.config import CodePenalty, ExperimentConfig, LossRecon, LossSeg, LrSchedule, SsimWindow
 from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, segmentation_loss
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import PointBatch, SparseVolumes
@@ -43,42 +46,56 @@ LOSS_NAMES = ("loss", "recon", "seg")
 
 
 class PointObjective(nn.Module):
-    """Weighted loss of one batch: ``forward(...) -> [3]`` = (total, reconstruction, segmentation).
+    """Weighted loss of each image of a batch: ``forward(...) -> [P, 3]`` = (total, reconstruction,
+    segmentation) per image (a B-scan or a patch).
 
     Args:
         network: the implicit network.
-        recon: ``MSE``, ``SSIM`` or ``Combi``.
+        recon: ``MSE``, ``SSIM`` or ``Combi``; ``ssim_weight`` and ``ssim_window`` as in
+            :func:`anisotropic_interpolation.losses.reconstruction_loss`.
         recon_weight, seg_weight: loss weights (``LOSS_WEIGHT_RECON``, ``LOSS_WEIGHT_SEG``).
-        seg: ``CE`` or ``BCE``.
-        code_weight: weight of the latent-code penalty.
+        seg: ``softmax_BCE`` or ``CE``.
+        code_weight, code_kind: weight and form of the latent-code penalty.
     """
 
-    def __init__(self, network: ImplicitNetwork, recon: str, recon_weight: float, seg: str,
-                 seg_weight: float, code_weight: float) -> None:
+    def __init__(self, network: ImplicitNetwork, recon: LossRecon, recon_weight: float, seg: LossSeg,
+                 seg_weight: float, code_weight: float, code_kind: CodePenalty = "eye_mean_square",
+                 ssim_weight: float = 0.1, ssim_window: SsimWindow = "gaussian11_zero_padded") -> None:
         super().__init__()
         self.network = network
-        self.recon, self.seg = recon, seg
+        self.recon, self.seg, self.code_kind = recon, seg, code_kind
         self.recon_weight, self.seg_weight, self.code_weight = recon_weight, seg_weight, code_weight
+        self.ssim_weight, self.ssim_window = ssim_weight, ssim_window
 
     def forward(self, coords: Tensor, extra: Tensor | None, eye: Tensor, intensity: Tensor,
                 labels: Tensor | None, codes: Tensor | None) -> Tensor:
         logit, class_logits = self.network(coords, extra, codes, eye)
+        return self.terms(logit, class_logits, eye, intensity, labels, codes)
+
+    def terms(self, logit: Tensor, class_logits: Tensor | None, eye: Tensor, intensity: Tensor,
+              labels: Tensor | None, codes: Tensor | None) -> Tensor:
+        """Loss terms ``[P, 3]`` of network outputs ``logit [N]``, ``class_logits [N, C]`` for the
+        points ``eye [N]`` of ``P`` images ``intensity [P, h, w]`` (``labels [N]``)."""
+        images = intensity.shape[0]
         prediction = torch.sigmoid(logit.float()).view_as(intensity)
-        recon = reconstruction_loss(prediction, intensity, self.recon)
+        recon = reconstruction_loss(prediction, intensity, self.recon, self.ssim_weight, self.ssim_window)
         total = self.recon_weight * recon
-        seg = torch.zeros((), device=coords.device)
+        seg = torch.zeros_like(recon)
         if labels is not None and class_logits is not None:
-            seg = segmentation_loss(class_logits.float(), labels, self.seg)
+            seg = segmentation_loss(class_logits, labels, self.seg).view(images, -1).mean(1)
             total = total + self.seg_weight * seg
         if codes is not None and self.code_weight > 0:
-            total = total + self.code_weight * code_penalty(codes)
-        return torch.stack([total, recon, seg])
+            total = total + self.code_weight * code_penalty(codes, eye.view(images, -1)[:, 0], self.code_kind)
+        return torch.stack([total, recon, seg], dim=1)
 
 
-def objective_from_config(network: ImplicitNetwork, config: ExperimentConfig, *, code_weight: float) -> PointObjective:
+def objective_from_config(network: ImplicitNetwork, config: ExperimentConfig) -> PointObjective:
+    """The training loss of ``config`` (the test-time fit uses it without labels, so without its
+    segmentation term)."""
     train = config.TRAINING
-    return PointObjective(network, train.LOSS_RECON, train.LOSS_WEIGHT_RECON, train.LOSS_SEG,
-                          train.LOSS_WEIGHT_SEG, code_weight)
+    return PointObjective(network, train.LOSS_RECON, train.LOSS_WEIGHT_RECON, train.LOSS_SEG, train.LOSS_WEIGHT_SEG,
+                          train.LATENT_CODE.weight(config.MODEL.MODULATION), train.LATENT_CODE.REG_TYPE,
+                          train.SSIM_WEIGHT, train.SSIM_WINDOW)
 
 
 def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
@@ -104,20 +121,24 @@ def autocast_context(device: torch.device, enabled: bool) -> contextlib.Abstract
 class StepPlan:
     """How a step draws its points and how many steps an epoch has.
 
-    A step draws ``micro_batches`` micro-batches of ``patches`` patches of ``patch x patch``
-    points each; their gradients are summed with equal weights, so the update equals that of
-    one batch of all ``points``.
+    ``patches`` sampling: a step draws ``micro_batches`` micro-batches of ``images`` patches of
+    ``patch x patch`` points each; their gradients are summed with equal weights, so the update
+    equals that of one batch of all ``points``. ``bscan`` sampling: a step is ``images`` whole
+    B-scans (one, or one per eye being fitted) of ``points`` points, evaluated in
+    ``micro_batches`` chunks with the loss of the whole B-scans (see :func:`make_step`).
     """
 
-    patches: int
+    images: int
     patch: int
     steps_per_epoch: int
     micro_batches: int = 1
+    sampling: Literal["patches", "bscan"] = "patches"
+    bscan_points: int = 0
 
     @classmethod
     def for_data(cls, data: SparseVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
                  micro_batch_points: int | None = None) -> StepPlan:
-        """``batch_points`` in whole patches, split into equal micro-batches of at most
+        """Patches: ``batch_points`` in whole patches, split into equal micro-batches of at most
         ``micro_batch_points`` (at least one patch each; ``None``: no split)."""
         patch = data.patch_size(patch)
         size = patch * patch
@@ -128,51 +149,182 @@ class StepPlan:
         steps = steps_per_epoch or max(1, math.ceil(data.num_points / (micro_batches * per_micro_batch * size)))
         return cls(per_micro_batch, patch, steps, micro_batches)
 
+    @classmethod
+    def for_bscans(cls, data: SparseVolumes, every_eye: bool, steps_per_epoch: int | None,
+                   micro_batch_points: int | None = None) -> StepPlan:
+        """Whole B-scans: one per step (``every_eye=False``: an epoch is every (eye, B-scan) pair)
+        or one of every eye per step (an epoch is every B-scan of each eye)."""
+        images = data.num_eyes if every_eye else 1
+        points = images * data.height * data.width
+        micro_batches = 1 if micro_batch_points is None else math.ceil(points / micro_batch_points)
+        steps = steps_per_epoch or data.num_slices * (1 if every_eye else data.num_eyes)
+        return cls(images, 0, steps, micro_batches, "bscan", points)
+
+    @classmethod
+    def from_config(cls, data: SparseVolumes, sampling: str, batch_points: int, patch: int,
+                    steps_per_epoch: int | None, micro_batch_points: int | None, every_eye: bool) -> StepPlan:
+        """:meth:`for_bscans` or :meth:`for_data`, by ``sampling``."""
+        if sampling == "bscan":
+            return cls.for_bscans(data, every_eye, steps_per_epoch, micro_batch_points)
+        return cls.for_data(data, batch_points, patch, steps_per_epoch, micro_batch_points)
+
     @property
     def points(self) -> int:
         """Points per step (all micro-batches)."""
-        return self.micro_batches * self.patches * self.patch * self.patch
+        if self.sampling == "bscan":
+            return self.bscan_points
+        return self.micro_batches * self.images * self.patch * self.patch
 
 
-def make_step(objective: Callable[..., Tensor], data: SparseVolumes, codes: Tensor | None,
+class BatchSource:
+    """The batches of the steps of an epoch: ``start_epoch()`` once per epoch, then ``next()``
+    per step (a list of micro-batches, or one batch of whole B-scans)."""
+
+    def __init__(self, data: SparseVolumes, plan: StepPlan, generator: torch.Generator) -> None:
+        self.data, self.plan, self.generator = data, plan, generator
+        self.order: Tensor | None = None
+        self.cursor = 0
+
+    def start_epoch(self) -> None:
+        """``bscan``: a new random order (every eye's B-scans permuted, repeated if the epoch
+        has more steps than B-scans): ``[steps]`` pairs, or ``[E, steps]`` per eye."""
+        if self.plan.sampling != "bscan":
+            return
+        data, device = self.data, self.data.intensity.device
+        rows = 1 if self.plan.images == 1 else data.num_eyes
+        items = data.num_slices * (data.num_eyes if rows == 1 else 1)
+        repeats = math.ceil(self.plan.steps_per_epoch / items)
+        blocks = [torch.argsort(torch.rand(rows, items, device=device, generator=self.generator), dim=1)
+                  for _ in range(repeats)]
+        self.order = torch.cat(blocks, dim=1)[:, :self.plan.steps_per_epoch]
+        self.cursor = 0
+
+    def next(self) -> list[PointBatch]:
+        """The micro-batches of the next step (``bscan``: one batch of whole B-scans)."""
+        data, plan = self.data, self.plan
+        if plan.sampling != "bscan":
+            return [data.sample(plan.images, plan.patch, self.generator) for _ in range(plan.micro_batches)]
+        if self.order is None:
+            self.start_epoch()
+        column = self.order[:, self.cursor % self.order.shape[1]]
+        self.cursor += 1
+        if plan.images == 1:  # one (eye, B-scan) pair
+            return [data.bscans(column // data.num_slices, column % data.num_slices)]
+        return [data.bscans(torch.arange(data.num_eyes, device=column.device), column)]
+
+
+@dataclass
+class StepLosses:
+    """Per-eye loss sums of the steps so far (for each eye's epoch mean): ``totals, counts [E]``."""
+
+    totals: Tensor
+    counts: Tensor
+
+    @classmethod
+    def zeros(cls, eyes: int, device: torch.device) -> StepLosses:
+        return cls(torch.zeros(eyes, device=device), torch.zeros(eyes, device=device))
+
+    def add(self, image_totals: Tensor, image_eye: Tensor) -> None:
+        self.totals.index_add_(0, image_eye, image_totals.detach().float())
+        self.counts.index_add_(0, image_eye, torch.ones_like(image_totals, dtype=torch.float32))
+
+    def take_means(self) -> Tensor:
+        """``[E]`` mean loss per eye (NaN for an eye without images), and reset."""
+        means = self.totals / self.counts
+        self.totals.zero_()
+        self.counts.zero_()
+        return means
+
+
+def _chunks(points: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, points)) for start in range(0, points, size)]
+
+
+def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | None,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-              plan: StepPlan, generator: torch.Generator, mixed_precision: bool,
-              compile_update: bool = False) -> Callable[[], Tensor]:
-    """One optimisation step on fresh random micro-batches; returns the detached loss terms ``[3]``.
+              mixed_precision: bool, compile_update: bool = False, *, sum_over_images: bool = False,
+              per_eye: StepLosses | None = None,
+              compiled_objective: Callable[..., Tensor] | None = None) -> Callable[[], Tensor]:
+    """One optimisation step on the next batch of ``source``; returns the detached loss terms ``[3]``.
 
-    Each micro-batch's loss is weighted by ``1 / micro_batches`` before its backward pass, so
-    the summed gradient is the gradient of the mean loss over the whole step (every loss term
-    is a mean over equally sized micro-batches; the code penalty is the same in each).
+    The step's loss is the mean (``sum_over_images``: the sum) of its images' losses. With
+    patches, each micro-batch's loss is weighted by ``1 / micro_batches`` before its backward
+    pass, so the summed gradient is the gradient of the mean loss over the whole step. Whole
+    B-scans larger than one micro-batch are evaluated in two passes that give the same
+    update as one batch: the network outputs of every chunk without gradients, then the loss
+    of the whole B-scans (SSIM needs all of it) and its gradient with respect to the outputs,
+    then per chunk the forward again and the backward of those output gradients (dropout
+    masks are replayed, so both passes see the same network).
 
-    With ``compile_update`` the forward and backward of a micro-batch and the optimiser step
-    are ``torch.compile``d (the backward and the Adam update are fused too, not only the
-    loss); the optimiser's learning rates must then be tensors (a float rate changed by the
-    scheduler would recompile every step). Sampling and the scheduler stay eager.
+    ``scheduler`` (if any) is stepped after every step (a per-step schedule). ``per_eye``
+    collects each image's total loss by eye. With ``compile_update`` the forward and backward
+    of a micro-batch and the optimiser step are ``torch.compile``d (the optimiser's learning
+    rates must then be tensors: a float rate changed by a scheduler would recompile every
+    step); the two-pass path stays eager. ``compiled_objective`` replaces ``objective`` in the
+    one-pass path (a compiled module reused across calls).
     """
-    device = data.intensity.device
-    weight = 1.0 / plan.micro_batches
+    plan = source.plan
+    device = source.data.intensity.device
+    network = objective.network
+    replay_dropout = any(isinstance(module, nn.Dropout) for module in network.modules())
+    call = compiled_objective if compiled_objective is not None else objective
 
-    def accumulate(batch: PointBatch) -> Tensor:
+    def reduce(terms: Tensor) -> Tensor:
+        return terms.sum(0) if sum_over_images else terms.mean(0)
+
+    def accumulate(batch: PointBatch, weight: float) -> tuple[Tensor, Tensor]:
         with autocast_context(device, mixed_precision):
-            terms = objective(batch.coords, batch.extra, batch.eye, batch.intensity, batch.labels, codes)
-        (terms[0] * weight).backward()
-        return terms.detach() * weight
+            terms = call(batch.coords, batch.extra, batch.eye, batch.intensity, batch.labels, codes)
+        step_terms = reduce(terms)
+        (step_terms[0] * weight).backward()
+        return step_terms.detach() * weight, terms[:, 0].detach()
+
+    def two_pass(batch: PointBatch) -> tuple[Tensor, Tensor]:
+        chunks = _chunks(batch.coords.shape[0], math.ceil(plan.points / plan.micro_batches))
+
+        def outputs(part: slice) -> tuple[Tensor, Tensor | None]:
+            with autocast_context(device, mixed_precision):
+                return network(batch.coords[part], None if batch.extra is None else batch.extra[part], codes,
+                               batch.eye[part])
+
+        forked = (torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+                  if replay_dropout else contextlib.nullcontext())
+        with torch.no_grad(), forked:
+            first = [outputs(part) for part in chunks]
+        logit = torch.cat([out[0] for out in first]).requires_grad_()
+        class_logits = None if first[0][1] is None else torch.cat([out[1] for out in first]).requires_grad_()
+        with autocast_context(device, mixed_precision):
+            terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, codes)
+        step_terms = reduce(terms)
+        step_terms[0].backward()  # gradients of the outputs, and of the code penalty into the codes
+        for part in chunks:
+            out_logit, out_classes = outputs(part)
+            tensors, grads = [out_logit], [logit.grad[part]]
+            if out_classes is not None:
+                tensors.append(out_classes)
+                grads.append(class_logits.grad[part])
+            torch.autograd.backward(tensors, grads)
+        return step_terms.detach(), terms[:, 0].detach()
 
     def apply() -> None:
         optimizer.step()
 
     run_accumulate = torch.compile(accumulate) if compile_update else accumulate
     run_apply = torch.compile(apply) if compile_update else apply
+    two_passes = plan.sampling == "bscan" and plan.micro_batches > 1
 
     def step() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        terms = run_accumulate(data.sample(plan.patches, plan.patch, generator))
-        for _ in range(plan.micro_batches - 1):
-            terms = terms + run_accumulate(data.sample(plan.patches, plan.patch, generator))
+        batches = source.next()
+        results = ([two_pass(batches[0])] if two_passes else
+                   [run_accumulate(batch, 1.0 / len(batches)) for batch in batches])
         run_apply()
         if scheduler is not None:
             scheduler.step()
-        return terms
+        if per_eye is not None:
+            for batch, (_, image_totals) in zip(batches, results):
+                per_eye.add(image_totals, batch.eye.view(image_totals.shape[0], -1)[:, 0])
+        return torch.stack([terms for terms, _ in results]).sum(0)
 
     return step
 
@@ -183,6 +335,54 @@ def cosine_schedule(total_steps: int, min_factor: float) -> Callable[[int], floa
         progress = min(step / max(total_steps, 1), 1.0)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
+
+
+@dataclass
+class Schedule:
+    """The learning-rate schedule of one optimisation: stepped per step or per epoch."""
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    per_epoch: bool
+
+    @classmethod
+    def make(cls, optimizer: torch.optim.Optimizer, kind: LrSchedule, gamma: float, min_factor: float,
+             total_steps: int) -> Schedule:
+        """``exponential``: times ``gamma`` after every epoch; ``cosine``: per step over
+        ``total_steps`` to ``min_factor``; ``constant``: none."""
+        if kind == "exponential":
+            return cls(torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma), True)
+        if kind == "cosine":
+            return cls(torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, min_factor)), False)
+        return cls(None, False)
+
+    @property
+    def per_step(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The scheduler to step after every optimisation step (``None``: none)."""
+        return None if self.per_epoch else self.scheduler
+
+    def end_epoch(self) -> None:
+        if self.per_epoch and self.scheduler is not None:
+            self.scheduler.step()
+
+
+@dataclass
+class EarlyStopping:
+    """Stop once ``patience`` epochs (0-based index at least ``start_epoch``) have not lowered
+    the best epoch mean loss by more than ``min_delta``; ``patience = 0``: never."""
+
+    patience: int
+    min_delta: float
+    start_epoch: int
+    best: float = math.inf
+    stale: int = 0
+
+    def update(self, epoch_index: int, loss: float) -> bool:
+        """Record the mean loss of epoch ``epoch_index`` (0-based); whether to stop now."""
+        if loss < self.best - self.min_delta:
+            self.best, self.stale = loss, 0
+        elif epoch_index >= self.start_epoch:
+            self.stale += 1
+        return self.patience > 0 and self.stale >= self.patience
 
 
 def maybe_compile(module: Callable[..., Tensor], enabled: bool) -> Callable[..., Tensor]:
@@ -223,8 +423,8 @@ class NetworkTrainer:
         torch.manual_seed(train.SEED)
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
                       if latent_size else None)
-        self.plan = StepPlan.for_data(data, train.BATCH_POINTS, config.patch_size, train.STEPS_PER_EPOCH,
-                                      config.micro_batch_points(device))
+        self.plan = StepPlan.from_config(data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
+                                         train.STEPS_PER_EPOCH, config.micro_batch_points(device), every_eye=False)
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
 
@@ -235,19 +435,22 @@ class NetworkTrainer:
         if self.codes is not None:
             groups.append({"params": [self.codes], "lr": rate(train.LATENT_LEARNING_RATE or train.LEARNING_RATE)})
         self.optimizer = torch.optim.Adam(groups)
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(total_steps, train.LR_MIN_FACTOR))
-                          if train.LR_SCHEDULE == "cosine" else None)
+        self.schedule = Schedule.make(self.optimizer, train.LR_SCHEDULE, train.LR_GAMMA, train.LR_MIN_FACTOR,
+                                      total_steps)
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
-        objective = objective_from_config(network, config, code_weight=train.LATENT_CODE.REG_WEIGHT)
-        self.step = make_step(objective, data, self.codes, self.optimizer, self.scheduler, self.plan,
-                              self.generator, train.MIXED_PRECISION, compile_update)
+        self.source = BatchSource(data, self.plan, self.generator)
+        self.step = make_step(objective_from_config(network, config), self.source, self.codes, self.optimizer,
+                              self.schedule.per_step, train.MIXED_PRECISION, compile_update)
+        self.early_stopping = EarlyStopping(train.EARLY_STOPPING_PATIENCE, train.EARLY_STOPPING_MIN_DELTA,
+                                            train.EARLY_STOPPING_START_EPOCH)
         self.epoch = 0
         self.best_loss = math.inf
         self.best_state: dict[str, Any] = self._weights()
         self.history: list[dict[str, float]] = []
 
     def _weights(self) -> dict[str, Any]:
-        return {"network": copy.deepcopy(self.network.state_dict()),
+        return {"epoch": self.epoch,
+                "network": copy.deepcopy(self.network.state_dict()),
                 "codes": None if self.codes is None else self.codes.detach().clone()}
 
     def _state(self) -> dict[str, Any]:
@@ -255,32 +458,40 @@ class NetworkTrainer:
             "epoch": self.epoch, "best_loss": self.best_loss, "history": self.history,
             "network": self.network.state_dict(), "codes": None if self.codes is None else self.codes.detach(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scheduler": None if self.schedule.scheduler is None else self.schedule.scheduler.state_dict(),
+            "early_stopping": asdict(self.early_stopping), "best": self.best_state,
             "rng": rng_states(self.generator),
         }
 
     def _save_last(self) -> None:
+        """``last.pt`` (with the best weights inside, so the two never disagree) and ``best.pt``."""
         if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, self.best_state)
             save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self._state())
 
     def _resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self.data.intensity.device)
+        path = self.checkpoint_dir / LAST_CHECKPOINT
+        state = load_checkpoint(path, self.data.intensity.device)
         self.network.load_state_dict(state["network"])
         if self.codes is not None:
             stored = state["codes"]
             if stored is None or stored.shape != self.codes.shape:
-                raise DataError(f"{self.checkpoint_dir / LAST_CHECKPOINT}: latent codes "
-                                f"{None if stored is None else tuple(stored.shape)} do not match "
-                                f"{tuple(self.codes.shape)} of this run's training eyes")
+                raise DataError(f"{path}: latent codes {None if stored is None else tuple(stored.shape)} do not "
+                                f"match {tuple(self.codes.shape)} of this run's training eyes")
             with torch.no_grad():
                 self.codes.copy_(state["codes"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        scheduler = self.schedule.scheduler
+        if (scheduler is None) != (state["scheduler"] is None):
+            raise DataError(f"{path}: written with another TRAINING.LR_SCHEDULE than this config's "
+                            f"{self.config.TRAINING.LR_SCHEDULE!r}")
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        for key in ("best", "stale"):
+            setattr(self.early_stopping, key, state["early_stopping"][key])
         restore_rng_states(state["rng"], self.generator)
         self.epoch, self.best_loss, self.history = state["epoch"], state["best_loss"], state["history"]
-        best_path = self.checkpoint_dir / BEST_CHECKPOINT
-        self.best_state = load_checkpoint(best_path, self.data.intensity.device) if best_path.is_file() else self._weights()
+        self.best_state = state["best"]
 
     def _summary(self, running: Tensor, steps: int, started: float) -> dict[str, float]:
         means = (running / max(steps, 1)).tolist()
@@ -295,8 +506,17 @@ class NetworkTrainer:
             atomic_write_text(self.checkpoint_dir / TRAINING_LOG, text.getvalue())
         return row
 
+    def _end_epoch(self, loss: float) -> bool:
+        """After epoch ``self.epoch`` (1-based, done) with mean loss ``loss``: keep it if it is
+        the best so far; whether early stopping ends the training."""
+        if loss < self.best_loss:
+            self.best_loss = loss
+            self.best_state = self._weights()
+        return self.early_stopping.update(self.epoch - 1, loss)
+
     def train(self, resume: bool = False) -> TrainingOutcome:
-        """Run (or continue) the training; afterwards the network and codes hold the best weights."""
+        """Run (or continue) the training; afterwards the network and codes hold the best weights
+        (those of the epoch with the lowest mean loss)."""
         train = self.config.TRAINING
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -307,47 +527,45 @@ class NetworkTrainer:
         started = time.perf_counter()
         running = torch.zeros(3, device=self.data.intensity.device)
         steps = 0
-        stale = 0
         with stop_on_signals() as stop, tqdm(total=train.TOTAL_EPOCHS, initial=self.epoch, desc=self.description,
                                              unit="epoch", leave=False, disable=not self.progress) as bar:
             while self.epoch < train.TOTAL_EPOCHS:
-                if not self._run_epoch(stop, running):
+                epoch_terms = self._run_epoch(stop)
+                if epoch_terms is None:
                     outcome.interrupted = True
                     self._save_last()
                     break
                 self.epoch += 1
+                self.schedule.end_epoch()
+                running += epoch_terms
                 steps += self.plan.steps_per_epoch
                 bar.update(1)
-                last = self.epoch == train.TOTAL_EPOCHS
+                stop_early = self._end_epoch(float(epoch_terms[0]) / self.plan.steps_per_epoch)
+                last = self.epoch == train.TOTAL_EPOCHS or stop_early
                 if self.epoch % train.EPOCHS_TIL_SUMMARY == 0 or last:
                     row = self._summary(running, steps, started)
                     running.zero_()
                     steps = 0
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
-                    if row["loss"] < self.best_loss:
-                        self.best_loss, stale = row["loss"], 0
-                        self.best_state = self._weights()
-                        if self.checkpoint_dir is not None:
-                            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, self.best_state)
-                    else:
-                        stale += 1
-                    if train.EARLY_STOPPING_PATIENCE and stale >= train.EARLY_STOPPING_PATIENCE:
-                        outcome.stopped_early = True
-                        self._save_last()
-                        break
                 if self.epoch % train.CHECKPOINT_EVERY == 0 or last:
                     self._save_last()
+                if stop_early:
+                    outcome.stopped_early = True
+                    break
         self.load_best()
         outcome.epochs_done, outcome.best_loss, outcome.history = self.epoch, self.best_loss, self.history
         return outcome
 
-    def _run_epoch(self, stop: StopFlag, running: Tensor) -> bool:
-        """One epoch of steps; ``False`` if a stop was requested part-way (the epoch does not count)."""
+    def _run_epoch(self, stop: StopFlag) -> Tensor | None:
+        """One epoch of steps: the summed loss terms ``[3]``; ``None`` if a stop was requested
+        part-way (the epoch does not count)."""
+        self.source.start_epoch()
+        terms = torch.zeros(3, device=self.data.intensity.device)
         for _ in range(self.plan.steps_per_epoch):
-            running += self.step()
+            terms += self.step()
             if stop.requested:
-                return False
-        return True
+                return None
+        return terms
 
     def load_best(self) -> None:
         """Put the best weights and codes into the network and ``codes``."""
