@@ -4,13 +4,14 @@ The paper's keys and values are kept exactly (``SETTINGS``, ``PREPROCESSING``, `
 ``MODEL``, ``POS_ENCODING``, ``TEST``). Keys this implementation adds all have defaults, so
 the reference configs load unchanged; each is documented on its field below.
 
-What an *epoch* means here: one pass over the training points on average, i.e.
-``ceil(points / TRAINING.BATCH_POINTS)`` optimisation steps of random point batches drawn
-across all eyes and input B-scans (``points = eyes x H x W x input B-scans``). The reference
-took one whole B-scan per step, so an epoch there is also one pass over the points and
-``TOTAL_EPOCHS`` keeps its meaning. ``STEPS_PER_EPOCH`` overrides the step count (the demo
-configs use it to train on a fixed budget). The same holds for ``TEST`` with
-``TEST.BATCH_POINTS``.
+What an *epoch* means here: with ``TRAINING.SAMPLING: bscan`` (the reference) one step is
+one whole input B-scan of one eye and an epoch visits every (eye, B-scan) pair once in random
+order. With ``patches`` (ours) an epoch is one pass over the training points on average, i.e.
+``ceil(points / TRAINING.BATCH_POINTS)`` steps of random point batches drawn across all eyes
+and input B-scans (``points = eyes x H x W x input B-scans``), so ``TOTAL_EPOCHS`` keeps its
+meaning. ``STEPS_PER_EPOCH`` overrides the step count (the demo configs use it to train on a
+fixed budget; with ``bscan`` the epoch's B-scans are then the first ones of the random order).
+The same holds for ``TEST`` with ``TEST.SAMPLING`` and ``TEST.BATCH_POINTS``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     import torch
 
 LossRecon = Literal["MSE", "SSIM", "Combi"]
+LossSeg = Literal["softmax_BCE", "CE"]
+SsimWindow = Literal["gaussian11_zero_padded", "gaussian7_valid"]
+Sampling = Literal["bscan", "patches"]
+LrSchedule = Literal["exponential", "constant", "cosine"]
+CodePenalty = Literal["eye_mean_square", "all_codes_squared_norm"]
 COMPILE_MIN_STEPS = 2000
 CPU_MICRO_BATCH_POINTS = 8192
 """Points evaluated at once on the CPU (training micro-batches, prediction chunks): their
@@ -80,8 +86,19 @@ class Preprocessing:
 class LatentCode:
     SIZE: int = bounded(128, ge=0)
     INIT_STD: float = bounded(0.01, gt=0.0)
-    REG_WEIGHT: float = bounded(1e-4, ge=0.0)
-    """(added) weight of the L2 penalty ``mean(|z|²)`` on the codes of the eyes in a batch."""
+    REG_WEIGHT: float | None = bounded(None, ge=0.0)
+    """(added) weight of the code penalty (training and test-time fit). Reference = null: 1, and
+    no penalty with ``MODEL.MODULATION``; ours: 1e-4."""
+    REG_TYPE: CodePenalty = "eye_mean_square"
+    """(added) the code penalty. Reference ``eye_mean_square``: ``mean(z²)`` over the entries of
+    the code of each point's eye (one B-scan per step: the current eye's code); ours
+    ``all_codes_squared_norm``: ``|z|²`` averaged over the codes of all eyes being fitted."""
+
+    def weight(self, modulation: bool) -> float:
+        """The penalty weight of a network with or without FiLM ``modulation``."""
+        if self.REG_WEIGHT is not None:
+            return self.REG_WEIGHT
+        return 0.0 if modulation else 1.0
 
 
 @dataclass
@@ -94,12 +111,27 @@ class Training:
     TOTAL_EPOCHS: int = bounded(1500, ge=1)
     EPOCHS_TIL_SUMMARY: int = bounded(10, ge=1)
     LOSS_RECON: LossRecon = "Combi"
-    """MSE, SSIM (1 - SSIM on B-scan patches) or Combi (MSE + 1 - SSIM)."""
+    """MSE, SSIM (1 - SSIM) or Combi (MSE + SSIM_WEIGHT (1 - SSIM)), SSIM per image of the step
+    (a whole B-scan with ``SAMPLING: bscan``, a patch with ``patches``)."""
+    SSIM_WEIGHT: float = bounded(0.1, ge=0.0)
+    """(added) weight of 1 - SSIM in Combi. Reference: 0.1; ours: 1."""
+    SSIM_WINDOW: SsimWindow = "gaussian11_zero_padded"
+    """(added) SSIM window (sigma 1.5, C1 = 0.01², C2 = 0.03², data range 1). Reference
+    ``gaussian11_zero_padded``: 11 x 11, the image zero-padded, the map averaged over every
+    pixel; ours ``gaussian7_valid``: 7 x 7 (at most the image side), valid positions only."""
+    SAMPLING: Sampling = "bscan"
+    """(added) what one step sees. Reference ``bscan``: one whole input B-scan of one eye, an
+    epoch visits every (eye, B-scan) pair once in random order (``BATCH_POINTS`` and
+    ``PATCH_SIZE`` unused; a B-scan larger than a micro-batch is processed in micro-batches
+    with the loss of the whole B-scan, the same update); ours ``patches``: ``BATCH_POINTS``
+    points in random patches drawn across all eyes and input B-scans."""
     LOSS_WEIGHT_RECON: float = bounded(5.0, ge=0.0)
     LOSS_WEIGHT_SEG: float = bounded(1.0, ge=0.0)
     INPUT_ENFACE: Literal["SLO", ""] | None = "SLO"
-    LOSS_SEG: Literal["CE", "BCE"] = "CE"
-    """(added) cross-entropy, or binary cross-entropy on one-hot labels."""
+    LOSS_SEG: LossSeg = "softmax_BCE"
+    """(added) segmentation loss. Reference ``softmax_BCE``: binary cross-entropy of the softmax
+    probabilities against the one-hot labels, averaged over points and classes; ours ``CE``:
+    cross-entropy of the logits."""
     BATCH_POINTS: int = bounded(65536, ge=1)
     """(added) points per optimisation step (rounded to whole patches and equal micro-batches)."""
     PATCH_SIZE: int | None = bounded(None, ge=1)
@@ -108,11 +140,19 @@ class Training:
     """(added) steps per epoch; null: one pass over the training points."""
     LATENT_LEARNING_RATE: float | None = bounded(None, gt=0.0)
     """(added) learning rate of the codes; null: LEARNING_RATE."""
-    LR_SCHEDULE: Literal["constant", "cosine"] = "constant"
-    """(added) constant, or cosine decay to LEARNING_RATE * LR_MIN_FACTOR."""
+    LR_SCHEDULE: LrSchedule = "exponential"
+    """(added) Reference ``exponential``: the rate times LR_GAMMA after every epoch; ours
+    ``constant``, or ``cosine``: per step from LEARNING_RATE to LEARNING_RATE * LR_MIN_FACTOR."""
+    LR_GAMMA: float = bounded(0.99, gt=0.0, le=1.0)
+    """(added) decay per epoch of the ``exponential`` schedule (reference: 0.99)."""
     LR_MIN_FACTOR: float = bounded(0.1, gt=0.0, le=1.0)
-    EARLY_STOPPING_PATIENCE: int = bounded(0, ge=0)
-    """(added) stop after this many summaries without a lower loss; 0: never."""
+    EARLY_STOPPING_PATIENCE: int = bounded(10, ge=0)
+    """(added) stop once this many epochs after EARLY_STOPPING_START_EPOCH have not lowered the
+    best epoch mean loss by more than EARLY_STOPPING_MIN_DELTA. Reference: 10; ours: 0 (never)."""
+    EARLY_STOPPING_MIN_DELTA: float = bounded(5e-4, ge=0.0)
+    """(added) improvement of the epoch mean loss that resets the patience (reference: 5e-4)."""
+    EARLY_STOPPING_START_EPOCH: int = bounded(100, ge=0)
+    """(added) epochs before this (0-based) never count against the patience (reference: 100)."""
     CHECKPOINT_EVERY: int = bounded(50, ge=1)
     """(added) epochs between checkpoints (also written at the end and on SIGTERM/SIGINT)."""
     MIXED_PRECISION: bool = True
@@ -201,15 +241,26 @@ class Test:
     TOTAL_EPOCHS: int = bounded(200, ge=1)
     EPOCHS_TIL_SUMMARY: int = bounded(50, ge=1)
     LEARNING_RATE: float = bounded(1e-3, gt=0.0)
+    SAMPLING: Sampling = "bscan"
+    """(added) Reference ``bscan``: every step one whole input B-scan of each eye being fitted
+    (each eye's code follows its own fit: the per-eye losses are summed), every input B-scan
+    once per epoch in random order; ours ``patches``: BATCH_POINTS points in random patches."""
     BATCH_POINTS: int = bounded(16384, ge=1)
-    """(added) points per latent-fit step."""
+    """(added) points per latent-fit step with ``SAMPLING: patches``."""
     STEPS_PER_EPOCH: int | None = bounded(None, ge=1)
     """(added) steps per latent-fit epoch; null: one pass over the eyes' input points."""
     CONVERGENCE_TOL: float = bounded(0.0, ge=0.0)
-    """(added) stop the fit once a summary improves the loss by less than this fraction; 0: never."""
-    LR_SCHEDULE: Literal["constant", "cosine"] = "constant"
-    """(added) constant, or cosine decay over TOTAL_EPOCHS to LEARNING_RATE * LR_MIN_FACTOR."""
+    """(added) stop the fit once a summary improves the loss by less than this fraction; 0: never
+    (the reference)."""
+    LR_SCHEDULE: LrSchedule = "exponential"
+    """(added) Reference ``exponential`` (LR_GAMMA per epoch); ours ``constant``, or ``cosine``
+    per step over TOTAL_EPOCHS to LEARNING_RATE * LR_MIN_FACTOR."""
+    LR_GAMMA: float = bounded(0.99, gt=0.0, le=1.0)
+    """(added) decay per epoch of the ``exponential`` schedule (reference: 0.99)."""
     LR_MIN_FACTOR: float = bounded(0.1, gt=0.0, le=1.0)
+    KEEP: Literal["best", "last"] = "best"
+    """(added) which code the fit returns. Reference ``best``: each eye's code of its
+    lowest-loss epoch; ours ``last``: the code after the last step."""
 
 
 @dataclass
