@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from anisotropic_interpolation import predict, train_test_geninr, train_test_singleinr
-from anisotropic_interpolation.pipeline import MODEL_FILE, load_model
-from retina_data.errors import ConfigError, OutputExistsError
+from anisotropic_interpolation.config import load_experiment_config
+from anisotropic_interpolation.pipeline import MODEL_FILE, config_overrides, experiment_parser, load_model, run_folder
+from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.folds import FOLDS_FILE, write_folds_for_tree
 from retina_data.phantom import PhantomConfig, write_phantom
 from retina_data.tree import read_eye
@@ -46,10 +47,24 @@ def test_geninr_script_writes_model_evaluation_and_resolved_config(phantom_tree:
     assert train_test_geninr.main(_args("demo_geninr.yaml", phantom_tree, out, *extra)) == 0
     assert "TOTAL_EPOCHS: 2" in (out / "config.yaml").read_text()
     for name in ("model.pt", "run_info.json", "checkpoints/last.pt", "checkpoints/best.pt",
-                 "evaluation/summary.md", "evaluation/summary.csv"):
+                 "evaluation/summary.md", "evaluation/summary.csv", "evaluation/summary_reference.md",
+                 "evaluation/summary_reference.csv"):
         assert (out / name).is_file(), name
-    summary = (out / "evaluation" / "summary.md").read_text()
-    assert all(method in summary for method in ("gen_inr", "single_inr", "linear", "cubic", "nearest"))
+    for table in ("summary.md", "summary_reference.md"):
+        summary = (out / "evaluation" / table).read_text()
+        assert all(method in summary for method in ("gen_inr", "single_inr", "linear (true input labels)",
+                                                    "cubic (true input labels)", "nearest (true input labels)"))
+
+    before = (out / "evaluation" / "summary_reference.csv").read_text()
+    with pytest.raises(OutputExistsError, match="already holds evaluation results"):
+        train_test_geninr.main(["--eval", str(out), "--gpu", "-1", "--quiet"])
+    assert train_test_geninr.main(["--eval", str(out), "--gpu", "-1", "--quiet", "--overwrite"]) == 0
+    assert (out / "evaluation_info.json").is_file()
+    assert "TOTAL_EPOCHS: 2" in (out / "config.yaml").read_text()  # the run's config is left alone
+    again = (out / "evaluation" / "summary_reference.csv").read_text()
+    assert again.splitlines()[0] == before.splitlines()[0]
+    with pytest.raises(ConfigError, match="MODEL settings are fixed"):
+        train_test_geninr.main(["--eval", str(out), "--gpu", "-1", "--overwrite", "--set", "MODEL.HIDDEN_SIZE=8"])
 
 
 @pytest.mark.slow
@@ -57,9 +72,34 @@ def test_singleinr_script_writes_evaluation_and_refuses_to_overwrite(phantom_tre
     out = tmp_path / "single"
     args = _args("demo_singleinr.yaml", phantom_tree, out, "--set", "EVALUATION.SAVE_NIFTI=false")
     assert train_test_singleinr.main(args) == 0
-    assert (out / "config.yaml").is_file() and (out / "evaluation" / "summary.md").is_file()
+    assert (out / "config.yaml").is_file() and (out / "evaluation" / "summary_reference.md").is_file()
     with pytest.raises(OutputExistsError):
         train_test_singleinr.main(args)
+    first = (out / "evaluation" / "metrics_all_reference.csv").read_text()
+    assert train_test_singleinr.main(["--eval", str(out), "--gpu", "-1", "--quiet", "--overwrite"]) == 0
+    assert (out / "evaluation" / "metrics_all_reference.csv").read_text() == first  # the same fitted networks
+
+
+def test_reference_command_line_flags_map_to_config_keys_and_the_run_folder(tmp_path: Path) -> None:
+    parser = experiment_parser("test")
+    args = parser.parse_args([str(CONFIGS / "geninr_config.yaml"), "--result_dir", str(tmp_path),
+                              "--result_note", "wire_v2", "--torch_compile"])
+    overrides = config_overrides(args)
+    assert f"SETTINGS.RESULT_DIR={tmp_path}" in overrides and "SETTINGS.COMPILE=true" in overrides
+    config = load_experiment_config(args.config, overrides)
+    assert config.SETTINGS.COMPILE is True
+    assert run_folder(config, None, args.result_note) == tmp_path / "GenFitOCT_fold1_wire_v2"
+    with pytest.raises(ConfigError, match="--result_note"):
+        run_folder(config, None, "../elsewhere")
+
+
+def test_eval_refuses_a_config_and_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give no CONFIG"):
+        train_test_geninr.main([str(CONFIGS / "geninr_config.yaml"), "--eval", str(tmp_path)])
+    with pytest.raises(DataError, match="config.yaml: not found"):
+        train_test_singleinr.main(["--eval", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no config given"):
+        train_test_singleinr.main([])
 
 
 @pytest.mark.slow
