@@ -106,13 +106,23 @@ class SparseVolumes:
         top = torch.randint(self.height - patch + 1, shape, device=device, generator=generator)
         left = torch.randint(self.width - patch + 1, shape, device=device, generator=generator)
         offsets = torch.arange(patch, device=device)
-        rows = top + offsets[None, :, None]  # [P, p, 1]
-        cols = left + offsets[None, None, :]  # [P, 1, p]
-        full = (num_patches, patch, patch)
+        return self._gather(eye, bscan, top + offsets[None, :, None], left + offsets[None, None, :])
+
+    def bscans(self, eye: Tensor, bscan: Tensor) -> PointBatch:
+        """Whole input B-scans ``bscan [P]`` of the eyes ``eye [P]`` (a batch of ``P`` ``H x W`` images)."""
+        device = self.intensity.device
+        rows = torch.arange(self.height, device=device)[None, :, None]
+        cols = torch.arange(self.width, device=device)[None, None, :]
+        return self._gather(eye.view(-1, 1, 1), bscan.view(-1, 1, 1), rows, cols)
+
+    def _gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
+        """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""
+        full = (eye.shape[0], rows.shape[1], cols.shape[2])
         coords = torch.stack([
             self.rows[rows].expand(full), self.columns[cols].expand(full),
             self.slice_coords[eye, bscan].expand(full),
         ], dim=-1).reshape(-1, 3)
         extra = self.slo[eye, cols, bscan].expand(full).reshape(-1, 1) if self.slo is not None else None
         labels = self.labels[eye, rows, cols, bscan].reshape(-1).long() if self.labels is not None else None
-        return PointBatch(coords, extra, eye.expand(full).reshape(-1), self.intensity[eye, rows, cols, bscan], labels)
+        return PointBatch(coords, extra, eye.expand(full).reshape(-1),
+                          self.intensity[eye, rows, cols, bscan].expand(full), labels)
