@@ -78,8 +78,10 @@ class Preprocessing:
     do: true for ``train_test_geninr.py``, false for ``train_test_singleinr.py`` (the reference
     single INR reads the stored values). Ours (false): the stored values, already in [0, 1],
     so a test eye's input B-scans are exactly its evaluation volume's."""
-    SLICE_COORD_SCALE: float = bounded(1.0, gt=0.0)
-    """(added) factor on the normalised slow-axis coordinate (anisotropy between B-scans)."""
+    SLICE_COORD_SCALE: float = bounded(0.1, gt=0.0)
+    """(added) the input B-scans of an eye span ``[-SLICE_COORD_SCALE, SLICE_COORD_SCALE]`` on the
+    slow axis (depth and fast axis span ``[-1, 1]``). Reference: 0.1 (``linspace(-1, 1, D) / 10``,
+    "z-spacing roughly 10x x-spacing"); ours: 1."""
 
 
 @dataclass
@@ -170,6 +172,25 @@ class Model:
     MODULATION: bool = False
     SKIP_CONNECTION: bool = True
     INPUT_COORD_TO_ALL_LAYERS: bool = True
+    LATENT_TO_ALL_LAYERS: bool = False
+    """(added) with INPUT_COORD_TO_ALL_LAYERS, the latent code enters every layer too. Reference:
+    false (the code enters the first layer only; later layers get ``[encoded coords, SLO, h]``);
+    ours: true."""
+    INIT: Literal["reference", "ours"] = "reference"
+    """(added) initialisation of the ReLU layers and the output heads. Reference: PyTorch's
+    default (``nn.Linear``); ours: ReLU layers Kaiming-uniform with zero biases, heads with the
+    rule of the activation's later layers (SIREN/WIRE/FINER: ``U(+-sqrt(6/in)/omega0)``)."""
+    FILM: Literal["reference", "ours"] = "reference"
+    """(added) the FiLM SIREN of ``MODULATION``. Reference: the first layer unmodulated, each
+    later layer ``sin(omega0 gamma (W h + b) + beta)``, every weight ``U(+-sqrt(6/max(in, out))/omega0)``
+    (first layer ``U(+-1/in)``), zero biases; ours: every layer ``sin(omega0 (gamma (W h + b) + beta))``,
+    SIREN-initialised layers, FiLM map at 0.1 x its default weights with ``gamma = 1, beta = 0``
+    at a zero code."""
+
+    def __post_init__(self) -> None:
+        if self.LATENT_TO_ALL_LAYERS and (self.MODULATION or not self.INPUT_COORD_TO_ALL_LAYERS):
+            raise ConfigError("MODEL.LATENT_TO_ALL_LAYERS = true: expected INPUT_COORD_TO_ALL_LAYERS = true "
+                              "and MODULATION = false (the code is an input of every layer that gets the input)")
 
 
 @dataclass
@@ -180,6 +201,11 @@ class Hashgrid:
     LOG2_HASHMAP_SIZE: int = bounded(15, ge=4, le=24)
     BASE_RESOLUTION: int = bounded(16, ge=1)
     FINEST_RESOLUTION: int = bounded(512, ge=1)
+    DENSE_COARSE_LEVELS: bool = False
+    """(added) Reference: false, every level hashed (tiny-cuda-nn's spatial hash) into a table of
+    ``min(resolution^3, 2^LOG2_HASHMAP_SIZE)`` rows; ours: true, a level whose
+    ``(resolution + 1)^3`` vertices fit in ``2^LOG2_HASHMAP_SIZE`` rows is indexed densely
+    (no collisions), every level has ``2^LOG2_HASHMAP_SIZE`` rows."""
 
     def __post_init__(self) -> None:
         if self.FINEST_RESOLUTION < self.BASE_RESOLUTION:
@@ -203,6 +229,10 @@ class SirenParams:
 class WireParams:
     SCALE_0: float = bounded(10.0, gt=0.0)
     OMEGA_0: float = bounded(30.0, gt=0.0)
+    SHARED_LINEAR: bool = False
+    """(added) Reference: false, two linear maps of the layer input, ``f = W_f x + b_f`` and
+    ``s = W_s x + b_s``, output ``cos(omega0 f) exp(-(scale0 s)^2)``; ours: true, one map for both
+    (``s = f``: half the parameters and the work)."""
 
 
 @dataclass
@@ -215,6 +245,9 @@ class FinerParams:
 @dataclass
 class PosEncoding:
     TYPE: Literal["None", "FF", "Hashgrid"] = "None"
+    COORD_FACTOR: float | None = bounded(None, gt=0.0)
+    """(added) factor on the coordinates with ``TYPE: 'None'``. Reference: null, pi with SIREN
+    and 1 with any other activation; ours: 1."""
     HASHGRID: Hashgrid | None = None
     FF: FourierFeatures | None = None
     SIREN: SirenParams = nested(SirenParams)

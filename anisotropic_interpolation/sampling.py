@@ -1,9 +1,11 @@
 """Sparse B-scans of several eyes kept on the device, and random point batches drawn from them.
 
 Coordinates are normalised per eye: depth (``H``) and the fast axis (``W``) span ``[-1, 1]``;
-the slow axis maps the eye's *input* B-scans onto ``[-1, 1]`` by their positions in mm
-(times ``SLICE_COORD_SCALE``), so gap B-scans and positions between input B-scans get
-exact, resolution-independent coordinates.
+the slow axis maps the eye's *input* B-scans onto ``[-s, s]`` by their positions in mm,
+``s = SLICE_COORD_SCALE`` (the reference's 0.1: ``linspace(-1, 1, D) / 10`` over the D input
+B-scans), so gap B-scans and positions between input B-scans get exact,
+resolution-independent coordinates (the 31 B-scans of an evaluation volume get the
+reference's ``linspace(-1, 1, 31) / 10``, its 16 inputs the same z as in their own volume).
 """
 
 from __future__ import annotations

@@ -24,10 +24,13 @@ from retina_data.errors import ConfigError, DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import atomic_write_text, refuse_existing
 from retina_data.identifiers import check_id
+from retina_data.label_tables import write_label_tables
 from retina_data.labels import FLUID_LABEL, label_names
 from retina_data.nifti import read_nifti, write_nifti
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+"""2: NIfTI files in an anatomical orientation (see :mod:`retina_data.nifti`) and label tables
+beside every label volume; 1 had unoriented files, which are still read as before."""
 DATASET_FILE = "dataset.yaml"
 
 
@@ -102,6 +105,8 @@ def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: 
     if eye.labels is not None:
         written.append(write_nifti(files.labels, eye.labels.astype(np.uint8, copy=False), eye.spacing,
                                    eye.bscan_positions, overwrite=overwrite))
+        with_fluid = bool(eye.labels.size) and int(eye.labels.max()) >= FLUID_LABEL
+        written += write_label_tables(files.labels.parent, label_names(with_fluid))
     if write_slo:
         slo_spacing = (eye.spacing[1], _uniform_step(eye.slo_positions, eye.spacing[2]))
         written.append(write_nifti(files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing,

@@ -82,7 +82,8 @@ def test_a_subsample_that_fails_half_way_writes_no_file_and_the_rerun_succeeds(t
     assert _files(data) == before
     monkeypatch.undo()
     written = preprocessing.write_subsampled(data, [2, 4], progress=False)
-    assert len(written) == 4 * 2 * 2 and all(p.is_file() and p.is_relative_to(data) for p in written)
+    volumes = [p for p in written if p.name.endswith(".nii.gz")]
+    assert len(volumes) == 4 * 2 * 2 and all(p.is_file() and p.is_relative_to(data) for p in written)
     assert {k: v for k, v in _files(data).items() if k in before} == before  # the SLO and dense files unchanged
     with pytest.raises(OutputExistsError):
         preprocessing.write_subsampled(data, [2], progress=False)

@@ -290,7 +290,7 @@ def test_write_phantom_twice_gives_identical_bytes(tmp_path: Path) -> None:
     write_phantom(tmp_path / "a", cfg, progress=False)
     write_phantom(tmp_path / "b", cfg, progress=False)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 13
+    assert len(files) == 17  # per eye: 3 volumes, 3 sidecars, 2 label tables; dataset.yaml
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

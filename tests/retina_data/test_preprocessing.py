@@ -144,7 +144,7 @@ def test_depth_window_around_bm_has_the_requested_height_and_pads_outside():
 def test_write_subsampled_writes_every_kth_bscan_and_refuses_to_overwrite(make_tree):
     data_dir = make_tree(2)
     written = write_subsampled(data_dir, [2, 4], progress=False)
-    assert len(written) == 2 * 2 * 2 * 2
+    assert len([p for p in written if p.name.endswith(".nii.gz")]) == 2 * 2 * 2 * 2
     sparse = read_eye(data_dir, "sub002", "OS", subsample=4)
     dense = read_eye(data_dir, "sub002", "OS")
     assert np.array_equal(sparse.bscan_positions, dense.bscan_positions[::4])
