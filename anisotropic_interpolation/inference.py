@@ -65,9 +65,10 @@ def bytes_per_point(network: ImplicitNetwork) -> int:
     backbone = network.backbone
     hidden = backbone.shape.hidden_size
     encoding = backbone.encoding
-    floats = encoding.out_dim + hidden * (backbone.input_layers + 4) + 3 * (1 + network.inputs.num_classes) + 8
+    width = hidden * backbone.activation.linear_maps  # pre-activations of a layer
+    floats = encoding.out_dim + width * (backbone.input_layers + 4) + 3 * (1 + network.inputs.num_classes) + 8
     if backbone.film is not None:
-        floats += 2 * hidden * backbone.shape.num_layers
+        floats += 2 * hidden * backbone.modulated_layers
     total = floats * FLOAT_BYTES
     if isinstance(encoding, HashGridEncoding):
         corners = encoding.corners.shape[0]

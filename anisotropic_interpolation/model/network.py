@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -41,6 +42,14 @@ class ImplicitNetwork(nn.Module):
         return self.heads(self.backbone(coords, extra, codes, eye))
 
 
+def identity_factor(config: ExperimentConfig) -> float:
+    """The factor on the coordinates with no encoding: ``POS_ENCODING.COORD_FACTOR``, or the
+    reference's pi before SIREN layers and 1 before any other."""
+    if config.POS_ENCODING.COORD_FACTOR is not None:
+        return config.POS_ENCODING.COORD_FACTOR
+    return math.pi if config.MODEL.ACTIVATION == "SIREN" else 1.0
+
+
 def make_encoding(config: ExperimentConfig) -> Encoding:
     """The coordinate encoding named by ``POS_ENCODING.TYPE``."""
     enc = config.POS_ENCODING
@@ -50,19 +59,20 @@ def make_encoding(config: ExperimentConfig) -> Encoding:
     if enc.TYPE == "Hashgrid":
         grid = enc.HASHGRID
         return HashGridEncoding(grid.DIM, grid.N_LEVELS, grid.N_FEATURES_PER_LEVEL, grid.LOG2_HASHMAP_SIZE,
-                                grid.BASE_RESOLUTION, grid.FINEST_RESOLUTION)
-    return IdentityEncoding(COORD_DIM)
+                                grid.BASE_RESOLUTION, grid.FINEST_RESOLUTION, grid.DENSE_COARSE_LEVELS)
+    return IdentityEncoding(COORD_DIM, identity_factor(config))
 
 
 def make_config_activation(config: ExperimentConfig) -> Activation:
     """The activation named by ``MODEL.ACTIVATION`` with its ``POS_ENCODING.<NAME>`` parameters."""
     enc, name = config.POS_ENCODING, config.MODEL.ACTIVATION
     if name == "WIRE":
-        return make_activation(name, omega_0=enc.WIRE.OMEGA_0, scale_0=enc.WIRE.SCALE_0)
+        return make_activation(name, omega_0=enc.WIRE.OMEGA_0, scale_0=enc.WIRE.SCALE_0,
+                               shared_linear=enc.WIRE.SHARED_LINEAR)
     if name == "FINER":
         return make_activation(name, omega_0=enc.FINER.OMEGA_0, scale_0=enc.FINER.SCALE_0,
                                scale_requires_grad=enc.FINER.SCALE_REQ_GRAD)
-    return make_activation(name, omega_0=enc.SIREN.OMEGA_0)
+    return make_activation(name, omega_0=enc.SIREN.OMEGA_0, kaiming=config.MODEL.INIT == "ours")
 
 
 def build_network(config: ExperimentConfig, inputs: NetworkInputs) -> ImplicitNetwork:
@@ -72,7 +82,9 @@ def build_network(config: ExperimentConfig, inputs: NetworkInputs) -> ImplicitNe
     shape = BackboneShape(
         extra_features=int(inputs.use_slo), latent_size=inputs.latent_size, hidden_size=model.HIDDEN_SIZE,
         num_layers=model.NUM_LAYERS, residual=model.SKIP_CONNECTION,
-        inject_input=model.INPUT_COORD_TO_ALL_LAYERS, modulation=model.MODULATION, dropout=model.DROPOUT,
+        inject_input=model.INPUT_COORD_TO_ALL_LAYERS, latent_to_all_layers=model.LATENT_TO_ALL_LAYERS,
+        modulation=model.MODULATION, film=model.FILM, dropout=model.DROPOUT,
     )
     backbone = CoordinateMLP(make_encoding(config), activation, shape)
-    return ImplicitNetwork(backbone, OutputHeads(model.HIDDEN_SIZE, inputs.num_classes, activation), inputs)
+    heads = OutputHeads(model.HIDDEN_SIZE, inputs.num_classes, activation if model.INIT == "ours" else None)
+    return ImplicitNetwork(backbone, heads, inputs)

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
+from anisotropic_interpolation.config import load_experiment_config
 from anisotropic_interpolation.sampling import SparseVolumes, slice_coordinates
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "interpolation"
 
 
 def test_slice_coordinates_map_the_input_bscans_onto_minus_one_to_one() -> None:
     coords = slice_coordinates(np.array([0.0, 0.5, 1.0, 1.25]), np.array([0.0, 1.0]), scale=2.0)
     assert np.allclose(coords, [-2.0, 0.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("name", ["geninr_config.yaml", "singleinr_config.yaml"])
+def test_paper_configs_put_the_first_and_last_input_bscans_at_minus_and_plus_a_tenth(tiny_eyes, name) -> None:
+    config = load_experiment_config(CONFIGS / name)
+    sparse = tiny_eyes[0].subsample(4)
+    data = SparseVolumes.from_eyes([sparse], use_labels=False, use_slo=False,
+                                   slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device="cpu")
+    assert torch.allclose(data.slice_coords[0], torch.linspace(-1, 1, sparse.shape[2]) / 10)
+    assert data.slice_coords[0, 0].item() == pytest.approx(-0.1) and data.slice_coords[0, -1].item() == pytest.approx(0.1)
+
+
+def test_31_evaluation_bscans_get_the_references_z_and_the_16_inputs_keep_theirs() -> None:
+    """``linspace(-1, 1, 31) / 10`` for the evaluation volume, ``linspace(-1, 1, 16) / 10`` for its
+    every-2nd-B-scan input volume: the same z for the same B-scan."""
+    positions = np.arange(31) * 0.047
+    scale = load_experiment_config(CONFIGS / "geninr_config.yaml").PREPROCESSING.SLICE_COORD_SCALE
+    assert np.allclose(slice_coordinates(positions, positions[::2], scale), np.linspace(-1, 1, 31) / 10, atol=1e-7)
+    assert np.allclose(slice_coordinates(positions[::2], positions[::2], scale), np.linspace(-1, 1, 16) / 10,
+                       atol=1e-7)
 
 
 def test_batch_values_are_those_of_the_sampled_voxels(tiny_eyes) -> None:

@@ -17,7 +17,7 @@ from retina_data.eye import Eye
 def tiny_config(**sections: dict) -> ExperimentConfig:
     """A small, fast experiment config; ``sections`` update keys per section (``MODEL={...}``)."""
     data = {
-        "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 4},
+        "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 4, "SLICE_COORD_SCALE": 1.0},  # as tiny_trainer's data
         "TRAINING": {"LATENT_CODE": {"SIZE": 8}, "TOTAL_EPOCHS": 4, "EPOCHS_TIL_SUMMARY": 2,
                      "LEARNING_RATE": 0.003, "BATCH_POINTS": 512, "STEPS_PER_EPOCH": 5, "LOSS_RECON": "MSE",
                      "CHECKPOINT_EVERY": 2},
