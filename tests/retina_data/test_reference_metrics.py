@@ -112,3 +112,16 @@ def test_fluid_metrics_are_nan_on_bscans_without_fluid_and_score_the_ilm() -> No
 
 def test_cscr_labels_from_layers_and_fluid() -> None:
     assert rm.cscr_labels(np.array([0, 1, 5, 11, 12, 13])).tolist() == [0, 1, 1, 1, 0, 2]
+
+
+def test_border_distances_equal_those_of_the_euclidean_distance_transform() -> None:
+    from scipy.ndimage import distance_transform_edt
+
+    rng = np.random.default_rng(3)
+    truth = _layer(40, 30, list(rng.integers(1, 35, 30)))[:, :, 0] == 1
+    pred = _layer(40, 30, list(rng.integers(1, 35, 30)))[:, :, 0] == 1
+    sampling = (0.0039, 0.0117)
+    a, b = rm.upper_border(pred), rm.upper_border(truth)
+    expected = np.concatenate([distance_transform_edt(~b, sampling=sampling)[a],
+                               distance_transform_edt(~a, sampling=sampling)[b]])
+    assert np.allclose(np.sort(rm.border_distances(a, b, sampling)), np.sort(expected))
