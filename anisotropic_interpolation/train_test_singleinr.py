@@ -4,6 +4,14 @@ Usage (from the repository root)::
 
     python anisotropic_interpolation/train_test_singleinr.py configs/interpolation/singleinr_config.yaml --gpu 0
     python -m anisotropic_interpolation.train_test_singleinr CONFIG --gpu -1 --epochs 10
+    python -m anisotropic_interpolation.train_test_singleinr --eval runs/RUN_FOLDER --gpu 0 --overwrite
+    python anisotropic_interpolation/train_test_singleinr.py configs/interpolation/singleinr_config.yaml --result_dir runs \\
+        --result_note wire --torch_compile
+
+``--eval RUN`` scores a trained run again without training (its own config, ``--set`` for TEST,
+SETTINGS and EVALUATION keys); ``--result_note`` is appended to the run folder's name and kept in
+``run_info.json``. Both metric sets are written: ``evaluation/summary.md`` (ours) and
+``evaluation/summary_reference.md`` (the paper's).
 """
 
 from __future__ import annotations
