@@ -22,7 +22,8 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     """Parse the options, load the checkpoint and evaluate the test eyes into ``<run>/<subfolder>``.
 
     ``resolution``: GINR from every ``EVALUATION.RESOLUTION_FACTORS``-th B-scan and no baselines;
-    otherwise GINR from all B-scans plus the configured baselines.
+    otherwise GINR from all B-scans plus the configured baselines (``reference_inr`` registers to
+    the pretrained atlas of the trained run). Both protocols' tables are written and printed.
     """
     parser = base_parser(description)
     parser.add_argument("--checkpoint", help="trained GINR checkpoint (default: the run's registration last.ckpt)")
@@ -31,12 +32,14 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     fold = load_fold(cfg)
     trained_run = run_folder(cfg, None)
     checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoint_path(trained_run, REGISTRATION_STAGE)
+    if args.checkpoint:  # RUN/checkpoints/registration/last.ckpt: RUN also holds the pretrained atlas
+        trained_run = checkpoint.resolve().parents[2]
     model = load_trained(checkpoint, fold)
     run_dir = start_run(cfg, args.output or str(trained_run / subfolder), args.overwrite, args.resume)
     save_resolved_config(cfg, fold, run_dir)
     if resolution:
-        evaluate(cfg, fold, model, run_dir, baselines=[])
+        evaluate(cfg, fold, model, run_dir, baselines=[], trained_run=trained_run)
     else:
-        evaluate(cfg, fold, model, run_dir, factors=[1])
+        evaluate(cfg, fold, model, run_dir, factors=[1], trained_run=trained_run)
     print(f"results in {run_dir / 'results'}")
     return 0

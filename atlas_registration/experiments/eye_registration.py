@@ -4,8 +4,9 @@ Every method gives, on the eye's dense grid, the atlas labels and intensities pu
 into the eye (``atlas(x + u(x))``) and the displacement ``u`` in mm; this is the
 convention of ``baselines/classical.py``, so the INR and classical results are directly
 comparable. The INR methods (GINR latent-only inference, per-eye IDIR) may be fitted on a
-sparse eye (every k-th B-scan at its true position) and are still evaluated on every
-B-scan of the dense eye.
+sparse eye (every k-th B-scan at its true position). Two protocols score a registration:
+:func:`score` (ours: 3-D metrics on every B-scan of the dense eye) and
+:func:`score_reference` (the paper's: 2-D metrics per B-scan on the B-scans given).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import FiLMSiren
 from atlas_registration.baselines.classical import register, warp_labels
+from atlas_registration.baselines.reference_fits import ReferenceAffineFit, ReferenceInrFit
 from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates, mm_per_unit
 from atlas_registration.datasets.patches import StridedPatchDataset
@@ -29,10 +31,11 @@ from atlas_registration.routines.eye_fitting import EyeFit, IdirFit, LatentFit
 from atlas_registration.routines.losses import LossWeights
 from atlas_registration.routines.prediction import DisplacementFn, GridPrediction, predict_on_grid
 from atlas_registration.routines.trainer import build_fit_trainer, inference_device
+from atlas_registration.utilities.bscan_metrics import reference_metrics
 from atlas_registration.utilities.evaluation import registration_metrics
+from atlas_registration.utilities.jacobian import jacobian_determinant, negative_fraction
 from retina_data.eye import Eye
 
-INR_METHODS = ("ginr", "idir")
 CLASSICAL_BASELINES = {"atlas": "atlas_only", "affine": "affine", "bspline": "bspline", "demons": "demons"}
 
 
@@ -53,6 +56,11 @@ class EyeRegistration:
     displacement_mm: np.ndarray
     seconds: float
     displacement_fn: DisplacementFn | None = None
+
+    def bscans(self, step: int) -> EyeRegistration:
+        """The registration on every ``step``-th B-scan (the grid of ``eye.subsample(step)``)."""
+        return EyeRegistration(self.labels[:, :, ::step], self.intensity[:, :, ::step],
+                               self.displacement_mm[:, :, :, ::step], self.seconds, self.displacement_fn)
 
 
 def test_weights(cfg: AtlasConfig) -> LossWeights:
@@ -80,6 +88,17 @@ def idir_fit(cfg: AtlasConfig, atlas: AtlasINR) -> IdirFit:
     ev = cfg.EVALUATION
     return IdirFit(atlas, test_weights(cfg), ev.IDIR_LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA,
                    ev.IDIR_HIDDEN_SIZE, ev.IDIR_NUM_LAYERS, cfg.DISP_MODEL.OMEGA, cfg.DISP_MODEL.OUT_INIT_SCALE)
+
+
+def reference_affine_fit(cfg: AtlasConfig, atlas: AtlasINR) -> ReferenceAffineFit:
+    """The reference's affine-on-coordinates baseline for one eye."""
+    return ReferenceAffineFit(atlas, cfg.EVALUATION.REFERENCE_BASELINE_LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA)
+
+
+def reference_inr_fit(cfg: AtlasConfig, pretrained_atlas: AtlasINR) -> ReferenceInrFit:
+    """The reference's per-eye INR baseline for one eye, registered to the pretrained atlas."""
+    return ReferenceInrFit(pretrained_atlas, cfg.EVALUATION.REFERENCE_BASELINE_LEARNING_RATE,
+                           cfg.TEST.LR_SCHEDULER_GAMMA, cfg.DISP_MODEL.OMEGA)
 
 
 def _to_mm(prediction: GridPrediction, extent_mm: Sequence[float]) -> np.ndarray:
@@ -127,6 +146,25 @@ def score(registration: EyeRegistration, eye: Eye, num_classes: int) -> dict[str
     return registration_metrics(registration.labels, eye.labels, eye.spacing, num_classes,
                                 warped_intensity=registration.intensity, target_intensity=eye.oct,
                                 displacement_mm=registration.displacement_mm, seconds=registration.seconds)
+
+
+def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, num_classes: int
+                    ) -> dict[str, float]:
+    """The paper's metric row (2-D, per B-scan, in blocks) of a registration on ``eye``'s own grid.
+
+    Adds ``pct_negative_jacobian``: the share of voxels with ``det(I + grad u) < 0`` (the paper's
+    folding; the reference code's ``det(2I + grad u)`` is a bug), NaN with a single B-scan.
+    """
+    ev = cfg.EVALUATION
+    spacing_hw = ev.REFERENCE_SPACING_MM or eye.spacing[:2]
+    row = reference_metrics(registration.labels, eye.labels, num_classes, spacing_hw, registration.intensity,
+                            eye.oct, ev.REFERENCE_BLOCK_BSCANS)
+    folding = float("nan")
+    if min(eye.shape) >= 2:
+        folding = 100.0 * negative_fraction(jacobian_determinant(registration.displacement_mm, eye.spacing))
+    row["pct_negative_jacobian"] = folding
+    row["time_s"] = float(registration.seconds)
+    return row
 
 
 def seed_fit(seed: int, eye_index: int, factor: int) -> None:

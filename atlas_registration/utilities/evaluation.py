@@ -11,6 +11,10 @@ B-scan subsampling factor), and :func:`write_metrics_tables` writes
     OUT_DIR/summary.csv            mean, std and count of every numeric column per group
     OUT_DIR/summary.md             the same as a Markdown table, "mean ± std"
 
+for our protocol, and the same files with ``_reference`` (``metrics_reference/``,
+``metrics_reference_all.csv``, ``summary_reference.csv|md``) for the paper's protocol
+(``protocol="reference"``: the 2-D rows of :mod:`atlas_registration.utilities.bscan_metrics`).
+
 Groups are the distinct ``(method,)`` or ``(method, factor)`` values. ``std`` is the sample
 standard deviation over eyes (``ddof=1``; NaN for a single eye); NaN metric values (a class
 absent from both volumes) are left out of that metric's mean.
@@ -160,25 +164,39 @@ def _markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_markdown(summary: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`summarise`'s rows: one ``mean ± std`` cell per metric."""
+def summary_markdown(summary: list[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table of :func:`summarise`'s rows: one ``mean ± std`` cell per metric.
+
+    ``metrics``: the metric columns to show, those present in order (``None``: all).
+    """
     if not summary:
         return ""
     keys = [key for key in (*GROUP_KEYS, "n") if key in summary[0]]
-    metrics = [c[: -len("_mean")] for c in summary[0] if c.endswith("_mean") and f"{c[:-5]}_std" in summary[0]]
+    present = [c[: -len("_mean")] for c in summary[0] if c.endswith("_mean") and f"{c[:-5]}_std" in summary[0]]
+    metrics = present if metrics is None else [m for m in metrics if m in present]
     body = [[str(row[key]) for key in keys] + [_cell(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
             for row in summary]
     return _markdown(keys + metrics, body)
 
 
+def table_names(protocol: str = "") -> dict[str, str]:
+    """File and folder names of one protocol's tables: ``metrics``, ``metrics_all.csv``, ``summary.csv|md``
+    for ours (``""``), the same with ``_<protocol>`` for another."""
+    suffix = f"_{protocol}" if protocol else ""
+    return {"metrics": f"metrics{suffix}", "all": f"metrics{suffix}_all.csv", "csv": f"summary{suffix}.csv",
+            "md": f"summary{suffix}.md"}
+
+
 def write_metrics_tables(rows: list[dict[str, Any]], out_dir: str | Path,
-                         overwrite: bool = False) -> list[Path]:
-    """Write the per-eye CSVs, ``metrics_all.csv``, ``summary.csv`` and ``summary.md``.
+                         overwrite: bool = False, protocol: str = "") -> list[Path]:
+    """Write the per-eye CSVs, ``metrics_all.csv``, ``summary.csv`` and ``summary.md`` of one protocol.
 
     Args:
         rows: one dict per eye and method, each with ``eye_id`` and ``method``.
         out_dir: destination folder.
         overwrite: replace existing tables; otherwise nothing is written if any exists.
+        protocol: ``""`` (ours) or a name such as ``"reference"`` appended to every file name
+            (:func:`table_names`).
 
     Returns:
         Every path written.
@@ -195,10 +213,12 @@ def write_metrics_tables(rows: list[dict[str, Any]], out_dir: str | Path,
     for row in rows:
         per_eye.setdefault(str(row["eye_id"]), []).append(row)
     summary = summarise(rows)
-    texts = {out_dir / "metrics" / f"{eye}.csv": _csv_text(eye_rows, columns) for eye, eye_rows in per_eye.items()}
-    texts[out_dir / "metrics_all.csv"] = _csv_text(rows, columns)
-    texts[out_dir / "summary.csv"] = _csv_text(summary, _columns(summary))
-    texts[out_dir / "summary.md"] = summary_markdown(summary)
+    names = table_names(protocol)
+    texts = {out_dir / names["metrics"] / f"{eye}.csv": _csv_text(eye_rows, columns)
+             for eye, eye_rows in per_eye.items()}
+    texts[out_dir / names["all"]] = _csv_text(rows, columns)
+    texts[out_dir / names["csv"]] = _csv_text(summary, _columns(summary))
+    texts[out_dir / names["md"]] = summary_markdown(summary)
     for path in texts:
         refuse_existing(path, overwrite)
     return [atomic_write_text(path, text, overwrite=overwrite) for path, text in texts.items()]

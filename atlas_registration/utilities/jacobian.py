@@ -66,10 +66,26 @@ def nonpositive_fraction(det: np.ndarray, mask: np.ndarray | None = None) -> flo
         mask: boolean array of the same shape selecting the voxels to count.
 
     Returns:
-        A fraction in ``[0, 1]``; multiply by 100 for the percentage the paper reports.
+        A fraction in ``[0, 1]``; multiply by 100 for a percentage.
     """
+    return _share(det, mask, strict=False)
+
+
+def negative_fraction(det: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Fraction of voxels (inside ``mask`` when given) whose determinant is ``< 0``: the paper's folding.
+
+    Bug of the reference code: it counts the negative determinants of ``2I + grad u`` (the
+    identity added twice), which hides folding (``u = -1.5 x`` along one axis folds every
+    voxel, ``det(I + grad u) = -0.5``, yet ``det(2I + grad u) = 0.5``). The paper describes
+    ``det(I + grad u)``, which :func:`jacobian_determinant` computes; pass its result here.
+    """
+    return _share(det, mask, strict=True)
+
+
+def _share(det: np.ndarray, mask: np.ndarray | None, strict: bool) -> float:
     det = np.asarray(det)
     values = det if mask is None else det[np.asarray(mask, dtype=bool)]
     if values.size == 0:
         raise ValueError("no voxels to count: empty determinant array or empty mask")
-    return float(np.count_nonzero(values <= 0) / values.size)
+    folded = values < 0 if strict else values <= 0
+    return float(np.count_nonzero(folded) / values.size)

@@ -23,7 +23,8 @@ TINY = [
     "ATLAS_PRETRAINING.STEPS_PER_EPOCH=2", "ATLAS_PRETRAINING.POINTS_PER_STEP=512",
     "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=1", "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.IDIR_HIDDEN_SIZE=8",
     "EVALUATION.RESOLUTION_FACTORS=[1, 8]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
-    "EVALUATION.CLASSICAL_ITERATIONS=2", "RUNTIME.ACCELERATOR=cpu", "RUNTIME.DEVICES=1",
+    "EVALUATION.CLASSICAL_ITERATIONS=2", "EVALUATION.REFERENCE_BASELINE_EPOCHS=2", "RUNTIME.ACCELERATOR=cpu",
+    "RUNTIME.DEVICES=1",
 ]
 
 
@@ -64,9 +65,18 @@ def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_pat
     with open(out / "results" / "metrics_all.csv") as handle:
         rows = list(csv.DictReader(handle))
     methods = {(row["method"], row["factor"]) for row in rows}
-    assert methods == {("ginr", "1"), ("ginr", "8"), ("atlas", "1"), ("affine", "1"), ("idir", "1"),
-                       ("bspline", "1")}
+    baselines = {("atlas", "1"), ("reference_affine", "1"), ("reference_inr", "1"), ("affine", "1"), ("idir", "1"),
+                 ("bspline", "1")}
+    assert methods == {("ginr", "1"), ("ginr", "8")} | baselines
     assert all(0.0 <= float(row["dice_mean"]) <= 1.0 for row in rows)
+    with open(out / "results" / "summary_reference.csv") as handle:
+        reference = {(row["method"], row["factor"]): row for row in csv.DictReader(handle)}
+    assert set(reference) == {("ginr", "1"), ("ginr", "8")} | baselines
+    # the paper's resolution rows are scored on the B-scans fitted: 16 and 16 / 8 = 2
+    assert float(reference[("ginr", "1")]["bscans_mean"]) == 16 and float(reference[("ginr", "8")]["bscans_mean"]) == 2
+    assert all(0.0 <= float(row["dice_mean_mean"]) <= 1.0 and float(row["assd_um_mean"]) >= 0.0
+               for row in reference.values())
+    assert (out / "results" / "metrics_reference" / "sub003_OS.csv").is_file()
 
     resolution = tmp_path / "resolution"
     checkpoint = out / "checkpoints" / "registration" / "last.ckpt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas_registration.utilities.jacobian import jacobian_determinant, nonpositive_fraction
+from atlas_registration.utilities.jacobian import jacobian_determinant, negative_fraction, nonpositive_fraction
 
 SHAPE = (12, 10, 8)
 SPACING = (0.004, 0.012, 0.1)
@@ -72,3 +72,25 @@ def test_nonpositive_fraction_counts_zero_and_negative() -> None:
 def test_nonpositive_fraction_inside_a_mask() -> None:
     det = np.array([-1.0, 0.0, 0.5, 1.0])
     assert nonpositive_fraction(det, mask=np.array([True, False, True, True])) == pytest.approx(1 / 3)
+
+
+def test_negative_fraction_leaves_out_zero_determinants() -> None:
+    det = np.array([1.0, 0.0, -0.5, 2.0, -1e-9])
+    assert negative_fraction(det) == pytest.approx(0.4)
+    assert nonpositive_fraction(det) == pytest.approx(0.6)
+
+
+def test_a_fold_that_the_doubled_identity_hides_is_counted() -> None:
+    """u = -1.5 x along H: det(I + grad u) = -0.5 (folded); the reference's det(2I + grad u) = 0.5 * 2 * 2."""
+    spacing = (0.1, 0.2, 0.3)
+    shape = (6, 5, 4)
+    rows = np.arange(shape[0])[:, None, None] * spacing[0] * np.ones(shape)
+    displacement = np.zeros((3, *shape))
+    displacement[0] = -1.5 * rows
+    det = jacobian_determinant(displacement, spacing)
+    np.testing.assert_allclose(det, -0.5)
+    assert negative_fraction(det) == 1.0
+    positions = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"))
+    doubled = jacobian_determinant(displacement + positions, spacing)  # det(I + grad(u + x)) = det(2I + grad u)
+    np.testing.assert_allclose(doubled, 2.0)
+    assert negative_fraction(doubled) == 0.0
