@@ -98,7 +98,7 @@ def plot_atlas_slices(intensity: np.ndarray, labels: np.ndarray, spacing: Sequen
     handles = [Patch(color=_LABEL_COLOURS((k - 1) % _LABEL_COLOURS.N), label=n) for k, n in zip(present, names)]
     figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     figure.subplots_adjust(right=0.88, wspace=0.3)
-    figure.suptitle("atlas: median intensity and majority labels")
+    figure.suptitle("atlas: median intensity and median labels")
     return _save(figure, path, overwrite)
 
 

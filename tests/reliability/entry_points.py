@@ -133,7 +133,7 @@ def atlas_config(data_dir: Path, result_dir: Path, epochs: int = 2) -> dict[str,
     data["DISP_MODEL"].update(NUM_LAYERS=2, HIDDEN_SIZE=16)
     data["ATLAS_MODEL"].update(NUM_LAYERS=2, HIDDEN_SIZE=16)
     data["ATLAS_PRETRAINING"].update(TOTAL_EPOCHS=1, STEPS_PER_EPOCH=1, POINTS_PER_STEP=1024)
-    data["DATA"].update(SUBSMPL_FACTOR=2, PATCH_SIZE=[8, 8, 8])
+    data["DATA"].update(SUBSMPL_FACTOR=1, PATCH_SIZE=[8, 8, 8])
     data["EVALUATION"].update(RESOLUTION_FACTORS=[1, 4], BASELINES=["atlas"], IDIR_EPOCHS=1, ATLAS_SHAPES=[],
                               MAX_TEST_EYES=1, CHUNK_POINTS=4096, FIGURES=False)
     data["RUNTIME"] = {"ACCELERATOR": "cpu", "DEVICES": 1, "LOGGERS": ["csv"], "PROGRESS_BAR": False}
