@@ -133,3 +133,20 @@ def test_resolution_table_has_a_column_per_factor() -> None:
     assert table[2] == "| method | full | 1/8 | 1/16 | 1/32 |"
     assert table[4] == "| affine | 0.85 ± 0.071 | – | – | – |"
     assert table[5] == "| ginr | 0.9 ± 0 | 0.85 | – | – |"
+
+
+def test_the_paper_protocol_writes_its_own_tables_beside_ours(tmp_path: Path) -> None:
+    write_metrics_tables(rows(), tmp_path)
+    written = write_metrics_tables(rows()[:2], tmp_path, protocol="reference")
+    names = {path.relative_to(tmp_path).as_posix() for path in written}
+    assert names == {"metrics_reference/sub001_OD.csv", "metrics_reference_all.csv", "summary_reference.csv",
+                     "summary_reference.md"}
+    assert (tmp_path / "metrics" / "sub002_OS.csv").is_file()  # ours is left as it was
+    assert "| affine | 1 | 1 | 0.8 | 1 |" in (tmp_path / "summary_reference.md").read_text()
+
+
+def test_summary_markdown_shows_only_the_chosen_metrics() -> None:
+    from atlas_registration.utilities.evaluation import summarise, summary_markdown
+
+    table = summary_markdown(summarise(rows()), ["time_s", "missing"])
+    assert table.splitlines()[0] == "| method | factor | n | time_s |"
