@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--laterality", choices=LATERALITIES, default=None, help="override the file's laterality")
     s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), default=None,
                    help="voxel size in mm (needed when the file stores none, e.g. .e2e)")
+    _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_spectralis)
     s = sources.add_parser("stack", help="folder of PNG/TIFF B-scans or a multi-page TIFF")
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slo", type=Path, default=None, help="en-face SLO image (rows = B-scans)")
     s.add_argument("--label-colours", type=Path, default=None,
                    help="colour table {label: [R, G, B]} (YAML/JSON) for colour label images")
+    _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_stack)
 
@@ -107,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.set_defaults(run=_figure)
     return parser
+
+
+def _add_flatten(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flatten", choices=("auto", "labels", "detect", "none"), default="auto",
+                        help="flatten at Bruch's membrane from the RPE labels or found in the image "
+                             "(auto: labels when they hold the RPE, else detection; none: store as scanned)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +157,10 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool) -> None:
+def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool, flatten: str = "auto") -> None:
+    from retina_data.preprocessing import flatten_imported
+
+    eye = flatten_imported(eye, flatten)
     paths = write_eye(out_dir, eye, overwrite=overwrite)
     if not (out_dir / DATASET_FILE).exists():
         write_dataset_info(out_dir, out_dir.name, provenance={"import": source})
@@ -164,7 +175,7 @@ def _import_spectralis(args: argparse.Namespace) -> int:
 
     eye = import_spectralis(args.file, subject=args.subject, laterality=args.laterality,
                             spacing=tuple(args.spacing) if args.spacing else None)
-    _save_imported(eye, args.out_dir, f"spectralis {args.file}", args.overwrite)
+    _save_imported(eye, args.out_dir, f"spectralis {args.file}", args.overwrite, args.flatten)
     return 0
 
 
@@ -173,7 +184,7 @@ def _import_stack(args: argparse.Namespace) -> int:
 
     eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
                        labels=args.labels, slo=args.slo, label_colours=args.label_colours)
-    _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite)
+    _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite, args.flatten)
     return 0
 
 

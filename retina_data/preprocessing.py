@@ -142,6 +142,38 @@ def flatten_at_bm(eye: Eye, bm_rows: np.ndarray | None = None, target_row: int |
     )
 
 
+FLATTEN_SOURCES = ("auto", "labels", "detect", "none")
+
+
+def flatten_imported(eye: Eye, source: str = "auto") -> Eye:
+    """An imported (unflattened) eye flattened at Bruch's membrane, as the tree's ``oct_flat`` files are.
+
+    ``source``: ``labels`` (BM below the RPE label), ``detect`` (BM found in the image, see
+    :mod:`retina_data.bm_detection`), ``auto`` (labels when they hold the RPE, else
+    detection) or ``none`` (stored as scanned). ``meta["flattening"]`` and a line of
+    ``meta["import_notes"]`` say which was used.
+    """
+    from retina_data.bm_detection import detect_bm_rows
+
+    if source not in FLATTEN_SOURCES:
+        raise DataError(f"flatten = {source!r}: expected one of {', '.join(FLATTEN_SOURCES)}")
+    if source == "none":
+        return _with_note(eye, "none", "not flattened at Bruch's membrane (--flatten none)")
+    has_rpe = eye.labels is not None and bool(np.any(eye.labels == RPE_LABEL))
+    if source == "labels" or (source == "auto" and has_rpe):
+        if not has_rpe:
+            raise DataError(f"eye {eye.eye_id}: --flatten labels needs labels with the RPE (label {RPE_LABEL})")
+        flat = flatten_at_bm(eye, bm_rows_from_labels(eye.labels))
+        return _with_note(flat, "labels", "flattened at Bruch's membrane below the RPE label")
+    flat = flatten_at_bm(eye, detect_bm_rows(eye.oct, eye.spacing))
+    return _with_note(flat, "detected", "flattened at Bruch's membrane found in the image (no RPE labels)")
+
+
+def _with_note(eye: Eye, how: str, note: str) -> Eye:
+    notes = [*eye.meta.get("import_notes", []), note]
+    return replace(eye, meta={**eye.meta, "flattening": how, "import_notes": notes})
+
+
 def scale_to_unit(array: np.ndarray) -> np.ndarray:
     """Intensities to ``[0, 1]`` float32: integers divided by their type's maximum, floats
     already in ``[0, 1]`` kept, other floats mapped from their min..max (NaN/Inf become 0)."""

@@ -181,3 +181,11 @@ def test_a_non_finite_phantom_option_is_refused_before_anything_is_written(tmp_p
     assert run(["phantom", str(tmp_path / "p"), "--subjects", "2", "--pathology-fraction", "nan"]) == 2
     assert "pathology_fraction = nan: expected a finite number" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_an_unlabelled_import_is_flattened_at_the_bm_found_in_the_image_and_says_so(tmp_path, capsys):
+    assert run(_stack_args(tmp_path)) == 0
+    assert "note: flattened at Bruch's membrane found in the image" in capsys.readouterr().out
+    assert read_eye(tmp_path / "stackdata", "s1", "OS").meta["flattening"] == "detected"
+    assert run([*_stack_args(tmp_path), "--flatten", "none", "--overwrite"]) == 0
+    assert read_eye(tmp_path / "stackdata", "s1", "OS").meta["flattening"] == "none"
