@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_data.containers import read_container
-from retina_data.errors import DataError
+from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import refuse_existing
 from retina_data.tree import DATASET_FILE, list_eyes, read_dataset_info, read_eye, write_dataset_info, write_eye
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eye", default=None, help="SUBJECT_LAT, e.g. sub001_OD (default: the first eye)")
     _add_overwrite(p)
     p.set_defaults(run=_figure)
+
+    p = commands.add_parser("thickness", help="layer thickness maps and ETDRS-grid tables of labelled eyes")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--output", type=Path, required=True, help="folder for <eye>_etdrs.csv, maps and figures")
+    p.add_argument("--eye", default=None, help="SUBJECT_LAT, e.g. sub001_OD (default: every labelled eye)")
+    _add_overwrite(p)
+    p.set_defaults(run=_thickness)
     return parser
 
 
@@ -252,20 +259,42 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chosen_eyes(data_dir: Path, eye_id: str | None) -> list[tuple[str, str]]:
+    """``(subject, laterality)`` of the eye named ``eye_id`` (every eye when ``None``)."""
+    found = list_eyes(data_dir)
+    if not found:
+        raise DataError(f"{data_dir}: no eyes found")
+    if eye_id is None:
+        return found
+    match = [e for e in found if f"{e[0]}_{e[1]}" == eye_id]
+    if not match:
+        raise DataError(f"{data_dir}: no eye {eye_id!r}; available: " + ", ".join(f"{s}_{lat}" for s, lat in found[:10]))
+    return match
+
+
 def _figure(args: argparse.Namespace) -> int:
     from retina_data.figures import plot_phantom_overview
 
-    found = list_eyes(args.data_dir)
-    if not found:
-        raise DataError(f"{args.data_dir}: no eyes found")
-    if args.eye is None:
-        subject, laterality = found[0]
-    else:
-        match = [e for e in found if f"{e[0]}_{e[1]}" == args.eye]
-        if not match:
-            raise DataError(f"{args.data_dir}: no eye {args.eye!r}; available: "
-                            + ", ".join(f"{s}_{lat}" for s, lat in found[:10]))
-        subject, laterality = match[0]
+    subject, laterality = _chosen_eyes(args.data_dir, args.eye)[0]
     path = plot_phantom_overview(read_eye(args.data_dir, subject, laterality), args.output, overwrite=args.overwrite)
     print(f"wrote {path or args.output}")
+    return 0
+
+
+def _thickness(args: argparse.Namespace) -> int:
+    from retina_data.files import staged_folder
+    from retina_data.thickness import write_thickness_outputs
+
+    eyes = [read_eye(args.data_dir, subject, laterality) for subject, laterality in _chosen_eyes(args.data_dir, args.eye)]
+    labelled = [eye for eye in eyes if eye.labels is not None]
+    if not labelled:
+        raise DataError(f"{args.data_dir}: no labelled eye; thickness maps need layer labels")
+    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
+        raise OutputExistsError(f"{args.output}: already holds files; pass --overwrite to replace them")
+    with staged_folder(args.output) as staging:
+        for eye in labelled:
+            write_thickness_outputs(eye, staging, overwrite=True)
+    skipped = len(eyes) - len(labelled)
+    print(f"wrote thickness maps and ETDRS tables of {len(labelled)} eye(s) to {args.output}"
+          + (f"; {skipped} eye(s) without labels skipped" if skipped else ""))
     return 0

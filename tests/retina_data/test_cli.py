@@ -19,7 +19,7 @@ from retina_data.folds import read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
 
 COMMANDS = ["phantom", "validate", "import", "import spectralis", "import stack", "subsample", "folds",
-            "export-npz", "info", "figure"]
+            "export-npz", "info", "figure", "thickness"]
 
 
 def run(argv: list[str]) -> int:
