@@ -37,9 +37,10 @@ from retina_data import metrics, reference_metrics
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
 from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES, label_names
+from retina_data.result_tables import Summary, write_result_tables
 
 from anisotropic_interpolation import plots, reporting
-from anisotropic_interpolation.reporting import REFERENCE_METRICS, REFERENCE_SUMMARY_FILES, Summary
+from anisotropic_interpolation.reporting import REFERENCE_METRICS, REFERENCE_PROTOCOL, summarise
 
 SUBSETS: tuple[str, ...] = ("gap", "input", "all")
 PATHOLOGY_COLUMNS: tuple[str, ...] = ("retina_dice", "fluid_dice", "ilm_assd")
@@ -400,12 +401,12 @@ class RunEvaluator:
         if not self._summarised(self.rows):
             raise DataError(f"EVALUATION.EXCLUDE_SUBJECTS = {sorted(self.exclude_subjects)} leaves out every "
                             "evaluated eye; expected at least one eye in the summary")
-        summary = Summary.from_rows(self._summarised(self.rows), method_names=self.method_names)
-        reporting.write_summary(self.out_dir, summary, all_rows=self.rows, overwrite=self.overwrite)
-        self.reference_summary = Summary.from_rows(self._summarised(self.reference_rows), REFERENCE_METRICS,
-                                                   self.method_names)
-        reporting.write_summary(self.out_dir, self.reference_summary, all_rows=self.reference_rows,
-                                files=REFERENCE_SUMMARY_FILES, overwrite=self.overwrite)
+        summary = summarise(self._summarised(self.rows), method_names=self.method_names)
+        write_result_tables(self.out_dir, summary, all_rows=self.rows, per_eye=False, overwrite=self.overwrite)
+        self.reference_summary = summarise(self._summarised(self.reference_rows), REFERENCE_METRICS,
+                                           self.method_names)
+        write_result_tables(self.out_dir, self.reference_summary, all_rows=self.reference_rows,
+                            protocol=REFERENCE_PROTOCOL, per_eye=False, overwrite=self.overwrite)
         return summary
 
 

@@ -34,7 +34,7 @@ from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run,
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
-from anisotropic_interpolation.reporting import Summary, existing_outputs, print_summary
+from anisotropic_interpolation.reporting import existing_outputs, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import BEST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label
 from retina_data.config import apply_overrides, from_dict, save_config, to_dict
@@ -45,6 +45,7 @@ from retina_data.files import prepare_run_dir
 from retina_data.folds import fold_split, read_folds
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
+from retina_data.result_tables import Summary
 from retina_data.tree import DATASET_FILE, read_dataset
 
 MODEL_FILE = "model.pt"

@@ -10,7 +10,8 @@ Layout under a results folder::
     nifti/<eye_id>_<method>_intensity.nii.gz, _labels.nii.gz
     figures/<eye_id>.png
 
-Missing values (a score that is undefined, or a column that does not apply) are empty in
+The tables are written by :mod:`retina_data.result_tables`, which the atlas tree uses too:
+missing values (a score that is undefined, or a column that does not apply) are empty in
 CSV and ``null`` in JSON; an infinite PSNR (a perfect reproduction) is ``inf`` in CSV and
 the string ``"inf"`` in JSON. Distances are in mm everywhere except the Markdown table,
 which shows them in µm. Standard deviations are over eyes with ``ddof = 1``; with a single
@@ -26,13 +27,9 @@ true labels of the input B-scans, which no other method is given.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -41,59 +38,50 @@ import numpy as np
 from retina_data.eye import Eye
 from retina_data.files import atomic_write_text
 from retina_data.nifti import write_nifti
+from retina_data.result_tables import Metric, Summary, csv_text, eye_table_path, table_names
 
 if TYPE_CHECKING:
     from anisotropic_interpolation.evaluation import MethodPrediction
 
-SUMMARY_METRICS: tuple[tuple[str, str, str, float], ...] = (
-    ("psnr", "PSNR (dB) ↑", ".2f", 1.0),
-    ("ssim", "SSIM ↑", ".4f", 1.0),
-    ("mae", "MAE ↓", ".4f", 1.0),
-    ("mse", "MSE ↓", ".5f", 1.0),
-    ("lpips", "LPIPS ↓", ".4f", 1.0),
-    ("dice_mean", "Dice ↑", ".4f", 1.0),
-    ("assd_mean", "ASSD (µm) ↓", ".2f", 1000.0),
-    ("hd95_mean", "HD95 (µm) ↓", ".2f", 1000.0),
-    ("retina_dice", "Retina Dice ↑", ".4f", 1.0),
-    ("fluid_dice", "Fluid Dice ↑", ".4f", 1.0),
-    ("ilm_assd", "ILM ASSD (µm) ↓", ".2f", 1000.0),
+SUMMARY_METRICS: tuple[Metric, ...] = (
+    Metric("psnr", "PSNR (dB) ↑", ".2f"),
+    Metric("ssim", "SSIM ↑", ".4f"),
+    Metric("mae", "MAE ↓", ".4f"),
+    Metric("mse", "MSE ↓", ".5f"),
+    Metric("lpips", "LPIPS ↓", ".4f"),
+    Metric("dice_mean", "Dice ↑", ".4f"),
+    Metric("assd_mean", "ASSD (µm) ↓", ".2f", scale=1000.0),
+    Metric("hd95_mean", "HD95 (µm) ↓", ".2f", scale=1000.0),
+    Metric("retina_dice", "Retina Dice ↑", ".4f"),
+    Metric("fluid_dice", "Fluid Dice ↑", ".4f"),
+    Metric("ilm_assd", "ILM ASSD (µm) ↓", ".2f", scale=1000.0),
 )
-"""(column, Markdown heading, number format, Markdown scale) of the metrics summarised over
-eyes. Distances are stored in mm (CSV, JSON, :class:`Summary`) and shown in µm in Markdown."""
-REFERENCE_METRICS: tuple[tuple[str, str, str, float], ...] = (
-    ("psnr", "PSNR (dB) ↑", ".2f", 1.0),
-    ("ssim_x100", "SSIM ×100 ↑", ".2f", 1.0),
-    ("mae_x100", "MAE ×100 ↓", ".3f", 1.0),
-    ("mse_x100", "MSE ×100 ↓", ".3f", 1.0),
-    ("lpips", "LPIPS ↓", ".4f", 1.0),
-    ("dice_pct", "Dice (%) ↑", ".2f", 1.0),
-    ("assd_um", "ASSD (µm) ↓", ".2f", 1.0),
-    ("hd95_um", "HD95 (µm) ↓", ".2f", 1.0),
-    ("hd_um", "HD (µm) ↓", ".2f", 1.0),
-    ("retina_dice_pct", "Retina Dice (%) ↑", ".2f", 1.0),
-    ("fluid_dice_pct", "Fluid Dice (%) ↑", ".2f", 1.0),
-    ("ilm_assd_um", "ILM ASSD (µm) ↓", ".2f", 1.0),
-    ("ilm_hd95_um", "ILM HD95 (µm) ↓", ".2f", 1.0),
-    ("ilm_hd_um", "ILM HD (µm) ↓", ".2f", 1.0),
+"""The metrics summarised over eyes. Distances are stored in mm (CSV, JSON, :class:`Summary`)
+and shown in µm in Markdown."""
+REFERENCE_METRICS: tuple[Metric, ...] = (
+    Metric("psnr", "PSNR (dB) ↑", ".2f"),
+    Metric("ssim_x100", "SSIM ×100 ↑", ".2f"),
+    Metric("mae_x100", "MAE ×100 ↓", ".3f"),
+    Metric("mse_x100", "MSE ×100 ↓", ".3f"),
+    Metric("lpips", "LPIPS ↓", ".4f"),
+    Metric("dice_pct", "Dice (%) ↑", ".2f"),
+    Metric("assd_um", "ASSD (µm) ↓", ".2f"),
+    Metric("hd95_um", "HD95 (µm) ↓", ".2f"),
+    Metric("hd_um", "HD (µm) ↓", ".2f"),
+    Metric("retina_dice_pct", "Retina Dice (%) ↑", ".2f"),
+    Metric("fluid_dice_pct", "Fluid Dice (%) ↑", ".2f"),
+    Metric("ilm_assd_um", "ILM ASSD (µm) ↓", ".2f"),
+    Metric("ilm_hd95_um", "ILM HD95 (µm) ↓", ".2f"),
+    Metric("ilm_hd_um", "ILM HD (µm) ↓", ".2f"),
 )
 """The paper's metric set, already in the paper's units in every file."""
-SUMMARY_FILES: tuple[str, ...] = ("metrics_all.csv", "summary.csv", "summary.md")
-REFERENCE_SUMMARY_FILES: tuple[str, ...] = ("metrics_all_reference.csv", "summary_reference.csv",
-                                            "summary_reference.md")
+REFERENCE_PROTOCOL = "reference"
+"""The protocol name of the paper's metric set in the file names (``summary_reference.md``)."""
 RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 SUBSET_ORDER: tuple[str, ...] = ("gap", "input", "all")
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _csv_value(value: Any) -> str:
-    if _is_missing(value):
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+GROUP_KEYS: tuple[str, ...] = ("method", "subset")
+HEADINGS: dict[str, str] = {"method": "Method", "subset": "B-scans", "n_eyes": "Eyes"}
+"""Markdown headings of the group columns and the eye count."""
 
 
 def _json_value(value: Any) -> Any:
@@ -104,25 +92,6 @@ def _json_value(value: Any) -> Any:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
     return value
-
-
-def columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """Union of the rows' keys, in first-seen order."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    return list(columns)
-
-
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV text of ``rows`` (a header with the union of their columns)."""
-    buffer = io.StringIO()
-    columns = columns_of(rows)
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_value(row.get(column)) for column in columns])
-    return buffer.getvalue()
 
 
 def to_json(record: Any) -> str:
@@ -141,7 +110,8 @@ def to_json(record: Any) -> str:
 
 def metrics_paths(out_dir: Path, eye_id: str) -> tuple[Path, Path]:
     """``(metrics/<eye_id>.csv, metrics/<eye_id>.json)``."""
-    return out_dir / "metrics" / f"{eye_id}.csv", out_dir / "metrics" / f"{eye_id}.json"
+    csv_path = eye_table_path(out_dir, eye_id)
+    return csv_path, csv_path.with_suffix(".json")
 
 
 def nifti_paths(out_dir: Path, eye_id: str, method: str) -> tuple[Path, Path]:
@@ -157,7 +127,9 @@ def figure_path(out_dir: Path, eye_id: str) -> Path:
 
 def existing_outputs(out_dir: Path) -> list[Path]:
     """Result files of an earlier evaluation already in ``out_dir`` (summary files and folder contents)."""
-    found = [out_dir / name for name in SUMMARY_FILES + REFERENCE_SUMMARY_FILES if (out_dir / name).exists()]
+    names = [table_names(protocol) for protocol in ("", REFERENCE_PROTOCOL)]
+    files = [name for table in names for name in (table.all_rows, table.summary_csv, table.summary_md)]
+    found = [out_dir / name for name in files if (out_dir / name).exists()]
     for folder in RESULT_FOLDERS:
         if (out_dir / folder).is_dir():
             found += sorted(path for path in (out_dir / folder).iterdir())
@@ -168,7 +140,7 @@ def write_eye_metrics(out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: lis
                       *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write one eye's rows as CSV and as JSON (with its geometry and input B-scans)."""
     csv_path, json_path = metrics_paths(out_dir, eye.eye_id)
-    atomic_write_text(csv_path, rows_to_csv(rows), overwrite=overwrite)
+    atomic_write_text(csv_path, csv_text(rows), overwrite=overwrite)
     record = {
         "eye_id": eye.eye_id,
         "shape": list(eye.shape),
@@ -194,127 +166,19 @@ def write_prediction_nifti(out_dir: Path, eye: Eye, method: str, prediction: Met
     return written
 
 
-@dataclass(frozen=True)
-class Statistic:
-    """Mean and sample standard deviation (ddof = 1) of one metric over ``n`` eyes."""
+def summarise(rows: list[dict[str, Any]], metrics: tuple[Metric, ...] = SUMMARY_METRICS,
+              method_names: dict[str, str] | None = None) -> Summary:
+    """Mean ± std over eyes per (method, subset), gap rows first, of rows of
+    :func:`~anisotropic_interpolation.evaluation.score_eye` (or of
+    :func:`~anisotropic_interpolation.evaluation.score_eye_reference` with :data:`REFERENCE_METRICS`).
 
-    mean: float
-    std: float
-    n: int
-
-    @classmethod
-    def of(cls, values: list[float]) -> Statistic:
-        array = np.asarray(values, dtype=np.float64)
-        if array.size == 0:
-            return cls(float("nan"), float("nan"), 0)
-        mean = float(array.mean())
-        finite = np.isfinite(array).all()
-        std = float(array.std(ddof=1)) if array.size > 1 and finite else float("nan")
-        return cls(mean, std, int(array.size))
-
-    def format(self, spec: str, scale: float = 1.0) -> str:
-        """``"mean ± std"`` times ``scale``; the mean alone when the std is undefined; ``–`` without values."""
-        if self.n == 0:
-            return "–"
-        if math.isnan(self.std):
-            return format(self.mean * scale, spec)
-        return f"{format(self.mean * scale, spec)} ± {format(self.std * scale, spec)}"
-
-
-@dataclass
-class Summary:
-    """Per-eye rows of an evaluation and their statistics per (method, subset).
-
-    ``summary.mean("linear", "gap", "psnr")`` is the mean gap PSNR of linear interpolation
-    over all eyes.
+    ``summary.mean("linear", "gap", "psnr")`` is the mean gap PSNR of linear interpolation over all eyes;
+    ``method_names``: method -> name shown in the Markdown table.
     """
-
-    rows: list[dict[str, Any]]
-    groups: list[tuple[str, str]] = field(default_factory=list)
-    statistics: dict[tuple[str, str, str], Statistic] = field(default_factory=dict)
-    metrics: list[str] = field(default_factory=list)
-    metric_table: tuple[tuple[str, str, str, float], ...] = SUMMARY_METRICS
-    """(column, Markdown heading, number format, Markdown scale) of the summarised metrics."""
-    method_names: dict[str, str] = field(default_factory=dict)
-    """Method -> name shown in the Markdown table (the method itself when absent)."""
-
-    @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]],
-                  metric_table: tuple[tuple[str, str, str, float], ...] = SUMMARY_METRICS,
-                  method_names: dict[str, str] | None = None) -> Summary:
-        """Summarise rows of :func:`~anisotropic_interpolation.evaluation.score_eye` (or of
-        :func:`~anisotropic_interpolation.evaluation.score_eye_reference` with
-        :data:`REFERENCE_METRICS`)."""
-        methods = list(dict.fromkeys(row["method"] for row in rows))
-        subsets = [s for s in SUBSET_ORDER if any(row["subset"] == s for row in rows)]
-        groups = [(method, subset) for subset in subsets for method in methods
-                  if any(row["method"] == method and row["subset"] == subset for row in rows)]
-        present = [name for name, _, _, _ in metric_table
-                   if any(not _is_missing(row.get(name)) for row in rows)]
-        statistics = {}
-        for method, subset in groups:
-            chosen = [row for row in rows if row["method"] == method and row["subset"] == subset]
-            for name in present:
-                values = [float(row[name]) for row in chosen if not _is_missing(row.get(name))]
-                statistics[(method, subset, name)] = Statistic.of(values)
-        return cls(rows=rows, groups=groups, statistics=statistics, metrics=present, metric_table=metric_table,
-                   method_names=dict(method_names or {}))
-
-    def statistic(self, method: str, subset: str, metric: str) -> Statistic:
-        """The :class:`Statistic` of ``metric`` for ``method`` on ``subset``."""
-        try:
-            return self.statistics[(method, subset, metric)]
-        except KeyError:
-            raise KeyError(f"no {metric!r} for method {method!r} on subset {subset!r}; "
-                           f"methods/subsets: {self.groups}, metrics: {self.metrics}") from None
-
-    def mean(self, method: str, subset: str, metric: str) -> float:
-        """Mean of ``metric`` over eyes."""
-        return self.statistic(method, subset, metric).mean
-
-    def std(self, method: str, subset: str, metric: str) -> float:
-        """Sample standard deviation of ``metric`` over eyes (NaN for one eye)."""
-        return self.statistic(method, subset, metric).std
-
-    def n_eyes(self, method: str, subset: str) -> int:
-        """Number of eyes scored for ``method`` on ``subset``."""
-        return len({row["eye_id"] for row in self.rows if row["method"] == method and row["subset"] == subset})
-
-    def table_rows(self) -> list[dict[str, Any]]:
-        """Rows of ``summary.csv``: method, subset, n_eyes, ``<metric>_mean``, ``<metric>_std``."""
-        table = []
-        for method, subset in self.groups:
-            row: dict[str, Any] = {"method": method, "subset": subset, "n_eyes": self.n_eyes(method, subset)}
-            for name in self.metrics:
-                stat = self.statistics[(method, subset, name)]
-                row[f"{name}_mean"] = stat.mean
-                row[f"{name}_std"] = stat.std
-            table.append(row)
-        return table
-
-    def table_markdown(self) -> str:
-        """The summary as a Markdown table (mean ± std over eyes), gap rows first."""
-        headings = {name: (title, spec, scale) for name, title, spec, scale in self.metric_table}
-        header = ["Method", "B-scans", "Eyes", *(headings[name][0] for name in self.metrics)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(self.metrics)) + "|"]
-        for method, subset in self.groups:
-            cells = [self.method_names.get(method, method), subset, str(self.n_eyes(method, subset))]
-            cells += [self.statistics[(method, subset, name)].format(*headings[name][1:]) for name in self.metrics]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
+    return Summary.from_rows(rows, GROUP_KEYS, metrics, group_order=lambda group: SUBSET_ORDER.index(group[1]),
+                             headings=HEADINGS, names=method_names)
 
 
 def print_summary(summary: Summary, stream: TextIO | None = None) -> None:
     """Print the summary table (Markdown) to ``stream`` (stdout by default)."""
     (stream or sys.stdout).write(summary.table_markdown())
-
-
-def write_summary(out_dir: Path, summary: Summary, *, all_rows: list[dict[str, Any]] | None = None,
-                  files: tuple[str, ...] = SUMMARY_FILES, overwrite: bool = False) -> list[Path]:
-    """Write ``files`` (default ``metrics_all.csv``, ``summary.csv``, ``summary.md``): every row
-    (``all_rows``, default the summary's), the summary table as CSV and as Markdown."""
-    all_path, csv_path, md_path = (out_dir / name for name in files)
-    atomic_write_text(all_path, rows_to_csv(summary.rows if all_rows is None else all_rows), overwrite=overwrite)
-    atomic_write_text(csv_path, rows_to_csv(summary.table_rows()), overwrite=overwrite)
-    atomic_write_text(md_path, summary.table_markdown(), overwrite=overwrite)
-    return [all_path, csv_path, md_path]

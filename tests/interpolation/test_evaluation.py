@@ -22,7 +22,7 @@ from anisotropic_interpolation.evaluation import (
     score_eye,
 )
 from anisotropic_interpolation.plots import choose_gap_bscan
-from anisotropic_interpolation.reporting import Summary, print_summary
+from anisotropic_interpolation.reporting import print_summary, summarise
 from retina_data import metrics
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
@@ -174,16 +174,16 @@ def test_unavailable_lpips_leaves_the_column_empty_with_a_notice(healthy, monkey
 def test_summary_mean_and_std_are_over_eyes():
     rows = [{"eye_id": f"e{i}", "method": "m", "subset": "gap", "psnr": value, "dice_mean": None}
             for i, value in enumerate([20.0, 22.0, 27.0])]
-    summary = Summary.from_rows(rows)
+    summary = summarise(rows)
     assert summary.mean("m", "gap", "psnr") == pytest.approx(23.0)
     assert summary.std("m", "gap", "psnr") == pytest.approx(np.std([20, 22, 27], ddof=1))
     assert "23.00 ± 3.61" in summary.table_markdown()
-    assert summary.metrics == ["psnr"]
+    assert [metric.column for metric in summary.metrics] == ["psnr"]
 
 
 def test_markdown_shows_boundary_distances_in_micrometres():
     rows = [{"eye_id": "e0", "method": "m", "subset": "gap", "assd_mean": 0.0039}]
-    summary = Summary.from_rows(rows)
+    summary = summarise(rows)
     assert summary.mean("m", "gap", "assd_mean") == 0.0039
     assert "ASSD (µm)" in summary.table_markdown() and "| 3.90 |" in summary.table_markdown()
 
