@@ -155,11 +155,24 @@ class Training:
     """(added) improvement of the epoch mean loss that resets the patience (reference: 5e-4)."""
     EARLY_STOPPING_START_EPOCH: int = bounded(100, ge=0)
     """(added) epochs before this (0-based) never count against the patience (reference: 100)."""
+    HOLDOUT_BSCANS: int = bounded(0, ge=0)
+    """(added) input B-scans per eye held out of the fit (evenly spread between the first and the
+    last input, which stay, so every B-scan keeps its slow-axis coordinate) and used for
+    validation: their loss (weighted reconstruction + segmentation, no code penalty) is logged
+    every epoch (``heldout`` in ``training_log.csv``), early stopping watches it and the kept
+    epoch is the one with the lowest held-out loss. Reference: 0 (every input is fitted, the
+    epoch is chosen by the training loss); ours (demo single INR): a few, so the fit stops
+    before it learns the speckle of its inputs."""
+    HOLDOUT_REFIT: bool = False
+    """(added) with HOLDOUT_BSCANS: after the validated fit, fit again from the same initial
+    weights and codes on all input B-scans for the chosen number of epochs and keep that last
+    epoch. false: keep the validated fit's lowest-held-out-loss epoch."""
     CHECKPOINT_EVERY: int = bounded(50, ge=1)
     """(added) epochs between checkpoints (also written at the end and on SIGTERM/SIGINT)."""
-    MIXED_PRECISION: bool = True
+    MIXED_PRECISION: bool = False
     """(added) bf16 autocast in training, latent fits and prediction on GPUs with native bf16
-    (compute capability >= 8.0); fp32 on the CPU and, with a notice, on older GPUs."""
+    (compute capability >= 8.0; fp32 on the CPU and, with a notice, on older GPUs). Reference:
+    false, fp32 throughout; ours (fast and demo configs): true."""
 
 
 @dataclass
@@ -293,7 +306,16 @@ class Test:
     LR_MIN_FACTOR: float = bounded(0.1, gt=0.0, le=1.0)
     KEEP: Literal["best", "last"] = "best"
     """(added) which code the fit returns. Reference ``best``: each eye's code of its
-    lowest-loss epoch; ours ``last``: the code after the last step."""
+    lowest-loss epoch (with HOLDOUT_BSCANS: lowest held-out loss); ours ``last``: the code after
+    the last step."""
+    HOLDOUT_BSCANS: int = bounded(0, ge=0)
+    """(added) input B-scans per eye held out of the latent fit (evenly spread between the first
+    and the last input, which stay) and used for validation: each eye's held-out loss (weighted
+    reconstruction, no code penalty) is recorded every epoch and KEEP ``best`` chooses its code
+    by it. Reference: 0 (every input is fitted, the code is chosen by the fitting loss)."""
+    HOLDOUT_REFIT: bool = False
+    """(added) with HOLDOUT_BSCANS: fit each eye again from its same initial code on all input
+    B-scans for its chosen number of epochs and return that code. false: the validated fit's code."""
 
 
 @dataclass

@@ -263,9 +263,10 @@ class Runtime:
     """Lightning accelerator: ``auto``, ``cpu``, ``gpu``, ``mps``."""
     DEVICES: Any = "auto"
     """Lightning devices: ``auto``, a count, or a list of GPU indices; >1 GPU runs DDP."""
-    PRECISION: str | None = None
-    """Lightning precision; ``null``: ``bf16-mixed`` on GPUs with native bf16 (compute capability >= 8.0),
-    ``32-true`` elsewhere."""
+    PRECISION: str | None = "32-true"
+    """Lightning precision: ``32-true`` as the reference (with ``MATMUL_PRECISION: medium``);
+    ``null`` (ours: fast and demo configs): ``bf16-mixed`` on GPUs with native bf16 (compute
+    capability >= 8.0), ``32-true`` elsewhere."""
     LOGGERS: list[Literal["csv", "tensorboard", "wandb"]] = field(default_factory=lambda: ["csv", "tensorboard"])
     """``tensorboard`` is skipped when not installed; ``wandb`` needs the package (honours WANDB_MODE)."""
     DETERMINISTIC: bool = False

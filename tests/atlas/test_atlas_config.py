@@ -57,3 +57,13 @@ def test_precision_is_bf16_mixed_only_on_gpus_with_native_bf16(monkeypatch, acce
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.version, "hip", None)
     assert precision(Runtime(ACCELERATOR=accelerator, PRECISION=asked)) == expected
+
+
+def test_the_paper_config_runs_in_fp32_as_the_reference_and_the_fast_config_in_bf16_where_native(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.version, "hip", None)
+    paper = load_atlas_config(CONFIGS / "fit_GINR_Atlas_base.yml", ["RUNTIME.ACCELERATOR=gpu"])
+    fast = load_atlas_config(CONFIGS / "fit_GINR_Atlas_fast.yml", ["RUNTIME.ACCELERATOR=gpu"])
+    assert precision(paper.RUNTIME) == "32-true" and paper.RUNTIME.MATMUL_PRECISION == "medium"
+    assert precision(fast.RUNTIME) == "bf16-mixed"

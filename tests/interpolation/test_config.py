@@ -50,3 +50,10 @@ def test_ssim_loss_draws_patches_and_mse_single_points() -> None:
     combi = load_experiment_config(CONFIGS / "geninr_config.yaml")
     mse = load_experiment_config(CONFIGS / "geninr_config.yaml", ["TRAINING.LOSS_RECON=MSE"])
     assert (combi.patch_size, mse.patch_size) == (16, 1)
+
+
+def test_the_paper_configs_compute_in_fp32_and_the_fast_ones_may_use_bf16():
+    for name in ("geninr_config.yaml", "singleinr_config.yaml"):
+        assert load_experiment_config(CONFIGS / name).TRAINING.MIXED_PRECISION is False
+    for name in ("geninr_fast.yaml", "singleinr_fast.yaml"):
+        assert load_experiment_config(CONFIGS / name).TRAINING.MIXED_PRECISION is True
