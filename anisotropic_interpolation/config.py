@@ -36,6 +36,15 @@ COMPILE_MIN_STEPS = 2000
 CPU_MICRO_BATCH_POINTS = 8192
 """Points evaluated at once on the CPU (training micro-batches, prediction chunks): their
 activations stay in the cache."""
+RESUME_FREE_KEYS = (
+    "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "SETTINGS.COMPILE", "SETTINGS.MICRO_BATCH_POINTS",
+    "TRAINING.CHECKPOINT_EVERY", "EVALUATION.FIGURES", "EVALUATION.SAVE_NIFTI", "EVALUATION.MEMORY_BUDGET_MB",
+)
+"""Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
+is given), choose how fast the same function is computed (COMPILE, MICRO_BATCH_POINTS,
+MEMORY_BUDGET_MB) or what is written besides the results (CHECKPOINT_EVERY, FIGURES,
+SAVE_NIFTI). Every other key determines the result, so a resume refuses a change to it
+(:mod:`retina_data.run_identity`)."""
 
 
 @dataclass

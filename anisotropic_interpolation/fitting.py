@@ -8,7 +8,10 @@ takes one whole input B-scan of each eye and sums the eyes' losses, so each code
 exactly its own fit (Adam is elementwise); with ``patches`` every step draws random patches
 from all of them. ``TEST.KEEP: best`` returns each eye's code of its lowest-loss epoch.
 ``TEST.CONVERGENCE_TOL`` stops a batch early once a summary improves the loss by less than
-that fraction.
+that fraction. With ``TEST.HOLDOUT_BSCANS`` some input B-scans of each eye are left out of
+the fit; their loss chooses each eye's code (``KEEP: best``), and ``HOLDOUT_REFIT`` fits again
+on all inputs for each eye's chosen number of epochs. A non-finite loss or code stops the fit
+with a :class:`~retina_data.errors.TrainingDivergedError`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
-    BatchSource, PointObjective, Schedule, StepLosses, StepPlan, make_step, maybe_compile, objective_from_config,
+    BatchSource, PointObjective, Schedule, StepLosses, StepPlan, check_finite, heldout_losses, make_step,
+    maybe_compile, objective_from_config, split_holdout,
 )
 from retina_data.eye import Eye
 
@@ -55,6 +59,10 @@ class LatentFitter:
         self.epochs_run: list[int] = []
         self.epoch_losses: list[Tensor] = []
         """Per fitted batch: ``[epochs, E]`` each eye's mean loss of every epoch (on the CPU)."""
+        self.heldout_losses: list[Tensor] = []
+        """Per fitted batch with ``TEST.HOLDOUT_BSCANS``: ``[epochs, E]`` each eye's held-out loss."""
+        self.chosen_epochs: list[Tensor] = []
+        """Per fitted batch with ``TEST.HOLDOUT_REFIT``: ``[E]`` the epochs of each eye's refit."""
 
     def fit(self, eyes: list[Eye], progress: bool = True) -> Tensor:
         """Codes ``[E, L]`` (on the CPU) for ``eyes``, each given by its input B-scans only."""
@@ -79,40 +87,74 @@ class LatentFitter:
         test = self.config.TEST
         data = SparseVolumes.from_eyes(eyes, use_labels=False, use_slo=self.network.inputs.use_slo,
                                        slice_scale=self.config.PREPROCESSING.SLICE_COORD_SCALE, device=self.device)
-        codes = nn.Parameter(torch.randn(len(eyes), self.network.inputs.latent_size,
-                                         device=self.device) * test.LATENT_CODE.INIT_STD)
+        fitted, heldout = split_holdout(data, test.HOLDOUT_BSCANS, "TEST.HOLDOUT_BSCANS")
+        initial = torch.randn(len(eyes), self.network.inputs.latent_size, device=self.device) * test.LATENT_CODE.INIT_STD
+        what = f"latent fit of {', '.join(eye.eye_id for eye in eyes)}"
+        codes, epochs, losses, heldout_losses = self._optimise(fitted, initial, heldout, test.TOTAL_EPOCHS, None, what)
+        self.epoch_losses.append(losses)
+        if heldout is not None:
+            self.heldout_losses.append(heldout_losses)
+            if test.HOLDOUT_REFIT:
+                chosen = (heldout_losses.argmin(0) + 1) if test.KEEP == "best" else torch.full((len(eyes),), epochs)
+                self.chosen_epochs.append(chosen)
+                codes = self._optimise(data, initial, None, int(chosen.max()), chosen.to(self.device),
+                                       f"{what} (refit on all inputs)")[0]
+        self.epochs_run.append(epochs)
+        return codes
+
+    def _optimise(self, data: SparseVolumes, initial: Tensor, heldout: SparseVolumes | None, epochs: int,
+                  take_at: Tensor | None, what: str) -> tuple[Tensor, int, Tensor, Tensor | None]:
+        """Fit the codes of the eyes of ``data`` from ``initial [E, L]`` for at most ``epochs`` epochs.
+
+        Returns the codes ``[E, L]`` (each eye's code after epoch ``take_at [E]`` when given, else
+        by ``TEST.KEEP``: the lowest-loss epoch's, by the held-out loss with ``heldout``), the
+        epochs run, and on the CPU the per-epoch mean loss of every eye ``[epochs, E]`` and its
+        held-out loss ``[epochs, E]`` (``None`` without ``heldout``).
+        """
+        test = self.config.TEST
+        codes = nn.Parameter(initial.clone())
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
         plan = StepPlan.from_config(data, test.SAMPLING, test.BATCH_POINTS, self.config.patch_size,
                                     test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device), every_eye=True)
         total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
         schedule = Schedule.make(optimizer, test.LR_SCHEDULE, test.LR_GAMMA, test.LR_MIN_FACTOR, total_steps)
         source = BatchSource(data, plan, self.generator)
-        per_eye = StepLosses.zeros(len(eyes), self.device)
-        step = make_step(self.objective, source, codes, optimizer, schedule.per_step,
-                         self.config.TRAINING.MIXED_PRECISION, sum_over_images=test.SAMPLING == "bscan",
-                         per_eye=per_eye, compiled_objective=self._objective_for(total_steps))
-        best_loss = torch.full((len(eyes),), math.inf, device=self.device)
+        per_eye = StepLosses.zeros(data.num_eyes, self.device)
+        mixed_precision = self.config.TRAINING.MIXED_PRECISION
+        step = make_step(self.objective, source, codes, optimizer, schedule.per_step, mixed_precision,
+                         sum_over_images=test.SAMPLING == "bscan", per_eye=per_eye,
+                         compiled_objective=self._objective_for(total_steps))
+        best_loss = torch.full((data.num_eyes,), math.inf, device=self.device)
         best_codes = codes.detach().clone()
-        history = []
+        history, heldout_history = [], []
         running = torch.zeros(3, device=self.device)
         previous = math.inf
         epoch = 0
-        for epoch in range(1, test.TOTAL_EPOCHS + 1):
+        for epoch in range(1, epochs + 1):
             source.start_epoch()
-            for _ in range(plan.steps_per_epoch):
-                running += step()
+            step_terms = torch.stack([step() for _ in range(plan.steps_per_epoch)])
+            check_finite(step_terms, [codes], what, epoch, "TEST.LEARNING_RATE", test.LEARNING_RATE,
+                         "the network is unchanged (only codes are fitted)")
+            running += step_terms.sum(0)
             schedule.end_epoch()
             means = per_eye.take_means()
             history.append(means)
-            improved = means < best_loss  # NaN (an eye without patches this epoch) never improves
-            best_loss = torch.where(improved, means, best_loss)
-            best_codes = torch.where(improved[:, None], codes.detach(), best_codes)
-            if epoch % test.EPOCHS_TIL_SUMMARY == 0 and test.CONVERGENCE_TOL > 0:
+            if heldout is not None:
+                means = heldout_losses(self.objective, heldout, codes.detach(), mixed_precision,
+                                       self.config.micro_batch_points(self.device))
+                heldout_history.append(means)
+            if take_at is not None:
+                best_codes = torch.where((take_at == epoch)[:, None], codes.detach(), best_codes)
+            else:
+                improved = means < best_loss  # NaN (an eye without patches this epoch) never improves
+                best_loss = torch.where(improved, means, best_loss)
+                best_codes = torch.where(improved[:, None], codes.detach(), best_codes)
+            if epoch % test.EPOCHS_TIL_SUMMARY == 0 and test.CONVERGENCE_TOL > 0 and take_at is None:
                 loss = running[0].item()
                 running.zero_()
                 if previous - loss < test.CONVERGENCE_TOL * previous:
                     break
                 previous = loss
-        self.epochs_run.append(epoch)
-        self.epoch_losses.append(torch.stack(history).cpu())
-        return best_codes if test.KEEP == "best" else codes.detach()
+        codes_kept = best_codes if take_at is not None or test.KEEP == "best" else codes.detach()
+        return (codes_kept, epoch, torch.stack(history).cpu(),
+                torch.stack(heldout_history).cpu() if heldout_history else None)

@@ -6,6 +6,10 @@ step draws random B-scan patches across all eyes and input B-scans. Data stay on
 device; the network is evaluated with each eye's latent code and the network and the codes
 are updated. The learning rate decays per epoch (``exponential``) or per step (``cosine``);
 the best epoch (lowest mean loss) is kept and early stopping watches the epoch mean loss.
+With ``HOLDOUT_BSCANS`` some input B-scans of every eye are left out of the fit: their loss
+chooses the epoch and drives early stopping, and ``HOLDOUT_REFIT`` fits again on all inputs
+for the chosen number of epochs. A non-finite loss or weight stops the run with a
+:class:`~retina_data.errors.TrainingDivergedError`, the finite checkpoints left in place.
 Checkpoints (network, codes, optimiser, scheduler, early stopping, best weights, random
 states, epoch) are written atomically every ``CHECKPOINT_EVERY`` epochs, at the end, and when
 SIGTERM or SIGINT asks the run to stop; ``resume`` continues from the last one.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -35,7 +40,7 @@ from anisotropic_interpolation.config import CodePenalty, ExperimentConfig, Loss
 from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, segmentation_loss
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import PointBatch, SparseVolumes
-from retina_data.errors import DataError
+from retina_data.errors import ConfigError, DataError, TrainingDivergedError
 from retina_data.files import atomic_write_text
 from retina_data.precision import native_bf16
 
@@ -329,6 +334,88 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     return step
 
 
+def holdout_indices(num_slices: int, count: int, key: str) -> list[int]:
+    """The ``count`` input B-scans (of ``num_slices``) held out of a fit for validation, evenly
+    spread strictly between the first and the last input, which stay: the kept B-scans keep
+    their slow-axis coordinates. ``key`` names the config key in the error for too many."""
+    if count == 0:
+        return []
+    if 2 * count + 1 > num_slices:
+        raise ConfigError(f"{key} = {count}: expected at most {(num_slices - 1) // 2} for eyes of {num_slices} "
+                          "input B-scans (the first and the last input stay in the fit)")
+    spread = torch.linspace(0, num_slices - 1, count + 2, dtype=torch.float64)[1:-1]
+    return torch.floor(spread + 0.5).long().tolist()
+
+
+def bscan_subset(data: SparseVolumes, index: Tensor) -> SparseVolumes:
+    """The input B-scans ``index [S']`` of every eye of ``data``, with their slow-axis coordinates."""
+    return SparseVolumes(data.intensity[..., index], None if data.labels is None else data.labels[..., index],
+                         None if data.slo is None else data.slo[..., index], data.slice_coords[:, index])
+
+
+def split_holdout(data: SparseVolumes, count: int, key: str) -> tuple[SparseVolumes, SparseVolumes | None]:
+    """``(fitted, held out)`` input B-scans of ``data`` with ``count`` per eye held out
+    (:func:`holdout_indices`); ``(data, None)`` when ``count`` is 0."""
+    held = holdout_indices(data.num_slices, count, key)
+    if not held:
+        return data, None
+    device = data.intensity.device
+    kept = [index for index in range(data.num_slices) if index not in held]
+    return (bscan_subset(data, torch.tensor(kept, device=device)),
+            bscan_subset(data, torch.tensor(held, device=device)))
+
+
+def heldout_losses(objective: PointObjective, data: SparseVolumes, codes: Tensor | None, mixed_precision: bool,
+                   chunk_points: int | None) -> Tensor:
+    """``[E]`` each eye's mean loss over its held-out whole B-scans ``data``: the weighted
+    reconstruction and segmentation terms of ``objective``, without the code penalty (a
+    regulariser, not a measure of fit). No gradients; the network is evaluated in eval mode
+    (no dropout), in chunks of ``chunk_points`` (``None``: a B-scan of every eye at once)."""
+    network = objective.network
+    device = data.intensity.device
+    eyes = torch.arange(data.num_eyes, device=device)
+    totals = torch.zeros(data.num_eyes, device=device)
+    training = network.training
+    network.eval()
+    try:
+        with torch.no_grad(), autocast_context(device, mixed_precision):
+            for bscan in range(data.num_slices):
+                batch = data.bscans(eyes, torch.full_like(eyes, bscan))
+                outputs = [network(batch.coords[part], None if batch.extra is None else batch.extra[part], codes,
+                                   batch.eye[part])
+                           for part in _chunks(batch.coords.shape[0], chunk_points or batch.coords.shape[0])]
+                logit = torch.cat([out[0] for out in outputs])
+                class_logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
+                terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, None)
+                totals += terms[:, 0].float()
+    finally:
+        network.train(training)
+    return totals / data.num_slices
+
+
+def check_finite(step_terms: Tensor, weights: list[Tensor], what: str, epoch: int, rate_key: str, rate: float,
+                 kept: str) -> None:
+    """Raise :class:`~retina_data.errors.TrainingDivergedError` unless every step's loss terms
+    ``step_terms [steps, 3]`` of epoch ``epoch`` (1-based) and the ``weights`` after it are finite.
+
+    The message names ``what`` diverged, the epoch, the first step with a non-finite loss and
+    its loss terms, ``kept`` (where the last finite weights are) and the learning rate
+    ``rate_key`` = ``rate`` to lower.
+    """
+    finite_steps = torch.isfinite(step_terms).all(1)
+    finite_weights = torch.stack([torch.isfinite(weight).all() for weight in weights]).all()
+    if bool(finite_steps.all() & finite_weights):
+        return
+    if bool(finite_steps.all()):
+        where = "after its last step: non-finite weights (its losses were finite)"
+    else:
+        bad = int((~finite_steps).nonzero()[0, 0])
+        values = ", ".join(f"{name} {value:.4g}" for name, value in zip(LOSS_NAMES, step_terms[bad].tolist()))
+        where = f"step {bad + 1} of {step_terms.shape[0]}: non-finite loss ({values})"
+    raise TrainingDivergedError(f"{what} diverged in epoch {epoch}, {where}; {kept}; "
+                                f"try a lower {rate_key} (now {rate:g})")
+
+
 def cosine_schedule(total_steps: int, min_factor: float) -> Callable[[int], float]:
     """Learning-rate factor decaying from 1 to ``min_factor`` over ``total_steps``."""
     def factor(step: int) -> float:
@@ -392,38 +479,55 @@ def maybe_compile(module: Callable[..., Tensor], enabled: bool) -> Callable[...,
 
 @dataclass
 class TrainingOutcome:
-    """How a training run ended."""
+    """How a training run ended (``chosen_epoch``: the epoch kept, by the held-out loss with
+    ``HOLDOUT_BSCANS``; ``refitted``: the weights are those of the refit on all inputs)."""
 
     epochs_done: int
     best_loss: float
     interrupted: bool = False
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    chosen_epoch: int = 0
+    refitted: bool = False
+
+
+REFIT_DIR = "refit"
+"""Subfolder of the checkpoints of the refit on all inputs (``TRAINING.HOLDOUT_REFIT``)."""
 
 
 class NetworkTrainer:
     """Trains a network (and one latent code per eye, if ``latent_size > 0``) on sparse B-scans.
 
     Args:
-        network: the implicit network (modified in place; holds the best weights afterwards).
-        data: the training eyes' input B-scans.
+        network: the implicit network (modified in place; holds the kept weights afterwards).
+        data: the training eyes' input B-scans (``TRAINING.HOLDOUT_BSCANS`` of each eye are
+            held out of the fit for validation).
         config: the experiment config (``TRAINING`` section and ``SETTINGS.COMPILE``).
         checkpoint_dir: where ``last.pt``, ``best.pt`` and ``training_log.csv`` go; ``None``: nowhere.
-        description: label of the progress bar.
+        description: label of the progress bar and of errors.
         progress: show the progress bar.
+        epochs: stop after this many epochs (``None``: ``TOTAL_EPOCHS``; the learning-rate
+            schedule still spans ``TOTAL_EPOCHS``).
+        keep_last: keep the last epoch's weights instead of the lowest-loss epoch's.
     """
 
     def __init__(self, network: ImplicitNetwork, data: SparseVolumes, config: ExperimentConfig,
-                 checkpoint_dir: Path | None, description: str = "training", progress: bool = True) -> None:
+                 checkpoint_dir: Path | None, description: str = "training", progress: bool = True, *,
+                 epochs: int | None = None, keep_last: bool = False) -> None:
         train = config.TRAINING
         device = data.intensity.device
-        self.network, self.data, self.config = network, data, config
+        self.all_data = data
+        self.data, self.heldout = split_holdout(data, train.HOLDOUT_BSCANS, "TRAINING.HOLDOUT_BSCANS")
+        self.network, self.config = network, config
         self.checkpoint_dir, self.description, self.progress = checkpoint_dir, description, progress
+        self.epoch_limit = train.TOTAL_EPOCHS if epochs is None else epochs
+        self.keep_last = keep_last
+        self.initial_network = copy.deepcopy(network.state_dict())
         latent_size = network.inputs.latent_size
         torch.manual_seed(train.SEED)
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
                       if latent_size else None)
-        self.plan = StepPlan.from_config(data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
+        self.plan = StepPlan.from_config(self.data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
                                          train.STEPS_PER_EPOCH, config.micro_batch_points(device), every_eye=False)
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
@@ -438,12 +542,14 @@ class NetworkTrainer:
         self.schedule = Schedule.make(self.optimizer, train.LR_SCHEDULE, train.LR_GAMMA, train.LR_MIN_FACTOR,
                                       total_steps)
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
-        self.source = BatchSource(data, self.plan, self.generator)
-        self.step = make_step(objective_from_config(network, config), self.source, self.codes, self.optimizer,
+        self.source = BatchSource(self.data, self.plan, self.generator)
+        self.objective = objective_from_config(network, config)
+        self.step = make_step(self.objective, self.source, self.codes, self.optimizer,
                               self.schedule.per_step, train.MIXED_PRECISION, compile_update)
         self.early_stopping = EarlyStopping(train.EARLY_STOPPING_PATIENCE, train.EARLY_STOPPING_MIN_DELTA,
                                             train.EARLY_STOPPING_START_EPOCH)
         self.epoch = 0
+        self.stopped_early = False
         self.best_loss = math.inf
         self.best_state: dict[str, Any] = self._weights()
         self.history: list[dict[str, float]] = []
@@ -455,7 +561,7 @@ class NetworkTrainer:
 
     def _state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch, "best_loss": self.best_loss, "history": self.history,
+            "epoch": self.epoch, "stopped_early": self.stopped_early, "best_loss": self.best_loss, "history": self.history,
             "network": self.network.state_dict(), "codes": None if self.codes is None else self.codes.detach(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.schedule.scheduler is None else self.schedule.scheduler.state_dict(),
@@ -463,11 +569,15 @@ class NetworkTrainer:
             "rng": rng_states(self.generator),
         }
 
+    def _save_best(self) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, self.best_state)
+
     def _save_last(self) -> None:
         """``last.pt`` (with the best weights inside, so the two never disagree) and ``best.pt``."""
         if self.checkpoint_dir is not None:
-            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, self.best_state)
-            save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self._state())
+            self._save_best()
+            save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self._state(), keep_previous=True)
 
     def _resume(self) -> None:
         path = self.checkpoint_dir / LAST_CHECKPOINT
@@ -491,12 +601,15 @@ class NetworkTrainer:
             setattr(self.early_stopping, key, state["early_stopping"][key])
         restore_rng_states(state["rng"], self.generator)
         self.epoch, self.best_loss, self.history = state["epoch"], state["best_loss"], state["history"]
+        self.stopped_early = bool(state.get("stopped_early", False))  # checkpoints of older runs lack the flag
         self.best_state = state["best"]
 
-    def _summary(self, running: Tensor, steps: int, started: float) -> dict[str, float]:
+    def _summary(self, running: Tensor, steps: int, started: float, heldout: float | None) -> dict[str, float]:
         means = (running / max(steps, 1)).tolist()
-        row = {"epoch": float(self.epoch), **dict(zip(LOSS_NAMES, means)),
-               "lr": float(self.optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - started}
+        row = {"epoch": float(self.epoch), **dict(zip(LOSS_NAMES, means))}
+        if heldout is not None:
+            row["heldout"] = heldout
+        row.update({"lr": float(self.optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - started})
         self.history.append(row)
         if self.checkpoint_dir is not None:
             text = io.StringIO()
@@ -506,17 +619,42 @@ class NetworkTrainer:
             atomic_write_text(self.checkpoint_dir / TRAINING_LOG, text.getvalue())
         return row
 
+    def _heldout_loss(self) -> float | None:
+        """Mean loss of the held-out B-scans over the eyes (``None`` without a hold-out)."""
+        if self.heldout is None:
+            return None
+        return float(heldout_losses(self.objective, self.heldout, self.codes, self.config.TRAINING.MIXED_PRECISION,
+                                    self.config.micro_batch_points(self.data.intensity.device)).mean())
+
     def _end_epoch(self, loss: float) -> bool:
-        """After epoch ``self.epoch`` (1-based, done) with mean loss ``loss``: keep it if it is
-        the best so far; whether early stopping ends the training."""
-        if loss < self.best_loss:
+        """After epoch ``self.epoch`` (1-based, done) with mean loss ``loss`` (the held-out loss
+        with a hold-out): keep it if it is the best so far (or the last, with ``keep_last``);
+        whether early stopping ends the training."""
+        if self.keep_last or loss < self.best_loss:
             self.best_loss = loss
             self.best_state = self._weights()
         return self.early_stopping.update(self.epoch - 1, loss)
 
+    def _check_epoch(self, step_terms: Tensor) -> None:
+        """Stop with :class:`TrainingDivergedError` if epoch ``self.epoch + 1`` diverged; ``best.pt``
+        then holds the best finite weights and ``last.pt`` stays the last finite checkpoint."""
+        weights = [*self.network.parameters(), *([] if self.codes is None else [self.codes])]
+        kept = "nothing was written"
+        if self.checkpoint_dir is not None:
+            last = self.checkpoint_dir / LAST_CHECKPOINT
+            kept = (f"{self.checkpoint_dir / BEST_CHECKPOINT} holds the weights of epoch {self.best_state['epoch']}"
+                    + (f", {last} the last finite checkpoint" if last.is_file() else ""))
+        try:
+            check_finite(step_terms, weights, self.description, self.epoch + 1, "TRAINING.LEARNING_RATE",
+                         self.config.TRAINING.LEARNING_RATE, kept)
+        except TrainingDivergedError:
+            self._save_best()
+            raise
+
     def train(self, resume: bool = False) -> TrainingOutcome:
-        """Run (or continue) the training; afterwards the network and codes hold the best weights
-        (those of the epoch with the lowest mean loss)."""
+        """Run (or continue) the training; afterwards the network and codes hold the kept weights
+        (those of the epoch with the lowest mean loss, held-out loss with a hold-out, or of the
+        refit on all inputs with ``HOLDOUT_REFIT``)."""
         train = self.config.TRAINING
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -527,9 +665,9 @@ class NetworkTrainer:
         started = time.perf_counter()
         running = torch.zeros(3, device=self.data.intensity.device)
         steps = 0
-        with stop_on_signals() as stop, tqdm(total=train.TOTAL_EPOCHS, initial=self.epoch, desc=self.description,
+        with stop_on_signals() as stop, tqdm(total=self.epoch_limit, initial=self.epoch, desc=self.description,
                                              unit="epoch", leave=False, disable=not self.progress) as bar:
-            while self.epoch < train.TOTAL_EPOCHS:
+            while not self.stopped_early and self.epoch < self.epoch_limit:
                 epoch_terms = self._run_epoch(stop)
                 if epoch_terms is None:
                     outcome.interrupted = True
@@ -540,35 +678,62 @@ class NetworkTrainer:
                 running += epoch_terms
                 steps += self.plan.steps_per_epoch
                 bar.update(1)
-                stop_early = self._end_epoch(float(epoch_terms[0]) / self.plan.steps_per_epoch)
-                last = self.epoch == train.TOTAL_EPOCHS or stop_early
+                heldout = self._heldout_loss()
+                loss = float(epoch_terms[0]) / self.plan.steps_per_epoch
+                self.stopped_early = self._end_epoch(loss if heldout is None else heldout)
+                last = self.epoch == self.epoch_limit or self.stopped_early
                 if self.epoch % train.EPOCHS_TIL_SUMMARY == 0 or last:
-                    row = self._summary(running, steps, started)
+                    row = self._summary(running, steps, started, heldout)
                     running.zero_()
                     steps = 0
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
                 if self.epoch % train.CHECKPOINT_EVERY == 0 or last:
                     self._save_last()
-                if stop_early:
-                    outcome.stopped_early = True
-                    break
+        outcome.stopped_early = self.stopped_early
         self.load_best()
         outcome.epochs_done, outcome.best_loss, outcome.history = self.epoch, self.best_loss, self.history
+        outcome.chosen_epoch = int(self.best_state["epoch"])
+        if self.heldout is not None and train.HOLDOUT_REFIT and not outcome.interrupted:
+            outcome.refitted = True
+            outcome.interrupted = self._refit(outcome.chosen_epoch, resume)
         return outcome
+
+    def _refit(self, epochs: int, resume: bool) -> bool:
+        """``HOLDOUT_REFIT``: train again from the initial weights and codes on all input B-scans
+        for ``epochs`` epochs (checkpoints in ``REFIT_DIR``), keep the last epoch and write it to
+        ``best.pt``; whether it was interrupted."""
+        train = self.config.TRAINING
+        config = dataclasses.replace(self.config, TRAINING=dataclasses.replace(
+            train, HOLDOUT_BSCANS=0, EARLY_STOPPING_PATIENCE=0))
+        self.network.load_state_dict(self.initial_network)
+        refit = NetworkTrainer(self.network, self.all_data, config,
+                               None if self.checkpoint_dir is None else self.checkpoint_dir / REFIT_DIR,
+                               f"{self.description} (refit on all inputs)", self.progress,
+                               epochs=max(epochs, 1), keep_last=True)
+        interrupted = refit.train(resume=resume).interrupted
+        if self.codes is not None:
+            with torch.no_grad():
+                self.codes.copy_(refit.codes)
+        if not interrupted and self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, refit.best_state)
+        return interrupted
 
     def _run_epoch(self, stop: StopFlag) -> Tensor | None:
         """One epoch of steps: the summed loss terms ``[3]``; ``None`` if a stop was requested
-        part-way (the epoch does not count)."""
+        part-way (the epoch does not count). A non-finite loss or weight raises
+        :class:`TrainingDivergedError` (see :meth:`_check_epoch`)."""
         self.source.start_epoch()
-        terms = torch.zeros(3, device=self.data.intensity.device)
+        terms = []
         for _ in range(self.plan.steps_per_epoch):
-            terms += self.step()
+            terms.append(self.step())
             if stop.requested:
                 return None
-        return terms
+        step_terms = torch.stack(terms)
+        self._check_epoch(step_terms)
+        return step_terms.sum(0)
 
     def load_best(self) -> None:
-        """Put the best weights and codes into the network and ``codes``."""
+        """Put the kept weights and codes into the network and ``codes``."""
         self.network.load_state_dict(self.best_state["network"])
         if self.codes is not None and self.best_state["codes"] is not None:
             with torch.no_grad():

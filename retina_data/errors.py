@@ -23,3 +23,7 @@ class ConfigError(RetinaError):
 
 class OutputExistsError(RetinaError):
     """An output already exists and would be overwritten without permission."""
+
+
+class TrainingDivergedError(RetinaError):
+    """An optimisation produced a non-finite loss or weights (most often too high a learning rate)."""
