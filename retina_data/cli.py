@@ -178,7 +178,7 @@ def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool, flatte
 
 
 def _import_spectralis(args: argparse.Namespace) -> int:
-    from retina_data.spectralis import import_spectralis
+    from retina_data.importers.spectralis import import_spectralis
 
     eye = import_spectralis(args.file, subject=args.subject, laterality=args.laterality,
                             spacing=tuple(args.spacing) if args.spacing else None)
@@ -187,7 +187,7 @@ def _import_spectralis(args: argparse.Namespace) -> int:
 
 
 def _import_stack(args: argparse.Namespace) -> int:
-    from retina_data.stacks import import_stack
+    from retina_data.importers.stacks import import_stack
 
     eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
                        labels=args.labels, slo=args.slo, label_colours=args.label_colours)

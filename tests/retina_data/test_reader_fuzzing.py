@@ -26,7 +26,7 @@ from PIL import Image
 from retina_data.config import read_yaml
 from retina_data.errors import RetinaError
 from retina_data.nifti import read_nifti, write_nifti
-from retina_data.stacks import read_image_stack
+from retina_data.importers.stacks import read_image_stack
 
 CASES = 40
 """Damaged copies per format (half truncated, half with flipped bits)."""
@@ -106,7 +106,7 @@ def _yaml(folder: Path) -> Path:
 
 def _import_spectralis(path: Path) -> object:
     pytest.importorskip("eyepy")
-    from retina_data.spectralis import import_spectralis
+    from retina_data.importers.spectralis import import_spectralis
 
     return import_spectralis(path, subject="p")
 

@@ -12,7 +12,7 @@ from heyex_xml import write_xml_export
 
 from retina_data.errors import DataError
 from retina_data.preprocessing import bm_rows_from_labels
-from retina_data.spectralis import import_spectralis
+from retina_data.importers.spectralis import import_spectralis
 
 pytest.importorskip("eyepy", reason="eyepy (optional dependency 'spectralis') is not installed")
 

@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from retina_data.errors import DataError
-from retina_data.stacks import import_stack, natural_key, read_image_stack
+from retina_data.importers.stacks import import_stack, natural_key, read_image_stack
 
 SPACING = (0.0039, 0.0115, 0.12)
 H, W, D = 20, 16, 12
