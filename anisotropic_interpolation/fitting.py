@@ -90,26 +90,30 @@ class LatentFitter:
         fitted, heldout = split_holdout(data, test.HOLDOUT_BSCANS, "TEST.HOLDOUT_BSCANS")
         initial = torch.randn(len(eyes), self.network.inputs.latent_size, device=self.device) * test.LATENT_CODE.INIT_STD
         what = f"latent fit of {', '.join(eye.eye_id for eye in eyes)}"
-        codes, epochs, losses, heldout_losses = self._optimise(fitted, initial, heldout, test.TOTAL_EPOCHS, None, what)
+        codes, epochs, losses, heldout_losses = self._optimise(fitted, initial, heldout, test.TOTAL_EPOCHS, None, what,
+                                                               self.generator)
         self.epoch_losses.append(losses)
         if heldout is not None:
             self.heldout_losses.append(heldout_losses)
             if test.HOLDOUT_REFIT:
                 chosen = (heldout_losses.argmin(0) + 1) if test.KEEP == "best" else torch.full((len(eyes),), epochs)
                 self.chosen_epochs.append(chosen)
+                fresh = torch.Generator(device=self.device).manual_seed(self.config.TRAINING.SEED)
                 codes = self._optimise(data, initial, None, int(chosen.max()), chosen.to(self.device),
-                                       f"{what} (refit on all inputs)")[0]
+                                       f"{what} (refit on all inputs)", fresh)[0]
         self.epochs_run.append(epochs)
         return codes
 
     def _optimise(self, data: SparseVolumes, initial: Tensor, heldout: SparseVolumes | None, epochs: int,
-                  take_at: Tensor | None, what: str) -> tuple[Tensor, int, Tensor, Tensor | None]:
+                  take_at: Tensor | None, what: str,
+                  generator: torch.Generator) -> tuple[Tensor, int, Tensor, Tensor | None]:
         """Fit the codes of the eyes of ``data`` from ``initial [E, L]`` for at most ``epochs`` epochs.
 
         Returns the codes ``[E, L]`` (each eye's code after epoch ``take_at [E]`` when given, else
         by ``TEST.KEEP``: the lowest-loss epoch's, by the held-out loss with ``heldout``), the
         epochs run, and on the CPU the per-epoch mean loss of every eye ``[epochs, E]`` and its
-        held-out loss ``[epochs, E]`` (``None`` without ``heldout``).
+        held-out loss ``[epochs, E]`` (``None`` without ``heldout``). ``generator`` draws the
+        B-scan order (a refit draws from a freshly seeded one: the order of a plain fit).
         """
         test = self.config.TEST
         codes = nn.Parameter(initial.clone())
@@ -118,7 +122,7 @@ class LatentFitter:
                                     test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device), every_eye=True)
         total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
         schedule = Schedule.make(optimizer, test.LR_SCHEDULE, test.LR_GAMMA, test.LR_MIN_FACTOR, total_steps)
-        source = BatchSource(data, plan, self.generator)
+        source = BatchSource(data, plan, generator)
         per_eye = StepLosses.zeros(data.num_eyes, self.device)
         mixed_precision = self.config.TRAINING.MIXED_PRECISION
         step = make_step(self.objective, source, codes, optimizer, schedule.per_step, mixed_precision,
