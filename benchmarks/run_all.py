@@ -1,9 +1,10 @@
 """Run the benchmarks and write their results as Markdown.
 
 ``python -m benchmarks.run_all --output benchmarks/results.md`` (what ``make bench`` runs).
-Each measurement is short (seconds to a minute); ratios are measured in the same run on the
-same machine. ``--skip-compile`` leaves out the ``torch.compile`` measurement (its one-off
-compilation takes about a minute on 2 CPU cores).
+Ratios are measured in the same run on the same machine. On 2 CPU cores the throughput
+section takes about 5 minutes, the ablation about 20 (one gen-INR fold per variant, scaled
+down); ``--sections`` chooses. ``--skip-compile`` leaves out the ``torch.compile``
+measurements (each compilation takes about a minute on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from anisotropic_interpolation.training import precision_label
-from benchmarks import interpolation_densify, interpolation_memory, interpolation_throughput
+from benchmarks import interpolation_ablation, interpolation_densify, interpolation_memory, interpolation_throughput
 from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
 
 
-SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "densify-128")
-DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory")
+SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "densify-128")
+DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation")
 DENSE_FLOOR_NOTE = (
     "At 496 B-scans (56.6 million points) the matrix products of the forward pass alone are about 11 TFLOP "
     "(0.2 MFLOP per point), over two minutes at the 80-100 GFLOP/s two cores reach here, so under a minute is "
@@ -46,27 +48,35 @@ def machine() -> str:
             f"GPU {gpu}; load average {load:.1f} at the start")
 
 
+THROUGHPUT_NAMES = {
+    "reference": "reference re-creation (one whole B-scan of one eye per step, code tiled, two WIRE linears, fp32)",
+    "paper_eager": "ours, paper mode (geninr_config.yaml: the same update), eager",
+    "paper_compiled": "ours, paper mode, torch.compile",
+    "fast_eager": "ours, fast mode (geninr_fast.yaml), eager",
+    "fast_compiled": "ours, fast mode, torch.compile",
+}
+
+
 def throughput_section(compile_step: bool, device: torch.device) -> list[str]:
     workload = interpolation_throughput.Workload(device=device)
     results = interpolation_throughput.run(compile_step, workload=workload)
     on_gpu = device.type == "cuda"
-    if on_gpu:
-        where = f"GPU {torch.cuda.get_device_name(device)}"
-        batch = (f"65,536 points in 16 x 16 patches, one batch, {precision_label(device, True)}, "
-                 "code projected per eye")
-    else:
-        where = "CPU"
-        batch = "65,536 points in 16 x 16 patches, micro-batches of 8,192, code projected per eye"
-    lines = [f"## 1{'g' if on_gpu else ''}. Training throughput on the {where} (paper network, WIRE 6 x 128, "
-             "latent 128, SLO, 13 classes)", "",
-             "Three interleaved rounds; median points/s, median of the per-round ratios, and the spread "
-             "(fastest / slowest round) that shows how steady the machine was.", "",
-             "| Step | points/s | vs reference | spread |", "|---|---:|---:|---:|"]
-    names = {"reference": "reference re-creation (one B-scan per step, code tiled, fp32)",
-             "ours_eager": f"ours, eager ({batch})",
-             "ours_compiled": "ours, torch.compile of the forward + backward passes and the Adam step"}
+    where = f"GPU {torch.cuda.get_device_name(device)}" if on_gpu else "CPU"
+    split = (f"whole batches, {precision_label(device, True)}" if on_gpu
+             else "micro-batches of 8,192 points with the gradients summed")
+    lines = [f"## 1{'g' if on_gpu else ''}. Training throughput on the {where} (paper network: WIRE 6 x 128, "
+             "latent 128, SLO, 13 classes; B-scans of 230 x 496)", "",
+             "Three interleaved rounds; median points/s, median of the per-round ratios to the reference, and the "
+             "spread (fastest / slowest round) that shows how steady the machine was. Paper mode computes the "
+             "reference's function and update (one whole B-scan per step: 114,080 points, in "
+             f"{split}, SSIM over the whole B-scan in two passes, the code projected once per eye). Fast mode "
+             "also changes the method (65,536 points per step in 16 x 16 patches across eyes, one shared WIRE "
+             "linear map, the code into every layer, CE, 7 x 7 SSIM); torch.compile covers the micro-batch's "
+             "forward and backward passes and the Adam step.", "",
+             "| Step | points per step | points/s | vs reference | spread |", "|---|---:|---:|---:|---:|"]
     for key, result in results.items():
-        lines.append(f"| {names[key]} | {result['rate']:,.0f} | {result['ratio']:.2f}x | {result['spread']:.2f} |")
+        lines.append(f"| {THROUGHPUT_NAMES[key]} | {result['points']:,} | {result['rate']:,.0f} | "
+                     f"{result['ratio']:.2f}x | {result['spread']:.2f} |")
     return lines + [""]
 
 
@@ -137,6 +147,31 @@ def memory_section() -> list[str]:
             "including the network's compilation (58 million points).", ""]
 
 
+def ablation_section() -> list[str]:
+    started = time.perf_counter()
+    results = interpolation_ablation.run()
+    minutes = (time.perf_counter() - started) / 60
+    rows = [f"| {row['variant']} | {row['psnr']:.2f} | {row['dice']:.3f} | {row['paper_psnr']:.2f} | "
+            f"{row['paper_dice']:.1f} | {row['train_s']:.0f} | {row['fit_s']:.0f} | {row['total_s']:.0f} |"
+            for row in results["rows"]]
+    keys = [f"- {row['variant'][2:]}: {', '.join(f'`{key}`' for key in row['keys'])}"
+            for row in results["rows"] if row["variant"].startswith("+ ") and len(row["keys"]) > 1]
+    no_effect = [f"- `{key}`: {why}" for key, why in results["no_effect"].items()]
+    return ["## 4. Ablation: the paper mode, each improvement alone, all together (held-out phantom eyes)", "",
+            "Each row trains the population, fits the held-out eyes' codes, predicts their gap B-scans and scores "
+            "them (the library functions of `pipeline.run_geninr`). The improvements are the keys whose values "
+            "differ between `geninr_config.yaml` and `geninr_fast.yaml`, each switched on alone in the paper "
+            f"config. Scaled down: {results['scale'].describe()}. Gap scores are means over the held-out eyes: "
+            "PSNR (dB) and mean foreground Dice of our metric set; the paper's metric set's PSNR (per B-scan, "
+            "with the B-scan's own data range) and Dice (%, 8 remapped classes, per B-scan).", "",
+            "| Variant | gap PSNR (dB) | gap Dice | paper-set gap PSNR (dB) | paper-set gap Dice (%) | "
+            "training (s) | fit + prediction (s) | total (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+            "Improvements of several keys:", "", *keys, "",
+            "Keys that differ but cannot change these numbers (not run):", "", *no_effect, "",
+            f"Section wall time {minutes:.0f} min.", ""]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results.md"))
@@ -148,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "Absolute numbers vary with the machine and its load; the ratios within one run are what counts.", ""]
     sections = {"throughput": lambda: throughput_section(not args.skip_compile, torch.device("cpu")),
                 "throughput-gpu": lambda: throughput_section(not args.skip_compile, torch.device("cuda", 0)),
-                "densify": densify_section, "memory": memory_section, "densify-128": densify_larger_section}
+                "densify": densify_section, "memory": memory_section, "ablation": ablation_section,
+                "densify-128": densify_larger_section}
     chosen = list(args.sections)
     if not torch.cuda.is_available():
         chosen = [name for name in chosen if name != "throughput-gpu"]
