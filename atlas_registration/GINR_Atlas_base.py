@@ -16,7 +16,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.experiments.pipeline import evaluate, load_fold, save_resolved_config, start_run, train
+from atlas_registration.evaluation import evaluate
+from atlas_registration.pipeline import load_fold, save_resolved_config, start_run, train
 from retina_data.commandline import run_cli
 
 

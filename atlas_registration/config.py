@@ -198,7 +198,7 @@ class Data:
 
 @dataclass
 class Labels:
-    """Which source labels merge into which atlas class (see ``utilities/label_mapping.py``)."""
+    """Which source labels merge into which atlas class (see ``datasets/label_mapping.py``)."""
 
     MAPPING: dict[int, int] | None = None
     """``{source: target}`` for every label 0..13; ``null``: the paper's 10 classes."""
@@ -219,7 +219,7 @@ class Evaluation:
     BASELINES: list[Literal["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline", "demons"]] = (
         field(default_factory=lambda: ["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline"]))
     """``atlas``: the atlas unregistered; ``reference_affine``, ``reference_inr``: the reference's
-    affine-on-coordinates fit and per-eye SIREN (``baselines/reference_fits.py``; the INR to the
+    affine-on-coordinates fit and per-eye SIREN (``baselines/inr_fits.py``; the INR to the
     pretrained atlas); ``affine``, ``bspline``, ``demons``: SimpleITK; ``idir``: our IDIR-style fit."""
     REFERENCE_BASELINE_EPOCHS: int = bounded(100, ge=1)
     """(added) Epochs (of ``TEST.STEPS_PER_EPOCH`` patches) of the reference's affine and per-eye INR

@@ -6,16 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.experiments.pipeline import (
-    evaluate,
-    load_fold,
-    load_trained,
-    run_folder,
-    save_resolved_config,
-    start_run,
-)
-from atlas_registration.experiments.training import REGISTRATION_STAGE
-from atlas_registration.routines.trainer import checkpoint_path
+from atlas_registration.evaluation import evaluate
+from atlas_registration.pipeline import load_fold, load_trained, run_folder, save_resolved_config, start_run
+from atlas_registration.trainers import checkpoint_path
+from atlas_registration.training import REGISTRATION_STAGE
 
 
 def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, resolution: bool) -> int:

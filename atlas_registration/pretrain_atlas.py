@@ -16,10 +16,10 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.experiments.atlas_building import PRETRAIN_STAGE
-from atlas_registration.experiments.outputs import write_atlas_volumes
-from atlas_registration.experiments.pipeline import build_atlas, load_fold, save_resolved_config, start_run
-from atlas_registration.routines.trainer import checkpoint_path
+from atlas_registration.pipeline import build_atlas, load_fold, save_resolved_config, start_run
+from atlas_registration.reporting import write_atlas_volumes
+from atlas_registration.trainers import checkpoint_path
+from atlas_registration.training import PRETRAIN_STAGE
 from retina_data.commandline import run_cli
 
 

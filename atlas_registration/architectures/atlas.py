@@ -13,7 +13,7 @@ class AtlasINR(nn.Module):
 
     The reference's atlas is ``AtlasINR(256, 3, 10, 30)``: three sine layers, a linear layer,
     ``sigmoid(Linear(256, 1))`` and ``softmax(Linear(256, 10))``. The label head returns the
-    logits; the softmax belongs to the loss (``routines/losses.py``) and argmax is unchanged by it.
+    logits; the softmax belongs to the loss (``losses.py``) and argmax is unchanged by it.
 
     Args:
         hidden: width of the SIREN trunk.

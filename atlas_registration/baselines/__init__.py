@@ -1,1 +1,1 @@
-"""Classical registration baselines (SimpleITK) in the project's ``[H, W, D]`` convention."""
+"""The baselines: classical (SimpleITK) registration, per-eye INR and affine fits, each run by name."""

@@ -1,1 +1,2 @@
-"""Eyes from the retina_data tree, their coordinates, and the patches training draws from them."""
+"""Eyes of a fold (with the atlas label mapping), their coordinates, and the patches and points
+training draws from them."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import DataError
 from retina_data.eye import Eye
 from retina_data.files import atomic_save

@@ -1,1 +1,1 @@
-"""LightningModules: atlas pretraining, GINR atlas registration, per-eye fits (latent-only, IDIR)."""
+"""LightningModules: atlas pretraining, joint GINR atlas registration, the per-eye latent fit."""

@@ -1,11 +1,12 @@
-"""Registering one unseen eye to the atlas: latent-only inference (GINR) and per-eye INR (IDIR).
+"""Registering one unseen eye to a frozen atlas: the base of every per-eye fit, and GINR's.
 
-Both fit a displacement ``u`` to one eye's (possibly sparse) voxels with the atlas frozen;
-they differ only in what is trained:
+Every per-eye fit learns a displacement ``u`` from one eye's (possibly sparse) voxels with the
+atlas frozen; :class:`EyeFit` holds what they share and subclasses say what trains:
 
 - :class:`LatentFit`: the trained GINR deformation network is frozen, only the eye's latent
   code is optimised (the paper's inference for unseen eyes);
-- :class:`IdirFit`: a fresh SIREN per eye, with no shared latent space (IDIR-style baseline).
+- the per-eye baselines (IDIR-style SIREN, the reference's affine and INR fits) are in
+  :mod:`atlas_registration.baselines.inr_fits`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, Siren, initial_codes
-from atlas_registration.routines.losses import LossWeights, registration_loss
+from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, initial_codes
+from atlas_registration.losses import LossWeights, registration_loss
 
 
 class EyeFit(L.LightningModule):
@@ -65,15 +66,3 @@ class LatentFit(EyeFit):
 
     def displacement(self, coords: torch.Tensor) -> torch.Tensor:
         return self.deformation(coords, self.latent.expand(coords.shape[0], -1))
-
-
-class IdirFit(EyeFit):
-    """A fresh SIREN displacement field for this eye alone (no latent sharing)."""
-
-    def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float,
-                 hidden: int, num_layers: int, omega: float, out_scale: float) -> None:
-        super().__init__(atlas, weights, learning_rate, gamma)
-        self.deformation = Siren(3, hidden, num_layers, 3, omega, out_scale)
-
-    def displacement(self, coords: torch.Tensor) -> torch.Tensor:
-        return self.deformation(coords)

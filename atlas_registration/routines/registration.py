@@ -15,8 +15,8 @@ from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import deformation_network, initial_codes
-from atlas_registration.routines.losses import LossWeights, registration_loss
-from atlas_registration.routines.prediction import predict_on_grid
+from atlas_registration.inference import predict_on_grid
+from atlas_registration.losses import LossWeights, registration_loss
 from retina_data.metrics import mean_dice
 
 

@@ -10,8 +10,8 @@ import torch
 from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.coordinates import grid_extent
 from atlas_registration.datasets.eyes import prepare_eye
-from atlas_registration.experiments.training import registration_module
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
+from atlas_registration.training import registration_module
 from retina_data.phantom import PhantomConfig, make_eye
 
 TINY_SHAPE = (32, 8, 16)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from atlas_registration.config import Runtime, load_atlas_config
-from atlas_registration.routines.trainer import precision
+from atlas_registration.trainers import precision
 from retina_data.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "atlas"

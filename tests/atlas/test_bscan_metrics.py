@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from atlas_registration.utilities.bscan_metrics import (
+from atlas_registration.bscan_metrics import (
     assd_per_bscan,
     block_mean,
     dice_per_bscan,

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from atlas_registration.datasets.patches import StridedPatchDataset
-from atlas_registration.routines.trainer import RandomStateCheckpoint, build_trainer, checkpoint_path
+from atlas_registration.trainers import RandomStateCheckpoint, build_trainer, checkpoint_path
 
 
 class _StopAtEpoch(L.Callback):

@@ -10,7 +10,7 @@ import pytest
 
 from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.eyes import read_fold_eyes
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import DataError
 from retina_data.folds import write_folds
 from retina_data.phantom import PhantomConfig, write_phantom

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas_registration.utilities.jacobian import jacobian_determinant, negative_fraction, nonpositive_fraction
+from atlas_registration.jacobian import jacobian_determinant, negative_fraction, nonpositive_fraction
 
 SHAPE = (12, 10, 8)
 SPACING = (0.004, 0.012, 0.1)

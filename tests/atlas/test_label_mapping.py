@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import ConfigError, DataError
 from retina_data.labels import FLUID_LABEL
 

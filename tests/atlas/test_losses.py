@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from atlas_registration.routines.losses import LossWeights, displacement_l1, label_loss, registration_loss
+from atlas_registration.losses import LossWeights, displacement_l1, label_loss, registration_loss
 
 
 class ConstantAtlas(torch.nn.Module):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from synthetic_atlas_eyes import SPACING, layered_eye
 
-from atlas_registration.utilities.label_mapping import LabelMapping
-from atlas_registration.utilities.median_atlas import (
+from atlas_registration.datasets.label_mapping import LabelMapping
+from atlas_registration.median_atlas import (
     ATLAS_INTENSITY_FILE,
     ATLAS_LABELS_FILE,
     lower_median,

@@ -11,7 +11,7 @@ import torch
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, initial_codes
 from atlas_registration.config import AtlasConfig
-from atlas_registration.experiments.training import registration_module
+from atlas_registration.training import registration_module
 
 
 def test_reference_film_siren_initial_weights_and_zero_biases() -> None:

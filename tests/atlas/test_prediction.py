@@ -7,7 +7,7 @@ import torch
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
-from atlas_registration.routines.prediction import inverse_displacement, predict_on_grid, sample_volume
+from atlas_registration.inference import inverse_displacement, predict_on_grid, sample_volume
 
 
 def _smooth_shift(coords: torch.Tensor) -> torch.Tensor:

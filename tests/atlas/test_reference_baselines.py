@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.baselines.reference_fits import ReferenceAffineFit, ReferenceInrFit, reference_siren
+from atlas_registration.baselines.inr_fits import ReferenceAffineFit, ReferenceInrFit, reference_siren
 
 
 def tiny_atlas() -> AtlasINR:

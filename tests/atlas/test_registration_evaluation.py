@@ -1,4 +1,4 @@
-"""Registration metrics on known label volumes, and the CSV / Markdown tables."""
+"""Registration metrics on known label volumes, and the atlas tree's CSV / Markdown tables."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlas_registration.utilities.evaluation import (
-    registration_metrics,
-    resolution_summary,
-    resolution_table,
-    write_metrics_tables,
-)
+from atlas_registration.evaluation import registration_metrics
+from atlas_registration.reporting import resolution_summary, resolution_table, summarise
 from retina_data.errors import OutputExistsError
+from retina_data.result_tables import write_result_tables
 
 SPACING = (0.01, 0.05, 0.1)
 
@@ -86,7 +83,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_tables_hold_every_row_and_one_file_per_eye(tmp_path: Path) -> None:
-    write_metrics_tables(rows(), tmp_path)
+    write_result_tables(tmp_path, summarise(rows()))
     assert len(read_csv(tmp_path / "metrics_all.csv")) == 5
     per_eye = read_csv(tmp_path / "metrics" / "sub002_OS.csv")
     assert [r["method"] for r in per_eye] == ["affine", "ginr"]
@@ -94,30 +91,30 @@ def test_tables_hold_every_row_and_one_file_per_eye(tmp_path: Path) -> None:
 
 
 def test_summary_has_mean_and_sample_std_per_method_and_factor(tmp_path: Path) -> None:
-    write_metrics_tables(rows(), tmp_path)
+    write_result_tables(tmp_path, summarise(rows()))
     summary = {(r["method"], r["factor"]): r for r in read_csv(tmp_path / "summary.csv")}
     affine = summary[("affine", "1")]
-    assert affine["n"] == "2"
+    assert affine["n_eyes"] == "2"
     assert float(affine["dice_mean_mean"]) == pytest.approx(0.85)
     assert float(affine["dice_mean_std"]) == pytest.approx(np.std([0.8, 0.9], ddof=1))
     single = summary[("ginr", "8")]
-    assert math.isnan(float(single["dice_mean_std"])) and math.isnan(float(single["time_s_mean"]))
+    assert single["dice_mean_std"] == "" and single["time_s_mean"] == ""  # one eye; no time
 
 
 def test_summary_markdown_shows_mean_plus_minus_std(tmp_path: Path) -> None:
-    write_metrics_tables(rows(), tmp_path)
+    write_result_tables(tmp_path, summarise(rows()))
     markdown = (tmp_path / "summary.md").read_text()
-    assert markdown.splitlines()[0] == "| method | factor | n | dice_mean | time_s |"
+    assert markdown.splitlines()[0] == "| method | factor | n_eyes | dice_mean | time_s |"
     assert "| affine | 1 | 2 | 0.85 ± 0.071 | 1.5 ± 0.71 |" in markdown
 
 
 def test_existing_tables_are_kept_without_overwrite(tmp_path: Path) -> None:
-    write_metrics_tables(rows(), tmp_path)
+    write_result_tables(tmp_path, summarise(rows()))
     (tmp_path / "metrics_all.csv").write_text("keep")
     with pytest.raises(OutputExistsError):
-        write_metrics_tables(rows()[:1], tmp_path)
+        write_result_tables(tmp_path, summarise(rows()[:1]))
     assert (tmp_path / "metrics_all.csv").read_text() == "keep"
-    write_metrics_tables(rows()[:1], tmp_path, overwrite=True)
+    write_result_tables(tmp_path, summarise(rows()[:1]), overwrite=True)
     assert len(read_csv(tmp_path / "metrics_all.csv")) == 1
 
 
@@ -136,17 +133,15 @@ def test_resolution_table_has_a_column_per_factor() -> None:
 
 
 def test_the_paper_protocol_writes_its_own_tables_beside_ours(tmp_path: Path) -> None:
-    write_metrics_tables(rows(), tmp_path)
-    written = write_metrics_tables(rows()[:2], tmp_path, protocol="reference")
+    write_result_tables(tmp_path, summarise(rows()))
+    written = write_result_tables(tmp_path, summarise(rows()[:2]), protocol="reference")
     names = {path.relative_to(tmp_path).as_posix() for path in written}
-    assert names == {"metrics_reference/sub001_OD.csv", "metrics_reference_all.csv", "summary_reference.csv",
+    assert names == {"metrics_reference/sub001_OD.csv", "metrics_all_reference.csv", "summary_reference.csv",
                      "summary_reference.md"}
     assert (tmp_path / "metrics" / "sub002_OS.csv").is_file()  # ours is left as it was
     assert "| affine | 1 | 1 | 0.8 | 1 |" in (tmp_path / "summary_reference.md").read_text()
 
 
 def test_summary_markdown_shows_only_the_chosen_metrics() -> None:
-    from atlas_registration.utilities.evaluation import summarise, summary_markdown
-
-    table = summary_markdown(summarise(rows()), ["time_s", "missing"])
-    assert table.splitlines()[0] == "| method | factor | n | time_s |"
+    table = summarise(rows()).table_markdown(["time_s", "missing"])
+    assert table.splitlines()[0] == "| method | factor | n_eyes | time_s |"

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from atlas_registration.datasets.label_mapping import LabelMapping
 from atlas_registration.datasets.patches import StridedPatchDataset
-from atlas_registration.experiments.eye_registration import fit_eye, latent_fit
-from atlas_registration.experiments.training import registration_module
-from atlas_registration.routines.losses import registration_loss
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.fitting import fit_eye, latent_fit
+from atlas_registration.losses import registration_loss
+from atlas_registration.training import registration_module
 
 
 def _fixed_batch(cfg, eyes, extent):

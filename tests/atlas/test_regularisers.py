@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atlas_registration.routines.regularisers import displacement_jacobian, gradient_penalty, jacobian_penalty
+from atlas_registration.regularisers import displacement_jacobian, gradient_penalty, jacobian_penalty
 
 MATRIX = torch.tensor([[0.1, 0.2, 0.0], [0.0, -0.3, 0.05], [0.4, 0.0, 0.2]])
 

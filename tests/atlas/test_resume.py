@@ -7,9 +7,9 @@ from dataclasses import replace
 import lightning as L
 import torch
 
-from atlas_registration.experiments.training import REGISTRATION_STAGE, train_registration
-from atlas_registration.routines.trainer import checkpoint_path
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
+from atlas_registration.trainers import checkpoint_path
+from atlas_registration.training import REGISTRATION_STAGE, train_registration
 
 
 class _RecordStart(L.Callback):

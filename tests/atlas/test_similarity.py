@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atlas_registration.routines.similarity import ssim_loss
+from atlas_registration.losses import ssim_loss
 
 
 def _patches():

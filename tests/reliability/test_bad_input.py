@@ -29,7 +29,7 @@ from retina_data.nifti import read_nifti, write_nifti
 from retina_data.tree import eye_files
 
 
-TREES = {"geninr": "interpolation", "singleinr": "interpolation", "atlas": "atlas",
+TREES = {"geninr": "interpolation", "singleinr": "interpolation", "predict": "predict", "atlas": "atlas",
          "atlas_inference": "atlas", "atlas_resolution": "atlas", "pretrain_atlas": "atlas",
          "export-npz": "data", "subsample": "data", "folds": "data"}
 BROKEN_EYE = ("sub001", "OD")
@@ -51,6 +51,7 @@ class Case:
     checkpoint: Path | None = None
     config: dict[str, Any] | None = None
     config_text: str | None = None
+    gpu: str = "-1"
     config_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +81,10 @@ class Case:
 
     def argv(self) -> list[str]:
         if self.tree == "interpolation":
-            return [SCRIPTS[self.entry], str(self.config_path), "--gpu", "-1", "--quiet", "--output", str(self.output)]
+            return [SCRIPTS[self.entry], str(self.config_path), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
+        if self.tree == "predict":
+            return [SCRIPTS["predict"], str(self.checkpoint), str(self.data_dir), "sub001_OD", "--subsample",
+                    str(FACTOR), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
         if self.tree == "atlas":
             argv = [SCRIPTS[self.entry], str(self.config_path), "--gpu", "-1", "--output", str(self.output)]
             return argv + (["--checkpoint", str(self.checkpoint)] if self.checkpoint else [])
@@ -235,6 +239,104 @@ def missing_checkpoint(case: Case) -> None:
     case.checkpoint = case.tmp / "missing.ckpt"
 
 
+def oct_stored_0_255(case: Case) -> None:
+    """A training eye's OCT stored as 0..255 (not the tree's flattened [0, 1])."""
+    _rewrite(_eye(case).oct, lambda oct_: (oct_ * 255).astype(np.float32))
+
+
+def oct_float64(case: Case) -> None:
+    _rewrite(_eye(case).oct, lambda oct_: oct_.astype(np.float64))
+
+
+def nan_bscan_position(case: Case) -> None:
+    path = _eye(case).oct
+    image = read_nifti(path)
+    positions = image.positions.copy()
+    positions[2] = np.nan
+    write_nifti(path, image.array, image.spacing, positions, image.meta, overwrite=True)
+
+
+def _set_fold_part(case: Case, part: str, subjects: list[str]) -> None:
+    folds = read_yaml(case.folds_file)
+    folds["FOLD"][0][part] = subjects
+    case.folds_file.write_text(dump_yaml(folds), encoding="utf-8")
+
+
+def empty_test_fold(case: Case) -> None:
+    _set_fold_part(case, "TEST", [])
+
+
+def empty_train_fold(case: Case) -> None:
+    _set_fold_part(case, "TRAIN", [])
+
+
+def training_shape_mismatch(case: Case) -> None:
+    """One training eye with two depth rows fewer than the others (OCT and labels alike)."""
+    _rewrite(_eye(case).oct, lambda oct_: np.ascontiguousarray(oct_[:-2]))
+    _rewrite(_eye(case).labels, lambda labels: np.ascontiguousarray(labels[:-2]))
+
+
+def _rewrite_container(path: Path, change: Callable[[dict[str, np.ndarray]], None]) -> None:
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    change(arrays)
+    np.savez_compressed(path, **arrays)
+
+
+def train_eye_in_test_container(case: Case) -> None:
+    """The test containers list a training subject's eye (leakage)."""
+    _containers(case)
+    case.config["EVALUATION"]["TRUTH_CONTAINER"] = "densest"
+    for path in sorted(case.data_dir.glob("*_test_fold0.npz")):
+        _rewrite_container(path, lambda arrays: arrays.update(
+            subject_names=np.array(["sub001_OS", *arrays["subject_names"][1:]])))
+
+
+def subject_twice_in_container(case: Case) -> None:
+    _rewrite_container(_containers(case), lambda arrays: arrays.update(
+        subject_names=np.array([arrays["subject_names"][0]] * len(arrays["subject_names"]))))
+
+
+def npy_named_npz(case: Case) -> None:
+    path = _containers(case)
+    with np.load(path) as data:
+        oct_vols = data["oct_vols"]
+    with path.open("wb") as handle:
+        np.save(handle, oct_vols)
+
+
+def text_spacing_in_container(case: Case) -> None:
+    _rewrite_container(_containers(case), lambda arrays: arrays.update(spacing_oct=np.array(["0.0039", "a", "b"])))
+
+
+def network_too_large(case: Case) -> None:
+    """Weights alone of terabytes: refused before any allocation."""
+    case.config["MODEL"]["HIDDEN_SIZE"] = 2 ** 20
+
+
+def gpu_without_cuda(case: Case) -> None:
+    case.gpu = "5"
+
+
+def atlas_checkpoint_to_predict(case: Case, atlas_checkpoint: Path) -> None:
+    case.checkpoint = atlas_checkpoint
+
+
+def random_file_to_predict(case: Case) -> None:
+    case.checkpoint = case.tmp / "random.pt"
+    case.checkpoint.write_bytes(np.random.default_rng(0).bytes(4096))
+
+
+def model_of_another_architecture(case: Case) -> None:
+    """A model.pt whose weights are of HIDDEN_SIZE 16 while its config says 24 (saved by an older version)."""
+    import torch
+
+    record = torch.load(case.checkpoint, map_location="cpu", weights_only=False)
+    record["config"]["MODEL"]["HIDDEN_SIZE"] = 24
+    case.checkpoint = case.tmp / "model.pt"
+    torch.save(record, case.checkpoint)
+
+
 def output_exists(case: Case) -> None:
     """Earlier results: a file in the run folder, or the very file a data command writes."""
     earlier = {"export-npz": container_name(FACTOR, "train", 0), "folds": FOLDS_FILE}.get(case.entry, "results.csv")
@@ -248,7 +350,12 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     unknown_sample_mode, two_dimensional_patch, missing_data_dir, missing_folds_file, missing_container,
     truncated_npz, subject_not_on_disk, label_shape_mismatch, slo_shape_mismatch, nan_intensities,
     labels_out_of_range, zero_spacing, truncated_nifti, empty_data_set, missing_checkpoint, output_exists,
+    oct_stored_0_255, oct_float64, nan_bscan_position, empty_test_fold, empty_train_fold, training_shape_mismatch,
+    train_eye_in_test_container, subject_twice_in_container, npy_named_npz, text_spacing_in_container,
+    network_too_large, gpu_without_cuda, random_file_to_predict, model_of_another_architecture,
 )}
+"""The fault ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) needs the atlas fixture:
+applied by the test itself."""
 
 MATRIX = [
     # entry point        fault                     words the one-line error must contain
@@ -273,13 +380,35 @@ MATRIX = [
     ("geninr",           "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
     ("geninr",           "empty_data_set",         ["data", "no eyes"]),
     ("geninr",           "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("geninr",           "oct_stored_0_255",       ["oct_flat_od.nii.gz", "255", "[0, 1]", "MINMAX_NORMALISE"]),
+    ("geninr",           "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("geninr",           "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("geninr",           "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST is empty"]),
+    ("geninr",           "empty_train_fold",       [FOLDS_FILE, "FOLD.0.TRAIN is empty"]),
+    ("geninr",           "training_shape_mismatch", ["training eyes", "shape", "(30, 24, 4)"]),
+    ("geninr",           "train_eye_in_test_container", ["test_fold0.npz", "sub001", "training container"]),
+    ("geninr",           "subject_twice_in_container", [container_name(FACTOR, "train", 0), "twice"]),
+    ("geninr",           "npy_named_npz",          [container_name(FACTOR, "train", 0), ".npy file named .npz"]),
+    ("geninr",           "text_spacing_in_container", [container_name(FACTOR, "train", 0), "spacing_oct", "numbers"]),
+    ("geninr",           "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
+    ("geninr",           "gpu_without_cuda",       ["--gpu 5", "no CUDA", "--gpu -1"]),
     ("singleinr",        "missing_config",         ["missing.yaml", "not found"]),
+    ("singleinr",        "oct_stored_0_255",       ["oct_flat_od.nii.gz", "[0, 1]", "MINMAX_NORMALISE"]),
+    ("singleinr",        "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST is empty"]),
+    ("singleinr",        "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
     ("singleinr",        "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
     ("singleinr",        "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
     ("singleinr",        "missing_data_dir",       ["IMG_DIR", "nowhere"]),
     ("singleinr",        "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
     ("singleinr",        "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
     ("singleinr",        "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("predict",          "oct_stored_0_255",       ["oct_flat_od.nii.gz", "[0, 1]"]),
+    ("predict",          "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
+    ("predict",          "atlas_checkpoint",       ["last.ckpt", "not a gen-INR model", "atlas"]),
+    ("predict",          "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("predict",          "model_of_another_architecture", ["model.pt", "does not match the network of the config"]),
+    ("predict",          "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
+    ("predict",          "output_exists",          ["output", "--overwrite"]),
     ("atlas",            "missing_config",         ["missing.yaml", "not found"]),
     ("atlas",            "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
     ("atlas",            "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
@@ -342,8 +471,8 @@ def trained_checkpoint(tmp_path_factory, phantom_tree) -> Path:
     import torch
 
     from atlas_registration.config import AtlasConfig
-    from atlas_registration.experiments.training import registration_module
-    from atlas_registration.utilities.label_mapping import LabelMapping
+    from atlas_registration.training import registration_module
+    from atlas_registration.datasets.label_mapping import LabelMapping
     from retina_data.config import from_dict
 
     cfg = from_dict(atlas_config(phantom_tree, Path("unused")), AtlasConfig)
@@ -352,6 +481,19 @@ def trained_checkpoint(tmp_path_factory, phantom_tree) -> Path:
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": L.__version__}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    """A gen-INR ``model.pt`` of the tiny interpolation config (untrained weights, 8-entry codes)."""
+    from anisotropic_interpolation.config import ExperimentConfig
+    from anisotropic_interpolation.model import NetworkInputs, build_network
+    from anisotropic_interpolation.pipeline import save_model
+    from retina_data.config import from_dict
+
+    config = from_dict(interpolation_config("geninr", Path("unused"), Path("unused")), ExperimentConfig)
+    network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
+    return save_model(tmp_path_factory.mktemp("model") / "model.pt", network, config, None, [])
 
 
 def make_case(entry: str, tmp_path: Path, data_dir: Path, checkpoint: Path | None) -> Case:
@@ -369,8 +511,13 @@ def make_case(entry: str, tmp_path: Path, data_dir: Path, checkpoint: Path | Non
 def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles, tmp_path, phantom_tree, launchers,
                                                            request):
     checkpoint = request.getfixturevalue("trained_checkpoint") if entry.startswith("atlas_") else None
+    if entry == "predict":
+        checkpoint = request.getfixturevalue("saved_model")
     case = make_case(entry, tmp_path, phantom_tree, checkpoint)
-    FAULTS[fault](case)
+    if fault == "atlas_checkpoint":
+        atlas_checkpoint_to_predict(case, request.getfixturevalue("trained_checkpoint"))
+    else:
+        FAULTS[fault](case)
     case.write_config()
     watched = case.data_dir if entry == "subsample" else case.output
     before = snapshot(watched)
@@ -383,6 +530,7 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     missing = [word for word in needles if word not in lines[0]]
     assert not missing, f"{missing} not named in: {lines[0]}"
+    assert entry != "predict" or "--resume" not in lines[0], "predict has no --resume to offer"
     assert snapshot(watched) == before
 
 

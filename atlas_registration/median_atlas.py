@@ -27,11 +27,11 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from atlas_registration.utilities.label_mapping import LabelMapping
+from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import refuse_existing
-from retina_data.nifti import write_nifti
+from retina_data.nifti import read_nifti, write_nifti
 from retina_data.tree import eye_files
 
 ATLAS_INTENSITY_FILE = "atlas_intensity.nii.gz"
@@ -238,3 +238,20 @@ def save_atlas_nifti(atlas: AtlasVolumes, out_dir: str | Path,
         write_nifti(out_dir / ATLAS_LABELS_FILE, atlas.labels.astype(np.uint8, copy=False),
                     spacing, meta=meta, overwrite=overwrite),
     ]
+
+
+def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool) -> AtlasVolumes:
+    """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir``.
+
+    The eyes are read from the ``DATA.SUBSMPL_FACTOR`` files and already hold atlas labels (and,
+    with ``DATA.FLIP_OS``, atlas orientation), so no mapping or mirroring is applied again. With
+    ``reuse`` an atlas already in ``out_dir`` is read instead.
+    """
+    intensity_path, labels_path = out_dir / ATLAS_INTENSITY_FILE, out_dir / ATLAS_LABELS_FILE
+    if reuse and intensity_path.is_file() and labels_path.is_file():
+        intensity = read_nifti(intensity_path)
+        return AtlasVolumes(intensity.array, read_nifti(labels_path).array, tuple(intensity.spacing),
+                            tuple(eye.eye_id for eye in train_eyes))
+    atlas = median_atlas(train_eyes, mirror_os=False, progress=True)
+    save_atlas_nifti(atlas, out_dir, overwrite=True)
+    return atlas

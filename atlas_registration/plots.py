@@ -196,7 +196,7 @@ def plot_resolution(results: Mapping[str, Mapping[int, tuple[float, float]]], pa
 
     Args:
         results: ``{method: {factor: (mean, std)}}``, e.g. from
-            :func:`atlas_registration.utilities.evaluation.resolution_summary`.
+            :func:`atlas_registration.reporting.resolution_summary`.
         path: PNG to write.
         metric_label: y-axis label.
         overwrite: replace an existing file.

@@ -1,4 +1,4 @@
-"""Dense, chunked evaluation of a registration on any grid, and warping of eyes into atlas space.
+"""Dense, chunked prediction of a registration on any grid, and warping of eyes into atlas space.
 
 A registration is a displacement function ``u`` of normalised coordinates: the atlas is
 queried at ``x + u(x)`` for every voxel ``x`` of an eye, which gives the atlas's labels
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from atlas_registration.architectures.atlas import AtlasINR
+from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
+from retina_data.eye import Eye
 
 DisplacementFn = Callable[[torch.Tensor], torch.Tensor]
 """``coords [1, N, 3]`` -> displacement ``[1, N, 3]``, both normalised."""
@@ -59,6 +61,11 @@ def predict_on_grid(atlas: AtlasINR, coords: torch.Tensor, displacement_fn: Disp
         labels=torch.cat(labels).reshape(shape).numpy(),
         displacement=torch.cat(displacement).reshape(*shape, 3).numpy(),
     )
+
+
+def atlas_on_eye_grid(atlas: AtlasINR, eye: Eye, extent_mm: Sequence[float], chunk: int) -> GridPrediction:
+    """The undeformed atlas sampled on the eye's grid (the moving image of the classical baselines)."""
+    return predict_on_grid(atlas, grid_coordinates(eye_axes(eye, extent_mm)), None, chunk)
 
 
 @torch.no_grad()

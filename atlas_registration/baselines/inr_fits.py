@@ -1,4 +1,9 @@
-"""The reference code's two per-eye fitted baselines, each registering one eye to a frozen atlas.
+"""The per-eye fitted baselines, each registering one eye to a frozen atlas with its own network.
+
+- :class:`IdirFit`: a fresh SIREN displacement field per eye (IDIR-style, our baseline), with the
+  loss of the GINR fit (``TEST``) and no shared latent space.
+
+The reference code's two:
 
 - :class:`ReferenceAffineFit`: ``x -> A x + t`` on the normalised coordinates (a 3 x 3
   matrix from the identity and a translation from 0); loss MSE of the intensity plus
@@ -20,8 +25,8 @@ from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import Siren
+from atlas_registration.losses import LossWeights, registration_loss
 from atlas_registration.routines.eye_fitting import EyeFit
-from atlas_registration.routines.losses import LossWeights, registration_loss
 
 AFFINE_PENALTY = 0.01
 """Weight of the L1 pull of ``(A - I, t)`` towards the identity in the reference's affine fit."""
@@ -83,4 +88,16 @@ class ReferenceInrFit(EyeFit):
 
     def displacement(self, coords: torch.Tensor) -> torch.Tensor:
         """``u [B, N, 3]`` at ``coords [B, N, 3]``."""
+        return self.deformation(coords)
+
+
+class IdirFit(EyeFit):
+    """A fresh SIREN displacement field for this eye alone (no latent sharing)."""
+
+    def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float,
+                 hidden: int, num_layers: int, omega: float, out_scale: float) -> None:
+        super().__init__(atlas, weights, learning_rate, gamma)
+        self.deformation = Siren(3, hidden, num_layers, 3, omega, out_scale)
+
+    def displacement(self, coords: torch.Tensor) -> torch.Tensor:
         return self.deformation(coords)

@@ -1,4 +1,12 @@
-"""Step 2: joint GINR atlas registration of the training eyes (with checkpoints and resume)."""
+"""Training: the atlas INR pretrained on the median atlas, then joint GINR registration of the
+training eyes, each a Lightning stage with its checkpoints (``<run>/checkpoints/<stage>/``) and resume.
+
+Step 1 (:func:`pretrain_atlas`): the atlas INR fitted to the median atlas
+(:mod:`atlas_registration.median_atlas`), or a pretrained one read from ``ATLAS_MODEL.PATH``
+(:func:`load_pretrained_atlas`). Step 2 (:func:`train_registration`): the deformation network,
+one latent code per training eye and the atlas trained jointly
+(:class:`~atlas_registration.routines.registration.GINRAtlasRegistration`).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +18,65 @@ from torch.utils.data import DataLoader
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.config import AtlasConfig
+from atlas_registration.datasets.atlas_points import AtlasPointsDataset
+from atlas_registration.datasets.coordinates import eye_axes
 from atlas_registration.datasets.patches import FullEyeDataset, StridedPatchDataset
-from atlas_registration.routines.losses import LossWeights
+from atlas_registration.losses import LossWeights
+from atlas_registration.median_atlas import AtlasVolumes
+from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.routines.trainer import build_trainer, checkpoint_path, fit
-from retina_data.errors import DataError
+from atlas_registration.trainers import build_trainer, checkpoint_path, fit
+from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
 
+PRETRAIN_STAGE = "pretrain_atlas"
 REGISTRATION_STAGE = "registration"
+
+
+def pretraining_module(cfg: AtlasConfig, num_classes: int) -> AtlasPretraining:
+    """A fresh atlas-pretraining module with the ``ATLAS_MODEL`` / ``ATLAS_PRETRAINING`` settings."""
+    model, pre = cfg.ATLAS_MODEL, cfg.ATLAS_PRETRAINING
+    return AtlasPretraining(model.HIDDEN_SIZE, model.NUM_LAYERS, num_classes, model.OMEGA, pre.LEARNING_RATE,
+                            pre.SEG_WEIGHT, pre.LR_SCHEDULER_GAMMA, cfg.TRAINING.SEG_LOSS, model.LINEAR_LAST,
+                            model.INTENSITY_SIGMOID)
+
+
+def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent_mm: Sequence[float],
+                   num_classes: int, run_dir: Path, resume: bool) -> AtlasPretraining:
+    """Fit the atlas INR to the median atlas (on the grid of ``reference``, a training eye)."""
+    pre = cfg.ATLAS_PRETRAINING
+    module = pretraining_module(cfg, num_classes)
+    data = AtlasPointsDataset(atlas.intensity, atlas.labels, eye_axes(reference, extent_mm), pre.POINTS_PER_STEP,
+                              pre.STEPS_PER_EPOCH)
+    trainer = build_trainer(cfg.RUNTIME, run_dir, PRETRAIN_STAGE, pre.TOTAL_EPOCHS,
+                            checkpoint_every=max(pre.TOTAL_EPOCHS // 4, 1))
+    last = checkpoint_path(run_dir, PRETRAIN_STAGE)
+    fit(trainer, module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
+        ckpt_path=str(last) if resume and last.is_file() else None)
+    trainer.save_checkpoint(last)
+    return module
+
+
+def load_pretrained_atlas(cfg: AtlasConfig, path: str | Path, num_classes: int) -> AtlasPretraining:
+    """A pretrained atlas from ``ATLAS_MODEL.PATH``; its network must match ``ATLAS_MODEL``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: checkpoint not found")
+    module = AtlasPretraining.load_from_checkpoint(path, map_location="cpu")
+    wanted = pretraining_module(cfg, num_classes).hparams
+    keys = ("hidden", "num_layers", "num_classes", "omega", "linear_last", "intensity_sigmoid")
+    different = [f"{k}={module.hparams.get(k)} (config: {wanted[k]})" for k in keys
+                 if module.hparams.get(k) != wanted[k]]
+    if different:
+        raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: the atlas does not match ATLAS_MODEL/LABELS: "
+                          + ", ".join(different))
+    return module
+
+
+def pretrained_atlas(cfg: AtlasConfig, trained_run: Path, num_classes: int) -> AtlasINR:
+    """The atlas INR before joint fine-tuning: ``ATLAS_MODEL.PATH`` or the run's pretraining checkpoint."""
+    path = cfg.ATLAS_MODEL.PATH or checkpoint_path(trained_run, PRETRAIN_STAGE)
+    return load_pretrained_atlas(cfg, path, num_classes).atlas.requires_grad_(False).eval()
 
 
 def training_weights(cfg: AtlasConfig) -> LossWeights:

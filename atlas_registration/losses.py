@@ -1,4 +1,5 @@
-"""The registration loss shared by joint training and the per-eye fits, and the atlas's label term."""
+"""The registration loss shared by joint training and the per-eye fits, its terms (label, SSIM on
+patches ``[B, h, w, d]``, L1 of the displacement) and the atlas's label term."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.routines.regularisers import regularisation
-from atlas_registration.routines.similarity import ssim_loss
+from atlas_registration.regularisers import regularisation
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,26 @@ def label_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.T
             return F.cross_entropy(logits.float(), labels)
         one_hot = F.one_hot(labels, logits.shape[-1]).float()
         return F.binary_cross_entropy(torch.softmax(logits.float(), dim=-1), one_hot)
+
+
+_C1, _C2 = 0.01**2, 0.03**2
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """``1 - SSIM`` with a uniform ``window`` (cube, clipped to the patch) on ``[B, h, w, d]`` patches in [0, 1].
+
+    Always in fp32, autocast or not: the local variances are differences of nearly equal
+    means, which bf16 cannot resolve.
+    """
+    k = [min(window, n) for n in pred.shape[1:]]
+    with torch.autocast(pred.device.type, enabled=False):
+        x, y = pred.float().unsqueeze(1), target.float().unsqueeze(1)
+        mean_x, mean_y = F.avg_pool3d(x, k, 1), F.avg_pool3d(y, k, 1)
+        var_x = F.avg_pool3d(x * x, k, 1) - mean_x**2
+        var_y = F.avg_pool3d(y * y, k, 1) - mean_y**2
+        cov = F.avg_pool3d(x * y, k, 1) - mean_x * mean_y
+        ssim = ((2 * mean_x * mean_y + _C1) * (2 * cov + _C2)) / ((mean_x**2 + mean_y**2 + _C1) * (var_x + var_y + _C2))
+        return 1.0 - ssim.mean()
 
 
 def displacement_l1(displacement: torch.Tensor) -> torch.Tensor:

@@ -1,1 +1,0 @@
-"""Supporting modules of the atlas tree: median atlas, label merging, Jacobians, metrics, figures."""
