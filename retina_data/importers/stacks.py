@@ -42,7 +42,7 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _luminance(colour: np.ndarray) -> np.ndarray:
+def luminance(colour: np.ndarray) -> np.ndarray:
     """``[..., 3]`` colour samples as grey in the samples' own type."""
     grey = colour[..., :3].astype(np.float64) @ LUMA
     if np.issubdtype(colour.dtype, np.integer):
@@ -95,7 +95,7 @@ def _read_pages(path: Path, role: Role) -> np.ndarray:
         if array.shape[-1] not in (3, 4):
             raise DataError(f"{path}: {array.shape[-1]} colour channels; expected grey, RGB or RGBA images")
         if role == "intensity":
-            array, colour = _luminance(array), False
+            array, colour = luminance(array), False
         elif _is_grey(array):
             array, colour = array[..., 0], False
     image_dims = array.ndim - (1 if colour else 0)
