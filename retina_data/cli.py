@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="data folder, eye folder, .nii.gz or .npz container")
     p.set_defaults(run=_validate)
 
-    p = commands.add_parser("import", help="import a Spectralis export or a B-scan image stack")
+    p = commands.add_parser("import", help="import a scanner export, a public data set's file or a B-scan image stack")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     s = sources.add_parser("spectralis", help="Heidelberg .vol, .e2e or XML export (needs eyepy)")
     s.add_argument("file", type=Path, help=".vol, .e2e or .xml file (or XML export folder)")
@@ -74,6 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_stack)
+    s = sources.add_parser("dicom", help="DICOM Ophthalmic Tomography with its SLO (needs pydicom)")
+    s.add_argument("file", type=Path, help="OPT instance (.dcm)")
+    s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
+    s.add_argument("--subject", required=True, help="subject id")
+    s.add_argument("--laterality", choices=LATERALITIES, default=None, help="override the file's Image Laterality")
+    s.add_argument("--slo", type=Path, default=None,
+                   help="the referenced Ophthalmic Photography SLO (default: found beside the file)")
+    _add_flatten(s)
+    _add_overwrite(s)
+    s.set_defaults(run=_import_dicom)
+    for name, what in (("duke-amd", "Duke AMD (Farsiu 2013) .mat file"), ("duke-dme", "Duke DME (Chiu 2014) .mat file"),
+                       ("retouch", "RETOUCH case folder (oct.mhd, reference.mhd)")):
+        s = sources.add_parser(name, help=what + ("" if name == "retouch" else " (needs eyepy)"))
+        s.add_argument("file", type=Path, help=what)
+        s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
+        s.add_argument("--subject", required=True, help="subject id")
+        s.add_argument("--laterality", choices=LATERALITIES, required=True,
+                       help="OD (right) or OS (left): the set does not store it")
+        if name != "retouch":
+            s.add_argument("--all-bscans", action="store_true",
+                           help="keep every B-scan, without labels (default: only the annotated ones, labelled)")
+        if name == "duke-dme":
+            s.add_argument("--grader", choices=("manual1", "manual2", "automatic"), default="manual1",
+                           help="whose layers and fluid: expert 1 (default), expert 2 or the paper's automatic ones")
+        _add_flatten(s)
+        _add_overwrite(s)
+        s.set_defaults(run=_import_public_set)
 
     p = commands.add_parser("subsample", help="write every-k-th-B-scan files (oct_flat_subsmpl<k>_...)")
     p.add_argument("data_dir", type=Path)
@@ -192,6 +219,32 @@ def _import_stack(args: argparse.Namespace) -> int:
     eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
                        labels=args.labels, slo=args.slo, label_colours=args.label_colours)
     _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite, args.flatten)
+    return 0
+
+
+def _import_dicom(args: argparse.Namespace) -> int:
+    from retina_data.importers.dicom_oct import import_dicom_oct
+
+    eye = import_dicom_oct(args.file, args.subject, laterality=args.laterality, slo=args.slo)
+    _save_imported(eye, args.out_dir, f"dicom {args.file}", args.overwrite, args.flatten)
+    return 0
+
+
+def _import_public_set(args: argparse.Namespace) -> int:
+    if args.source == "retouch":
+        from retina_data.importers.retouch import import_retouch
+
+        eye = import_retouch(args.file, args.subject, args.laterality)
+    elif args.source == "duke-amd":
+        from retina_data.importers.duke import import_duke_amd
+
+        eye = import_duke_amd(args.file, args.subject, args.laterality, annotated_only=not args.all_bscans)
+    else:
+        from retina_data.importers.duke import import_duke_dme
+
+        eye = import_duke_dme(args.file, args.subject, args.laterality, grader=args.grader,
+                              annotated_only=not args.all_bscans)
+    _save_imported(eye, args.out_dir, f"{args.source} {args.file}", args.overwrite, args.flatten)
     return 0
 
 

@@ -18,8 +18,8 @@ from retina_data.containers import read_container
 from retina_data.folds import read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
 
-COMMANDS = ["phantom", "validate", "import", "import spectralis", "import stack", "subsample", "folds",
-            "export-npz", "info", "figure", "thickness"]
+COMMANDS = ["phantom", "validate", "import", "import spectralis", "import stack", "import dicom", "import duke-amd",
+            "import duke-dme", "import retouch", "subsample", "folds", "export-npz", "info", "figure", "thickness"]
 
 
 def run(argv: list[str]) -> int:
@@ -121,6 +121,64 @@ def test_import_spectralis_xml_export_folder_adds_a_valid_eye(tmp_path):
     eye = read_eye(tmp_path / "data", "p1", "OS")
     assert eye.shape == (24, 10, 3) and eye.spacing == pytest.approx((0.004, 0.01, 0.1))
     assert run(["validate", str(tmp_path / "data")]) == 0
+
+
+def test_import_dicom_adds_a_valid_eye_with_the_slo_found_beside_it(tmp_path, capsys):
+    pytest.importorskip("pydicom")
+    from dicom_files import write_opt, write_slo
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    write_slo(tmp_path / "slo.dcm", uid)
+    lines = np.array([[[10.5 + 4 * d, 6.5], [10.5 + 4 * d, 24.5]] for d in range(4)])
+    bscans = np.tile(np.linspace(0, 4095, 32)[None, :, None], (4, 1, 10)).astype(np.uint16)
+    path = write_opt(tmp_path / "oct.dcm", bscans, lines, uid)
+    assert run(["import", "dicom", str(path), str(tmp_path / "data"), "--subject", "p1", "--flatten", "none"]) == 0
+    eye = read_eye(tmp_path / "data", "p1", "OS")
+    assert eye.shape == (32, 10, 4) and eye.slo is not None
+    assert eye.bscan_positions == pytest.approx([0.0, 0.08, 0.16, 0.24])
+    assert "note: not flattened" in capsys.readouterr().out
+    assert run(["validate", str(tmp_path / "data")]) == 0
+
+
+def test_import_duke_amd_flattens_at_the_bm_of_its_labels(tmp_path, capsys):
+    pytest.importorskip("eyepy")
+    import scipy.io
+
+    height, width, depth = 40, 6, 3
+    maps = np.stack([np.full((depth, width), 5.0), np.full((depth, width), 20.0),
+                     np.tile(24.0 + np.arange(width) % 2, (depth, 1))], axis=-1)
+    scipy.io.savemat(tmp_path / "amd.mat", {"images": np.full((height, width, depth), 100.0), "layerMaps": maps,
+                                            "Age": np.array([[70]])})
+    assert run(["import", "duke-amd", str(tmp_path / "amd.mat"), str(tmp_path / "data"), "--subject", "amd1",
+                "--laterality", "OD"]) == 0
+    assert "note: flattened at Bruch's membrane below the RPE label" in capsys.readouterr().out
+    eye = read_eye(tmp_path / "data", "amd1", "OD")
+    bm_rows = (eye.labels == 12).argmax(axis=0)
+    assert np.unique(bm_rows).size == 1  # the BM's one-row dip is flattened
+    assert run(["validate", str(tmp_path / "data")]) == 0
+
+
+def test_import_retouch_adds_an_unlabelled_eye(tmp_path):
+    import SimpleITK as sitk
+
+    case = tmp_path / "TRAIN001"
+    case.mkdir()
+    image = sitk.GetImageFromArray(np.full((3, 24, 10), 30000, np.uint16))
+    image.SetSpacing((0.0115, 0.0039, 0.24))
+    sitk.WriteImage(image, str(case / "oct.mhd"))
+    assert run(["import", "retouch", str(case), str(tmp_path / "data"), "--subject", "t1", "--laterality", "OS",
+                "--flatten", "none"]) == 0
+    eye = read_eye(tmp_path / "data", "t1", "OS")
+    assert eye.shape == (24, 10, 3) and eye.labels is None and eye.spacing == pytest.approx((0.0039, 0.0115, 0.24))
+
+
+def test_import_dicom_of_another_file_is_one_line_and_exit_2(tmp_path, capsys):
+    pytest.importorskip("pydicom")
+    (tmp_path / "x.dcm").write_text("no")
+    assert run(["import", "dicom", str(tmp_path / "x.dcm"), str(tmp_path / "data"), "--subject", "p1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "x.dcm: cannot read DICOM" in err and "\n" not in err
 
 
 def _stack_args(tmp_path):
