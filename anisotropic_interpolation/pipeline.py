@@ -1,10 +1,14 @@
 """The experiment flow both entry scripts share.
 
-1. Load and validate the config, pick the device, prepare the run folder (refused if it
-   holds results unless ``--overwrite``/``--resume``), save the resolved config and a run
-   record.
-2. Read the fold: training eyes (every k-th B-scan) and test eyes (dense ground truth and
-   their every-k-th input B-scans), from reference ``.npz`` containers or a retina_data tree.
+1. Load and validate the config, pick the device, read and check the fold: training eyes
+   (every k-th B-scan) and test eyes (dense ground truth and their every-k-th input B-scans),
+   from reference ``.npz`` containers or a retina_data tree, with the checks of ``validate``
+   (dtypes, finite values, flattened OCT in [0, 1] unless each eye is min-max normalised on
+   load, labels, positions), non-empty TRAIN/TEST, one training shape and no subject in both.
+2. Prepare the run folder (refused if it holds results unless ``--overwrite``/``--resume``),
+   save the resolved config, the run identity (:mod:`retina_data.run_identity`) and a run
+   record. ``--resume`` instead compares the run with the recorded identity and refuses any
+   difference, checks the checkpoints it will restore, and rewrites nothing.
 3. Gen-INR: train the population network with one code per training eye, fit a code per
    test eye, predict each test eye densely. Single INR: fit one network per test eye.
 4. Add the baselines (nearest/linear/cubic, and optionally the single INR) and score every
@@ -28,25 +32,31 @@ import torch
 
 from anisotropic_interpolation.baselines import METHODS as CLASSICAL_METHODS
 from anisotropic_interpolation.baselines import classical_baselines
-from anisotropic_interpolation.checkpoints import load_checkpoint, save_checkpoint
-from anisotropic_interpolation.config import ExperimentConfig, load_experiment_config
+from anisotropic_interpolation.checkpoints import (
+    check_state_matches, interrupt_on_sigterm, load_checkpoint, require_keys, resume_checkpoint, save_checkpoint,
+)
+from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig, load_experiment_config
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
 from anisotropic_interpolation.reporting import existing_outputs, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.training import BEST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label
-from retina_data.config import apply_overrides, from_dict, save_config, to_dict
-from retina_data.containers import container_name, read_container
+from anisotropic_interpolation.training import (
+    BEST_CHECKPOINT, LAST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label,
+)
+from retina_data.config import apply_overrides, from_dict, read_yaml, save_config, to_dict
+from retina_data.containers import container_name, read_container, refuse_shared_subjects
 from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye import Eye
-from retina_data.files import prepare_run_dir
+from retina_data.files import check_run_dir, previous_path
 from retina_data.folds import fold_split, read_folds
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
+from retina_data.run_identity import IDENTITY_FILE, RunIdentity, check_resume, read_run_identity, write_run_identity
 from retina_data.result_tables import Summary
-from retina_data.tree import DATASET_FILE, read_dataset
+from retina_data.tree import DATASET_FILE, eye_files, read_dataset
+from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
@@ -69,7 +79,8 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("config", type=Path, nargs="?",
                         help="YAML config (configs/interpolation/*.yaml); not with --eval")
-    parser.add_argument("--gpu", type=int, default=0, help="CUDA device index; -1 (or no CUDA): CPU")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
     parser.add_argument("--epochs", type=int, help="override TRAINING.TOTAL_EPOCHS")
     parser.add_argument("--fold", type=int, help="override SETTINGS.FOLD")
     parser.add_argument("--output", type=Path,
@@ -108,14 +119,20 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def select_device(gpu: int) -> torch.device:
-    """``cuda:<gpu>`` when CUDA is present and ``gpu >= 0``, else the CPU.
+def select_device(gpu: int | None) -> torch.device:
+    """``cuda:<gpu>`` for ``gpu >= 0`` (refused without CUDA: a run never silently falls back
+    to the CPU), the CPU for ``gpu < 0``; ``None`` (no ``--gpu``): GPU 0 if there is one, else the CPU.
 
     The chosen GPU also becomes the current CUDA device, so code that asks for plain
     ``"cuda"`` (the LPIPS network) runs on it too.
     """
-    if gpu < 0 or not torch.cuda.is_available():
+    if gpu is None:
+        gpu = 0 if torch.cuda.is_available() else -1
+    if gpu < 0:
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "
+                          "use --gpu -1 for the CPU")
     if gpu >= torch.cuda.device_count():
         raise ConfigError(f"--gpu {gpu}: only {torch.cuda.device_count()} CUDA device(s) present")
     torch.cuda.set_device(gpu)
@@ -185,17 +202,117 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
                           "(use train_test_singleinr.py for one network per eye)")
     device = select_device(args.gpu)
     precision_notice(device, config)
-    data = load_fold(config, minmax_normalise_for(config, script))
+    data = load_fold(config, minmax_normalise_for(config, script), training=script == "train_test_geninr")
+    check_network_fits(config, device, args.config)
+    run_dir = check_run_dir(run_folder(config, args.output, args.result_note), overwrite=args.overwrite,
+                            resume=args.resume)
+    identity = run_identity(config, script, data)
+    resuming = args.resume and check_resumable_run(run_dir, identity)
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
-    run_dir = prepare_run_dir(run_folder(config, args.output, args.result_note), overwrite=args.overwrite,
-                              resume=args.resume)
-    save_config(config, run_dir / CONFIG_FILE)
-    write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
-                                             "overrides": config_overrides(args), "result_note": args.result_note,
-                                             "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
-    return Experiment(config, Path(args.config), device, run_dir, args.resume, args.overwrite, not args.quiet, data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        save_config(config, run_dir / CONFIG_FILE)
+        write_run_identity(run_dir, identity)
+        write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
+                                                 "overrides": config_overrides(args), "result_note": args.result_note,
+                                                 "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
+    return Experiment(config, Path(args.config), device, run_dir, resuming, args.overwrite, not args.quiet, data)
+
+
+TRAINING_BYTES_PER_PARAMETER = 16
+"""fp32 weights, gradients and Adam's two moments."""
+
+
+def device_memory_bytes(device: torch.device) -> int:
+    """The whole memory of ``device``: the GPU's, or the machine's RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_network_fits(config: ExperimentConfig, device: torch.device, source: Path) -> None:
+    """Refuse, before anything is written, a network whose weights and optimiser state alone
+    exceed the device's memory (counted on PyTorch's ``meta`` device, which allocates nothing)."""
+    inputs = NetworkInputs(use_slo=config.uses_slo, latent_size=config.TRAINING.LATENT_CODE.SIZE,
+                           num_classes=config.MODEL.NUM_CLASSES)
+    with torch.device("meta"):
+        network = build_network(config, inputs)
+    parameters = sum(parameter.numel() for parameter in network.parameters())
+    needed, available = parameters * TRAINING_BYTES_PER_PARAMETER, device_memory_bytes(device)
+    if needed > available:
+        model = config.MODEL
+        raise ConfigError(f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
+                          f"(and POS_ENCODING) give {parameters:,} parameters, {needed / 2**30:.1f} GiB to train, "
+                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network")
+
+
+def run_identity(config: ExperimentConfig, script: str, data: FoldData) -> RunIdentity:
+    """What determines this run's result (:mod:`retina_data.run_identity`): the resolved config
+    without :data:`~anisotropic_interpolation.config.RESUME_FREE_KEYS` (IMG_DIR as an absolute
+    path), the script, the fold's eyes and the size and time of every data file it read."""
+    resolved = to_dict(config)
+    img_dir = Path(config.SETTINGS.IMG_DIR).resolve()
+    resolved["SETTINGS"]["IMG_DIR"] = str(img_dir)
+    eyes = {"train": [eye.eye_id for eye in data.train_inputs], "test": [eye.eye_id for eye in data.test_truth]}
+    return RunIdentity.of(script, resolved, RESUME_FREE_KEYS, eyes, data.sources, img_dir)
+
+
+def check_resumable_run(run_dir: Path, identity: RunIdentity) -> bool:
+    """``--resume``: whether ``run_dir`` holds a run to continue (``False``: it is empty or new, the
+    run starts). Refuses, before anything is written, a run that differs from the recorded one
+    (its ``run_identity.json``; a folder of an older version without one: its ``config.yaml``)
+    and checkpoints that cannot be continued (:func:`check_resume_checkpoints`)."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        notice(f"{run_dir}: nothing to resume; the run starts from the beginning")
+        return False
+    recorded = read_run_identity(run_dir)
+    if recorded is None:
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file():
+            raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {CONFIG_FILE} is there, so this is "
+                            "not a run folder of this script (or not a whole one); pass --overwrite to start again")
+        recorded, identity = _identity_from_saved_config(saved, identity)
+    check_resume(run_dir, recorded, identity)
+    check_resume_checkpoints(run_dir)
+    return True
+
+
+def _identity_from_saved_config(saved: Path, identity: RunIdentity) -> tuple[RunIdentity, RunIdentity]:
+    """A run folder of an older version: its ``config.yaml`` as written (``to_dict`` of its config)
+    against the keys of ``identity`` that it holds (keys added since cannot be compared); the
+    eyes and files are unknown."""
+    try:
+        old = read_yaml(saved)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from exc
+    if not isinstance(old, dict) or not isinstance(old.get("SETTINGS"), dict):
+        raise DataError(f"{saved}: expected the resolved config this script saved there")
+    old["SETTINGS"]["IMG_DIR"] = str(Path(str(old["SETTINGS"].get("IMG_DIR", ""))).resolve())
+    recorded = RunIdentity.of(identity.script or "", old, RESUME_FREE_KEYS, {}, [], saved.parent)
+    known = {key: value for key, value in identity.config.items() if key in recorded.config}
+    return (dataclasses.replace(recorded, script=None, eyes=None, files=None),
+            dataclasses.replace(identity, config=known))
+
+
+def check_resume_checkpoints(run_dir: Path) -> None:
+    """Every checkpoint folder of the run (one holding ``best.pt`` or ``last.prev.pt``) must still
+    hold its ``last.pt``: refused otherwise, naming what is there (:func:`resume_checkpoint`)."""
+    markers = [*run_dir.rglob(BEST_CHECKPOINT), *run_dir.rglob(previous_path(LAST_CHECKPOINT).name)]
+    for folder in sorted({marker.parent for marker in markers}):
+        resume_checkpoint(folder, LAST_CHECKPOINT, BEST_CHECKPOINT)
+
+
+def check_restorable(network: ImplicitNetwork, checkpoint_dir: Path, device: torch.device) -> None:
+    """Before a resume restores ``checkpoint_dir/last.pt``: it must be readable, of this trainer and
+    hold weights of ``network``'s architecture, else one line instead of a traceback mid-way."""
+    path = resume_checkpoint(checkpoint_dir, LAST_CHECKPOINT, BEST_CHECKPOINT)
+    if path is None:
+        return
+    state = load_checkpoint(path, device)
+    require_keys(state, ("epoch", "network", "optimizer"), path, "a training checkpoint of this script")
+    check_state_matches(network, state["network"], path)
 
 
 def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
@@ -219,7 +336,7 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
                                 "pass --overwrite to replace them")
     device = select_device(args.gpu)
     precision_notice(device, config)
-    data = load_fold(config, minmax_normalise_for(config, script))
+    data = load_fold(config, minmax_normalise_for(config, script), training=False)
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
@@ -240,6 +357,8 @@ class FoldData:
     train_inputs: list[Eye]
     test_truth: list[Eye]
     test_inputs: list[Eye]
+    sources: list[Path] = dataclasses.field(default_factory=list)
+    """The data files the fold was read from (for the run identity)."""
 
 
 def _is_tree(img_dir: Path, config: ExperimentConfig) -> bool:
@@ -251,10 +370,51 @@ def _read_tree_fold(img_dir: Path, config: ExperimentConfig) -> tuple[list[Eye],
     if not folds_path.is_file():
         raise DataError(f"{folds_path}: folds file not found (write one with `python -m retina_data folds`)")
     split = fold_split(read_folds(folds_path, img_dir), config.SETTINGS.FOLD, folds_path)
+    for role in ("TRAIN", "TEST"):
+        if not split[role]:
+            raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} is empty; expected at least one "
+                            "subject")
     factor = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
     layout = config.SETTINGS.TREE_LAYOUT
     train = [eye.subsample(factor) for eye in read_dataset(img_dir, split["TRAIN"], layout=layout)]
     return train, read_dataset(img_dir, split["TEST"], layout=layout)
+
+
+def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> list[Path]:
+    """The files a tree fold is read from: the folds file, ``dataset.yaml`` and each eye's volumes."""
+    files = [img_dir / config.SETTINGS.FOLDS_FILE, img_dir / DATASET_FILE]
+    for eye in eyes:
+        paths = eye_files(img_dir, eye.subject, eye.laterality)
+        files += [paths.oct, paths.labels, paths.slo]
+    return files
+
+
+def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, tree: bool, normalise: bool,
+               training: bool) -> None:
+    """The checks of ``validate`` on the loaded eyes (:func:`retina_data.validation.eye_problems`;
+    the [0, 1] range of the OCT only when the eyes are not min-max normalised on load), eyes in
+    the TEST (and, when ``training``, TRAIN) part, one shape for the training eyes (they are
+    trained together) and, for containers, no subject in both parts."""
+    roles = {"test": data.test_truth, **({"training": data.train_inputs} if training else {})}
+    for role, eyes in roles.items():
+        if not eyes:
+            raise DataError(f"{img_dir}: fold {config.SETTINGS.FOLD} has no {role} eyes; expected at least one")
+    shapes = sorted({eye.shape for eye in data.train_inputs}) if training else []
+    if len(shapes) > 1:
+        odd = [eye.eye_id for eye in data.train_inputs if eye.shape != data.train_inputs[0].shape]
+        raise DataError(f"{img_dir}: the training eyes of fold {config.SETTINGS.FOLD} differ in shape "
+                        f"[H, W, input B-scans] ({', '.join(str(shape) for shape in shapes)}: e.g. {odd[0]}); "
+                        "expected one shape, as they are trained together")
+    if not tree and data.train_inputs:
+        refuse_shared_subjects(data.train_inputs, data.train_inputs[0].meta["container"], data.test_truth,
+                               data.test_truth[0].meta["container"])
+    num_labels = max(label_count(img_dir), config.MODEL.NUM_CLASSES)
+    problems = []
+    for eye in data.train_inputs + data.test_truth + data.test_inputs:
+        where = img_dir if tree else Path(eye.meta["container"])
+        problems += eye_problems(eye, "tree" if tree else "container", where, num_labels=num_labels,
+                                 intensity_range=not normalise)
+    require_valid_eyes(problems, img_dir)
 
 
 _TEST_CONTAINER = re.compile(r"dataset_flat_subsmpl(\d+)_test_fold(\d+)\.npz")
@@ -321,7 +481,7 @@ def minmax_normalise_for(config: ExperimentConfig, script: str) -> bool:
     return script == "train_test_geninr" if chosen is None else chosen
 
 
-def load_fold(config: ExperimentConfig, normalise: bool = False) -> FoldData:
+def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bool = True) -> FoldData:
     """The fold named by ``SETTINGS.FOLD`` from ``SETTINGS.IMG_DIR``.
 
     A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) gives
@@ -334,6 +494,9 @@ def load_fold(config: ExperimentConfig, normalise: bool = False) -> FoldData:
     on their own, separately in the training volume, the fitting volume and the truth; a
     container fold's fitting volumes are then read from ``..._subsmpl<k>_test_fold<f>.npz``
     where it exists, as the reference reads them.
+
+    The eyes are checked as ``validate`` checks them, before anything is written
+    (:func:`check_fold`; ``training``: the training eyes are used, so they must be there).
     """
     img_dir = Path(config.SETTINGS.IMG_DIR)
     if not img_dir.is_dir():
@@ -353,9 +516,13 @@ def load_fold(config: ExperimentConfig, normalise: bool = False) -> FoldData:
         if highest >= config.MODEL.NUM_CLASSES:
             raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
     inputs = fitting if fitting is not None else [eye.subsample(step) for eye in truth]
+    tree = _is_tree(img_dir, config)
+    sources = (_tree_sources(img_dir, config, train + truth) if tree
+               else sorted({Path(eye.meta["container"]) for eye in train + truth + inputs}))
+    check_fold(config, FoldData(train, truth, inputs), img_dir, tree, normalise, training)
     if normalise:
         train, truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (train, truth, inputs))
-    return FoldData(train, truth, inputs)
+    return FoldData(train, truth, inputs, sources)
 
 
 def network_inputs(config: ExperimentConfig, eyes: list[Eye], latent_size: int,
@@ -411,9 +578,18 @@ def load_model(path: Path, device: torch.device, overrides: list[str] | None = N
     the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
     check_prediction_overrides(overrides)
     record = load_checkpoint(path, device)
+    require_keys(record, ("config", "inputs", "network", "codes"), path,
+                 f"a gen-INR model saved by train_test_geninr.py ({MODEL_FILE})")
+    if not isinstance(record["config"], dict) or not isinstance(record["inputs"], dict):
+        raise DataError(f"{path}: its config and inputs are not mappings; expected a {MODEL_FILE} of this toolkit")
     raw = apply_overrides(copy.deepcopy(record["config"]), overrides)
     config = from_dict(raw, ExperimentConfig, source=str(path) + (" with --set overrides" if overrides else ""))
+    fields = {field.name for field in dataclasses.fields(NetworkInputs)}
+    if set(record["inputs"]) != fields:
+        raise DataError(f"{path}: its network inputs {sorted(record['inputs'])} are not {sorted(fields)}; it was "
+                        "saved by another version")
     network = build_network(config, NetworkInputs(**record["inputs"])).to(device)
+    check_state_matches(network, record["network"], path)
     network.load_state_dict(record["network"])
     return network, config, record
 
@@ -429,6 +605,8 @@ def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNe
     config = experiment.config
     inputs = network_inputs(config, data.train_inputs, config.TRAINING.LATENT_CODE.SIZE, data.test_inputs)
     network = build_network(config, inputs).to(experiment.device)
+    if experiment.resume:
+        check_restorable(network, experiment.run_dir / "checkpoints", experiment.device)
     trainer = NetworkTrainer(network, volumes(config, data.train_inputs, inputs, experiment.device), config,
                              experiment.run_dir / "checkpoints", description="gen-INR training",
                              progress=experiment.progress)
@@ -457,6 +635,8 @@ def fit_single_inr(config: ExperimentConfig, eye: Eye, inputs: NetworkInputs, de
                    checkpoint_dir: Path | None, resume: bool, progress: bool = True) -> tuple[ImplicitNetwork, bool]:
     """One network fitted to one eye's input B-scans; returns it and whether training finished."""
     network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
+    if resume and checkpoint_dir is not None:
+        check_restorable(network, checkpoint_dir, device)
     trainer = NetworkTrainer(network, volumes(config, [eye], inputs, device), config, checkpoint_dir,
                              description=f"single INR {eye.eye_id}", progress=progress)
     return network, not trainer.train(resume=resume).interrupted
@@ -466,7 +646,11 @@ def load_single_inr(config: ExperimentConfig, inputs: NetworkInputs, checkpoint_
                     device: torch.device) -> ImplicitNetwork:
     """The best weights of a single INR fitted earlier (``checkpoint_dir/best.pt``), for ``--eval``."""
     network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
-    network.load_state_dict(load_checkpoint(checkpoint_dir / BEST_CHECKPOINT, device)["network"])
+    path = checkpoint_dir / BEST_CHECKPOINT
+    state = load_checkpoint(path, device)
+    require_keys(state, ("network",), path, "a single-INR checkpoint of this script")
+    check_state_matches(network, state["network"], path)
+    network.load_state_dict(state["network"])
     return network
 
 
@@ -506,7 +690,7 @@ def single_inr_baseline_config(experiment: Experiment) -> ExperimentConfig:
                                           list(evaluation.SINGLE_INR_OVERRIDES))
     baseline = dataclasses.replace(baseline, SETTINGS=experiment.config.SETTINGS,
                                    PREPROCESSING=experiment.config.PREPROCESSING)
-    if not experiment.evaluate_only:
+    if not experiment.evaluate_only and not (experiment.resume and saved.is_file()):
         save_config(baseline, saved)
     return baseline
 
@@ -539,9 +723,26 @@ def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str
     return summary
 
 
+def stopped_notice(experiment: Experiment) -> int:
+    """The notice of a run stopped outside a training loop (SIGTERM or Ctrl-C while fitting codes,
+    predicting or scoring); returns :data:`EXIT_INTERRUPTED` as a stopped training does."""
+    again = ("rerun the same command (with --overwrite) to evaluate again" if experiment.evaluate_only
+             else "continue with --resume (finished training is kept; the evaluation starts again)")
+    notice(f"stopped during the evaluation; {experiment.run_dir} holds no complete results; {again}")
+    return EXIT_INTERRUPTED
+
+
 def run_geninr(experiment: Experiment) -> int:
     """Train the gen-INR (``--eval``: load its best model), fit and predict the test eyes, add baselines,
-    evaluate."""
+    evaluate. SIGTERM or Ctrl-C stops it with a notice and :data:`EXIT_INTERRUPTED`."""
+    try:
+        with interrupt_on_sigterm():
+            return _run_geninr(experiment)
+    except KeyboardInterrupt:
+        return stopped_notice(experiment)
+
+
+def _run_geninr(experiment: Experiment) -> int:
     data = experiment.data
     if experiment.evaluate_only:
         network = load_model(experiment.run_dir / MODEL_FILE, experiment.device)[0]
@@ -560,7 +761,16 @@ def run_geninr(experiment: Experiment) -> int:
 
 
 def run_singleinr(experiment: Experiment) -> int:
-    """Fit one network per test eye, predict it, add baselines, evaluate."""
+    """Fit one network per test eye, predict it, add baselines, evaluate. SIGTERM or Ctrl-C stops it
+    with a notice and :data:`EXIT_INTERRUPTED`."""
+    try:
+        with interrupt_on_sigterm():
+            return _run_singleinr(experiment)
+    except KeyboardInterrupt:
+        return stopped_notice(experiment)
+
+
+def _run_singleinr(experiment: Experiment) -> int:
     config = experiment.config
     if config.TRAINING.LATENT_CODE.SIZE != 0:
         notice(f"the single INR has no latent code; TRAINING.LATENT_CODE.SIZE = {config.TRAINING.LATENT_CODE.SIZE} "

@@ -8,7 +8,9 @@ Usage (from the repository root)::
 
 ``RUN_DIR`` is a run folder of ``train_test_geninr.py`` (its ``model.pt``); ``DATA_DIR`` a
 retina_data tree holding the eye. The eye as stored is the sparse input unless
-``--subsample K`` keeps every K-th B-scan. The dense eye is written as a retina_data tree
+``--subsample K`` keeps every K-th B-scan; it is checked as ``validate`` checks it and, if the
+model was trained on min-max normalised eyes (``PREPROCESSING.MINMAX_NORMALISE``), normalised
+the same way. The dense eye is written as a retina_data tree
 (OCT, labels, SLO) under ``--output``; ``--probabilities`` also writes the class
 probabilities ``[H, W, n, C]`` (float16) as ``probabilities_<eye_id>.npy``.
 """
@@ -24,11 +26,16 @@ import numpy as np
 
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import densified_positions, predict_volume, prediction_settings
-from anisotropic_interpolation.pipeline import MODEL_FILE, load_model, precision_notice, select_device
+from anisotropic_interpolation.checkpoints import interrupt_on_sigterm
+from anisotropic_interpolation.pipeline import (
+    MODEL_FILE, load_model, minmax_normalise_for, precision_notice, select_device,
+)
 from retina_data.commandline import run_cli
 from retina_data.errors import DataError
-from retina_data.files import atomic_save, prepare_run_dir
+from retina_data.files import atomic_save, check_run_dir, prepare_run_dir
+from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.tree import read_eye, write_eye
+from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,7 +48,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
     where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
     parser.add_argument("--output", type=Path, required=True, help="output tree for the dense eye")
-    parser.add_argument("--gpu", type=int, default=0, help="CUDA device index; -1 (or no CUDA): CPU")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
     parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,6 +61,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    with interrupt_on_sigterm():
+        return predict(args)
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Load the model and the eye, check both, then fit, predict and write the dense eye."""
+    check_run_dir(args.output, overwrite=args.overwrite, resumable=False)
     device = select_device(args.gpu)
     model_path = args.run_dir / MODEL_FILE if args.run_dir.is_dir() else args.run_dir
     network, config, _ = load_model(model_path, device, args.overrides)
@@ -61,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not subject:
         raise DataError(f"eye id {args.eye_id!r}: expected <subject>_<OD|OS>")
     eye = read_eye(args.data_dir, subject, laterality)
+    normalise = minmax_normalise_for(config, "train_test_geninr")
+    num_labels = max(label_count(args.data_dir), network.inputs.num_classes)
+    require_valid_eyes(eye_problems(eye, "tree", args.data_dir, num_labels=num_labels, intensity_range=not normalise),
+                       args.data_dir)
+    if normalise:
+        eye = minmax_normalise_eye(eye)
     sparse = eye.subsample(args.subsample) if args.subsample > 1 else eye
     if network.inputs.use_slo and not sparse.has_slo:
         raise DataError(f"eye {args.eye_id}: the model takes the SLO as input but the eye has none")
@@ -75,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = replace(sparse, oct=dense.intensity, labels=dense.labels, bscan_positions=positions,
                      spacing=(sparse.spacing[0], sparse.spacing[1], step),
                      meta={**sparse.meta, "predicted_by": str(model_path)})
-    out = prepare_run_dir(args.output, overwrite=args.overwrite)
+    out = prepare_run_dir(args.output, overwrite=args.overwrite, resumable=False)
     written = write_eye(out, result, overwrite=args.overwrite)
     if dense.probabilities is not None:
         written.append(atomic_save(out / f"probabilities_{args.eye_id}.npy",

@@ -98,13 +98,28 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: fold container not found")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: holds a single array (a .npy file named .npz?); expected an .npz container "
+                        f"with the keys {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+    try:
+        with loaded as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}; expected {REQUIRED_KEYS + OPTIONAL_KEYS}")
+    for key in ("oct_vols", "seg_vols", "enface_imgs", "spacing_oct"):
+        if key in arrays and not (np.issubdtype(arrays[key].dtype, np.number) and arrays[key].dtype.kind != "c"):
+            raise DataError(f"{path}: {key} has dtype {arrays[key].dtype}; expected numbers"
+                            + (" (3 voxel sizes in mm)" if key == "spacing_oct" else ""))
+    if arrays["subject_names"].dtype.kind not in "US":
+        raise DataError(f"{path}: subject_names has dtype {arrays['subject_names'].dtype}; expected text")
+    if arrays["subject_names"].dtype.kind == "S":
+        arrays["subject_names"] = np.char.decode(arrays["subject_names"], "utf-8", "replace")
     oct_vols = arrays["oct_vols"]
     if oct_vols.ndim != 4:
         raise DataError(f"{path}: oct_vols must be [N, H, W, D], got shape {oct_vols.shape}")
@@ -113,6 +128,12 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: subject_names has shape {arrays['subject_names'].shape}, expected ({n},)")
     if arrays["spacing_oct"].shape != (3,):
         raise DataError(f"{path}: spacing_oct must hold 3 values, got shape {arrays['spacing_oct'].shape}")
+    seen: dict[str, str] = {}
+    for name in (str(name) for name in arrays["subject_names"]):
+        if name.casefold() in seen:
+            raise DataError(f"{path}: subject_names lists {name!r} twice (as {seen[name.casefold()]!r}, ignoring "
+                            "letter case); expected each eye once")
+        seen[name.casefold()] = name
     if "seg_vols" in arrays and arrays["seg_vols"].shape != oct_vols.shape:
         raise DataError(f"{path}: seg_vols shape {arrays['seg_vols'].shape} != oct_vols shape {oct_vols.shape}")
     if "enface_imgs" in arrays:
@@ -121,6 +142,16 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D] or "
                             f"[N={n}, D, W={oct_vols.shape[2]}], got {enface.shape}")
     return arrays
+
+
+def refuse_shared_subjects(train: list[Eye], train_path: str | Path, test: list[Eye], test_path: str | Path) -> None:
+    """Refuse a fold whose training and test containers share a subject (an eye trained on and
+    then scored, or the other eye of a scored subject: leakage)."""
+    shared = sorted({eye.subject for eye in train} & {eye.subject for eye in test})
+    if shared:
+        shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+        raise DataError(f"{test_path}: subject(s) {shown} also in the training container {Path(train_path).name}; "
+                        "expected disjoint subjects in the train and test containers of a fold")
 
 
 def resolve_enface_layout(path: str | Path, oct_shape: tuple[int, ...], enface_shape: tuple[int, ...],

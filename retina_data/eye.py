@@ -22,6 +22,16 @@ from retina_data.identifiers import check_id
 LATERALITIES = ("OD", "OS")
 
 
+def positions_problem(positions: np.ndarray, what: str = "B-scan positions") -> str | None:
+    """Why slow-axis ``positions [n]`` (mm) are unusable (``None`` when they are fine): they
+    must be finite and strictly increasing. The one rule of the ``Eye`` record and ``validate``."""
+    if not np.all(np.isfinite(positions)):
+        return f"{what} hold {int((~np.isfinite(positions)).sum())} NaN/Inf value(s); expected finite positions (mm)"
+    if positions.size > 1 and np.any(np.diff(positions) <= 0):
+        return f"{what} must be strictly increasing"
+    return None
+
+
 @dataclass
 class Eye:
     """One eye of one subject.
@@ -77,8 +87,9 @@ class Eye:
             raise DataError(
                 f"{where}: {self.bscan_positions.shape[0]} B-scan positions for {depth} B-scans"
             )
-        if depth > 1 and np.any(np.diff(self.bscan_positions) <= 0):
-            raise DataError(f"{where}: B-scan positions must be strictly increasing")
+        problem = positions_problem(self.bscan_positions)
+        if problem is not None:
+            raise DataError(f"{where}: {problem}")
         if self.slo is None:
             self.slo_positions = None
             return
@@ -97,6 +108,9 @@ class Eye:
             raise DataError(
                 f"{where}: {self.slo_positions.shape[0]} SLO positions for {self.slo.shape[1]} SLO columns"
             )
+        problem = positions_problem(self.slo_positions, "SLO positions")
+        if problem is not None:
+            raise DataError(f"{where}: {problem}")
 
     @property
     def eye_id(self) -> str:

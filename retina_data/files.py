@@ -41,11 +41,41 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`atomic_path` with ``keep_previous`` keeps the file it replaces:
+    ``last.prev.pt`` beside ``last.pt``, ``last.prev.ckpt`` beside ``last.ckpt``."""
+    path = Path(path)
+    stem, suffix = _split_suffix(path)
+    return path.with_name(f"{stem}.prev{suffix}")
+
+
+def _keep_as_previous(path: Path) -> None:
+    """Make ``previous_path(path)`` a copy of ``path`` (a hard link where the file system has them),
+    replaced atomically, while ``path`` itself stays in place."""
+    previous = previous_path(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{previous.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copy2(path, tmp)
+        os.replace(tmp, previous)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, overwrite: bool = True, keep_previous: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); rename it into place on success.
 
-    The temporary file is removed if the block raises.
+    The temporary file is removed if the block raises, so a failed write leaves the old
+    ``path`` as it was. With ``keep_previous`` the file being replaced also stays as
+    :func:`previous_path` (checkpoint rotation: ``last.pt`` and the one before it,
+    ``last.prev.pt``), so a new file that turns out bad still has its predecessor beside it.
     """
     path = refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,15 +86,18 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _new_file_mode())
+        if keep_previous and path.is_file():
+            _keep_as_previous(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def atomic_save(path: str | Path, writer: Callable[[Path], None], *, overwrite: bool = True) -> Path:
-    """Call ``writer(tmp_path)`` and rename the result to ``path``."""
-    with atomic_path(path, overwrite=overwrite) as tmp:
+def atomic_save(path: str | Path, writer: Callable[[Path], None], *, overwrite: bool = True,
+                keep_previous: bool = False) -> Path:
+    """Call ``writer(tmp_path)`` and rename the result to ``path`` (``keep_previous``: see :func:`atomic_path`)."""
+    with atomic_path(path, overwrite=overwrite, keep_previous=keep_previous) as tmp:
         writer(tmp)
     return Path(path)
 
@@ -107,19 +140,26 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create a run folder, refusing one that already holds results.
+def check_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
+                  resumable: bool = True) -> Path:
+    """Refuse a run folder that already holds results, without creating anything.
 
     A folder that exists and is not empty is accepted only with ``resume`` (continue the
-    run in it) or ``overwrite`` (write new results over it).
+    run in it) or ``overwrite`` (write new results over it); the refusal offers
+    ``--resume`` only for commands that have it (``resumable``).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path}: exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise OutputExistsError(
-            f"{path}: output folder already holds results; pass --overwrite to replace them "
-            "or --resume to continue the run"
-        )
+        offer = " or --resume to continue the run" if resumable else ""
+        raise OutputExistsError(f"{path}: output folder already holds results; pass --overwrite to replace them{offer}")
+    return path
+
+
+def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
+                    resumable: bool = True) -> Path:
+    """Create a run folder, refusing one that already holds results (see :func:`check_run_dir`)."""
+    path = check_run_dir(path, overwrite=overwrite, resume=resume, resumable=resumable)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -4,11 +4,18 @@
 file it concerns and what was expected) so that one run lists all that needs fixing.
 
 Checked: missing files, unreadable (truncated or corrupt) ``.nii.gz`` and ``.npz`` files,
-array dimensions, shape agreement between OCT, labels and SLO, dtypes (OCT and SLO float32,
-labels uint8), NaN/Inf, labels outside ``0 .. len(label_names) - 1`` of ``dataset.yaml``
-(13 classes by default), non-positive spacing, B-scan positions (increasing, shared by OCT
-and labels, subsampled B-scans at dense positions), duplicate subject ids (also ones that
-differ only in letter case), and an empty data set.
+array dimensions, shape agreement between OCT, labels and SLO, dtypes (tree files: OCT and
+SLO float32, labels uint8; containers: OCT and en-face images of a float type, labels
+integers or floats holding whole numbers, as the reference stores them), NaN/Inf, flattened
+OCT outside [0, 1] (e.g. stored 0..255), labels outside ``0 .. len(label_names) - 1`` of
+``dataset.yaml`` (13 classes by default), non-positive spacing, B-scan positions (finite,
+increasing, shared by OCT and labels, subsampled B-scans at dense positions), duplicate
+subject ids (also ones that differ only in letter case), and an empty data set.
+
+The experiment scripts run the same array checks on the eyes they load
+(:func:`require_valid_eyes`), before they write anything; only the [0, 1] range is left out
+when the run min-max normalises every eye on load (the reference gen-INR's
+``PREPROCESSING.MINMAX_NORMALISE``).
 """
 
 from __future__ import annotations
@@ -24,12 +31,18 @@ from tqdm import tqdm
 
 from retina_data.containers import OPTIONAL_KEYS, REQUIRED_KEYS
 from retina_data.errors import DataError
-from retina_data.eye import LATERALITIES
+from retina_data.eye import LATERALITIES, Eye, positions_problem
 from retina_data.labels import NUM_LAYER_CLASSES
 from retina_data.nifti import Image, read_nifti, sidecar_path
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset_info
 
 EXPECTED_DTYPES = {"oct": np.float32, "labels": np.uint8, "slo": np.float32}
+"""dtypes of the tree's NIfTI files, as every importer writes them."""
+CONTAINER_ARRAYS = {"oct": "oct_vols", "labels": "seg_vols", "slo": "enface_imgs"}
+INTENSITY_TOLERANCE = 1e-6
+"""How far flattened OCT may leave [0, 1] (rounding of a resampled volume)."""
+NORMALISE_HINT = ("stored 0..255? re-import it, or set PREPROCESSING.MINMAX_NORMALISE: true to min-max "
+                  "normalise each eye on load")
 EXPECTED_NDIM = {"oct": 3, "labels": 3, "slo": 2}
 _SUBSAMPLED = re.compile(r"^oct(_seg)?_flat_subsmpl(\d+)_(od|os)\.nii\.gz$")
 
@@ -66,6 +79,15 @@ def validate(path: str | Path, *, progress: bool = False) -> list[Problem]:
 
 def _is_eye_folder(folder: Path) -> bool:
     return folder.name in LATERALITIES or any(folder.glob("oct_flat_*.nii.gz"))
+
+
+def label_count(path: Path) -> int:
+    """Number of label names in the nearest ``dataset.yaml`` (13 without one); a broken one raises
+    :class:`DataError`."""
+    count, problems = _label_count(Path(path))
+    if problems:
+        raise DataError(str(problems[0]))
+    return count
 
 
 def _label_count(path: Path) -> tuple[int, list[Problem]]:
@@ -171,15 +193,17 @@ def _read_checked(path: Path, kind: str | None, num_labels: int, problems: list[
         return None
     _check_array(path, image.array, kind, num_labels, problems)
     _check_spacing(path, image.spacing, problems)
-    if image.positions.size > 1 and np.any(np.diff(image.positions) <= 0):
-        problems.append(Problem(path, "slice positions must be strictly increasing along the last axis"))
+    problem = positions_problem(np.asarray(image.positions, dtype=np.float64), "slice positions along the last axis")
+    if problem is not None:
+        problems.append(Problem(path, problem))
     expected_ndim = EXPECTED_NDIM.get(kind or "", image.array.ndim)
     return image if image.array.ndim in (expected_ndim, 3) else None
 
 
 def _check_array(path: Path, array: np.ndarray, kind: str | None, num_labels: int,
-                 problems: list[Problem], name: str = "array") -> None:
-    """dtype, dimensions, NaN/Inf and label range of one array of role ``kind``."""
+                 problems: list[Problem], name: str = "array", intensity_range: bool = True) -> None:
+    """dtype, dimensions, NaN/Inf, the [0, 1] range of OCT (``intensity_range``) and label range of
+    one tree array of role ``kind``."""
     if kind is not None:
         if kind == "slo" and array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
@@ -187,14 +211,25 @@ def _check_array(path: Path, array: np.ndarray, kind: str | None, num_labels: in
         if array.ndim != expected_ndim:
             axes = {3: "[H, W, D]", 2: "[W, D]"}[expected_ndim]
             problems.append(Problem(path, f"{name} has shape {array.shape}; expected {expected_ndim}-D {axes}"))
-        expected = np.dtype(EXPECTED_DTYPES[kind])
-        if array.dtype != expected:
-            problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
+        _check_dtype(path, array, kind, name, problems)
+    _check_values(path, array, kind, num_labels, problems, name, intensity_range)
+
+
+def _check_values(path: Path, array: np.ndarray, kind: str | None, num_labels: int, problems: list[Problem],
+                  name: str, intensity_range: bool) -> None:
+    """NaN/Inf; flattened OCT in [0, 1] (``intensity_range``); labels in ``0..num_labels - 1``."""
+    finite = True
     if np.issubdtype(array.dtype, np.floating):
         bad = ~np.isfinite(array)
         if bad.any():
+            finite = False
             problems.append(Problem(path, f"{name} holds {int(np.isnan(array).sum())} NaN and "
                                           f"{int(np.isinf(array).sum())} Inf values; expected finite values"))
+    if kind == "oct" and intensity_range and finite and array.size and np.issubdtype(array.dtype, np.number):
+        low, high = float(array.min()), float(array.max())
+        if low < -INTENSITY_TOLERANCE or high > 1 + INTENSITY_TOLERANCE:
+            problems.append(Problem(path, f"{name} values {low:.4g}..{high:.4g}; expected flattened OCT in "
+                                          f"[0, 1] ({NORMALISE_HINT})"))
     if kind == "labels":
         _check_label_range(path, array, num_labels, problems, name)
 
@@ -264,7 +299,10 @@ def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[
     problems: list[Problem] = []
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return [Problem(path, "holds a single array (a .npy file named .npz?); expected an .npz container")]
+        with loaded as data:
             for key in data.files:
                 try:
                     arrays[key] = data[key]
@@ -281,21 +319,21 @@ def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[
             problems.append(Problem(path, f"unexpected key {key!r}; expected keys {', '.join(known)}"))
     oct_vols = arrays.get("oct_vols")
     if oct_vols is not None:
-        _check_array(path, oct_vols, None, num_labels, problems, "oct_vols")
-        _check_dtype(path, oct_vols, "oct", "oct_vols", problems)
+        _check_container_dtype(path, oct_vols, "oct", problems)
+        _check_values(path, oct_vols, "oct", num_labels, problems, "oct_vols", True)
         if oct_vols.ndim != 4:
             problems.append(Problem(path, f"oct_vols has shape {oct_vols.shape}; expected [N, H, W, D]"))
             oct_vols = None
     if "seg_vols" in arrays:
         seg = arrays["seg_vols"]
-        _check_dtype(path, seg, "labels", "seg_vols", problems)
+        _check_container_dtype(path, seg, "labels", problems)
         _check_label_range(path, seg, num_labels, problems, "seg_vols")
         if oct_vols is not None and seg.shape != oct_vols.shape:
             problems.append(Problem(path, f"seg_vols shape {seg.shape} does not match oct_vols shape {oct_vols.shape}"))
     if "enface_imgs" in arrays:
         enface = arrays["enface_imgs"]
-        _check_array(path, enface, None, num_labels, problems, "enface_imgs")
-        _check_dtype(path, enface, "slo", "enface_imgs", problems)
+        _check_container_dtype(path, enface, "slo", problems)
+        _check_values(path, enface, "slo", num_labels, problems, "enface_imgs", True)
         if oct_vols is not None and (enface.ndim != 3 or enface.shape[:2] != oct_vols.shape[:1] + oct_vols.shape[2:3]):
             problems.append(Problem(path, f"enface_imgs shape {enface.shape} does not match oct_vols shape "
                                           f"{oct_vols.shape}; expected [N, W, D]"))
@@ -312,9 +350,58 @@ def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[
 
 
 def _check_dtype(path: Path, array: np.ndarray, kind: str, name: str, problems: list[Problem]) -> None:
+    """A tree array: exactly :data:`EXPECTED_DTYPES`."""
     expected = np.dtype(EXPECTED_DTYPES[kind])
     if array.dtype != expected:
         problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
+
+
+def _check_container_dtype(path: Path, array: np.ndarray, kind: str, problems: list[Problem],
+                           name: str | None = None) -> None:
+    """A container array: OCT and en-face images of a float type, labels integers or floats
+    (whole numbers, checked with the label range), as the reference writes them."""
+    name = name or CONTAINER_ARRAYS[kind]
+    allowed = (np.integer, np.floating) if kind == "labels" else (np.floating,)
+    if not any(np.issubdtype(array.dtype, kind_) for kind_ in allowed):
+        expected = "integers (or floats holding whole numbers)" if kind == "labels" else "a float type"
+        problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
+
+
+def eye_problems(eye: Eye, source: str, where: Path, *, num_labels: int = NUM_LAYER_CLASSES,
+                 intensity_range: bool = True) -> list[Problem]:
+    """The array checks of :func:`validate` on an eye as loaded, from a tree (``source = "tree"``,
+    ``where`` the data folder) or a container (``"container"``, ``where`` the ``.npz``): dtypes,
+    NaN/Inf, flattened OCT in [0, 1] (unless ``intensity_range`` is off because the run
+    normalises each eye on load), labels in ``0..num_labels - 1`` and finite positions."""
+    problems: list[Problem] = []
+    arrays = {"oct": eye.oct, "labels": eye.labels, "slo": eye.slo}
+    for kind, array in arrays.items():
+        if array is None:
+            continue
+        if source == "tree":
+            path = getattr(eye_files(where, eye.subject, eye.laterality), kind)
+            _check_dtype(path, array, kind, "array", problems)
+            name = "array"
+        else:
+            path, name = where, f"{CONTAINER_ARRAYS[kind]} of {eye.meta.get('container_name', eye.eye_id)}"
+            _check_container_dtype(path, array, kind, problems, name)
+        _check_values(path, array, kind, num_labels, problems, name, intensity_range)
+    for positions, what in ((eye.bscan_positions, "B-scan positions"), (eye.slo_positions, "SLO positions")):
+        problem = None if positions is None else positions_problem(positions, what)
+        if problem is not None:
+            problems.append(Problem(where, f"eye {eye.eye_id}: {problem}"))
+    return problems
+
+
+def require_valid_eyes(problems: list[Problem], data_dir: Path) -> None:
+    """Raise :class:`DataError` with the first of ``problems`` (and how many more there are, with
+    the ``validate`` command that lists them: of the container at fault, or of ``data_dir``)."""
+    if problems:
+        first = problems[0]
+        target = first.path if first.path.suffix == ".npz" else data_dir
+        more = (f" (and {len(problems) - 1} more problem(s); `python -m retina_data validate {target}` "
+                "lists them all)") if len(problems) > 1 else ""
+        raise DataError(f"{first}{more}")
 
 
 def _check_subject_names(path: Path, names: np.ndarray, count: int | None, problems: list[Problem]) -> None:

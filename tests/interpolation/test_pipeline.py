@@ -95,8 +95,8 @@ def test_reference_containers_are_read_and_minmax_normalised_per_volume(make_con
     slope, offset = np.polyfit(dense.oct[:, :, ::2].ravel(), sparse.oct.ravel(), 1)
     assert np.allclose(sparse.oct, slope * dense.oct[:, :, ::2] + offset, atol=1e-5)
     assert not minmax_normalise_for(config, "train_test_singleinr")
-    raw = load_fold(config)
-    assert raw.test_truth[0].oct.max() > 1.0
+    with pytest.raises(DataError, match=r"oct_vols of sub001_OD values 10\.\.155\.5; expected flattened OCT in \[0, 1\]"):
+        load_fold(config)  # the stored values, off [0, 1], are refused unless normalised on load
 
 
 def test_seeding_makes_initial_weights_follow_the_config_seed(make_config, tiny_eyes) -> None:
