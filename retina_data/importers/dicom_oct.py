@@ -55,7 +55,10 @@ def read_dicom(path: Path, header_only: bool = False) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: DICOM file not found")
     try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
+        dataset = pydicom.dcmread(path, stop_before_pixels=header_only)
+        for _ in dataset.iterall():  # pydicom parses values lazily: a damaged one fails here, not later
+            pass
+        return dataset
     except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, ValueError ... for bad files
         raise DataError(f"{path}: cannot read DICOM (not a DICOM file or truncated?): "
                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc

@@ -111,7 +111,59 @@ def _import_spectralis(path: Path) -> object:
     return import_spectralis(path, subject="p")
 
 
+def _dicom(folder: Path) -> Path:
+    pytest.importorskip("pydicom")
+    from dicom_files import write_opt, write_slo
+
+    write_slo(folder / "slo.dcm", "1.2.3.4")
+    lines = np.array([[[10.5 + 4 * d, 6.5], [10.5 + 4 * d, 20.5]] for d in range(3)])
+    bscans = np.random.default_rng(5).integers(0, 4096, (3, 16, 8), dtype=np.uint16)
+    return write_opt(folder / "oct.dcm", bscans, lines, "1.2.3.4")
+
+
+def _import_dicom(path: Path) -> object:
+    from retina_data.importers.dicom_oct import import_dicom_oct
+
+    return import_dicom_oct(path, subject="p")
+
+
+def _duke(folder: Path) -> Path:
+    pytest.importorskip("eyepy")
+    import scipy.io
+
+    maps = np.stack([np.full((3, 8), 4.0), np.full((3, 8), 10.0), np.full((3, 8), 13.0)], axis=-1)
+    path = folder / "amd.mat"
+    scipy.io.savemat(path, {"images": np.random.default_rng(6).uniform(0, 255, (16, 8, 3)), "layerMaps": maps,
+                            "Age": np.array([[70]])})
+    return path
+
+
+def _import_duke(path: Path) -> object:
+    from retina_data.importers.duke import import_duke_amd
+
+    return import_duke_amd(path, subject="p", laterality="OD")
+
+
+def _retouch(folder: Path) -> Path:
+    import SimpleITK as sitk
+
+    case = folder / "case"
+    case.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(7).integers(0, 255, (3, 16, 8), dtype=np.uint8)),
+                    str(case / "oct.mhd"))
+    return case / "oct.mhd"
+
+
+def _import_retouch(path: Path) -> object:
+    from retina_data.importers.retouch import import_retouch
+
+    return import_retouch(path.parent, subject="p", laterality="OD")
+
+
 FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object]]] = {
+    "dicom-opt": (_dicom, _import_dicom),
+    "duke-mat": (_duke, _import_duke),
+    "retouch-mhd": (_retouch, _import_retouch),
     "nifti": (_nifti, read_nifti),
     "nifti-sidecar": (_nifti, read_nifti),
     "vol": (_vol, _import_spectralis),
