@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,12 @@ from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
 from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES, label_names
 from retina_data.result_tables import Summary, write_result_tables
+from retina_data.thickness import etdrs_errors
 
 from anisotropic_interpolation import plots, reporting
-from anisotropic_interpolation.reporting import REFERENCE_METRICS, REFERENCE_PROTOCOL, summarise
+from anisotropic_interpolation.reporting import (
+    HEADINGS, REFERENCE_METRICS, REFERENCE_PROTOCOL, THICKNESS_KEYS, THICKNESS_METRICS, THICKNESS_PROTOCOL, summarise,
+)
 
 SUBSETS: tuple[str, ...] = ("gap", "input", "all")
 PATHOLOGY_COLUMNS: tuple[str, ...] = ("retina_dice", "fluid_dice", "ilm_assd")
@@ -255,6 +258,23 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
     return rows
 
 
+def thickness_errors(truth: Eye, predictions: dict[str, MethodPrediction]) -> list[dict[str, Any]]:
+    """Mean absolute layer-thickness error (µm) per ETDRS sector of every method that predicts
+    labels, against the truth's dense labels (:func:`retina_data.thickness.etdrs_errors`), over
+    all B-scans of the densified volume: what a clinician would read from it. Rows
+    ``{eye_id, method, group, C, S1, ..., T2}``; none for an eye without layer labels."""
+    if truth.labels is None or int(truth.labels.max(initial=0)) > FLUID_LABEL:
+        return []
+    rows = []
+    for method, prediction in predictions.items():
+        if prediction.labels is None:
+            continue
+        predicted = replace(truth, oct=np.asarray(prediction.intensity, dtype=np.float32), labels=prediction.labels)
+        rows += [{"eye_id": row["eye_id"], "method": method, **{k: v for k, v in row.items() if k != "eye_id"}}
+                 for row in etdrs_errors(predicted, truth)]
+    return rows
+
+
 def _has_fluid(truth: Eye) -> bool:
     return truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
 
@@ -359,6 +379,8 @@ class RunEvaluator:
         self.rows: list[dict[str, Any]] = []
         self.reference_rows: list[dict[str, Any]] = []
         self.reference_summary: Summary | None = None
+        self.thickness_rows: list[dict[str, Any]] = []
+        self.thickness_summary: Summary | None = None
         self._eye_ids: set[str] = set()
         self._excluded_eyes: set[str] = set()
         existing = reporting.existing_outputs(self.out_dir)
@@ -378,10 +400,13 @@ class RunEvaluator:
                                                        sampling=self.border_sampling, lpips=lpips))
         if truth.subject in self.exclude_subjects:
             self._excluded_eyes.add(truth.eye_id)
+        self.thickness_rows.extend(thickness_errors(truth, predictions))
         reporting.write_eye_metrics(self.out_dir, truth, input_mask, rows, overwrite=self.overwrite)
         if self.save_nifti:
+            names = class_names(self.num_classes or len(label_names(with_fluid=_has_fluid(truth))))
             for method, prediction in predictions.items():
-                reporting.write_prediction_nifti(self.out_dir, truth, method, prediction, overwrite=self.overwrite)
+                reporting.write_prediction_nifti(self.out_dir, truth, method, prediction, overwrite=self.overwrite,
+                                                 label_names=names)
         if self.figures:
             plots.eye_figure(truth, input_mask, predictions, reporting.figure_path(self.out_dir, truth.eye_id),
                              overwrite=self.overwrite)
@@ -407,6 +432,12 @@ class RunEvaluator:
                                            self.method_names)
         write_result_tables(self.out_dir, self.reference_summary, all_rows=self.reference_rows,
                             protocol=REFERENCE_PROTOCOL, per_eye=False, overwrite=self.overwrite)
+        if self._summarised(self.thickness_rows):
+            self.thickness_summary = Summary.from_rows(
+                self._summarised(self.thickness_rows), THICKNESS_KEYS, THICKNESS_METRICS,
+                headings={**HEADINGS, "group": "Layers"}, names=self.method_names)
+            write_result_tables(self.out_dir, self.thickness_summary, all_rows=self.thickness_rows,
+                                protocol=THICKNESS_PROTOCOL, per_eye=False, overwrite=self.overwrite)
         return summary
 
 

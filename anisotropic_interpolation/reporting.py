@@ -7,7 +7,9 @@ Layout under a results folder::
     summary.csv, summary.md         mean ± std over eyes per method and subset, gap rows first
     metrics_all_reference.csv       the paper's metric set, every row of every eye
     summary_reference.csv, .md      its mean ± std over eyes, in the paper's units
-    nifti/<eye_id>_<method>_intensity.nii.gz, _labels.nii.gz
+    metrics_all_thickness.csv       per eye, method and layer group: mean |thickness error| (µm) per ETDRS sector
+    summary_thickness.csv, .md      its mean ± std over eyes
+    nifti/<eye_id>_<method>_intensity.nii.gz, _labels.nii.gz, label_names.itksnap.txt, .ctbl
     figures/<eye_id>.png
 
 The tables are written by :mod:`retina_data.result_tables`, which the atlas tree uses too:
@@ -37,8 +39,10 @@ import numpy as np
 
 from retina_data.eye import Eye
 from retina_data.files import atomic_write_text
+from retina_data.label_tables import write_label_tables
 from retina_data.nifti import write_nifti
 from retina_data.result_tables import Metric, Summary, csv_text, eye_table_path, table_names
+from retina_data.thickness import SECTORS
 
 if TYPE_CHECKING:
     from anisotropic_interpolation.evaluation import MethodPrediction
@@ -77,6 +81,10 @@ REFERENCE_METRICS: tuple[Metric, ...] = (
 """The paper's metric set, already in the paper's units in every file."""
 REFERENCE_PROTOCOL = "reference"
 """The protocol name of the paper's metric set in the file names (``summary_reference.md``)."""
+THICKNESS_PROTOCOL = "thickness"
+"""The tables of layer-thickness errors per ETDRS sector (``summary_thickness.md``)."""
+THICKNESS_METRICS: tuple[Metric, ...] = tuple(Metric(sector, f"{sector} (µm) ↓", ".2f") for sector in SECTORS)
+THICKNESS_KEYS: tuple[str, ...] = ("method", "group")
 RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 SUBSET_ORDER: tuple[str, ...] = ("gap", "input", "all")
 GROUP_KEYS: tuple[str, ...] = ("method", "subset")
@@ -127,7 +135,7 @@ def figure_path(out_dir: Path, eye_id: str) -> Path:
 
 def existing_outputs(out_dir: Path) -> list[Path]:
     """Result files of an earlier evaluation already in ``out_dir`` (summary files and folder contents)."""
-    names = [table_names(protocol) for protocol in ("", REFERENCE_PROTOCOL)]
+    names = [table_names(protocol) for protocol in ("", REFERENCE_PROTOCOL, THICKNESS_PROTOCOL)]
     files = [name for table in names for name in (table.all_rows, table.summary_csv, table.summary_md)]
     found = [out_dir / name for name in files if (out_dir / name).exists()]
     for folder in RESULT_FOLDERS:
@@ -154,8 +162,9 @@ def write_eye_metrics(out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: lis
 
 
 def write_prediction_nifti(out_dir: Path, eye: Eye, method: str, prediction: MethodPrediction,
-                           *, overwrite: bool = False) -> list[Path]:
-    """Write a predicted volume (and labels) at the truth's spacing and B-scan positions."""
+                           *, overwrite: bool = False, label_names: list[str] | None = None) -> list[Path]:
+    """Write a predicted volume (and labels) at the truth's spacing and B-scan positions; with
+    labels, the viewers' label tables (``label_names``) go beside them."""
     intensity_path, labels_path = nifti_paths(out_dir, eye.eye_id, method)
     meta = {"eye_id": eye.eye_id, "method": method}
     written = [write_nifti(intensity_path, prediction.intensity, eye.spacing, eye.bscan_positions,
@@ -163,6 +172,8 @@ def write_prediction_nifti(out_dir: Path, eye: Eye, method: str, prediction: Met
     if prediction.labels is not None:
         written.append(write_nifti(labels_path, prediction.labels, eye.spacing, eye.bscan_positions,
                                    {**meta, "content": "labels"}, overwrite=overwrite))
+        if label_names:
+            written += write_label_tables(labels_path.parent, label_names)
     return written
 
 

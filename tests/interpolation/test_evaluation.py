@@ -205,7 +205,25 @@ def test_run_writes_every_result_file(run):
             assert (out / "nifti" / f"{eye.eye_id}_{method}_labels.nii.gz").is_file()
     assert {p.name for p in out.iterdir() if p.is_file()} == {"metrics_all.csv", "summary.csv", "summary.md",
                                                               "metrics_all_reference.csv", "summary_reference.csv",
-                                                              "summary_reference.md"}
+                                                              "summary_reference.md", "metrics_all_thickness.csv",
+                                                              "summary_thickness.csv", "summary_thickness.md"}
+    assert (out / "nifti" / "label_names.itksnap.txt").is_file() and (out / "nifti" / "label_names.ctbl").is_file()
+
+
+def test_thickness_errors_are_zero_for_the_true_labels_and_the_lost_layer_for_a_missing_one(run):
+    from anisotropic_interpolation.evaluation import MethodPrediction, thickness_errors
+    from retina_data.thickness import SECTORS, etdrs_table
+
+    eye = run[1][0]
+    no_rnfl = np.where(eye.labels == 1, 0, eye.labels).astype(np.uint8)  # the RNFL called vitreous
+    predictions = {"truth": MethodPrediction(eye.oct, eye.labels), "no_rnfl": MethodPrediction(eye.oct, no_rnfl)}
+    rows = {(row["method"], row["group"]): row for row in thickness_errors(eye, predictions)}
+    true = {row["group"]: row for row in etdrs_table(eye)}
+    for sector in SECTORS:
+        assert rows[("truth", "retina")][sector] in (0.0,) or np.isnan(rows[("truth", "retina")][sector])
+        assert rows[("no_rnfl", "RNFL")][sector] == pytest.approx(true["RNFL"][sector], nan_ok=True)
+        assert rows[("no_rnfl", "retina")][sector] == pytest.approx(true["RNFL"][sector], nan_ok=True)
+        assert rows[("no_rnfl", "GCL")][sector] in (0.0,) or np.isnan(rows[("no_rnfl", "GCL")][sector])
 
 
 def test_nifti_volumes_carry_spacing_and_bscan_positions(run):
