@@ -81,12 +81,12 @@ NO_EFFECT: dict[str, str] = {
 class Scale:
     """How far the experiment is scaled down from the paper (see the module docstring)."""
 
-    shape: tuple[int, int, int] = (64, 40, 31)
+    shape: tuple[int, int, int] = (48, 32, 31)
     factor: int = 2
-    train_subjects: int = 4
+    train_subjects: int = 3
     test_subjects: int = 1
-    train_epochs: int = 4
-    test_epochs: int = 20
+    train_epochs: int = 2
+    test_epochs: int = 5
 
     @property
     def pixel_ratio(self) -> float:
