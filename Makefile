@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 export OMP_NUM_THREADS ?= 2
+# idle OpenMP threads sleep instead of spinning: on a shared, loaded machine a spinning thread waits
+# for a descheduled partner at every tiny op (the atlas's per-eye fits ran 5-20x slower, at random)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu bench clean
 

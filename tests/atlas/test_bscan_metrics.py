@@ -81,3 +81,32 @@ def test_block_mean_averages_the_blocks_not_the_bscans() -> None:
     assert block_mean(values, 8) == pytest.approx(0.5)  # the B-scan mean would be 0.8
     assert block_mean(values, 1) == pytest.approx(0.8)
     assert block_mean(np.array([np.nan, 1.0, 3.0]), 8) == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore:the (prediction|ground truth) of class")
+def test_surface_distance_equals_monai_on_layered_bscans() -> None:
+    """The vectorised ASSD is MONAI's ``compute_average_surface_distance`` B-scan by B-scan: wavy
+    layers that touch the image border, a class present in one volume only (inf) and a class
+    absent from both (NaN), anisotropic spacing."""
+    import torch
+    from monai.metrics import compute_average_surface_distance
+
+    rng = np.random.default_rng(3)
+    h, w, d, classes = 20, 14, 5, 5
+    rows = np.arange(h)[:, None, None]
+    boundaries = 5 + 3 * np.sin(np.arange(w)[None, :, None] / 3 + rng.random((1, 1, d)) * 6)
+    truth = np.clip((rows > boundaries).astype(np.uint8) + (rows > boundaries + 6), 0, 2)
+    pred = np.clip((rows > boundaries + rng.integers(-1, 2, (1, w, d))).astype(np.uint8)
+                   + (rows > boundaries + 5), 0, 2)
+    pred[2:4, 3:5, 1] = 3  # class 3 predicted in B-scan 1 only; class 4 nowhere
+    spacing = (0.004, 0.012)
+    ours = assd_per_bscan(pred, truth, classes, spacing)
+
+    def one_hot(labels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.moveaxis(labels, 2, 0).astype(np.int64))[:, None] == torch.arange(classes).reshape(
+            1, -1, 1, 1)
+
+    monai = compute_average_surface_distance(one_hot(pred), one_hot(truth), include_background=False,
+                                             symmetric=True, spacing=list(spacing)).numpy()
+    assert np.isinf(ours[1, 2]) and np.isnan(ours[0, 3])
+    np.testing.assert_allclose(ours, monai, rtol=1e-5, equal_nan=True)
