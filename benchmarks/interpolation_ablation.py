@@ -12,8 +12,9 @@ functions, on phantom eyes: a population of ``train_subjects`` subjects (both ey
 eyes of ``test_subjects`` further subjects it never saw, each given every ``factor``-th
 B-scan of a 31-B-scan volume (the paper's protocol: inputs 0, 2, ..., 30, gaps 1, 3, ..., 29).
 
-Scaled down from the paper so that the whole section runs in about 20 minutes on 2 CPU
-cores (:class:`Scale`); the network and every method setting are the paper's:
+Scaled down from the paper (:class:`Scale`) so that the section runs in a few minutes on 2
+quiet CPU cores (about 20 minutes on the shared 2-core machine under a load of 5-7); the
+network and every method setting are the paper's:
 
 - B-scans of ``shape[:2]`` pixels instead of 230 x 496 and ``train_subjects`` subjects
   instead of 80 eyes;
@@ -56,7 +57,8 @@ PAPER_BSCAN_PIXELS = 230 * 496
 SCRIPT = "train_test_geninr"
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "latent penalty 1e-4 |z|^2 over all codes": ("TRAINING.LATENT_CODE.REG_WEIGHT", "TRAINING.LATENT_CODE.REG_TYPE"),
+    "latent penalty 1e-4 x squared norm, over all codes": ("TRAINING.LATENT_CODE.REG_WEIGHT",
+                                                            "TRAINING.LATENT_CODE.REG_TYPE"),
     "short cosine test fit (100 patch steps, lr 0.01, last code)": ("TEST.*",),
 }
 """Improvements of several keys that only make sense together (``SECTION.*``: every differing key there)."""
@@ -66,6 +68,7 @@ NO_EFFECT: dict[str, str] = {
                                       "normalisation leaves them unchanged",
     "TRAINING.EARLY_STOPPING_PATIENCE": "early stopping starts at epoch 100 (EARLY_STOPPING_START_EPOCH), after the "
                                         "scaled-down training has ended: it cannot fire here",
+    "TRAINING.MIXED_PRECISION": "bf16 autocast only on GPUs with native bf16; this runs on the CPU, in fp32",
     "MODEL.FILM": "only used with MODEL.MODULATION (a FiLM SIREN); the paper network is a WIRE MLP",
     "POS_ENCODING.COORD_FACTOR": "reference null means pi for SIREN and 1 otherwise; with WIRE both are 1",
     "POS_ENCODING.HASHGRID.DENSE_COARSE_LEVELS": "only used with POS_ENCODING.TYPE 'Hashgrid'; the paper network "
@@ -177,13 +180,19 @@ def _gap(rows: list[dict[str, Any]], column: str) -> float:
 
 
 def run_variant(config: ExperimentConfig, data: FoldData) -> dict[str, float]:
-    """Train, fit, predict and score one variant; gap scores averaged over the held-out eyes, seconds."""
+    """Train, fit, predict and score one variant; gap scores averaged over the held-out eyes, seconds.
+
+    A training stopped by SIGTERM or SIGINT raises ``KeyboardInterrupt`` (the trainer takes the
+    signal as "stop after this step"; the run must not go on to score a half-trained network).
+    """
     with tempfile.TemporaryDirectory() as run_dir:
         experiment = Experiment(config, PAPER_CONFIG, CPU, Path(run_dir), resume=False, overwrite=True,
                                 progress=False, data=data)
         seed_everything(config.TRAINING.SEED)
         started = time.perf_counter()
-        network, _, _ = train_population(experiment, data)
+        network, _, finished = train_population(experiment, data)
+        if not finished:  # SIGTERM/SIGINT stopped the training: the variant's scores would mean nothing
+            raise KeyboardInterrupt
         trained = time.perf_counter()
         predictions = predict_gen_inr(experiment, network, data)
         fitted = time.perf_counter()

@@ -1,10 +1,11 @@
 """Run the benchmarks and write their results as Markdown.
 
 ``python -m benchmarks.run_all --output benchmarks/results.md`` (what ``make bench`` runs).
-Ratios are measured in the same run on the same machine. On 2 CPU cores the throughput
-section takes about 5 minutes, the ablation about 20 (one gen-INR fold per variant, scaled
-down); ``--sections`` chooses. ``--skip-compile`` leaves out the ``torch.compile``
-measurements (each compilation takes about a minute on 2 CPU cores).
+Ratios are measured in the same run on the same machine. On 2 quiet CPU cores the throughput
+section takes about 5 minutes, the ablation a few (one small gen-INR fold per variant); both
+take several times longer when other work shares the cores. ``--sections`` chooses;
+``--skip-compile`` leaves out the ``torch.compile`` measurements (each compilation takes
+about a minute on 2 CPU cores).
 """
 
 from __future__ import annotations

@@ -194,3 +194,13 @@ def test_ablation_table_has_a_row_per_variant(monkeypatch) -> None:
     assert lines[0].startswith("## 4. Ablation")
     assert "| paper mode (geninr_config.yaml) | 18.50 | 0.610 | 17.25 | 70.0 | 100 | 20 | 121 |" in lines
     assert "- short fit: `TEST.KEEP`, `TEST.SAMPLING`" in lines and "- `MODEL.FILM`: no FiLM" in lines
+
+
+def test_an_ablation_variant_whose_training_was_stopped_is_not_scored(monkeypatch) -> None:
+    scale = ablation.Scale(shape=(32, 8, 3), train_subjects=1, test_subjects=1, train_epochs=1, test_epochs=1)
+    config = ablation.variant_config({}, scale)
+    population, held_out = ablation.phantom_eyes(scale)
+    monkeypatch.setattr(ablation, "train_population", lambda experiment, data: (None, None, False))
+    monkeypatch.setattr(ablation, "predict_gen_inr", lambda *args: pytest.fail("a stopped training was scored"))
+    with pytest.raises(KeyboardInterrupt):
+        ablation.run_variant(config, ablation.fold_data(config, population, held_out, scale.factor))
