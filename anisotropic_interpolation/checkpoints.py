@@ -1,6 +1,7 @@
 """Checkpoints written atomically (``last.pt`` rotated: the one before stays as ``last.prev.pt``),
-read with one-line errors, checked against the network they are loaded into; random-number
-states; and clean stops on SIGTERM/SIGINT."""
+read with one-line errors and checked against the network they are loaded into (both shared
+with the atlas tree: :mod:`retina_data.checkpoints`); random-number states; and clean stops on
+SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
 from retina_data.errors import DataError
 from retina_data.files import atomic_save, previous_path
 from retina_data.random_state import capture_random_states, restore_random_states
@@ -22,48 +24,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: b
     """``torch.save(state)`` under a temporary name, renamed into place; with ``keep_previous``
     the checkpoint it replaces stays beside it (``last.prev.pt``, :func:`retina_data.files.previous_path`)."""
     return atomic_save(path, lambda tmp: torch.save(state, tmp), keep_previous=keep_previous)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint written by :func:`save_checkpoint` (a mapping), tensors mapped to ``device``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - unpickling a foreign or damaged file can raise anything
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch file?): "
-                        f"{reason}") from exc
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: holds a {type(state).__name__}, not a checkpoint of this toolkit")
-    return state
-
-
-def require_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path, what: str) -> None:
-    """Refuse a checkpoint that lacks ``keys`` (another program's, or another kind), naming what it holds."""
-    missing = [key for key in keys if key not in state]
-    if missing:
-        held = ", ".join(sorted(str(key) for key in state)[:6]) or "nothing"
-        hint = " (a Lightning checkpoint of the atlas tree?)" if "state_dict" in state else ""
-        raise DataError(f"{path}: not {what}: it lacks {', '.join(missing)} and holds {held}{hint}")
-
-
-def check_state_matches(network: torch.nn.Module, weights: Any, path: Path) -> None:
-    """Refuse weights whose names or shapes differ from ``network``'s (a checkpoint of another
-    architecture, e.g. saved before a config key changed the layers), naming the first differences."""
-    if not isinstance(weights, dict):
-        raise DataError(f"{path}: holds no network weights")
-    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
-    stored = {name: tuple(value.shape) for name, value in weights.items() if isinstance(value, torch.Tensor)}
-    problems = [f"{name} {stored[name]} here, {shape} in the config" for name, shape in expected.items()
-                if name in stored and stored[name] != shape]
-    problems += [f"{name} missing" for name in expected if name not in stored]
-    problems += [f"{name} unexpected" for name in stored if name not in expected]
-    if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise DataError(f"{path}: the checkpoint does not match the network of the config ({shown}); it was "
-                        "saved with other MODEL/POS_ENCODING settings or by another version")
 
 
 def resume_checkpoint(checkpoint_dir: Path, last: str, best: str) -> Path | None:

@@ -1,0 +1,74 @@
+"""Reading checkpoints of either tree with one-line errors, and checking them against the network
+they are loaded into (before anything is restored or written).
+
+Both trees save ``torch.save`` mappings: the interpolation tree its own (``network``,
+``optimizer``, ``epoch``, ... and ``model.pt`` with ``config``, ``inputs``, ``codes``), the atlas
+tree Lightning checkpoints (``state_dict``, ``hyper_parameters``, ``optimizer_states``,
+``epoch``). Giving one tree's file to the other, or a damaged or foreign file, is refused by
+:func:`load_checkpoint` and :func:`require_keys` with a message that says what the file is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retina_data.errors import DataError
+
+KIND_HINTS = (
+    ("state_dict", " (a Lightning checkpoint of the atlas tree?)"),
+    ("network", " (a checkpoint of the interpolation tree?)"),
+)
+"""A key that tells which tree wrote a checkpoint, and the hint a refusal then adds."""
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint (a mapping) read with ``torch.load``, tensors mapped to ``device``.
+
+    Raises:
+        DataError: the file is missing, cannot be unpickled (truncated, corrupt, not a PyTorch
+            file) or holds something other than a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - unpickling a foreign or damaged file can raise anything
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch file?): "
+                        f"{reason}") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: holds a {type(state).__name__}, not a checkpoint of this toolkit")
+    return state
+
+
+def require_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path, what: str) -> None:
+    """Refuse a checkpoint that lacks ``keys`` (another program's, or another kind), naming what it
+    holds and, where its keys tell, which tree wrote it (:data:`KIND_HINTS`)."""
+    missing = [key for key in keys if key not in state]
+    if missing:
+        held = ", ".join(sorted(str(key) for key in state)[:6]) or "nothing"
+        hint = next((hint for key, hint in KIND_HINTS if key in state and key not in keys), "")
+        raise DataError(f"{path}: not {what}: it lacks {', '.join(missing)} and holds {held}{hint}")
+
+
+def check_state_matches(network: torch.nn.Module, weights: Any, path: Path,
+                        settings: str = "MODEL/POS_ENCODING") -> None:
+    """Refuse weights whose names or shapes differ from ``network``'s (a checkpoint of another
+    architecture, e.g. saved before a config key changed the layers), naming the first differences
+    and the config sections (``settings``) that shape the network."""
+    if not isinstance(weights, dict):
+        raise DataError(f"{path}: holds no network weights")
+    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
+    stored = {name: tuple(value.shape) for name, value in weights.items() if isinstance(value, torch.Tensor)}
+    problems = [f"{name} {stored[name]} here, {shape} in the config" for name, shape in expected.items()
+                if name in stored and stored[name] != shape]
+    problems += [f"{name} missing" for name in expected if name not in stored]
+    problems += [f"{name} unexpected" for name in stored if name not in expected]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise DataError(f"{path}: the checkpoint does not match the network of the config ({shown}); it was "
+                        f"saved with other {settings} settings or by another version")
