@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from atlas_registration.commandline import base_parser, load_from_args
 from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import load_fold, save_resolved_config, start_run, train
+from atlas_registration.pipeline import load_fold, start_run, train
 from retina_data.commandline import run_cli
 
 
@@ -27,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_from_args(args)
     fold = load_fold(cfg)
-    run_dir = start_run(cfg, args.output, args.overwrite, args.resume)
-    save_resolved_config(cfg, fold, run_dir)
+    run_dir = start_run(cfg, fold, "GINR_Atlas_base", args.output, args.overwrite, args.resume)
     model = train(cfg, fold, run_dir, args.resume)
     if not args.train_only and model.trainer.is_global_zero:
         evaluate(cfg, fold, model, run_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import lightning as L
+import torch
 
 from atlas_registration.config import AtlasConfig, load_atlas_config
 from retina_data.errors import ConfigError
@@ -36,10 +37,27 @@ def _devices(text: str) -> int | str | list[int]:
         raise ConfigError(f"--devices {text!r}: expected auto, a count or comma-separated GPU indices") from exc
 
 
+def check_cuda_request(args: argparse.Namespace) -> None:
+    """Refuse ``--gpu N``, ``--gpus N`` (N > 0) or ``--accelerator gpu|cuda`` without the CUDA devices
+    they name: a run never falls back to the CPU silently."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    asked = [(f"--gpu {args.gpu}", args.gpu + 1) if args.gpu is not None and args.gpu >= 0 else None,
+             (f"--gpus {args.gpus}", args.gpus) if args.gpus is not None and args.gpus > 0 else None,
+             (f"--accelerator {args.accelerator}", 1) if args.accelerator in ("gpu", "cuda") else None]
+    for option, needed in filter(None, asked):
+        if count == 0:
+            raise ConfigError(f"{option}: no CUDA device present (torch.cuda.is_available() is false); "
+                              "use --gpu -1 for the CPU")
+        if needed > count:
+            raise ConfigError(f"{option}: only {count} CUDA device(s) present")
+
+
 def load_from_args(args: argparse.Namespace) -> AtlasConfig:
-    """The config with ``--set`` overrides and the device/determinism flags applied; seeds everything."""
+    """The config with ``--set`` overrides and the device/determinism flags applied (GPUs that are
+    not there refused: :func:`check_cuda_request`); seeds everything."""
     if args.resume and args.overwrite:
         raise ConfigError("give either --resume or --overwrite, not both")
+    check_cuda_request(args)
     cfg = load_atlas_config(args.config, args.overrides)
     runtime = cfg.RUNTIME
     if args.gpu is not None:
@@ -50,6 +68,9 @@ def load_from_args(args: argparse.Namespace) -> AtlasConfig:
         runtime.ACCELERATOR = args.accelerator
     if args.devices:
         runtime.DEVICES = _devices(args.devices)
+    if runtime.ACCELERATOR in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{args.config}: RUNTIME.ACCELERATOR = {runtime.ACCELERATOR!r}: no CUDA device present; "
+                          "use --gpu -1 (or ACCELERATOR: cpu / auto) for the CPU")
     runtime.DETERMINISTIC = runtime.DETERMINISTIC or args.deterministic
     L.seed_everything(cfg.SETTINGS.SEED, workers=True, verbose=False)
     return cfg

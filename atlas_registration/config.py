@@ -293,6 +293,19 @@ class AtlasConfig:
     RUNTIME: Runtime = nested(Runtime)
 
 
+RESUME_FREE_KEYS = (
+    "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "TRAINING.CHECKPOINT_EVERY", "DATA.CACHE_DIR",
+    "EVALUATION.FIGURES", "EVALUATION.CHUNK_POINTS", "RUNTIME.ACCELERATOR", "RUNTIME.DEVICES",
+    "RUNTIME.LOGGERS", "RUNTIME.NUM_WORKERS", "RUNTIME.PROGRESS_BAR", "RUNTIME.DETERMINISTIC",
+)
+"""Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
+is given), say where and how fast the same function is computed (CACHE_DIR, CHUNK_POINTS, the
+devices, workers, deterministic kernels; as the interpolation tree's ``--gpu`` and
+``--deterministic``) or what is written besides the results (CHECKPOINT_EVERY, FIGURES, loggers,
+progress bar). Every other key determines the result, so a resume refuses a change to it
+(:mod:`retina_data.run_identity`)."""
+
+
 def load_atlas_config(path: str | Path, overrides: list[str] | None = None) -> AtlasConfig:
     """Load and validate a config file, with ``SECTION.KEY=value`` overrides applied first."""
     return load_config(path, AtlasConfig, overrides)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from atlas_registration.commandline import base_parser, load_from_args
 from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import load_fold, load_trained, run_folder, save_resolved_config, start_run
+from atlas_registration.pipeline import load_fold, load_trained, run_folder, start_run
 from atlas_registration.trainers import checkpoint_path
 from atlas_registration.training import REGISTRATION_STAGE
 
@@ -29,8 +29,8 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     if args.checkpoint:  # RUN/checkpoints/registration/last.ckpt: RUN also holds the pretrained atlas
         trained_run = checkpoint.resolve().parents[2]
     model = load_trained(checkpoint, fold)
-    run_dir = start_run(cfg, args.output or str(trained_run / subfolder), args.overwrite, args.resume)
-    save_resolved_config(cfg, fold, run_dir)
+    run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
+                        args.overwrite, args.resume)
     if resolution:
         evaluate(cfg, fold, model, run_dir, baselines=[], trained_run=trained_run)
     else:

@@ -1,9 +1,13 @@
 """The whole flow of one fold: data -> median atlas -> atlas INR -> GINR training -> evaluation.
 
-1. Prepare the run folder (refused if it holds results unless ``--overwrite``/``--resume``)
-   with a run record, and save the resolved config.
-2. Read the fold (:func:`load_fold`): training eyes from the ``DATA.SUBSMPL_FACTOR`` files,
-   test eyes dense, and the coordinate extent.
+1. Read the fold (:func:`load_fold`): training eyes from the ``DATA.SUBSMPL_FACTOR`` files,
+   test eyes dense, each checked as ``validate`` checks it, and the coordinate extent.
+2. Prepare the run folder (:func:`start_run`; refused if it holds results unless
+   ``--overwrite``/``--resume``) and save the resolved config, the run identity
+   (:mod:`retina_data.run_identity`: config, eyes, data files) and a run record. ``--resume``
+   first compares the run with the recorded one and checks that every stage's ``last.ckpt``
+   can be restored into the config's networks; a difference is refused in one line and
+   nothing is written.
 3. Train (:func:`train`, :mod:`atlas_registration.training`): the median atlas, the atlas INR
    pretrained on it, joint GINR registration of the training eyes.
 4. Evaluate (:func:`atlas_registration.evaluation.evaluate`): GINR (latent-only fit) from every
@@ -16,24 +20,34 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from atlas_registration.config import AtlasConfig
+from atlas_registration.config import RESUME_FREE_KEYS, AtlasConfig, load_atlas_config
 from atlas_registration.datasets.coordinates import grid_extent
 from atlas_registration.datasets.eyes import FoldEyes, read_fold_eyes
 from atlas_registration.datasets.label_mapping import LabelMapping
 from atlas_registration.median_atlas import build_median_atlas
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.trainers import device_name, end_distributed, precision
-from atlas_registration.training import load_pretrained_atlas, pretrain_atlas, train_registration
-from retina_data.config import save_config
+from atlas_registration.trainers import device_name, end_distributed, precision, resume_checkpoint
+from atlas_registration.training import (PRETRAIN_STAGE, REGISTRATION_STAGE, load_pretrained_atlas, pretrain_atlas,
+                                         pretraining_module, registration_module, train_registration)
+from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
+from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
-from retina_data.files import prepare_run_dir
+from retina_data.files import check_run_dir
 from retina_data.provenance import write_run_record
+from retina_data.run_identity import IDENTITY_FILE, RunIdentity, check_resume, read_run_identity, write_run_identity
+from retina_data.tree import DATASET_FILE, eye_files
+
+CONFIG_FILE = "config.yaml"
+NETWORK_SETTINGS = "DISP_MODEL/ATLAS_MODEL/TRAINING.LATENT_CODE"
+"""The config sections that shape the networks, named when a checkpoint does not fit them."""
 
 
 @dataclass
@@ -52,23 +66,101 @@ def run_folder(cfg: AtlasConfig, output: str | None) -> Path:
     return Path(cfg.SETTINGS.RESULT_DIR or ".") / f"{cfg.SETTINGS.PROJECT_NAME}_fold{cfg.SETTINGS.FOLD}"
 
 
-def start_run(cfg: AtlasConfig, output: str | None, overwrite: bool, resume: bool) -> Path:
-    """Prepare the run folder (refusing old results without --overwrite/--resume) and its records.
+def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, overwrite: bool,
+              resume: bool) -> Path:
+    """Prepare the run folder of ``script`` and its records; nothing is written before every check passed.
 
-    ``overwrite`` also removes the old run's checkpoints and logs, so a later ``--resume`` cannot pick
-    them up.
+    Refused: a folder that holds results without ``--overwrite``/``--resume``; with ``--resume``, a
+    run that differs from the recorded one and checkpoints that cannot be restored
+    (:func:`check_resumable_run`). A resumed run keeps its records as they are; a new one (or
+    ``--overwrite``) gets the resolved config (the derived coordinate extent filled in), its
+    run identity and a run record. ``overwrite`` also removes the old run's checkpoints and
+    logs, so a later ``--resume`` cannot pick them up.
     Under DDP the other ranks re-run the script once training starts; they use the folder rank 0
     prepared.
     """
+    cfg.DATA.EXTENT_MM = list(fold.extent_mm)
+    run_dir = check_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
     if rank_zero_only.rank > 0:
-        return run_folder(cfg, output)
-    run_dir = prepare_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
+        return run_dir
+    identity = run_identity(cfg, fold, script)
+    resuming = resume and check_resumable_run(cfg, fold, run_dir, identity)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for stale in ("checkpoints", "logs", "tensorboard"):
             shutil.rmtree(run_dir / stale, ignore_errors=True)
-    write_run_record(run_dir, device_name(cfg.RUNTIME), {"precision": precision(cfg.RUNTIME), "resume": resume,
-                                                         "overwrite": overwrite})
+    if not resuming:
+        save_config(cfg, run_dir / CONFIG_FILE)
+        write_run_identity(run_dir, identity)
+        write_run_record(run_dir, device_name(cfg.RUNTIME), {"script": script, "precision": precision(cfg.RUNTIME),
+                                                             "resume": resume, "overwrite": overwrite})
     return run_dir
+
+
+def _resolved(cfg: AtlasConfig) -> dict[str, Any]:
+    """The config as a nested mapping, its paths absolute (a run is the same from any working folder)."""
+    resolved = to_dict(cfg)
+    for section, key in (("SETTINGS", "DATA_DIR"), ("SETTINGS", "FOLD_FILE"), ("ATLAS_MODEL", "PATH")):
+        if resolved[section][key]:
+            resolved[section][key] = str(Path(resolved[section][key]).resolve())
+    return resolved
+
+
+def run_identity(cfg: AtlasConfig, fold: Fold, script: str) -> RunIdentity:
+    """What determines this run's result: the resolved config without
+    :data:`~atlas_registration.config.RESUME_FREE_KEYS`, the script, the fold's eyes per role and
+    the size and time of every file read (fold file, ``dataset.yaml``, the training eyes'
+    ``oct_flat_subsmpl<k>`` files, the test eyes' dense files, ``ATLAS_MODEL.PATH``)."""
+    data_dir = Path(cfg.SETTINGS.DATA_DIR).resolve()
+    files = [Path(cfg.SETTINGS.FOLD_FILE), data_dir / DATASET_FILE]
+    for eyes, subsample in ((fold.eyes.train, cfg.DATA.SUBSMPL_FACTOR), (fold.eyes.test, 1)):
+        for eye in eyes:
+            paths = eye_files(data_dir, eye.subject, eye.laterality, subsample)
+            files += [paths.oct, paths.labels, paths.slo]
+    if cfg.ATLAS_MODEL.PATH:
+        files.append(Path(cfg.ATLAS_MODEL.PATH))
+    eyes = {"train": [eye.eye_id for eye in fold.eyes.train], "test": [eye.eye_id for eye in fold.eyes.test]}
+    return RunIdentity.of(script, _resolved(cfg), RESUME_FREE_KEYS, eyes, files, data_dir)
+
+
+def check_resumable_run(cfg: AtlasConfig, fold: Fold, run_dir: Path, identity: RunIdentity) -> bool:
+    """``--resume``: whether ``run_dir`` holds a run to continue (``False``: it is empty or new, the run
+    starts). Refuses a run that differs from the recorded one (``run_identity.json``; a folder of
+    an older version without one: its ``config.yaml``) and stage checkpoints that cannot be
+    restored into the config's networks (:func:`check_restorable`)."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        print(f"notice: {run_dir}: nothing to resume; the run starts from the beginning", file=sys.stderr)
+        return False
+    recorded = read_run_identity(run_dir)
+    if recorded is None:
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file():
+            raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {CONFIG_FILE} is there, so this is "
+                            "not a run folder of this script (or not a whole one); pass --overwrite to start again")
+        recorded = RunIdentity.of(identity.script or "", _resolved(load_atlas_config(saved)), RESUME_FREE_KEYS, {},
+                                  [], run_dir)
+        recorded = replace(recorded, script=None, eyes=None, files=None)
+    check_resume(run_dir, recorded, identity)
+    check_restorable(cfg, fold, run_dir)
+    return True
+
+
+def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
+    """Each stage's ``last.ckpt`` (:func:`~atlas_registration.trainers.resume_checkpoint`) must be a
+    readable Lightning training checkpoint whose weights fit the networks of ``cfg`` (else one
+    line, before Lightning restores anything or a failed restore could write)."""
+    classes = fold.mapping.num_classes
+    stages = {REGISTRATION_STAGE: lambda: registration_module(cfg, len(fold.eyes.train), classes)}
+    if not cfg.ATLAS_MODEL.PATH:
+        stages[PRETRAIN_STAGE] = lambda: pretraining_module(cfg, classes)
+    for stage, module in stages.items():
+        path = resume_checkpoint(run_dir, stage)
+        if path is None:
+            continue
+        state = load_checkpoint(path)
+        require_keys(state, ("state_dict", "optimizer_states", "epoch"), path,
+                     f"a Lightning training checkpoint of the {stage} stage")
+        check_state_matches(module(), state["state_dict"], path, NETWORK_SETTINGS)
 
 
 def load_fold(cfg: AtlasConfig) -> Fold:
@@ -83,12 +175,6 @@ def load_fold(cfg: AtlasConfig) -> Fold:
     reference = eyes.train[0]
     extent = tuple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
     return Fold(eyes, mapping, extent)  # type: ignore[arg-type]
-
-
-def save_resolved_config(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
-    """The config as run, with the derived coordinate extent filled in."""
-    cfg.DATA.EXTENT_MM = list(fold.extent_mm)
-    save_config(cfg, run_dir / "config.yaml")
 
 
 def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> AtlasPretraining:
@@ -113,11 +199,27 @@ def train(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> GINRAtla
 
 
 def load_trained(checkpoint: str | Path, fold: Fold) -> GINRAtlasRegistration:
-    """A trained GINR registration from its Lightning checkpoint, checked against the fold's classes."""
+    """A trained GINR registration from its Lightning checkpoint, checked against the fold's classes.
+
+    A file that is not one (an interpolation checkpoint, an atlas pretraining checkpoint, a
+    damaged or foreign file) is refused in one line naming what it is.
+    """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: checkpoint not found (train first, or pass --checkpoint)")
-    model = GINRAtlasRegistration.load_from_checkpoint(checkpoint, map_location="cpu")
+    state = load_checkpoint(checkpoint)
+    what = "a GINR registration checkpoint (RUN/checkpoints/registration/last.ckpt)"
+    require_keys(state, ("state_dict", "hyper_parameters"), checkpoint, what)
+    hparams = dict(state["hyper_parameters"])
+    if "num_eyes" not in hparams:
+        kind = " (an atlas pretraining checkpoint?)" if "seg_weight" in hparams else ""
+        raise DataError(f"{checkpoint}: not {what}: its hyper-parameters lack num_eyes{kind}")
+    try:
+        model = GINRAtlasRegistration(**hparams)
+    except (TypeError, KeyError) as exc:
+        raise DataError(f"{checkpoint}: not {what} of this version: {exc}") from exc
+    check_state_matches(model, state["state_dict"], checkpoint, NETWORK_SETTINGS)
+    model.load_state_dict(state["state_dict"])
     if model.hparams.num_classes != fold.mapping.num_classes:
         raise DataError(f"{checkpoint}: atlas has {model.hparams.num_classes} classes, "
                         f"LABELS gives {fold.mapping.num_classes}")

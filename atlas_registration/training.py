@@ -26,6 +26,7 @@ from atlas_registration.median_atlas import AtlasVolumes
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
 from atlas_registration.trainers import build_trainer, checkpoint_path, fit
+from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
 
@@ -53,7 +54,7 @@ def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent
     last = checkpoint_path(run_dir, PRETRAIN_STAGE)
     fit(trainer, module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
         ckpt_path=str(last) if resume and last.is_file() else None)
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)
     return module
 
 
@@ -62,7 +63,13 @@ def load_pretrained_atlas(cfg: AtlasConfig, path: str | Path, num_classes: int) 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: checkpoint not found")
-    module = AtlasPretraining.load_from_checkpoint(path, map_location="cpu")
+    state = load_checkpoint(path)
+    what = "an atlas pretraining checkpoint (pretrain_atlas.py: RUN/checkpoints/pretrain_atlas/last.ckpt)"
+    require_keys(state, ("state_dict", "hyper_parameters"), path, what)
+    try:
+        module = AtlasPretraining(**state["hyper_parameters"])
+    except TypeError as exc:
+        raise DataError(f"{path}: not {what}: {exc}") from exc
     wanted = pretraining_module(cfg, num_classes).hparams
     keys = ("hidden", "num_layers", "num_classes", "omega", "linear_last", "intensity_sigmoid")
     different = [f"{k}={module.hparams.get(k)} (config: {wanted[k]})" for k in keys
@@ -70,6 +77,8 @@ def load_pretrained_atlas(cfg: AtlasConfig, path: str | Path, num_classes: int) 
     if different:
         raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: the atlas does not match ATLAS_MODEL/LABELS: "
                           + ", ".join(different))
+    check_state_matches(module, state["state_dict"], path, "ATLAS_MODEL")
+    module.load_state_dict(state["state_dict"])
     return module
 
 
@@ -118,7 +127,9 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: S
     """Train (or, with ``resume``, continue training) GINR registration of ``train_eyes``.
 
     The atlas starts from ``atlas`` (pretrained) unless a checkpoint is resumed, which
-    restores everything: networks, latent codes, optimiser, scheduler and epoch. Each epoch
+    restores everything: networks, latent codes, optimiser, scheduler and epoch (the entry
+    scripts check first that the run and its checkpoint are those of ``cfg``:
+    :func:`atlas_registration.pipeline.check_resumable_run`). Each epoch
     draws ``PATCHES_PER_EYE`` patches of every eye, in file order unless ``TRAINING.SHUFFLE``.
     """
     t = cfg.TRAINING
@@ -135,11 +146,6 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: S
     trainer = build_trainer(cfg.RUNTIME, run_dir, REGISTRATION_STAGE, t.TOTAL_EPOCHS, t.CHECKPOINT_EVERY,
                             t.VAL_EVERY if val_count else None)
     last = checkpoint_path(run_dir, REGISTRATION_STAGE)
-    if resume and last.is_file():
-        stored = GINRAtlasRegistration.load_from_checkpoint(last, map_location="cpu").hparams
-        if stored["num_eyes"] != len(train_eyes):
-            raise DataError(f"{last}: trained on {stored['num_eyes']} eyes, the fold now has {len(train_eyes)}; "
-                            "resume with the same data and fold")
     fit(trainer, module, **loaders, ckpt_path=str(last) if resume and last.is_file() else None)
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)
     return module

@@ -368,18 +368,19 @@ def _check_container_dtype(path: Path, array: np.ndarray, kind: str, problems: l
 
 
 def eye_problems(eye: Eye, source: str, where: Path, *, num_labels: int = NUM_LAYER_CLASSES,
-                 intensity_range: bool = True) -> list[Problem]:
+                 intensity_range: bool = True, subsample: int = 1) -> list[Problem]:
     """The array checks of :func:`validate` on an eye as loaded, from a tree (``source = "tree"``,
-    ``where`` the data folder) or a container (``"container"``, ``where`` the ``.npz``): dtypes,
-    NaN/Inf, flattened OCT in [0, 1] (unless ``intensity_range`` is off because the run
-    normalises each eye on load), labels in ``0..num_labels - 1`` and finite positions."""
+    ``where`` the data folder; ``subsample``: read from its ``oct_flat_subsmpl<k>`` files) or a
+    container (``"container"``, ``where`` the ``.npz``): dtypes, NaN/Inf, flattened OCT in [0, 1]
+    (unless ``intensity_range`` is off because the run normalises each eye on load), labels in
+    ``0..num_labels - 1`` and finite positions."""
     problems: list[Problem] = []
     arrays = {"oct": eye.oct, "labels": eye.labels, "slo": eye.slo}
     for kind, array in arrays.items():
         if array is None:
             continue
         if source == "tree":
-            path = getattr(eye_files(where, eye.subject, eye.laterality), kind)
+            path = getattr(eye_files(where, eye.subject, eye.laterality, subsample), kind)
             _check_dtype(path, array, kind, "array", problems)
             name = "array"
         else:

@@ -23,6 +23,7 @@ from retina_data.eye import Eye
 from retina_data.files import atomic_save
 from retina_data.folds import fold_split, read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
+from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
 FILE_ORDER = ("OS", "OD")
 """The order of a subject's eyes (the reference's file list)."""
@@ -90,16 +91,23 @@ def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mappi
                       flip_os: bool, subsample: int = 1, cache_dir: str | Path | None = None) -> Eye:
     """One eye from its ``subsample`` files, prepared (:func:`prepare_eye`), memory-mapped with a cache.
 
+    The eye as stored passes the checks of ``validate`` first (:func:`~retina_data.validation.eye_problems`:
+    dtypes, NaN/Inf, labels within ``dataset.yaml``'s names, finite positions); its intensity
+    range is not checked, as every eye is min-max normalised here.
+
     Raises:
         DataError: the subsampled OCT or label file is missing (naming it and the command that
-            writes it).
+            writes it), or the eye fails a check (the first problem and how many more).
     """
     files = eye_files(data_dir, subject, laterality, subsample)
     for path in (files.oct, files.labels):
         if subsample > 1 and not path.is_file():
             raise DataError(f"{path}: not found; DATA.SUBSMPL_FACTOR = {subsample} reads the subsampled files, "
                             f"write them with `python -m retina_data subsample {data_dir} {subsample}`")
-    eye = prepare_eye(read_eye(data_dir, subject, laterality, subsample), mapping, flip_os)
+    stored = read_eye(data_dir, subject, laterality, subsample)
+    require_valid_eyes(eye_problems(stored, "tree", Path(data_dir), num_labels=label_count(Path(data_dir)),
+                                    intensity_range=False, subsample=subsample), Path(data_dir))
+    eye = prepare_eye(stored, mapping, flip_os)
     if cache_dir is None:
         return eye
     Path(cache_dir).mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.losses import label_loss
+from atlas_registration.trainers import check_finite_loss, check_finite_weights
 
 
 class AtlasPretraining(L.LightningModule):
@@ -34,10 +35,13 @@ class AtlasPretraining(L.LightningModule):
                               intensity_sigmoid=intensity_sigmoid)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        check_finite_weights(self, batch_idx, "ATLAS_PRETRAINING.LEARNING_RATE", self.hparams.learning_rate)
         intensity, logits = self.atlas(batch["coords"])
         mse = F.mse_loss(intensity.float(), batch["intensity"])
         seg = label_loss(logits, batch["labels"], self.hparams.seg_loss)
         loss = mse + self.hparams.seg_weight * seg
+        check_finite_loss(self, {"mse": mse, self.hparams.seg_loss: seg, "loss": loss}, batch_idx,
+                          "ATLAS_PRETRAINING.LEARNING_RATE", self.hparams.learning_rate)
         self.log_dict({"pretrain/mse": mse, f"pretrain/{self.hparams.seg_loss}": seg, "pretrain/loss": loss},
                       prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss

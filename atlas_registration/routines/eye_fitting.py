@@ -18,6 +18,7 @@ from torch import nn
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, initial_codes
 from atlas_registration.losses import LossWeights, registration_loss
+from atlas_registration.trainers import check_finite_loss, check_finite_weights
 
 
 class EyeFit(L.LightningModule):
@@ -28,6 +29,9 @@ class EyeFit(L.LightningModule):
         weights: loss weights (labels are not used: unseen eyes have none).
         learning_rate, gamma: Adam learning rate and its exponential decay per epoch.
     """
+
+    RATE_KEY = "TEST.LEARNING_RATE"
+    """The config key of ``learning_rate``, named when the fit diverges."""
 
     def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float) -> None:
         super().__init__()
@@ -40,7 +44,9 @@ class EyeFit(L.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        check_finite_weights(self, batch_idx, self.RATE_KEY, self.learning_rate)
         terms = registration_loss(self.atlas, self.displacement, batch, self.weights)
+        check_finite_loss(self, terms, batch_idx, self.RATE_KEY, self.learning_rate)
         self.log_dict({f"fit/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=batch["intensity"].shape[0])
         return terms["loss"]

@@ -17,6 +17,7 @@ from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.architectures.siren import deformation_network, initial_codes
 from atlas_registration.inference import predict_on_grid
 from atlas_registration.losses import LossWeights, registration_loss
+from atlas_registration.trainers import check_finite_loss, check_finite_weights
 from retina_data.metrics import mean_dice
 
 
@@ -56,10 +57,13 @@ class GINRAtlasRegistration(L.LightningModule):
         return self.deformation(coords, latent)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        check_finite_weights(self, batch_idx, "TRAINING.LEARNING_RATE", self.hparams.learning_rate)
         latent = self.latents(batch["eye"])
         terms = registration_loss(self.atlas, lambda x: self.displacement(x, latent), batch, self.weights)
         prior = latent.pow(2).sum(-1).mean()
         loss = terms.pop("loss") + self.hparams.latent_weight * prior
+        check_finite_loss(self, {**terms, "latent": prior, "loss": loss}, batch_idx, "TRAINING.LEARNING_RATE",
+                          self.hparams.learning_rate)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=latent.shape[0], sync_dist=True)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=latent.shape[0],

@@ -52,6 +52,7 @@ class Case:
     config: dict[str, Any] | None = None
     config_text: str | None = None
     gpu: str = "-1"
+    gpu_option: str = "--gpu"
     config_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +87,7 @@ class Case:
             return [SCRIPTS["predict"], str(self.checkpoint), str(self.data_dir), "sub001_OD", "--subsample",
                     str(FACTOR), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
         if self.tree == "atlas":
-            argv = [SCRIPTS[self.entry], str(self.config_path), "--gpu", "-1", "--output", str(self.output)]
+            argv = [SCRIPTS[self.entry], str(self.config_path), self.gpu_option, self.gpu, "--output", str(self.output)]
             return argv + (["--checkpoint", str(self.checkpoint)] if self.checkpoint else [])
         data = str(self.data_dir)
         return {
@@ -318,8 +319,28 @@ def gpu_without_cuda(case: Case) -> None:
     case.gpu = "5"
 
 
+def gpus_without_cuda(case: Case) -> None:
+    case.gpu_option, case.gpu = "--gpus", "2"
+
+
 def atlas_checkpoint_to_predict(case: Case, atlas_checkpoint: Path) -> None:
     case.checkpoint = atlas_checkpoint
+
+
+def pretraining_checkpoint(case: Case) -> None:
+    """An atlas pretraining checkpoint where the inference scripts expect a trained registration."""
+    import lightning as L
+    import torch
+
+    from atlas_registration.config import AtlasConfig
+    from atlas_registration.datasets.label_mapping import LabelMapping
+    from atlas_registration.training import pretraining_module
+    from retina_data.config import from_dict
+
+    module = pretraining_module(from_dict(case.config, AtlasConfig), LabelMapping.default().num_classes)
+    case.checkpoint = case.tmp / "pretrain_atlas.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": L.__version__}, case.checkpoint)
 
 
 def random_file_to_predict(case: Case) -> None:
@@ -353,9 +374,11 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     oct_stored_0_255, oct_float64, nan_bscan_position, empty_test_fold, empty_train_fold, training_shape_mismatch,
     train_eye_in_test_container, subject_twice_in_container, npy_named_npz, text_spacing_in_container,
     network_too_large, gpu_without_cuda, random_file_to_predict, model_of_another_architecture,
+    gpus_without_cuda, pretraining_checkpoint,
 )}
-"""The fault ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) needs the atlas fixture:
-applied by the test itself."""
+"""The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
+``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
+tree's fixture: applied by the test itself."""
 
 MATRIX = [
     # entry point        fault                     words the one-line error must contain
@@ -426,6 +449,15 @@ MATRIX = [
     ("atlas",            "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
     ("atlas",            "empty_data_set",         ["data", "no eyes"]),
     ("atlas",            "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("atlas",            "gpu_without_cuda",       ["--gpu 5", "no CUDA", "--gpu -1"]),
+    ("atlas",            "gpus_without_cuda",      ["--gpus 2", "no CUDA", "--gpu -1"]),
+    ("atlas",            "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("atlas_inference",  "interpolation_model",    ["model.pt", "not a GINR registration checkpoint",
+                                                    "interpolation tree"]),
+    ("atlas_inference",  "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("atlas_inference",  "pretraining_checkpoint", ["pretrain_atlas.ckpt", "lack num_eyes", "pretraining"]),
+    ("atlas_resolution", "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
+    ("atlas_resolution", "interpolation_model",    ["model.pt", "not a GINR registration checkpoint"]),
     ("atlas_inference",  "missing_config",         ["missing.yaml", "not found"]),
     ("atlas_inference",  "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
     ("atlas_inference",  "missing_data_dir",       ["nowhere", "DATA_DIR"]),
@@ -516,6 +548,8 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles
     case = make_case(entry, tmp_path, phantom_tree, checkpoint)
     if fault == "atlas_checkpoint":
         atlas_checkpoint_to_predict(case, request.getfixturevalue("trained_checkpoint"))
+    elif fault == "interpolation_model":
+        case.checkpoint = request.getfixturevalue("saved_model")
     else:
         FAULTS[fault](case)
     case.write_config()
