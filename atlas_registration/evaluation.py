@@ -178,7 +178,8 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
         if factor == 1 and eye.eye_id in ours_ids:
             before = atlas_on_eye_grid(model.atlas, eye, fold.extent_mm, chunk).labels
             write_eye_outputs(registration, eye, run_dir / "eyes" / eye.eye_id, cfg.DATA.FLIP_OS, atlas_shape,
-                              fold.extent_mm, chunk, before, inference_device(cfg.RUNTIME), ev.FIGURES)
+                              fold.extent_mm, chunk, before, inference_device(cfg.RUNTIME), ev.FIGURES,
+                              fold.mapping.names)
     pretrained = (pretrained_atlas(cfg, trained_run or run_dir, num_classes).to(inference_device(cfg.RUNTIME))
                   if "reference_inr" in baselines else None)
     for index, eye in enumerate(tqdm(ours_eyes, desc="baselines", unit="eye")):

@@ -31,6 +31,7 @@ from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import refuse_existing
+from retina_data.label_tables import write_label_tables
 from retina_data.nifti import read_nifti, write_nifti
 from retina_data.tree import eye_files
 
@@ -240,8 +241,10 @@ def save_atlas_nifti(atlas: AtlasVolumes, out_dir: str | Path,
     ]
 
 
-def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool) -> AtlasVolumes:
-    """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir``.
+def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool,
+                       class_names: Sequence[str] | None = None) -> AtlasVolumes:
+    """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir`` (with the
+    ITK-SNAP / Slicer label tables of ``class_names`` beside its labels).
 
     The eyes are read from the ``DATA.SUBSMPL_FACTOR`` files and already hold atlas labels (and,
     with ``DATA.FLIP_OS``, atlas orientation), so no mapping or mirroring is applied again. With
@@ -254,4 +257,6 @@ def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool) ->
                             tuple(eye.eye_id for eye in train_eyes))
     atlas = median_atlas(train_eyes, mirror_os=False, progress=True)
     save_atlas_nifti(atlas, out_dir, overwrite=True)
+    if class_names:
+        write_label_tables(out_dir, list(class_names))
     return atlas

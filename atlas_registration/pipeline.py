@@ -179,7 +179,8 @@ def load_fold(cfg: AtlasConfig) -> Fold:
 
 def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> AtlasPretraining:
     """The median atlas (NIfTI) and the atlas INR: pretrained here or loaded from ``ATLAS_MODEL.PATH``."""
-    median = build_median_atlas(fold.eyes.train, run_dir / "atlas" / "median", reuse=resume)
+    median = build_median_atlas(fold.eyes.train, run_dir / "atlas" / "median", reuse=resume,
+                                class_names=fold.mapping.names)
     if cfg.ATLAS_MODEL.PATH:
         return load_pretrained_atlas(cfg, cfg.ATLAS_MODEL.PATH, fold.mapping.num_classes)
     return pretrain_atlas(cfg, median, fold.eyes.train[0], fold.extent_mm, fold.mapping.num_classes, run_dir, resume)

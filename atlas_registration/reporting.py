@@ -27,7 +27,9 @@ from atlas_registration.jacobian import jacobian_determinant
 from atlas_registration.median_atlas import ATLAS_INTENSITY_FILE, ATLAS_LABELS_FILE
 from atlas_registration.plots import plot_atlas_slices, plot_jacobian, plot_registration, plot_resolution
 from retina_data.eye import Eye
+from retina_data.displacement_field import write_displacement_field
 from retina_data.files import atomic_write_text
+from retina_data.label_tables import write_label_tables
 from retina_data.nifti import write_nifti
 from retina_data.result_tables import Metric, Statistic, Summary, numeric_columns, table_names, write_result_tables
 
@@ -111,12 +113,15 @@ def write_tables(rows: EvaluationRows, out_dir: Path, factors: Sequence[int], fi
 
 def write_atlas_volumes(atlas: AtlasINR, shape: Sequence[int], extent_mm: Sequence[float], out_dir: Path,
                         chunk: int, class_names: Sequence[str] | None = None, figure: bool = True) -> list[Path]:
-    """The atlas INR rendered on a regular ``shape`` grid over the fixed extent, as NIfTI (+ a figure)."""
+    """The atlas INR rendered on a regular ``shape`` grid over the fixed extent, as NIfTI (+ a figure), with
+    the ITK-SNAP / Slicer label tables of ``class_names`` beside the labels."""
     prediction = predict_on_grid(atlas, grid_coordinates(regular_axes(shape)), None, chunk)
     spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, shape))
     meta = {"atlas": "INR", "extent_mm": list(extent_mm)}
     written = [write_nifti(out_dir / ATLAS_INTENSITY_FILE, prediction.intensity, spacing, meta=meta, overwrite=True),
                write_nifti(out_dir / ATLAS_LABELS_FILE, prediction.labels, spacing, meta=meta, overwrite=True)]
+    if class_names:
+        written += write_label_tables(out_dir, list(class_names))
     if figure:
         written.append(plot_atlas_slices(prediction.intensity, prediction.labels, spacing, out_dir / "atlas.png",
                                          class_names=class_names, overwrite=True))
@@ -138,26 +143,32 @@ def eye_in_atlas_space(registration: EyeRegistration, eye: Eye, atlas_shape: Seq
 
 def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, flip_os: bool,
                       atlas_shape: Sequence[int], extent_mm: Sequence[float], chunk: int,
-                      before_labels: np.ndarray, device: torch.device, figures: bool = True) -> list[Path]:
+                      before_labels: np.ndarray, device: torch.device, figures: bool = True,
+                      class_names: Sequence[str] | None = None) -> list[Path]:
     """Per-eye volumes of a registration (in the eye's own orientation) and its figures.
 
-    Writes ``atlas_labels_in_eye``, ``atlas_in_eye``, ``displacement_mm`` ([H, W, D, 3],
-    component order dH, dW, dD) and, for an INR registration, ``eye_in_atlas`` /
-    ``eye_labels_in_atlas`` on the atlas grid (atlas orientation).
+    Writes ``atlas_labels_in_eye``, ``atlas_in_eye``, ``displacement_mm`` (an ITK displacement
+    field on the eye's grid, components in LPS mm: :mod:`retina_data.displacement_field`; ITK
+    resampling of the atlas volume on the eye's grid with it gives ``atlas_in_eye``) and, for an INR
+    registration, ``eye_in_atlas`` / ``eye_labels_in_atlas`` on the atlas grid (atlas orientation);
+    with ``class_names`` the ITK-SNAP / Slicer label tables beside the label volumes.
     """
     def back(volume: np.ndarray) -> np.ndarray:
         return from_atlas_orientation(volume, eye.laterality, flip_os)
 
-    displacement = np.moveaxis(registration.displacement_mm, 0, -1)
-    if flip_os and eye.laterality == "OS":
-        displacement = displacement * np.array([1.0, -1.0, 1.0], dtype=np.float32)
+    displacement = from_atlas_orientation(registration.displacement_mm, eye.laterality, flip_os, axis=2)
+    if flip_os and eye.laterality == "OS":  # mirrored along W: the W component changes sign
+        displacement = displacement * np.array([1.0, -1.0, 1.0], dtype=np.float32)[:, None, None, None]
     written = [
         write_nifti(out_dir / "atlas_labels_in_eye.nii.gz", back(registration.labels), eye.spacing,
                     eye.bscan_positions, overwrite=True),
         write_nifti(out_dir / "atlas_in_eye.nii.gz", back(registration.intensity), eye.spacing,
                     eye.bscan_positions, overwrite=True),
-        write_nifti(out_dir / "displacement_mm.nii.gz", back(displacement), (*eye.spacing, 1.0), overwrite=True),
+        write_displacement_field(out_dir / "displacement_mm.nii.gz", displacement, eye.spacing, eye.bscan_positions,
+                                 overwrite=True),
     ]
+    if class_names:
+        written += write_label_tables(out_dir, list(class_names))
     if registration.displacement_fn is not None:
         intensity, labels = eye_in_atlas_space(registration, eye, atlas_shape, extent_mm, chunk, device)
         spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, atlas_shape))

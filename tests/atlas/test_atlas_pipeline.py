@@ -8,10 +8,13 @@ import math
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 
 from atlas_registration import GINR_Atlas_base, GINR_Atlas_resolution_inference
+from atlas_registration.datasets.label_mapping import LabelMapping
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.folds import write_folds
+from retina_data.label_tables import ITKSNAP_FILE, SLICER_FILE, read_itksnap_labels, read_slicer_colours
 from retina_data.phantom import PhantomConfig, write_phantom
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "atlas" / "demo_atlas.yml"
@@ -24,7 +27,7 @@ TINY = [
     "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=1", "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.IDIR_HIDDEN_SIZE=8",
     "EVALUATION.RESOLUTION_FACTORS=[1, 8]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
     "EVALUATION.CLASSICAL_ITERATIONS=2", "EVALUATION.REFERENCE_BASELINE_EPOCHS=2", "RUNTIME.ACCELERATOR=cpu",
-    "RUNTIME.DEVICES=1",
+    "RUNTIME.DEVICES=1", "EVALUATION.BASELINES=['atlas', 'reference_affine', 'reference_inr', 'affine', 'idir', 'bspline']",
 ]
 
 
@@ -62,6 +65,16 @@ def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_pat
                  "checkpoints/registration/last.ckpt", "results/summary.md", "results/resolution.md",
                  "eyes/sub003_OS/displacement_mm.nii.gz", "eyes/sub003_OS/eye_in_atlas.nii.gz"):
         assert (out / name).is_file(), name
+    # the ITK-SNAP / Slicer tables of the atlas's 10 classes beside every label volume written
+    for folder in ("atlas/median", "atlas/inr_32x8x16", "atlas/inr_16x8x8", "eyes/sub003_OS"):
+        labels = read_itksnap_labels(out / folder / ITKSNAP_FILE)
+        assert [labels[k][0] for k in range(10)] == list(LabelMapping.from_config(None, None).names), folder
+        assert len(read_slicer_colours(out / folder / SLICER_FILE)) == 10, folder
+    field = sitk.ReadImage(str(out / "eyes/sub003_OS/displacement_mm.nii.gz"))
+    eye = sitk.ReadImage(str(out / "eyes/sub003_OS/atlas_in_eye.nii.gz"))
+    assert field.GetNumberOfComponentsPerPixel() == 3 and field.GetSize() == eye.GetSize()
+    assert field.GetDirection() == pytest.approx(eye.GetDirection()) and field.GetOrigin() == pytest.approx(
+        eye.GetOrigin())
     with open(out / "results" / "metrics_all.csv") as handle:
         rows = list(csv.DictReader(handle))
     methods = {(row["method"], row["factor"]) for row in rows}
