@@ -34,8 +34,13 @@ LrSchedule = Literal["exponential", "constant", "cosine"]
 CodePenalty = Literal["eye_mean_square", "all_codes_squared_norm"]
 COMPILE_MIN_STEPS = 2000
 CPU_MICRO_BATCH_POINTS = 8192
-"""Points evaluated at once on the CPU (training micro-batches, prediction chunks): their
-activations stay in the cache."""
+"""Points evaluated at once on the CPU (training micro-batches of patches, prediction chunks):
+their activations stay in the cache."""
+BSCAN_SINGLE_PASS_POINTS = 2 ** 18
+"""Whole-B-scan steps (``SAMPLING: bscan``) of up to this many points (a 496 x 512 B-scan) run in
+one pass, as the reference's do: split into micro-batches, a loss over the whole B-scan (SSIM)
+needs a second forward pass, which costs more than the cache saves (1.7x the reference step in
+one pass, 0.74x in micro-batches of 8,192 points; benchmarks/results.md, section 1)."""
 RESUME_FREE_KEYS = (
     "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "SETTINGS.COMPILE", "SETTINGS.MICRO_BATCH_POINTS",
     "TRAINING.CHECKPOINT_EVERY", "EVALUATION.FIGURES", "EVALUATION.SAVE_NIFTI", "EVALUATION.MEMORY_BUDGET_MB",
@@ -66,7 +71,8 @@ class Settings:
     """(added) points evaluated at once inside a step: a step's batch is processed in
     micro-batches of about this size with the gradients summed, which gives the same
     update as the whole batch; on the CPU, tensors that stay in the cache make a step
-    several times faster. null: 8192 on the CPU, the whole batch on a GPU."""
+    several times faster. null: patch steps in micro-batches of 8192 points on the CPU, whole
+    B-scans of up to ``BSCAN_SINGLE_PASS_POINTS`` in one pass, the whole batch on a GPU."""
     ENFACE_LAYOUT: Literal["auto", "NDW", "NWD"] = "auto"
     """(added) layout of the containers' ``enface_imgs``: ``NDW`` (per eye [B-scan, A-scan], what
     the reference code writes), ``NWD`` (ours and the reference README's) or ``auto`` (told apart
@@ -397,10 +403,12 @@ class ExperimentConfig:
             return steps >= COMPILE_MIN_STEPS
         return self.SETTINGS.COMPILE
 
-    def micro_batch_points(self, device: torch.device) -> int | None:
-        """Points per micro-batch on ``device`` (``None``: the whole batch at once)."""
+    def micro_batch_points(self, device: torch.device, sampling: str = "patches") -> int | None:
+        """Points per micro-batch on ``device`` for steps of ``sampling`` (``None``: the whole batch at once)."""
         if self.SETTINGS.MICRO_BATCH_POINTS is not None:
             return self.SETTINGS.MICRO_BATCH_POINTS
+        if sampling == "bscan":
+            return BSCAN_SINGLE_PASS_POINTS
         return CPU_MICRO_BATCH_POINTS if device.type == "cpu" else None
 
     @property

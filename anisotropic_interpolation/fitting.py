@@ -119,7 +119,8 @@ class LatentFitter:
         codes = nn.Parameter(initial.clone())
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
         plan = StepPlan.from_config(data, test.SAMPLING, test.BATCH_POINTS, self.config.patch_size,
-                                    test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device), every_eye=True)
+                                    test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device, test.SAMPLING),
+                                    every_eye=True)
         total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
         schedule = Schedule.make(optimizer, test.LR_SCHEDULE, test.LR_GAMMA, test.LR_MIN_FACTOR, total_steps)
         source = BatchSource(data, plan, generator)

@@ -528,7 +528,8 @@ class NetworkTrainer:
         self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
                       if latent_size else None)
         self.plan = StepPlan.from_config(self.data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
-                                         train.STEPS_PER_EPOCH, config.micro_batch_points(device), every_eye=False)
+                                         train.STEPS_PER_EPOCH, config.micro_batch_points(device, train.SAMPLING),
+                                         every_eye=False)
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
 
