@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +23,15 @@ from pathlib import Path
 import torch
 
 from anisotropic_interpolation.training import precision_label
-from benchmarks import interpolation_ablation, interpolation_densify, interpolation_memory, interpolation_throughput
+from benchmarks import (
+    atlas_ablation, interpolation_ablation, interpolation_densify, interpolation_memory, interpolation_throughput)
 from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
 
 
-SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "densify-128")
-DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation")
+SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "atlas-ablation", "densify-128",
+            "atlas-memory")
+DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "atlas-ablation")
 DENSE_FLOOR_NOTE = (
     "At 496 B-scans (56.6 million points) the matrix products of the forward pass alone are about 11 TFLOP "
     "(0.2 MFLOP per point), over two minutes at the 80-100 GFLOP/s two cores reach here, so under a minute is "
@@ -174,6 +179,53 @@ def ablation_section() -> list[str]:
             f"Section wall time {minutes:.0f} min.", ""]
 
 
+def atlas_ablation_section() -> list[str]:
+    started = time.perf_counter()
+    results = atlas_ablation.run()
+    minutes = (time.perf_counter() - started) / 60
+    return atlas_ablation_lines(results, minutes)
+
+
+def atlas_ablation_lines(results: dict, minutes: float) -> list[str]:
+    """The Markdown of the atlas ablation (:func:`benchmarks.atlas_ablation.run`'s results)."""
+    rows = [f"| {row['variant']} | {row['dice']:.4f} | {row['dice_seed_spread']:.4f} | {row['assd_mm'] * 1000:.2f} | "
+            f"{row['folding_pct']:.3f} | {row['paper_dice']:.4f} | {row['paper_assd_um']:.2f} | "
+            f"{row['paper_folding_pct']:.3f} | {row['train_s']:.0f} | {row['fit_s']:.1f} | {row['total_s']:.0f} |"
+            for row in results["rows"]]
+    keys = [f"- {row['variant'][2:]}: {', '.join(f'`{key}`' for key in row['keys'])}"
+            for row in results["rows"] if row["variant"].startswith("+ ") and len(row["keys"]) > 1]
+    no_effect = [f"- `{key}`: {why}" for key, why in results["no_effect"].items()]
+    return ["## 5. Atlas ablation: the paper mode, each improvement alone, all together (held-out phantom eyes)", "",
+            "Each row runs a fold as `GINR_Atlas_base.py` does (median atlas, atlas pretraining, joint GINR "
+            "training, the latent-only fit of every held-out eye from all its B-scans, both protocols' scores: "
+            "`pipeline.load_fold`, `pipeline.train`, `evaluation.evaluate`). The improvements are the keys whose "
+            "values differ between `fit_GINR_Atlas_base.yml` and `fit_GINR_Atlas_fast.yml`, each switched on alone "
+            f"in the paper config. Scaled down: {results['scale'].describe()}. Ours: 3-D mean foreground Dice, ASSD "
+            "(µm) and % voxels with det J <= 0 on the dense eye; the paper's: 2-D per-B-scan Dice, ASSD (µm) and % "
+            "det J < 0. Seed spread: largest minus smallest Dice over the seeds (the noise level of a row).", "",
+            "| Variant | Dice | seed spread | ASSD (µm) | folding (%) | paper Dice | paper ASSD (µm) | "
+            "paper folding (%) | training (s) | fit + prediction per eye (s) | total (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+            "Improvements of several keys:", "", *keys, "",
+            "Keys that differ but cannot change these numbers (not run):", "", *no_effect, "",
+            f"Section wall time {minutes:.0f} min.", ""]
+
+
+def atlas_memory_section(eyes: int = 80) -> list[str]:
+    """Peak RSS of the atlas's training eyes (benchmarks/atlas_memory.py, one process per setting;
+    needs ``eyes`` x 285 MB of disk under the temporary folder at SUBSMPL_FACTOR 1)."""
+    settings = [(8, True), (8, False), (1, False)]
+    rows = []
+    for factor, in_memory in settings:
+        with tempfile.TemporaryDirectory() as cache:
+            command = [sys.executable, "-m", "benchmarks.atlas_memory", "--eyes", str(eyes), "--factor", str(factor),
+                       "--cache", cache] + (["--in-memory"] if in_memory else [])
+            rows.append(f"| {factor} | {'in memory' if in_memory else 'memory-mapped'} | "
+                        + subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip() + " |")
+    return ["## 6. Atlas memory: 80 paper-shaped training eyes", "",
+            "| SUBSMPL_FACTOR | eyes held | measurement |", "|---:|---|---|", *rows, ""]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results.md"))
@@ -186,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = {"throughput": lambda: throughput_section(not args.skip_compile, torch.device("cpu")),
                 "throughput-gpu": lambda: throughput_section(not args.skip_compile, torch.device("cuda", 0)),
                 "densify": densify_section, "memory": memory_section, "ablation": ablation_section,
+                "atlas-ablation": atlas_ablation_section, "atlas-memory": atlas_memory_section,
                 "densify-128": densify_larger_section}
     chosen = list(args.sections)
     if not torch.cuda.is_available():

@@ -204,3 +204,53 @@ def test_an_ablation_variant_whose_training_was_stopped_is_not_scored(monkeypatc
     monkeypatch.setattr(ablation, "predict_gen_inr", lambda *args: pytest.fail("a stopped training was scored"))
     with pytest.raises(KeyboardInterrupt):
         ablation.run_variant(config, ablation.fold_data(config, population, held_out, scale.factor))
+
+
+def test_atlas_ablation_varies_exactly_the_keys_the_fast_config_changes() -> None:
+    """The keys fit_GINR_Atlas_fast.yml changes (read off the two files by hand), grouped or alone."""
+    from benchmarks import atlas_ablation
+
+    changed = {"TRAINING.LATENT_CODE.INIT", "TRAINING.SHUFFLE", "TRAINING.SEG_WEIGHT", "TRAINING.SEG_LOSS",
+               "TRAINING.REG_TYPE", "TRAINING.LATENT_WEIGHT", "DISP_MODEL.FILM", "DISP_MODEL.SKIP_LAST_LAYER",
+               "ATLAS_MODEL.NUM_LAYERS", "ATLAS_MODEL.LINEAR_LAST", "ATLAS_MODEL.INTENSITY_SIGMOID",
+               "ATLAS_PRETRAINING.SEG_WEIGHT", "DATA.FLIP_OS", "RUNTIME.PRECISION"}
+    assert set(atlas_ablation.differing_keys()) == changed
+    chosen = atlas_ablation.improvements()
+    varied = [key for changes in chosen.values() for key in changes]
+    assert sorted(varied) == sorted(changed - set(atlas_ablation.NO_EFFECT))
+    assert chosen["cross-entropy label loss at weight 0.1 (training and pretraining)"] == {
+        "TRAINING.SEG_WEIGHT": 0.1, "TRAINING.SEG_LOSS": "ce", "ATLAS_PRETRAINING.SEG_WEIGHT": 0.1}
+    assert chosen["DATA.FLIP_OS = True"] == {"DATA.FLIP_OS": True}
+
+
+def test_atlas_ablation_variant_is_the_paper_config_at_the_demo_scale(tmp_path) -> None:
+    from benchmarks import atlas_ablation
+
+    scale = atlas_ablation.Scale(train_epochs=3, pretrain_epochs=2)
+    paper = atlas_ablation.variant_config({}, scale, tmp_path, tmp_path / "folds.yml")
+    # the varied keys keep the paper's values, the scale comes from demo_atlas.yml and Scale
+    assert (paper.DISP_MODEL.FILM, paper.TRAINING.SEG_LOSS, paper.ATLAS_PRETRAINING.SEG_WEIGHT) == ("reference", "bce",
+                                                                                                    1.0)
+    assert (paper.ATLAS_MODEL.HIDDEN_SIZE, paper.TRAINING.LATENT_CODE.SIZE, paper.DATA.SUBSMPL_FACTOR) == (64, 32, 1)
+    assert (paper.TRAINING.TOTAL_EPOCHS, paper.ATLAS_PRETRAINING.TOTAL_EPOCHS) == (3, 2)
+    assert paper.TRAINING.LEARNING_RATE == 0.001 and paper.EVALUATION.BASELINES == []
+    ours = atlas_ablation.variant_config({"DISP_MODEL.FILM": "pigan"}, scale, tmp_path, tmp_path / "folds.yml", seed=4)
+    assert ours.DISP_MODEL.FILM == "pigan" and ours.DISP_MODEL.SKIP_LAST_LAYER and ours.SETTINGS.SEED == 4
+
+
+@pytest.mark.slow
+def test_atlas_ablation_runs_every_variant_at_toy_size() -> None:
+    from benchmarks import atlas_ablation
+
+    scale = atlas_ablation.Scale(shape=(32, 8, 16), train_subjects=2, test_subjects=1, train_epochs=1,
+                                 pretrain_epochs=1, seeds=(0,))
+    results = atlas_ablation.run(scale)
+    rows = results["rows"]
+    assert [row["variant"] for row in rows][0] == "paper mode (fit_GINR_Atlas_base.yml)" and rows[0]["keys"] == []
+    assert len(rows) == len(atlas_ablation.improvements()) + 2
+    assert rows[-1]["keys"] == sorted(key for row in rows[1:-1] for key in row["keys"])
+    for row in rows:
+        assert 0.0 <= row["dice"] <= 1.0 and 0.0 <= row["paper_dice"] <= 1.0 and row["dice_seed_spread"] == 0.0
+        assert row["total_s"] >= row["train_s"] > 0
+    lines = run_all.atlas_ablation_lines(results, 1.0)
+    assert sum(line.startswith("| ") for line in lines) == len(rows) + 1
