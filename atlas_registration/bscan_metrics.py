@@ -7,8 +7,8 @@ The reference code scores a registered eye B-scan by B-scan (``[H, W]`` slices o
   prediction and the truth counts 1.0; the B-scan's Dice is the mean over classes 1..C-1;
 - MONAI ``SSIMMetric`` in 2-D (11 x 11 Gaussian window, sigma 1.5, data range 1);
 - MONAI's average surface distance (symmetric) of each class 1..C-1 (computed here the way
-  MONAI computes it, :func:`assd_per_bscan`) with the in-plane spacing ``(dH, dW)`` (the reference passes ``(6/496, 6/512)`` mm whatever the eye),
-  reported in µm. MONAI gives NaN for a class absent from both slices and ``inf`` for one
+  MONAI computes it, :func:`assd_per_bscan`) with the in-plane spacing ``(dH, dW)`` (the
+  reference passes ``(6/496, 6/512)`` mm whatever the eye), reported in µm. MONAI gives NaN for a class absent from both slices and ``inf`` for one
   absent from one slice only; the B-scan's ASSD is the mean over the classes with a finite
   distance (the reference does not say what it does with those; this is our reading).
 

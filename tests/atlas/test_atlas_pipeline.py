@@ -27,7 +27,8 @@ TINY = [
     "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=1", "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.IDIR_HIDDEN_SIZE=8",
     "EVALUATION.RESOLUTION_FACTORS=[1, 8]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
     "EVALUATION.CLASSICAL_ITERATIONS=2", "EVALUATION.REFERENCE_BASELINE_EPOCHS=2", "RUNTIME.ACCELERATOR=cpu",
-    "RUNTIME.DEVICES=1", "EVALUATION.BASELINES=['atlas', 'reference_affine', 'reference_inr', 'affine', 'idir', 'bspline']",
+    "RUNTIME.DEVICES=1",
+    "EVALUATION.BASELINES=['atlas', 'reference_affine', 'reference_inr', 'affine', 'idir', 'bspline']",
 ]
 
 
