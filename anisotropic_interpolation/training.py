@@ -314,8 +314,8 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     def apply() -> None:
         optimizer.step()
 
-    run_accumulate = torch.compile(accumulate) if compile_update else accumulate
-    run_apply = torch.compile(apply) if compile_update else apply
+    run_accumulate = torch.compile(accumulate, dynamic=False) if compile_update else accumulate
+    run_apply = torch.compile(apply, dynamic=False) if compile_update else apply
     two_passes = plan.sampling == "bscan" and plan.micro_batches > 1
 
     def step() -> Tensor:
@@ -473,8 +473,10 @@ class EarlyStopping:
 
 
 def maybe_compile(module: Callable[..., Tensor], enabled: bool) -> Callable[..., Tensor]:
-    """``torch.compile(module)`` when enabled."""
-    return torch.compile(module) if enabled else module
+    """``torch.compile(module)`` with static shapes when enabled: every shape a run uses (one patch
+    size, one B-scan size) gets its own graph; with dynamic shapes Inductor fails on the SSIM
+    window's ``min(7, h, w)`` once a second shape arrives."""
+    return torch.compile(module, dynamic=False) if enabled else module
 
 
 @dataclass
