@@ -8,8 +8,8 @@ All train on the same random paper-shaped data (B-scans of 230 x 496, 16 per eye
   step, the code tiled onto the first layer, WIRE with two linear maps, Combi 0.1 with the
   whole-B-scan Gaussian SSIM, BCE of the softmax, ``mean(code²)``, fp32;
 - ``paper``: our :class:`NetworkTrainer` on ``geninr_config.yaml``: the same network, loss
-  and update (one whole B-scan per step), computed in micro-batches of 8,192 points on the
-  CPU (two passes, so SSIM sees the whole B-scan) with the code projected once per eye;
+  and update (one whole B-scan per step), computed in one pass with the code projected once
+  per eye;
 - ``fast``: our trainer on ``geninr_fast.yaml``: 65,536 points per step in 16 x 16 patches
   across eyes, one shared WIRE linear map, the code into every layer, CE, our SSIM window.
 
