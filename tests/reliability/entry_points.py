@@ -81,11 +81,19 @@ class Launcher:
         self.process.wait()
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A child inherits an ignored SIGINT,
+    and Python then never turns Ctrl-C into KeyboardInterrupt; the test worker's SIGINT is
+    ignored after any in-process Lightning fit that was interrupted (Lightning sets SIG_IGN),
+    which made the Ctrl-C test depend on which tests the worker had run before."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_entry(argv: list[str], log: Path) -> subprocess.Popen:
-    """Start ``python argv...`` in the background; stdout and stderr go to ``log``."""
+    """Start ``python argv...`` in the background with SIGINT at its default; stdout and stderr go to ``log``."""
     handle = log.open("w")
     return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=child_env(), stdout=handle,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
 
 
 def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, timeout: float = 240, poll: float = 0.05) -> None:
