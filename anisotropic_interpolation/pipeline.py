@@ -498,6 +498,9 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     The eyes are checked as ``validate`` checks them, before anything is written
     (:func:`check_fold`; ``training``: the training eyes are used, so they must be there).
     """
+    if not config.SETTINGS.IMG_DIR:
+        raise ConfigError("SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
+                          "or pass --set SETTINGS.IMG_DIR=PATH")
     img_dir = Path(config.SETTINGS.IMG_DIR)
     if not img_dir.is_dir():
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")

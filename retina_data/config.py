@@ -242,7 +242,8 @@ def load_config(path: str | Path, schema: type[T], overrides: list[str] | None =
     """Read, override and validate a YAML config against ``schema``."""
     data = read_yaml(path)
     if data is None:
-        data = {}
+        sections = ", ".join(field.name for field in dataclasses.fields(schema))
+        raise ConfigError(f"{path}: the config file is empty; expected the sections {sections}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     data = apply_overrides(data, overrides)

@@ -139,6 +139,14 @@ def yaml_syntax(case: Case) -> None:
     case.config_text = dump_yaml(case.config) + "EXTRA: [1, 2\n"
 
 
+def empty_config(case: Case) -> None:
+    case.config_text = ""
+
+
+def empty_data_dir_key(case: Case) -> None:
+    case.config["SETTINGS"]["IMG_DIR"] = ""
+
+
 def unknown_key(case: Case) -> None:
     case.config["TRAINING"]["TOTAL_EPOCH"] = case.config["TRAINING"].pop("TOTAL_EPOCHS")
 
@@ -366,7 +374,7 @@ def output_exists(case: Case) -> None:
 
 
 FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
-    missing_config, yaml_syntax, unknown_key, negative_epochs, unknown_activation, hashgrid_without_block,
+    missing_config, yaml_syntax, empty_config, empty_data_dir_key, unknown_key, negative_epochs, unknown_activation, hashgrid_without_block,
     no_latent_code, too_few_classes,
     unknown_sample_mode, two_dimensional_patch, missing_data_dir, missing_folds_file, missing_container,
     truncated_npz, subject_not_on_disk, label_shape_mismatch, slo_shape_mismatch, nan_intensities,
@@ -384,6 +392,9 @@ MATRIX = [
     # entry point        fault                     words the one-line error must contain
     ("geninr",           "missing_config",         ["missing.yaml", "not found"]),
     ("geninr",           "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
+    ("geninr",           "empty_config",           ["config.yaml", "the config file is empty", "SETTINGS"]),
+    ("geninr",           "empty_data_dir_key",     ["SETTINGS.IMG_DIR is empty"]),
+    ("atlas",            "empty_config",           ["config.yaml", "the config file is empty", "DATA"]),
     ("geninr",           "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
     ("geninr",           "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
     ("geninr",           "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
