@@ -45,6 +45,7 @@ from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
     BEST_CHECKPOINT, LAST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label,
 )
+from retina_data.commandline import notice
 from retina_data.config import apply_overrides, from_dict, read_yaml, save_config, to_dict
 from retina_data.containers import container_name, read_container, refuse_shared_subjects
 from retina_data.errors import ConfigError, DataError, OutputExistsError
@@ -53,23 +54,18 @@ from retina_data.files import check_run_dir, previous_path
 from retina_data.folds import fold_split, read_folds
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
-from retina_data.run_identity import IDENTITY_FILE, RunIdentity, check_resume, read_run_identity, write_run_identity
+from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
 from retina_data.result_tables import Summary
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset
 from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
 MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = RUN_CONFIG_FILE
 EVALUATION_DIR = "evaluation"
 EVALUATION_RECORD = "evaluation_info.json"
 SINGLE_INR_BASELINE_DIR = "single_inr_baseline"
 EXIT_INTERRUPTED = 130
 GEN_INR, SINGLE_INR = "gen_inr", "single_inr"
-
-
-def notice(message: str) -> None:
-    """A one-line message to the user on stderr."""
-    print(f"notice: {message}", file=sys.stderr)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -264,17 +260,10 @@ def check_resumable_run(run_dir: Path, identity: RunIdentity) -> bool:
     run starts). Refuses, before anything is written, a run that differs from the recorded one
     (its ``run_identity.json``; a folder of an older version without one: its ``config.yaml``)
     and checkpoints that cannot be continued (:func:`check_resume_checkpoints`)."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        notice(f"{run_dir}: nothing to resume; the run starts from the beginning")
+    compared = resume_identities(run_dir, identity, _identity_from_saved_config)
+    if compared is None:
         return False
-    recorded = read_run_identity(run_dir)
-    if recorded is None:
-        saved = run_dir / CONFIG_FILE
-        if not saved.is_file():
-            raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {CONFIG_FILE} is there, so this is "
-                            "not a run folder of this script (or not a whole one); pass --overwrite to start again")
-        recorded, identity = _identity_from_saved_config(saved, identity)
-    check_resume(run_dir, recorded, identity)
+    check_resume(run_dir, *compared)
     check_resume_checkpoints(run_dir)
     return True
 

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,10 @@ from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
 from retina_data.files import check_run_dir
 from retina_data.provenance import write_run_record
-from retina_data.run_identity import IDENTITY_FILE, RunIdentity, check_resume, read_run_identity, write_run_identity
+from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
 from retina_data.tree import DATASET_FILE, eye_files
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = RUN_CONFIG_FILE
 NETWORK_SETTINGS = "DISP_MODEL/ATLAS_MODEL/TRAINING.LATENT_CODE"
 """The config sections that shape the networks, named when a checkpoint does not fit them."""
 
@@ -128,21 +127,20 @@ def check_resumable_run(cfg: AtlasConfig, fold: Fold, run_dir: Path, identity: R
     starts). Refuses a run that differs from the recorded one (``run_identity.json``; a folder of
     an older version without one: its ``config.yaml``) and stage checkpoints that cannot be
     restored into the config's networks (:func:`check_restorable`)."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        print(f"notice: {run_dir}: nothing to resume; the run starts from the beginning", file=sys.stderr)
+    compared = resume_identities(run_dir, identity, _identity_from_saved_config)
+    if compared is None:
         return False
-    recorded = read_run_identity(run_dir)
-    if recorded is None:
-        saved = run_dir / CONFIG_FILE
-        if not saved.is_file():
-            raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {CONFIG_FILE} is there, so this is "
-                            "not a run folder of this script (or not a whole one); pass --overwrite to start again")
-        recorded = RunIdentity.of(identity.script or "", _resolved(load_atlas_config(saved)), RESUME_FREE_KEYS, {},
-                                  [], run_dir)
-        recorded = replace(recorded, script=None, eyes=None, files=None)
-    check_resume(run_dir, recorded, identity)
+    check_resume(run_dir, *compared)
     check_restorable(cfg, fold, run_dir)
     return True
+
+
+def _identity_from_saved_config(saved: Path, identity: RunIdentity) -> tuple[RunIdentity, RunIdentity]:
+    """A run folder of an older version: its ``config.yaml`` read as a config (keys added since take
+    their defaults); the eyes and files are unknown."""
+    recorded = RunIdentity.of(identity.script or "", _resolved(load_atlas_config(saved)), RESUME_FREE_KEYS, {}, [],
+                              saved.parent)
+    return replace(recorded, script=None, eyes=None, files=None), identity
 
 
 def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:

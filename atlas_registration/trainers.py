@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +30,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from atlas_registration.config import Runtime
-from retina_data.commandline import EXIT_INTERRUPTED
+from retina_data.commandline import EXIT_INTERRUPTED, notice
 from retina_data.errors import DataError, TrainingDivergedError
 from retina_data.files import atomic_path, previous_path
 from retina_data.precision import native_bf16
@@ -131,8 +130,8 @@ class CheckpointOnInterrupt(Callback):
                 else "Ctrl-C (SIGINT)" if isinstance(exception, KeyboardInterrupt) else None)
         if stop is not None:
             self.interrupted = True
-            print(f"notice: stopped by {stop} in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
-                  "continue with --resume", file=sys.stderr)
+            notice(f"stopped by {stop} in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
+                   "continue with --resume")
         if isinstance(exception, SIGTERMException):
             exception.code = EXIT_INTERRUPTED
 

@@ -18,6 +18,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def notice(message: str) -> None:
+    """A one-line message to the user on stderr (``notice: ...``), the one way both trees tell
+    the user something that is not an error."""
+    print(f"notice: {message}", file=sys.stderr)
+
+
 def os_error_line(exc: OSError) -> str:
     """``<path>: <reason>`` of a file-system error (``<reason>`` alone when it names no path)."""
     reason = exc.strerror or str(exc)

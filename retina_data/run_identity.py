@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,30 @@ def check_resume(run_dir: str | Path, recorded: RunIdentity | None, now: RunIden
     differences = recorded.differences(now)
     if differences:
         raise ConfigError(resume_refusal(run_dir, differences))
+
+
+RUN_CONFIG_FILE = "config.yaml"
+"""The resolved config both trees save in a run folder."""
+
+
+def resume_identities(run_dir: str | Path, identity: RunIdentity,
+                      from_saved_config: Callable[[Path, RunIdentity], tuple[RunIdentity, RunIdentity]],
+                      ) -> tuple[RunIdentity, RunIdentity] | None:
+    """What a ``--resume`` compares, ``(recorded, now)``; ``None`` when ``run_dir`` is empty or new
+    (the run starts from the beginning, with a notice). The record is the run's
+    ``run_identity.json``; a folder of an older version without one is compared through
+    ``from_saved_config(its config.yaml, identity)``; a folder with neither is refused."""
+    from retina_data.commandline import notice
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        notice(f"{run_dir}: nothing to resume; the run starts from the beginning")
+        return None
+    recorded = read_run_identity(run_dir)
+    if recorded is not None:
+        return recorded, identity
+    saved = run_dir / RUN_CONFIG_FILE
+    if not saved.is_file():
+        raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {RUN_CONFIG_FILE} is there, so this is "
+                        "not a run folder of this script (or not a whole one); pass --overwrite to start again")
+    return from_saved_config(saved, identity)
