@@ -29,7 +29,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from atlas_registration.pipeline import load_fold, train
 from retina_data.config import from_dict, to_dict
 from retina_data.folds import write_folds
 from retina_data.phantom import PhantomConfig, write_phantom
+from retina_data.run_identity import flatten_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIG = ROOT / "configs" / "atlas" / "fit_GINR_Atlas_base.yml"
@@ -93,18 +93,11 @@ class Scale:
                 f"with SETTINGS.SEED {', '.join(map(str, self.seeds))} and averaged")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
     """Dotted key -> fast value, for every key whose resolved value differs between the two configs."""
-    ours = dict(_flat(to_dict(load_atlas_config(fast))))
-    return {key: ours[key] for key, value in _flat(to_dict(load_atlas_config(paper))) if ours[key] != value}
+    ours = flatten_config(to_dict(load_atlas_config(fast)))
+    paper_values = flatten_config(to_dict(load_atlas_config(paper)))
+    return {key: ours[key] for key, value in paper_values.items() if ours[key] != value}
 
 
 def improvements(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, dict[str, Any]]:
@@ -132,7 +125,7 @@ def scale_keys(varied: set[str], demo: Path = DEMO_CONFIG) -> dict[str, Any]:
     with open(demo, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     given = {section: raw.get(section) or {} for section in SCALE_SECTIONS}
-    return {key: value for key, value in _flat(given) if key not in varied}
+    return {key: value for key, value in flatten_config(given).items() if key not in varied}
 
 
 def variant_config(changes: dict[str, Any], scale: Scale, data_dir: Path, fold_file: Path, seed: int = 0

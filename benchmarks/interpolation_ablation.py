@@ -34,7 +34,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from retina_data.config import from_dict, to_dict
 from retina_data.eye import Eye
 from retina_data.phantom import PhantomConfig, make_eye
 from retina_data.preprocessing import minmax_normalise_eye
+from retina_data.run_identity import flatten_config
 
 CPU = torch.device("cpu")
 PAPER_BSCAN_PIXELS = 230 * 496
@@ -107,18 +107,11 @@ class Scale:
                 "torch.compile")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
     """Dotted key -> fast value, for every key whose resolved value differs between the two configs."""
-    ours = dict(_flat(to_dict(load_experiment_config(fast))))
-    return {key: ours[key] for key, value in _flat(to_dict(load_experiment_config(paper))) if ours[key] != value}
+    ours = flatten_config(to_dict(load_experiment_config(fast)))
+    paper_values = flatten_config(to_dict(load_experiment_config(paper)))
+    return {key: ours[key] for key, value in paper_values.items() if ours[key] != value}
 
 
 def improvements(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, dict[str, Any]]:
