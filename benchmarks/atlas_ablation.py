@@ -38,6 +38,7 @@ import yaml
 from atlas_registration.config import AtlasConfig, load_atlas_config
 from atlas_registration.evaluation import evaluate
 from atlas_registration.pipeline import load_fold, train
+from benchmarks import ablation_keys
 from retina_data.config import from_dict, to_dict
 from retina_data.folds import write_folds
 from retina_data.phantom import PhantomConfig, write_phantom
@@ -95,22 +96,13 @@ class Scale:
 
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
     """Dotted key -> fast value, for every key whose resolved value differs between the two configs."""
-    ours = flatten_config(to_dict(load_atlas_config(fast)))
-    paper_values = flatten_config(to_dict(load_atlas_config(paper)))
-    return {key: ours[key] for key, value in paper_values.items() if ours[key] != value}
+    return ablation_keys.differing_keys(load_atlas_config(paper), load_atlas_config(fast))
 
 
 def improvements(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, dict[str, Any]]:
     """Improvement name -> {dotted key: fast value}: the groups, then every other differing key alone
     (:data:`NO_EFFECT` keys left out)."""
-    remaining = {key: value for key, value in differing_keys(paper, fast).items() if key not in NO_EFFECT}
-    chosen: dict[str, dict[str, Any]] = {}
-    for name, keys in GROUPS.items():
-        present = [key for key in keys if key in remaining]
-        if present:
-            chosen[name] = {key: remaining.pop(key) for key in present}
-    chosen.update({f"{key} = {value}": {key: value} for key, value in remaining.items()})
-    return chosen
+    return ablation_keys.grouped_improvements(differing_keys(paper, fast), GROUPS, NO_EFFECT)
 
 
 def _set(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -44,12 +44,12 @@ from anisotropic_interpolation.config import ExperimentConfig, load_experiment_c
 from anisotropic_interpolation.evaluation import input_mask_from_positions, score_eye, score_eye_reference
 from anisotropic_interpolation.pipeline import (
     GEN_INR, Experiment, FoldData, minmax_normalise_for, predict_gen_inr, seed_everything, train_population)
+from benchmarks import ablation_keys
 from benchmarks.interpolation_throughput import FAST_CONFIG, PAPER_CONFIG
 from retina_data.config import from_dict, to_dict
 from retina_data.eye import Eye
 from retina_data.phantom import PhantomConfig, make_eye
 from retina_data.preprocessing import minmax_normalise_eye
-from retina_data.run_identity import flatten_config
 
 CPU = torch.device("cpu")
 PAPER_BSCAN_PIXELS = 230 * 496
@@ -109,23 +109,13 @@ class Scale:
 
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
     """Dotted key -> fast value, for every key whose resolved value differs between the two configs."""
-    ours = flatten_config(to_dict(load_experiment_config(fast)))
-    paper_values = flatten_config(to_dict(load_experiment_config(paper)))
-    return {key: ours[key] for key, value in paper_values.items() if ours[key] != value}
+    return ablation_keys.differing_keys(load_experiment_config(paper), load_experiment_config(fast))
 
 
 def improvements(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, dict[str, Any]]:
     """Improvement name -> {dotted key: fast value}: the groups, then every other differing key alone
     (:data:`NO_EFFECT` keys left out)."""
-    remaining = {key: value for key, value in differing_keys(paper, fast).items() if key not in NO_EFFECT}
-    chosen: dict[str, dict[str, Any]] = {}
-    for name, patterns in GROUPS.items():
-        keys = [key for key in remaining
-                if any(key == p or (p.endswith(".*") and key.startswith(p[:-1])) for p in patterns)]
-        if keys:
-            chosen[name] = {key: remaining.pop(key) for key in keys}
-    chosen.update({f"{key} = {value}": {key: value} for key, value in remaining.items()})
-    return chosen
+    return ablation_keys.grouped_improvements(differing_keys(paper, fast), GROUPS, NO_EFFECT)
 
 
 def _set(tree: dict[str, Any], key: str, value: Any) -> None:
