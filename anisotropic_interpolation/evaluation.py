@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -245,16 +246,22 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
         lpips = False
     statistics = {method: BscanStatistics.compute(prediction, truth, num_classes, lpips)
                   for method, prediction in predictions.items()}
+    return _subset_rows(truth, mask, list(predictions),
+                        lambda method, subset, index: statistics[method].scores(index, names, pathology))
+
+
+def _subset_rows(truth: Eye, mask: np.ndarray, methods: list[str],
+                 scores: Callable[[str, str, np.ndarray], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per B-scan subset that has B-scans and per method: ``eye_id, method, subset, n_bscans``
+    and ``scores(method, subset, B-scan index)``."""
     rows: list[dict[str, Any]] = []
     for subset in SUBSETS:
         index = subset_index(mask, subset)
         if index.size == 0:
             continue
-        for method in predictions:
-            row: dict[str, Any] = {"eye_id": truth.eye_id, "method": method, "subset": subset,
-                                   "n_bscans": int(index.size)}
-            row.update(statistics[method].scores(index, names, pathology))
-            rows.append(row)
+        for method in methods:
+            rows.append({"eye_id": truth.eye_id, "method": method, "subset": subset, "n_bscans": int(index.size),
+                         **scores(method, subset, index)})
     return rows
 
 
@@ -338,19 +345,15 @@ def score_eye_reference(truth: Eye, input_mask: np.ndarray, predictions: dict[st
     columns += REFERENCE_FLUID_COLUMNS if _has_fluid(truth) else ()
     per_bscan = {method: reference_bscan_metrics(prediction, truth, sampling=sampling)
                  for method, prediction in predictions.items()}
-    rows: list[dict[str, Any]] = []
-    for subset in SUBSETS:
-        index = subset_index(mask, subset)
-        if index.size == 0:
-            continue
-        for method, values in per_bscan.items():
-            row: dict[str, Any] = {"eye_id": truth.eye_id, "method": method, "subset": subset,
-                                   "n_bscans": int(index.size)}
-            for column in columns:
-                row[column] = metrics.mean_ignoring_nan(values[column][index]) if column in values else None
-            row["lpips"] = (lpips or {}).get((method, subset))
-            rows.append(row)
-    return rows
+
+    def scores(method: str, subset: str, index: np.ndarray) -> dict[str, Any]:
+        values = per_bscan[method]
+        row = {column: metrics.mean_ignoring_nan(values[column][index]) if column in values else None
+               for column in columns}
+        row["lpips"] = (lpips or {}).get((method, subset))
+        return row
+
+    return _subset_rows(truth, mask, list(per_bscan), scores)
 
 
 class RunEvaluator:
