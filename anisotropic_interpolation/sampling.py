@@ -1,4 +1,5 @@
-"""Sparse B-scans of several eyes kept on the device, and random point batches drawn from them.
+"""Sparse B-scans of several eyes (kept on the device, or read per step by
+:mod:`anisotropic_interpolation.streaming`), and random point batches drawn from them.
 
 Coordinates are normalised per eye: depth (``H``) and the fast axis (``W``) span ``[-1, 1]``;
 the slow axis maps the eye's *input* B-scans onto ``[-s, s]`` by their positions in mm,
@@ -10,6 +11,8 @@ reference's ``linspace(-1, 1, 31) / 10``, its 16 inputs the same z as in their o
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +56,64 @@ class PointBatch:
     labels: Tensor | None
 
 
-class SparseVolumes:
+class TrainingVolumes(ABC):
+    """The input B-scans of ``num_eyes`` eyes of one shape ``[height, width, num_slices]`` that
+    training and latent fits draw their point batches from: :class:`SparseVolumes` (kept on the
+    device) or :class:`anisotropic_interpolation.streaming.StreamedVolumes` (read from an eye
+    store per step). Both give the same batches for the same generator state.
+
+    Attributes:
+        num_eyes, height, width, num_slices: ``E, H, W, S``.
+        device: where the batches are.
+        slice_coords: ``[E, S]`` normalised slow-axis coordinate of every input B-scan.
+    """
+
+    num_eyes: int
+    height: int
+    width: int
+    num_slices: int
+    device: torch.device
+    slice_coords: Tensor
+
+    @property
+    def num_points(self) -> int:
+        return self.num_eyes * self.height * self.width * self.num_slices
+
+    def patch_size(self, wanted: int) -> int:
+        """``wanted`` limited to the B-scan size."""
+        return max(1, min(wanted, self.height, self.width))
+
+    def sample(self, num_patches: int, patch: int, generator: torch.Generator) -> PointBatch:
+        """``num_patches`` random ``patch x patch`` patches from random eyes and input B-scans."""
+        device = self.device
+        shape = (num_patches, 1, 1)
+        eye = torch.randint(self.num_eyes, shape, device=device, generator=generator)
+        bscan = torch.randint(self.num_slices, shape, device=device, generator=generator)
+        top = torch.randint(self.height - patch + 1, shape, device=device, generator=generator)
+        left = torch.randint(self.width - patch + 1, shape, device=device, generator=generator)
+        offsets = torch.arange(patch, device=device)
+        return self._gather(eye, bscan, top + offsets[None, :, None], left + offsets[None, None, :])
+
+    def bscans(self, eye: Tensor, bscan: Tensor) -> PointBatch:
+        """Whole input B-scans ``bscan [P]`` of the eyes ``eye [P]`` (a batch of ``P`` ``H x W`` images)."""
+        rows = torch.arange(self.height, device=self.device)[None, :, None]
+        cols = torch.arange(self.width, device=self.device)[None, None, :]
+        return self._gather(eye.view(-1, 1, 1), bscan.view(-1, 1, 1), rows, cols)
+
+    @abstractmethod
+    def _gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
+        """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""
+
+    @abstractmethod
+    def subset(self, eyes: Sequence[int]) -> TrainingVolumes:
+        """Only the eyes ``eyes`` (indices into these eyes; they become eyes ``0 .. len(eyes) - 1``)."""
+
+    @abstractmethod
+    def select_bscans(self, index: Tensor) -> TrainingVolumes:
+        """Only the input B-scans ``index [S']`` of every eye, with their slow-axis coordinates."""
+
+
+class SparseVolumes(TrainingVolumes):
     """The input B-scans of ``E`` eyes of one shape, on one device.
 
     Attributes:
@@ -70,6 +130,7 @@ class SparseVolumes:
         self.slo = slo
         self.slice_coords = slice_coords
         self.num_eyes, self.height, self.width, self.num_slices = intensity.shape
+        self.device = intensity.device
         self.rows = axis_coordinates(self.height, intensity.device)
         self.columns = axis_coordinates(self.width, intensity.device)
 
@@ -91,31 +152,14 @@ class SparseVolumes:
                            for eye in eyes])
         return cls(intensity, labels, slo, torch.as_tensor(coords, device=device))
 
-    @property
-    def num_points(self) -> int:
-        return self.num_eyes * self.height * self.width * self.num_slices
+    def subset(self, eyes: Sequence[int]) -> SparseVolumes:
+        index = torch.as_tensor(list(eyes), dtype=torch.long, device=self.device)
+        return SparseVolumes(self.intensity[index], None if self.labels is None else self.labels[index],
+                             None if self.slo is None else self.slo[index], self.slice_coords[index])
 
-    def patch_size(self, wanted: int) -> int:
-        """``wanted`` limited to the B-scan size."""
-        return max(1, min(wanted, self.height, self.width))
-
-    def sample(self, num_patches: int, patch: int, generator: torch.Generator) -> PointBatch:
-        """``num_patches`` random ``patch x patch`` patches from random eyes and input B-scans."""
-        device = self.intensity.device
-        shape = (num_patches, 1, 1)
-        eye = torch.randint(self.num_eyes, shape, device=device, generator=generator)
-        bscan = torch.randint(self.num_slices, shape, device=device, generator=generator)
-        top = torch.randint(self.height - patch + 1, shape, device=device, generator=generator)
-        left = torch.randint(self.width - patch + 1, shape, device=device, generator=generator)
-        offsets = torch.arange(patch, device=device)
-        return self._gather(eye, bscan, top + offsets[None, :, None], left + offsets[None, None, :])
-
-    def bscans(self, eye: Tensor, bscan: Tensor) -> PointBatch:
-        """Whole input B-scans ``bscan [P]`` of the eyes ``eye [P]`` (a batch of ``P`` ``H x W`` images)."""
-        device = self.intensity.device
-        rows = torch.arange(self.height, device=device)[None, :, None]
-        cols = torch.arange(self.width, device=device)[None, None, :]
-        return self._gather(eye.view(-1, 1, 1), bscan.view(-1, 1, 1), rows, cols)
+    def select_bscans(self, index: Tensor) -> SparseVolumes:
+        return SparseVolumes(self.intensity[..., index], None if self.labels is None else self.labels[..., index],
+                             None if self.slo is None else self.slo[..., index], self.slice_coords[:, index])
 
     def _gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
         """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""

@@ -39,7 +39,7 @@ from anisotropic_interpolation.checkpoints import (
 from anisotropic_interpolation.config import CodePenalty, ExperimentConfig, LossRecon, LossSeg, LrSchedule, SsimWindow
 from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, segmentation_loss
 from anisotropic_interpolation.model import ImplicitNetwork
-from anisotropic_interpolation.sampling import PointBatch, SparseVolumes
+from anisotropic_interpolation.sampling import PointBatch, TrainingVolumes
 from retina_data.errors import ConfigError, DataError, TrainingDivergedError
 from retina_data.files import atomic_write_text
 from retina_data.precision import native_bf16
@@ -141,7 +141,7 @@ class StepPlan:
     bscan_points: int = 0
 
     @classmethod
-    def for_data(cls, data: SparseVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
+    def for_data(cls, data: TrainingVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
                  micro_batch_points: int | None = None) -> StepPlan:
         """Patches: ``batch_points`` in whole patches, split into equal micro-batches of at most
         ``micro_batch_points`` (at least one patch each; ``None``: no split)."""
@@ -155,7 +155,7 @@ class StepPlan:
         return cls(per_micro_batch, patch, steps, micro_batches)
 
     @classmethod
-    def for_bscans(cls, data: SparseVolumes, every_eye: bool, steps_per_epoch: int | None,
+    def for_bscans(cls, data: TrainingVolumes, every_eye: bool, steps_per_epoch: int | None,
                    micro_batch_points: int | None = None) -> StepPlan:
         """Whole B-scans: one per step (``every_eye=False``: an epoch is every (eye, B-scan) pair)
         or one of every eye per step (an epoch is every B-scan of each eye)."""
@@ -166,7 +166,7 @@ class StepPlan:
         return cls(images, 0, steps, micro_batches, "bscan", points)
 
     @classmethod
-    def from_config(cls, data: SparseVolumes, sampling: str, batch_points: int, patch: int,
+    def from_config(cls, data: TrainingVolumes, sampling: str, batch_points: int, patch: int,
                     steps_per_epoch: int | None, micro_batch_points: int | None, every_eye: bool) -> StepPlan:
         """:meth:`for_bscans` or :meth:`for_data`, by ``sampling``."""
         if sampling == "bscan":
@@ -185,7 +185,7 @@ class BatchSource:
     """The batches of the steps of an epoch: ``start_epoch()`` once per epoch, then ``next()``
     per step (a list of micro-batches, or one batch of whole B-scans)."""
 
-    def __init__(self, data: SparseVolumes, plan: StepPlan, generator: torch.Generator) -> None:
+    def __init__(self, data: TrainingVolumes, plan: StepPlan, generator: torch.Generator) -> None:
         self.data, self.plan, self.generator = data, plan, generator
         self.order: Tensor | None = None
         self.cursor = 0
@@ -195,7 +195,7 @@ class BatchSource:
         has more steps than B-scans): ``[steps]`` pairs, or ``[E, steps]`` per eye."""
         if self.plan.sampling != "bscan":
             return
-        data, device = self.data, self.data.intensity.device
+        data, device = self.data, self.data.device
         rows = 1 if self.plan.images == 1 else data.num_eyes
         items = data.num_slices * (data.num_eyes if rows == 1 else 1)
         repeats = math.ceil(self.plan.steps_per_epoch / items)
@@ -269,7 +269,7 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     one-pass path (a compiled module reused across calls).
     """
     plan = source.plan
-    device = source.data.intensity.device
+    device = source.data.device
     network = objective.network
     replay_dropout = any(isinstance(module, nn.Dropout) for module in network.modules())
     call = compiled_objective if compiled_objective is not None else objective
@@ -347,32 +347,25 @@ def holdout_indices(num_slices: int, count: int, key: str) -> list[int]:
     return torch.floor(spread + 0.5).long().tolist()
 
 
-def bscan_subset(data: SparseVolumes, index: Tensor) -> SparseVolumes:
-    """The input B-scans ``index [S']`` of every eye of ``data``, with their slow-axis coordinates."""
-    return SparseVolumes(data.intensity[..., index], None if data.labels is None else data.labels[..., index],
-                         None if data.slo is None else data.slo[..., index], data.slice_coords[:, index])
-
-
-def split_holdout(data: SparseVolumes, count: int, key: str) -> tuple[SparseVolumes, SparseVolumes | None]:
+def split_holdout(data: TrainingVolumes, count: int, key: str) -> tuple[TrainingVolumes, TrainingVolumes | None]:
     """``(fitted, held out)`` input B-scans of ``data`` with ``count`` per eye held out
     (:func:`holdout_indices`); ``(data, None)`` when ``count`` is 0."""
     held = holdout_indices(data.num_slices, count, key)
     if not held:
         return data, None
-    device = data.intensity.device
     kept = [index for index in range(data.num_slices) if index not in held]
-    return (bscan_subset(data, torch.tensor(kept, device=device)),
-            bscan_subset(data, torch.tensor(held, device=device)))
+    return (data.select_bscans(torch.tensor(kept, device=data.device)),
+            data.select_bscans(torch.tensor(held, device=data.device)))
 
 
-def heldout_losses(objective: PointObjective, data: SparseVolumes, codes: Tensor | None, mixed_precision: bool,
+def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tensor | None, mixed_precision: bool,
                    chunk_points: int | None) -> Tensor:
     """``[E]`` each eye's mean loss over its held-out whole B-scans ``data``: the weighted
     reconstruction and segmentation terms of ``objective``, without the code penalty (a
     regulariser, not a measure of fit). No gradients; the network is evaluated in eval mode
     (no dropout), in chunks of ``chunk_points`` (``None``: a B-scan of every eye at once)."""
     network = objective.network
-    device = data.intensity.device
+    device = data.device
     eyes = torch.arange(data.num_eyes, device=device)
     totals = torch.zeros(data.num_eyes, device=device)
     training = network.training
@@ -513,11 +506,11 @@ class NetworkTrainer:
         keep_last: keep the last epoch's weights instead of the lowest-loss epoch's.
     """
 
-    def __init__(self, network: ImplicitNetwork, data: SparseVolumes, config: ExperimentConfig,
+    def __init__(self, network: ImplicitNetwork, data: TrainingVolumes, config: ExperimentConfig,
                  checkpoint_dir: Path | None, description: str = "training", progress: bool = True, *,
                  epochs: int | None = None, keep_last: bool = False) -> None:
         train = config.TRAINING
-        device = data.intensity.device
+        device = data.device
         self.all_data = data
         self.data, self.heldout = split_holdout(data, train.HOLDOUT_BSCANS, "TRAINING.HOLDOUT_BSCANS")
         self.network, self.config = network, config
@@ -584,7 +577,7 @@ class NetworkTrainer:
 
     def _resume(self) -> None:
         path = self.checkpoint_dir / LAST_CHECKPOINT
-        state = load_checkpoint(path, self.data.intensity.device)
+        state = load_checkpoint(path, self.data.device)
         self.network.load_state_dict(state["network"])
         if self.codes is not None:
             stored = state["codes"]
@@ -627,7 +620,7 @@ class NetworkTrainer:
         if self.heldout is None:
             return None
         return float(heldout_losses(self.objective, self.heldout, self.codes, self.config.TRAINING.MIXED_PRECISION,
-                                    self.config.micro_batch_points(self.data.intensity.device)).mean())
+                                    self.config.micro_batch_points(self.data.device)).mean())
 
     def _end_epoch(self, loss: float) -> bool:
         """After epoch ``self.epoch`` (1-based, done) with mean loss ``loss`` (the held-out loss
@@ -666,7 +659,7 @@ class NetworkTrainer:
         self.network.train()
         outcome = TrainingOutcome(self.epoch, self.best_loss)
         started = time.perf_counter()
-        running = torch.zeros(3, device=self.data.intensity.device)
+        running = torch.zeros(3, device=self.data.device)
         steps = 0
         with stop_on_signals() as stop, tqdm(total=self.epoch_limit, initial=self.epoch, desc=self.description,
                                              unit="epoch", leave=False, disable=not self.progress) as bar:
