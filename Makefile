@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 # for a descheduled partner at every tiny op (the atlas's per-eye fits ran 5-20x slower, at random)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu bench clean
+.PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: $(STAMP)
 # on a machine with a CUDA GPU: the GPU tests (skipped by `make test` where there is none)
 test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m cuda -rs tests
+
+# static checks: mypy over the packages, configured in pyproject.toml ([tool.mypy])
+lint: $(STAMP)
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --output benchmarks/results.md
