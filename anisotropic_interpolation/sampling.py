@@ -85,23 +85,35 @@ class TrainingVolumes(ABC):
 
     def sample(self, num_patches: int, patch: int, generator: torch.Generator) -> PointBatch:
         """``num_patches`` random ``patch x patch`` patches from random eyes and input B-scans."""
+        return self.patches(*self.draw_patches(num_patches, patch, generator), patch)
+
+    def draw_patches(self, num_patches: int, patch: int, generator: torch.Generator,
+                     num_eyes: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Random ``eye, bscan, top, left [P, 1, 1]`` (eye, input B-scan and top-left corner) of
+        ``num_patches`` patches among ``num_eyes`` eyes of this shape (``None``: these eyes; the
+        eyes of all processes when each holds a shard of them)."""
         device = self.device
         shape = (num_patches, 1, 1)
-        eye = torch.randint(self.num_eyes, shape, device=device, generator=generator)
+        eye = torch.randint(self.num_eyes if num_eyes is None else num_eyes, shape, device=device, generator=generator)
         bscan = torch.randint(self.num_slices, shape, device=device, generator=generator)
         top = torch.randint(self.height - patch + 1, shape, device=device, generator=generator)
         left = torch.randint(self.width - patch + 1, shape, device=device, generator=generator)
-        offsets = torch.arange(patch, device=device)
-        return self._gather(eye, bscan, top + offsets[None, :, None], left + offsets[None, None, :])
+        return eye, bscan, top, left
+
+    def patches(self, eye: Tensor, bscan: Tensor, top: Tensor, left: Tensor, patch: int) -> PointBatch:
+        """The ``patch x patch`` patches at ``top, left [P, 1, 1]`` of the input B-scans ``bscan [P, 1, 1]``
+        of the eyes ``eye [P, 1, 1]``."""
+        offsets = torch.arange(patch, device=self.device)
+        return self.gather(eye, bscan, top + offsets[None, :, None], left + offsets[None, None, :])
 
     def bscans(self, eye: Tensor, bscan: Tensor) -> PointBatch:
         """Whole input B-scans ``bscan [P]`` of the eyes ``eye [P]`` (a batch of ``P`` ``H x W`` images)."""
         rows = torch.arange(self.height, device=self.device)[None, :, None]
         cols = torch.arange(self.width, device=self.device)[None, None, :]
-        return self._gather(eye.view(-1, 1, 1), bscan.view(-1, 1, 1), rows, cols)
+        return self.gather(eye.view(-1, 1, 1), bscan.view(-1, 1, 1), rows, cols)
 
     @abstractmethod
-    def _gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
+    def gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
         """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""
 
     @abstractmethod
@@ -161,7 +173,7 @@ class SparseVolumes(TrainingVolumes):
         return SparseVolumes(self.intensity[..., index], None if self.labels is None else self.labels[..., index],
                              None if self.slo is None else self.slo[..., index], self.slice_coords[:, index])
 
-    def _gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
+    def gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
         """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""
         full = (eye.shape[0], rows.shape[1], cols.shape[2])
         coords = torch.stack([
