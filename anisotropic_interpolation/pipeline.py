@@ -49,7 +49,8 @@ from retina_data.commandline import notice
 from retina_data.config import apply_overrides, from_dict, read_yaml, save_config, to_dict
 from retina_data.containers import container_name, read_container, refuse_shared_subjects
 from retina_data.errors import ConfigError, DataError, OutputExistsError
-from retina_data.eye import Eye
+from retina_data.eye import LATERALITIES, Eye
+from retina_data.eye_store import EyeStore, is_store, local_path
 from retina_data.files import check_run_dir, previous_path
 from retina_data.folds import fold_split, read_folds
 from retina_data.preprocessing import minmax_normalise_eye
@@ -354,19 +355,49 @@ def _is_tree(img_dir: Path, config: ExperimentConfig) -> bool:
     return (img_dir / DATASET_FILE).is_file() or (img_dir / config.SETTINGS.FOLDS_FILE).is_file()
 
 
-def _read_tree_fold(img_dir: Path, config: ExperimentConfig) -> tuple[list[Eye], list[Eye]]:
-    folds_path = img_dir / config.SETTINGS.FOLDS_FILE
+def _fold_subjects(folds_path: Path, config: ExperimentConfig, data_dir: Path | None) -> dict[str, list[str]]:
+    """The TRAIN and TEST subjects of ``SETTINGS.FOLD`` (with ``data_dir``: each on disk there), neither empty."""
     if not folds_path.is_file():
         raise DataError(f"{folds_path}: folds file not found (write one with `python -m retina_data folds`)")
-    split = fold_split(read_folds(folds_path, img_dir), config.SETTINGS.FOLD, folds_path)
+    split = fold_split(read_folds(folds_path, data_dir), config.SETTINGS.FOLD, folds_path)
     for role in ("TRAIN", "TEST"):
         if not split[role]:
             raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} is empty; expected at least one "
                             "subject")
+    return split
+
+
+def _read_tree_fold(img_dir: Path, config: ExperimentConfig) -> tuple[list[Eye], list[Eye]]:
+    split = _fold_subjects(img_dir / config.SETTINGS.FOLDS_FILE, config, img_dir)
     factor = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
     layout = config.SETTINGS.TREE_LAYOUT
     train = [eye.subsample(factor) for eye in read_dataset(img_dir, split["TRAIN"], layout=layout)]
     return train, read_dataset(img_dir, split["TEST"], layout=layout)
+
+
+def store_folds_path(store: EyeStore, config: ExperimentConfig) -> Path:
+    """``SETTINGS.FOLDS_FILE`` of an eye store: in the store's folder (``python -m retina_data store``
+    copies a tree's folds file there); for a store at a URL, relative to the working folder."""
+    local = local_path(store.location)
+    return (Path() if local is None else local) / config.SETTINGS.FOLDS_FILE
+
+
+def _read_store_fold(store: EyeStore, config: ExperimentConfig) -> tuple[list[Eye], list[Eye]]:
+    """A store's fold, as a tree's: the eyes of the fold's subjects (:func:`store_folds_path`), the
+    training eyes subsampled by ``BSCAN_SUBSAMPLE_FACTOR``, the test eyes dense."""
+    folds_path = store_folds_path(store, config)
+    split = _fold_subjects(folds_path, config, None)
+    stored = set(store.eye_ids)
+    eyes: dict[str, list[Eye]] = {}
+    for role, subjects in split.items():
+        missing = [subject for subject in subjects if not any(f"{subject}_{lat}" in stored for lat in LATERALITIES)]
+        if missing:
+            raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} names subject(s) not found in "
+                            f"{store.location}: {', '.join(missing)}")
+        eyes[role] = [store.read_eye(f"{subject}_{lat}") for subject in subjects for lat in LATERALITIES
+                      if f"{subject}_{lat}" in stored]
+    factor = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
+    return [eye.subsample(factor) for eye in eyes["TRAIN"]], eyes["TEST"]
 
 
 def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> list[Path]:
@@ -378,12 +409,13 @@ def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> l
     return files
 
 
-def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, tree: bool, normalise: bool,
-               training: bool) -> None:
+def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: str, normalise: bool,
+               training: bool, num_labels: int) -> None:
     """The checks of ``validate`` on the loaded eyes (:func:`retina_data.validation.eye_problems`;
     the [0, 1] range of the OCT only when the eyes are not min-max normalised on load), eyes in
     the TEST (and, when ``training``, TRAIN) part, one shape for the training eyes (they are
-    trained together) and, for containers, no subject in both parts."""
+    trained together) and, for containers, no subject in both parts. ``source``: ``"tree"``,
+    ``"container"`` or ``"store"``; ``num_labels``: label classes of the data set."""
     roles = {"test": data.test_truth, **({"training": data.train_inputs} if training else {})}
     for role, eyes in roles.items():
         if not eyes:
@@ -394,15 +426,14 @@ def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, tree: bo
         raise DataError(f"{img_dir}: the training eyes of fold {config.SETTINGS.FOLD} differ in shape "
                         f"[H, W, input B-scans] ({', '.join(str(shape) for shape in shapes)}: e.g. {odd[0]}); "
                         "expected one shape, as they are trained together")
-    if not tree and data.train_inputs:
+    if source == "container" and data.train_inputs:
         refuse_shared_subjects(data.train_inputs, data.train_inputs[0].meta["container"], data.test_truth,
                                data.test_truth[0].meta["container"])
-    num_labels = max(label_count(img_dir), config.MODEL.NUM_CLASSES)
+    num_labels = max(num_labels, config.MODEL.NUM_CLASSES)
     problems = []
     for eye in data.train_inputs + data.test_truth + data.test_inputs:
-        where = img_dir if tree else Path(eye.meta["container"])
-        problems += eye_problems(eye, "tree" if tree else "container", where, num_labels=num_labels,
-                                 intensity_range=not normalise)
+        where = Path(eye.meta["container"]) if source == "container" else img_dir
+        problems += eye_problems(eye, source, where, num_labels=num_labels, intensity_range=not normalise)
     require_valid_eyes(problems, img_dir)
 
 
@@ -473,9 +504,10 @@ def minmax_normalise_for(config: ExperimentConfig, script: str) -> bool:
 def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bool = True) -> FoldData:
     """The fold named by ``SETTINGS.FOLD`` from ``SETTINGS.IMG_DIR``.
 
-    A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) gives
-    dense eyes, subsampled here by ``BSCAN_SUBSAMPLE_FACTOR`` = k: the truth is the dense eye,
-    its inputs every k-th B-scan. Reference containers give the training eyes already
+    A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) or an eye
+    store (:mod:`retina_data.eye_store`, folds file: :func:`store_folds_path`) gives dense eyes,
+    subsampled here by ``BSCAN_SUBSAMPLE_FACTOR`` = k: the truth is the dense eye, its inputs
+    every k-th B-scan. Reference containers give the training eyes already
     subsampled (``..._subsmpl<k>_train_fold<f>.npz``); the truth is the test container chosen
     by ``EVALUATION.TRUTH_CONTAINER`` (factor ``j``), the inputs its every ``k / j``-th B-scan.
 
@@ -490,15 +522,17 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     if not config.SETTINGS.IMG_DIR:
         raise ConfigError("SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
                           "or pass --set SETTINGS.IMG_DIR=PATH")
+    store = EyeStore.open(config.SETTINGS.IMG_DIR) if is_store(config.SETTINGS.IMG_DIR) else None
     img_dir = Path(config.SETTINGS.IMG_DIR)
-    if not img_dir.is_dir():
+    if store is None and not img_dir.is_dir():
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")
     fitting = None
-    if _is_tree(img_dir, config):
-        train, truth = _read_tree_fold(img_dir, config)
-        step = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
-    else:
+    source = "store" if store is not None else "tree" if _is_tree(img_dir, config) else "container"
+    if source == "container":
         train, truth, fitting, step = _read_container_fold(img_dir, config, normalise)
+    else:
+        train, truth = _read_store_fold(store, config) if store is not None else _read_tree_fold(img_dir, config)
+        step = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
     wanted = config.TRAINING.NUM_SAMPLES
     if len(train) > wanted:
         train = train[:wanted]
@@ -508,10 +542,14 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
         if highest >= config.MODEL.NUM_CLASSES:
             raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
     inputs = fitting if fitting is not None else [eye.subsample(step) for eye in truth]
-    tree = _is_tree(img_dir, config)
-    sources = (_tree_sources(img_dir, config, train + truth) if tree
-               else sorted({Path(eye.meta["container"]) for eye in train + truth + inputs}))
-    check_fold(config, FoldData(train, truth, inputs), img_dir, tree, normalise, training)
+    if store is not None:
+        sources = [img_dir / "zarr.json", store_folds_path(store, config)]
+    elif source == "tree":
+        sources = _tree_sources(img_dir, config, train + truth)
+    else:
+        sources = sorted({Path(eye.meta["container"]) for eye in train + truth + inputs})
+    num_labels = store.num_labels if store is not None else label_count(img_dir)
+    check_fold(config, FoldData(train, truth, inputs), img_dir, source, normalise, training, num_labels)
     if normalise:
         train, truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (train, truth, inputs))
     return FoldData(train, truth, inputs, sources)

@@ -8,8 +8,9 @@ into one line and exit code 2. Nothing existing is overwritten without ``--overw
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.set_defaults(run=_phantom)
 
-    p = commands.add_parser("validate", help="check a tree, eye folder, .nii.gz or .npz and list every problem")
-    p.add_argument("path", type=Path, help="data folder, eye folder, .nii.gz or .npz container")
+    p = commands.add_parser("validate", help="check a tree, eye folder, .nii.gz, .npz or eye store and list every problem")
+    p.add_argument("path", help="data folder, eye folder, .nii.gz, .npz container or eye store (.zarr path or URL)")
     p.set_defaults(run=_validate)
+
+    p = commands.add_parser("store", help="write a chunked eye store (.zarr) from a tree or .npz containers")
+    p.add_argument("sources", type=Path, nargs="+", help="a retina_data tree folder or .npz fold containers")
+    p.add_argument("out", help="the store to write: a path ending .zarr or an fsspec URL")
+    p.add_argument("--subsample", type=int, default=1, help="keep every k-th B-scan (default 1: all)")
+    _add_overwrite(p)
+    p.set_defaults(run=_store)
 
     p = commands.add_parser("import", help="import a scanner export, a public data set's file or a B-scan image stack")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
@@ -125,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.set_defaults(run=_export)
 
-    p = commands.add_parser("info", help="summary of a tree, eye folder, .nii.gz or .npz container")
-    p.add_argument("path", type=Path)
+    p = commands.add_parser("info", help="summary of a tree, eye folder, .nii.gz, .npz container or eye store")
+    p.add_argument("path", help="data folder, eye folder, .nii.gz, .npz container or eye store (.zarr path or URL)")
     p.set_defaults(run=_info)
 
     p = commands.add_parser("figure", help="overview figure of one eye of a data set")
@@ -285,7 +293,11 @@ def describe_eye(eye: Eye) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    path: Path = args.path
+    from retina_data.eye_store import is_store
+
+    if is_store(args.path):
+        return _store_info(args.path)
+    path = Path(args.path)
     if path.suffix == ".npz":
         eyes = read_container(path)
         print(f"{path}: fold container with {len(eyes)} eye(s)")
@@ -309,6 +321,68 @@ def _info(args: argparse.Namespace) -> int:
         eyes = [read_eye(path, s, lat) for s, lat in found]
     for eye in eyes:
         print("  " + describe_eye(eye))
+    return 0
+
+
+def _store_info(location: str) -> int:
+    """Describe an eye store from its metadata alone (no chunk is read)."""
+    from retina_data.eye_store import FORMAT_VERSION, EyeStore
+
+    store = EyeStore.open(location)
+    subjects = {eye_id.rsplit("_", 1)[0] for eye_id in store.eye_ids}
+    print(f"{location}: eye store (format {FORMAT_VERSION}), {len(subjects)} subject(s), {len(store)} eye(s), "
+          f"{store.num_labels} label classes")
+    for eye_id in store.eye_ids:
+        info = store.info(eye_id)
+        spacing = ", ".join(f"{s:.5g}" for s in info.spacing)
+        slo = "none" if info.slo_positions is None else f"{info.shape[1]}x{info.slo_positions.size}"
+        print(f"  {eye_id}: shape (H, W, D) {info.shape}, spacing ({spacing}) mm, B-scans "
+              f"{info.bscan_positions[0]:.4g}..{info.bscan_positions[-1]:.4g} mm, "
+              f"labels {'yes' if info.has_labels else 'none'}, SLO {slo}")
+    return 0
+
+
+def _source_eyes(sources: list[Path], subsample: int) -> Iterator[Eye]:
+    """The eyes of tree folders and ``.npz`` containers, one at a time, every ``subsample``-th B-scan."""
+    for source in sources:
+        if source.suffix == ".npz":
+            eyes: Iterable[Eye] = read_container(source)
+        elif source.is_dir():
+            found = list_eyes(source)
+            if not found:
+                raise DataError(f"{source}: no eyes found; expected a retina_data tree "
+                                "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)")
+            eyes = (read_eye(source, subject, laterality) for subject, laterality in found)
+        else:
+            raise DataError(f"{source}: not found or not a tree folder or .npz container; expected one of them")
+        for eye in eyes:
+            yield eye if subsample == 1 else eye.subsample(subsample)
+
+
+def _store(args: argparse.Namespace) -> int:
+    from retina_data.eye_store import EyeStore, local_path, write_store
+    from retina_data.files import atomic_path
+    from retina_data.folds import FOLDS_FILE
+    from retina_data.validation import label_count
+
+    if args.subsample < 1:
+        raise DataError(f"--subsample {args.subsample}: expected a factor >= 1")
+    for source in args.sources:
+        if not source.exists():
+            raise DataError(f"{source}: not found; expected a retina_data tree folder or an .npz container")
+    trees = [source for source in args.sources if source.is_dir()]
+    num_labels = max(label_count(tree) for tree in trees) if trees else None
+    location = write_store(args.out, _source_eyes(args.sources, args.subsample), overwrite=args.overwrite,
+                           num_labels=num_labels)
+    count = len(EyeStore.open(location))
+    local = local_path(location)
+    folds = trees[0] / FOLDS_FILE if len(trees) == 1 else None
+    if folds is not None and folds.is_file() and local is not None:
+        with atomic_path(local / FOLDS_FILE) as tmp:
+            shutil.copyfile(folds, tmp)
+        print(f"wrote {count} eye(s) to {location}, with the folds file {FOLDS_FILE} of {trees[0]}")
+        return 0
+    print(f"wrote {count} eye(s) to {location}")
     return 0
 
 

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 from zarr.codecs import ZstdCodec
+from zarr.errors import ZarrUserWarning
 
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye, positions_problem
@@ -341,6 +343,13 @@ class EyeStore:
 
     def __repr__(self) -> str:
         return f"EyeStore({self.location!r}, {len(self)} eyes)"
+
+    def unlisted_groups(self) -> list[str]:
+        """Groups at the root that the root attribute ``eye_ids`` does not list (lists the root)."""
+        listed = set(self.eye_ids)
+        with warnings.catch_warnings():  # files beside the groups (the folds file) are no zarr nodes
+            warnings.simplefilter("ignore", ZarrUserWarning)
+            return sorted(name for name in self._root.group_keys() if name not in listed)
 
     def _open_eye(self, eye_id: str) -> _OpenEye:
         """The eye's group and arrays, their metadata checked against each other."""

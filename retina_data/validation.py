@@ -32,6 +32,7 @@ from tqdm import tqdm
 from retina_data.containers import OPTIONAL_KEYS, REQUIRED_KEYS
 from retina_data.errors import DataError
 from retina_data.eye import LATERALITIES, Eye, positions_problem
+from retina_data.eye_store import EyeInfo, EyeStore, is_store, local_path
 from retina_data.labels import NUM_LAYER_CLASSES
 from retina_data.nifti import Image, read_nifti, sidecar_path
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset_info
@@ -51,7 +52,8 @@ _SUBSAMPLED = re.compile(r"^oct(_seg)?_flat_subsmpl(\d+)_(od|os)\.nii\.gz$")
 class Problem:
     """One fault: the file (or folder) it concerns and what is wrong / was expected."""
 
-    path: Path
+    path: Path | str
+    """The file or folder, or the URL of an eye store."""
     message: str
 
     def __str__(self) -> str:
@@ -59,7 +61,10 @@ class Problem:
 
 
 def validate(path: str | Path, *, progress: bool = False) -> list[Problem]:
-    """Every problem found in a tree folder, an eye folder, a ``.nii.gz`` or a ``.npz`` container."""
+    """Every problem found in a tree folder, an eye folder, a ``.nii.gz``, a ``.npz`` container or an
+    eye store (a ``.zarr`` path or fsspec URL)."""
+    if is_store(path):
+        return validate_store(str(path), progress=progress)
     path = Path(path)
     if not path.exists():
         return [Problem(path, "not found; expected a data folder, an eye folder, a .nii.gz or a .npz file")]
@@ -75,6 +80,45 @@ def validate(path: str | Path, *, progress: bool = False) -> list[Problem]:
     if _is_eye_folder(path):
         return problems + validate_eye_folder(path, num_labels)
     return problems + validate_tree(path, num_labels, progress=progress)
+
+
+def validate_store(location: str, *, progress: bool = False) -> list[Problem]:
+    """Problems of an eye store: its root and eye attributes, each eye's chunks (a missing or corrupt
+    one named with its eye and B-scan) and, for each readable eye, the array checks of
+    :func:`eye_problems`; groups not listed in the root attributes are reported too."""
+    local = local_path(location)
+    where: Path | str = location if local is None else Path(location)
+    prefix = f"{location}: "
+    try:
+        store = EyeStore.open(location)
+    except DataError as exc:
+        return [Problem(where, str(exc).removeprefix(prefix))]
+    problems = [Problem(where, f"group {name!r} is not listed in the root attribute eye_ids; expected only "
+                               "the listed eyes") for name in store.unlisted_groups()]
+    for eye_id in tqdm(store.eye_ids, desc="validate", unit="eye", disable=not progress):
+        try:
+            info = store.info(eye_id)
+        except DataError as exc:
+            problems.append(Problem(where, str(exc).removeprefix(prefix)))
+            continue
+        try:
+            eye = store.read_eye(eye_id)
+        except DataError as exc:
+            problems += _damaged_bscans(store, info, where) or [Problem(where, str(exc).removeprefix(prefix))]
+            continue
+        problems += eye_problems(eye, "store", where, num_labels=store.num_labels)
+    return problems
+
+
+def _damaged_bscans(store: EyeStore, info: EyeInfo, where: Path | str) -> list[Problem]:
+    """One problem per B-scan of the eye whose OCT or label chunk is missing or corrupt."""
+    problems = []
+    for bscan in range(info.shape[2]):
+        try:
+            store.read_bscans(info.eye_id, [bscan])
+        except DataError as exc:
+            problems.append(Problem(where, str(exc).removeprefix(f"{store.location}: ")))
+    return problems
 
 
 def _is_eye_folder(folder: Path) -> bool:
@@ -215,7 +259,7 @@ def _check_array(path: Path, array: np.ndarray, kind: str | None, num_labels: in
     _check_values(path, array, kind, num_labels, problems, name, intensity_range)
 
 
-def _check_values(path: Path, array: np.ndarray, kind: str | None, num_labels: int, problems: list[Problem],
+def _check_values(path: Path | str, array: np.ndarray, kind: str | None, num_labels: int, problems: list[Problem],
                   name: str, intensity_range: bool) -> None:
     """NaN/Inf; flattened OCT in [0, 1] (``intensity_range``); labels in ``0..num_labels - 1``."""
     finite = True
@@ -234,7 +278,7 @@ def _check_values(path: Path, array: np.ndarray, kind: str | None, num_labels: i
         _check_label_range(path, array, num_labels, problems, name)
 
 
-def _check_label_range(path: Path, labels: np.ndarray, num_labels: int, problems: list[Problem],
+def _check_label_range(path: Path | str, labels: np.ndarray, num_labels: int, problems: list[Problem],
                        name: str) -> None:
     if labels.size == 0 or not np.issubdtype(labels.dtype, np.number):
         return
@@ -349,14 +393,14 @@ def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[
     return problems
 
 
-def _check_dtype(path: Path, array: np.ndarray, kind: str, name: str, problems: list[Problem]) -> None:
+def _check_dtype(path: Path | str, array: np.ndarray, kind: str, name: str, problems: list[Problem]) -> None:
     """A tree array: exactly :data:`EXPECTED_DTYPES`."""
     expected = np.dtype(EXPECTED_DTYPES[kind])
     if array.dtype != expected:
         problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
 
 
-def _check_container_dtype(path: Path, array: np.ndarray, kind: str, problems: list[Problem],
+def _check_container_dtype(path: Path | str, array: np.ndarray, kind: str, problems: list[Problem],
                            name: str | None = None) -> None:
     """A container array: OCT and en-face images of a float type, labels integers or floats
     (whole numbers, checked with the label range), as the reference writes them."""
@@ -367,11 +411,12 @@ def _check_container_dtype(path: Path, array: np.ndarray, kind: str, problems: l
         problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
 
 
-def eye_problems(eye: Eye, source: str, where: Path, *, num_labels: int = NUM_LAYER_CLASSES,
+def eye_problems(eye: Eye, source: str, where: Path | str, *, num_labels: int = NUM_LAYER_CLASSES,
                  intensity_range: bool = True, subsample: int = 1) -> list[Problem]:
     """The array checks of :func:`validate` on an eye as loaded, from a tree (``source = "tree"``,
-    ``where`` the data folder; ``subsample``: read from its ``oct_flat_subsmpl<k>`` files) or a
-    container (``"container"``, ``where`` the ``.npz``): dtypes, NaN/Inf, flattened OCT in [0, 1]
+    ``where`` the data folder; ``subsample``: read from its ``oct_flat_subsmpl<k>`` files), a
+    container (``"container"``, ``where`` the ``.npz``) or an eye store (``"store"``, ``where`` its
+    path or URL; the tree's dtypes): dtypes, NaN/Inf, flattened OCT in [0, 1]
     (unless ``intensity_range`` is off because the run normalises each eye on load), labels in
     ``0..num_labels - 1`` and finite positions."""
     problems: list[Problem] = []
@@ -383,6 +428,9 @@ def eye_problems(eye: Eye, source: str, where: Path, *, num_labels: int = NUM_LA
             path = getattr(eye_files(where, eye.subject, eye.laterality, subsample), kind)
             _check_dtype(path, array, kind, "array", problems)
             name = "array"
+        elif source == "store":
+            path, name = where, f"{kind} of eye {eye.eye_id}"
+            _check_dtype(path, array, kind, name, problems)
         else:
             path, name = where, f"{CONTAINER_ARRAYS[kind]} of {eye.meta.get('container_name', eye.eye_id)}"
             _check_container_dtype(path, array, kind, problems, name)
@@ -399,7 +447,7 @@ def require_valid_eyes(problems: list[Problem], data_dir: Path) -> None:
     the ``validate`` command that lists them: of the container at fault, or of ``data_dir``)."""
     if problems:
         first = problems[0]
-        target = first.path if first.path.suffix == ".npz" else data_dir
+        target = first.path if str(first.path).endswith(".npz") else data_dir
         more = (f" (and {len(problems) - 1} more problem(s); `python -m retina_data validate {target}` "
                 "lists them all)") if len(problems) > 1 else ""
         raise DataError(f"{first}{more}")
