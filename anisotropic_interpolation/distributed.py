@@ -9,9 +9,12 @@ they are. Work is split by :func:`shard`: each process takes one contiguous bloc
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from lightning.fabric import Fabric
+from torch import Tensor
 
 from retina_data.errors import ConfigError
 
@@ -71,3 +74,86 @@ def shard(count: int, rank: int, world: int) -> list[int]:
     size, extra = divmod(count, world)
     start = rank * size + min(rank, extra)
     return list(range(start, start + size + (1 if rank < extra else 0)))
+
+
+@dataclass(frozen=True)
+class EyeShard:
+    """The training eyes of this process among ``total`` (:func:`shard` of ``rank`` in ``world``),
+    and the collectives the processes of a run exchange (no-ops in one process).
+
+    Every process draws the same global batches; it evaluates the images of its own eyes,
+    holds only their latent codes, and the sums of the network gradients and of the losses
+    are exchanged, so the update equals that of one process with the whole batch.
+    """
+
+    total: int
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def of(cls, fabric: Fabric | None, total: int) -> EyeShard:
+        """This process's eyes of ``total`` in ``fabric``'s run (``None``: one process holds them all)."""
+        if fabric is None:
+            return cls(total)
+        return cls(total, fabric.global_rank, fabric.world_size)
+
+    @property
+    def indices(self) -> list[int]:
+        """Global indices of this process's eyes (contiguous, in order)."""
+        return shard(self.total, self.rank, self.world)
+
+    @property
+    def first(self) -> int:
+        """Global index of this process's first eye."""
+        return shard(self.total, self.rank, self.world)[0] if self.count else 0
+
+    @property
+    def count(self) -> int:
+        return len(shard(self.total, self.rank, self.world))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files and reports."""
+        return self.rank == 0
+
+    def sum_(self, tensor: Tensor) -> Tensor:
+        """``tensor`` replaced in place by its sum over the processes (returned)."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds in any process (every process gets the same answer)."""
+        if not self.distributed:
+            return flag
+        return bool(self.sum_(torch.tensor([float(flag)], device=self._device())).item() > 0)
+
+    def take_rows(self, full: Tensor) -> Tensor:
+        """This process's rows ``[count, ...]`` of ``full [total, ...]`` (in global eye order)."""
+        if full.shape[0] != self.total:
+            raise ValueError(f"expected {self.total} rows, got {tuple(full.shape)}")
+        return full[self.first:self.first + self.count]
+
+    def gather_rows(self, local: Tensor) -> Tensor:
+        """Every process's rows ``local [count, ...]`` stacked in global eye order: ``[total, ...]``
+        (a collective: every process must call it)."""
+        if not self.distributed:
+            return local
+        largest = len(shard(self.total, 0, self.world))
+        padded = local.new_zeros((largest, *local.shape[1:]))
+        padded[:local.shape[0]] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded.contiguous())
+        return torch.cat([part[:len(shard(self.total, rank, self.world))] for rank, part in enumerate(parts)])
+
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        if self.distributed:
+            dist.barrier()
+
+    def _device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric import Fabric
 
 from anisotropic_interpolation.baselines import METHODS as CLASSICAL_METHODS
 from anisotropic_interpolation.baselines import classical_baselines
@@ -36,6 +37,7 @@ from anisotropic_interpolation.checkpoints import (
     check_state_matches, interrupt_on_sigterm, load_checkpoint, require_keys, resume_checkpoint, save_checkpoint,
 )
 from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig, load_experiment_config
+from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, launch
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
@@ -78,6 +80,7 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
                         help="YAML config (configs/interpolation/*.yaml); not with --eval")
     parser.add_argument("--gpu", type=int, default=None,
                         help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
+    add_launch_arguments(parser)
     parser.add_argument("--epochs", type=int, help="override TRAINING.TOTAL_EPOCHS")
     parser.add_argument("--fold", type=int, help="override SETTINGS.FOLD")
     parser.add_argument("--output", type=Path,
@@ -184,6 +187,18 @@ class Experiment:
     data: FoldData
     evaluate_only: bool = False
     """``--eval``: load the run's trained networks instead of training them."""
+    fabric: Fabric | None = None
+    """The processes of a run on several (``--devices``, ``--num-nodes``); ``None``: this one only."""
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder and reports (rank 0, or the only one)."""
+        return self.fabric is None or self.fabric.global_rank == 0
+
+    def wait_for_all(self) -> None:
+        """Wait until every process of the run gets here."""
+        if self.fabric is not None:
+            self.fabric.barrier()
 
 
 def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
@@ -197,10 +212,14 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     if script == "train_test_geninr" and config.TRAINING.LATENT_CODE.SIZE == 0:
         raise ConfigError(f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
                           "(use train_test_singleinr.py for one network per eye)")
-    device = select_device(args.gpu)
+    fabric = start_processes(args, script)
+    device = select_device(args.gpu) if fabric is None else fabric.device
     precision_notice(device, config)
     data = load_fold(config, minmax_normalise_for(config, script), training=script == "train_test_geninr")
     check_network_fits(config, device, args.config)
+    if fabric is not None and len(data.train_inputs) < fabric.world_size:
+        raise ConfigError(f"--devices {args.devices} --num-nodes {args.num_nodes}: {fabric.world_size} processes for "
+                          f"{len(data.train_inputs)} training eyes; expected at most one process per eye")
     run_dir = check_run_dir(run_folder(config, args.output, args.result_note), overwrite=args.overwrite,
                             resume=args.resume)
     identity = run_identity(config, script, data)
@@ -208,14 +227,33 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        save_config(config, run_dir / CONFIG_FILE)
-        write_run_identity(run_dir, identity)
-        write_run_record(run_dir, str(device), {"script": script, "config": str(args.config),
-                                                 "overrides": config_overrides(args), "result_note": args.result_note,
-                                                 "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
-    return Experiment(config, Path(args.config), device, run_dir, resuming, args.overwrite, not args.quiet, data)
+    experiment = Experiment(config, Path(args.config), device, run_dir, resuming, args.overwrite,
+                            not args.quiet, data, fabric=fabric)
+    experiment.wait_for_all()  # every process has checked the folder before rank 0 writes into it
+    if experiment.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            save_config(config, run_dir / CONFIG_FILE)
+            write_run_identity(run_dir, identity)
+            write_run_record(run_dir, str(device), {
+                "script": script, "config": str(args.config), "overrides": config_overrides(args),
+                "result_note": args.result_note, "devices": args.devices, "num_nodes": args.num_nodes,
+                "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
+    experiment.wait_for_all()
+    return experiment
+
+
+def start_processes(args: argparse.Namespace, script: str) -> Fabric | None:
+    """The processes of ``--devices N --num-nodes M`` (:func:`~anisotropic_interpolation.distributed.launch`;
+    this process is one of them), or ``None`` for one process. Only the gen-INR population
+    training runs on several; the single INR and ``--eval`` are refused there."""
+    if args.devices * args.num_nodes == 1:
+        return None
+    if script != "train_test_geninr" or args.eval is not None:
+        what = "--eval" if args.eval is not None else f"{script}.py"
+        raise ConfigError(f"--devices {args.devices} --num-nodes {args.num_nodes}: {what} runs in one process; "
+                          "several processes train the gen-INR population (train_test_geninr.py CONFIG)")
+    return launch(args.gpu, args.devices, args.num_nodes)
 
 
 TRAINING_BYTES_PER_PARAMETER = 16
@@ -315,6 +353,7 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
                           "(change TEST, SETTINGS or EVALUATION keys with --set)")
     if args.resume:
         raise ConfigError(f"--eval {run_dir}: trains nothing, so there is nothing to --resume")
+    start_processes(args, script)
     if not (run_dir / CONFIG_FILE).is_file():
         raise DataError(f"{run_dir / CONFIG_FILE}: not found; --eval expects a run folder of this script")
     overrides = config_overrides(args)
@@ -631,23 +670,32 @@ def as_method_prediction(dense: DensePrediction) -> MethodPrediction:
 
 
 def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNetwork, torch.Tensor | None, bool]:
-    """Train (or resume) the gen-INR; returns the network, training codes and whether it finished."""
+    """Train (or resume) the gen-INR; returns the network, training codes and whether it finished.
+
+    On several processes each holds and trains the codes of its shard of the training eyes
+    (:class:`~anisotropic_interpolation.distributed.EyeShard`); rank 0 writes the checkpoints
+    and ``model.pt`` with every code, and every process returns all codes."""
     config = experiment.config
+    shard = EyeShard.of(experiment.fabric, len(data.train_inputs))
     inputs = network_inputs(config, data.train_inputs, config.TRAINING.LATENT_CODE.SIZE, data.test_inputs)
     network = build_network(config, inputs).to(experiment.device)
     if experiment.resume:
         check_restorable(network, experiment.run_dir / "checkpoints", experiment.device)
-    trainer = NetworkTrainer(network, volumes(config, data.train_inputs, inputs, experiment.device), config,
+    eyes = [data.train_inputs[index] for index in shard.indices]
+    trainer = NetworkTrainer(network, volumes(config, eyes, inputs, experiment.device), config,
                              experiment.run_dir / "checkpoints", description="gen-INR training",
-                             progress=experiment.progress)
+                             progress=experiment.progress and shard.is_main, shard=shard)
     outcome = trainer.train(resume=experiment.resume)
+    codes = trainer.all_codes()
     if outcome.interrupted:
-        notice(f"stopped at epoch {outcome.epochs_done}; the checkpoint is in {experiment.run_dir / 'checkpoints'}; "
-               "continue with --resume")
-        return network, trainer.codes, False
-    save_model(experiment.run_dir / MODEL_FILE, network, config, trainer.codes,
-               [eye.eye_id for eye in data.train_inputs])
-    return network, trainer.codes, True
+        if shard.is_main:
+            notice(f"stopped at epoch {outcome.epochs_done}; the checkpoint is in "
+                   f"{experiment.run_dir / 'checkpoints'}; continue with --resume")
+        return network, codes, False
+    if shard.is_main:
+        save_model(experiment.run_dir / MODEL_FILE, network, config, codes, [eye.eye_id for eye in data.train_inputs])
+    experiment.wait_for_all()
+    return network, codes, True
 
 
 def predict_gen_inr(experiment: Experiment, network: ImplicitNetwork, data: FoldData) -> dict[str, MethodPrediction]:
@@ -778,6 +826,8 @@ def _run_geninr(experiment: Experiment) -> int:
         network = load_model(experiment.run_dir / MODEL_FILE, experiment.device)[0]
     else:
         network, _, finished = train_population(experiment, data)
+        if not experiment.is_main:  # rank 0 fits, predicts and scores the test eyes
+            return 0
         if not finished:
             return EXIT_INTERRUPTED
     methods = {GEN_INR: predict_gen_inr(experiment, network, data)}

@@ -37,12 +37,14 @@ from anisotropic_interpolation.checkpoints import (
     StopFlag, load_checkpoint, restore_rng_states, rng_states, save_checkpoint, stop_on_signals,
 )
 from anisotropic_interpolation.config import CodePenalty, ExperimentConfig, LossRecon, LossSeg, LrSchedule, SsimWindow
+from anisotropic_interpolation.distributed import EyeShard
 from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, segmentation_loss
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import PointBatch, TrainingVolumes
 from retina_data.errors import ConfigError, DataError, TrainingDivergedError
 from retina_data.files import atomic_write_text
 from retina_data.precision import native_bf16
+from retina_data.run_loggers import log_summary
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -71,6 +73,11 @@ class PointObjective(nn.Module):
         self.recon, self.seg, self.code_kind = recon, seg, code_kind
         self.recon_weight, self.seg_weight, self.code_weight = recon_weight, seg_weight, code_weight
         self.ssim_weight, self.ssim_window = ssim_weight, ssim_window
+
+    def without_code_penalty(self) -> PointObjective:
+        """The same loss of the same network without the code penalty."""
+        return PointObjective(self.network, self.recon, self.recon_weight, self.seg, self.seg_weight, 0.0,
+                              self.code_kind, self.ssim_weight, self.ssim_window)
 
     def forward(self, coords: Tensor, extra: Tensor | None, eye: Tensor, intensity: Tensor,
                 labels: Tensor | None, codes: Tensor | None) -> Tensor:
@@ -142,36 +149,41 @@ class StepPlan:
 
     @classmethod
     def for_data(cls, data: TrainingVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
-                 micro_batch_points: int | None = None) -> StepPlan:
+                 micro_batch_points: int | None = None, total_eyes: int | None = None) -> StepPlan:
         """Patches: ``batch_points`` in whole patches, split into equal micro-batches of at most
-        ``micro_batch_points`` (at least one patch each; ``None``: no split)."""
+        ``micro_batch_points`` (at least one patch each; ``None``: no split). ``total_eyes``: the
+        eyes of all processes when ``data`` holds a shard of them (``None``: ``data``'s)."""
         patch = data.patch_size(patch)
         size = patch * patch
         patches = max(1, batch_points // size)
         largest = patches if micro_batch_points is None else max(1, micro_batch_points // size)
         micro_batches = math.ceil(patches / largest)
         per_micro_batch = math.ceil(patches / micro_batches)
-        steps = steps_per_epoch or max(1, math.ceil(data.num_points / (micro_batches * per_micro_batch * size)))
+        points = data.height * data.width * data.num_slices * (data.num_eyes if total_eyes is None else total_eyes)
+        steps = steps_per_epoch or max(1, math.ceil(points / (micro_batches * per_micro_batch * size)))
         return cls(per_micro_batch, patch, steps, micro_batches)
 
     @classmethod
     def for_bscans(cls, data: TrainingVolumes, every_eye: bool, steps_per_epoch: int | None,
-                   micro_batch_points: int | None = None) -> StepPlan:
+                   micro_batch_points: int | None = None, total_eyes: int | None = None) -> StepPlan:
         """Whole B-scans: one per step (``every_eye=False``: an epoch is every (eye, B-scan) pair)
-        or one of every eye per step (an epoch is every B-scan of each eye)."""
-        images = data.num_eyes if every_eye else 1
+        or one of every eye per step (an epoch is every B-scan of each eye); ``total_eyes`` as in
+        :meth:`for_data` (a step's images and points are then those of all processes)."""
+        eyes = data.num_eyes if total_eyes is None else total_eyes
+        images = eyes if every_eye else 1
         points = images * data.height * data.width
         micro_batches = 1 if micro_batch_points is None else math.ceil(points / micro_batch_points)
-        steps = steps_per_epoch or data.num_slices * (1 if every_eye else data.num_eyes)
+        steps = steps_per_epoch or data.num_slices * (1 if every_eye else eyes)
         return cls(images, 0, steps, micro_batches, "bscan", points)
 
     @classmethod
     def from_config(cls, data: TrainingVolumes, sampling: str, batch_points: int, patch: int,
-                    steps_per_epoch: int | None, micro_batch_points: int | None, every_eye: bool) -> StepPlan:
+                    steps_per_epoch: int | None, micro_batch_points: int | None, every_eye: bool,
+                    total_eyes: int | None = None) -> StepPlan:
         """:meth:`for_bscans` or :meth:`for_data`, by ``sampling``."""
         if sampling == "bscan":
-            return cls.for_bscans(data, every_eye, steps_per_epoch, micro_batch_points)
-        return cls.for_data(data, batch_points, patch, steps_per_epoch, micro_batch_points)
+            return cls.for_bscans(data, every_eye, steps_per_epoch, micro_batch_points, total_eyes)
+        return cls.for_data(data, batch_points, patch, steps_per_epoch, micro_batch_points, total_eyes)
 
     @property
     def points(self) -> int:
@@ -181,41 +193,111 @@ class StepPlan:
         return self.micro_batches * self.images * self.patch * self.patch
 
 
+@dataclass
+class LocalBatch:
+    """The images of this process's eyes in one micro-batch drawn over the eyes of all processes.
+
+    ``batch`` holds them (``None``: none here); its first ``images`` images are real, any further
+    ones repeat a real one with weight 0, so that the batch sizes of a compiled step come in a
+    few buckets instead of every count. ``global_images``: the images of the micro-batch in all
+    processes (the single-process loss is the mean over them).
+    """
+
+    batch: PointBatch | None
+    images: int
+    global_images: int
+
+    def weights(self) -> Tensor:
+        """``[P]`` the weight of each image of ``batch`` in the global mean: ``1 / global_images``, 0 for padding."""
+        assert self.batch is not None
+        weights = torch.zeros(self.batch.intensity.shape[0], device=self.batch.intensity.device)
+        weights[:self.images] = 1.0 / self.global_images
+        return weights
+
+
+PADDING_BUCKETS = 4
+"""A process's share of a micro-batch of patches is padded up to a multiple of
+``images / (PADDING_BUCKETS * world)``: a compiled step then sees a few batch sizes."""
+
+
 class BatchSource:
     """The batches of the steps of an epoch: ``start_epoch()`` once per epoch, then ``next()``
-    per step (a list of micro-batches, or one batch of whole B-scans)."""
+    per step (a list of micro-batches, or one batch of whole B-scans).
 
-    def __init__(self, data: TrainingVolumes, plan: StepPlan, generator: torch.Generator) -> None:
+    With a ``shard`` of several processes every process draws the same batches over the eyes of
+    all of them (the same generator state everywhere) and :meth:`next_local` keeps the images of
+    its own eyes (``data`` holds only those, as eyes ``0 .. count - 1``).
+    """
+
+    def __init__(self, data: TrainingVolumes, plan: StepPlan, generator: torch.Generator,
+                 shard: EyeShard | None = None) -> None:
         self.data, self.plan, self.generator = data, plan, generator
+        self.shard = EyeShard(data.num_eyes) if shard is None else shard
+        if self.shard.count != data.num_eyes:
+            raise ValueError(f"the shard holds {self.shard.count} eyes, the data {data.num_eyes}")
         self.order: Tensor | None = None
         self.cursor = 0
 
     def start_epoch(self) -> None:
         """``bscan``: a new random order (every eye's B-scans permuted, repeated if the epoch
-        has more steps than B-scans): ``[steps]`` pairs, or ``[E, steps]`` per eye."""
+        has more steps than B-scans): ``[steps]`` pairs, or ``[E, steps]`` per eye (of all processes)."""
         if self.plan.sampling != "bscan":
             return
-        data, device = self.data, self.data.device
-        rows = 1 if self.plan.images == 1 else data.num_eyes
-        items = data.num_slices * (data.num_eyes if rows == 1 else 1)
+        data, device, eyes = self.data, self.data.device, self.shard.total
+        rows = 1 if self.plan.images == 1 else eyes
+        items = data.num_slices * (eyes if rows == 1 else 1)
         repeats = math.ceil(self.plan.steps_per_epoch / items)
         blocks = [torch.argsort(torch.rand(rows, items, device=device, generator=self.generator), dim=1)
                   for _ in range(repeats)]
         self.order = torch.cat(blocks, dim=1)[:, :self.plan.steps_per_epoch]
         self.cursor = 0
 
+    def _next_column(self) -> Tensor:
+        if self.order is None:
+            self.start_epoch()
+        column = self.order[:, self.cursor % self.order.shape[1]]
+        self.cursor += 1
+        return column
+
     def next(self) -> list[PointBatch]:
         """The micro-batches of the next step (``bscan``: one batch of whole B-scans)."""
         data, plan = self.data, self.plan
         if plan.sampling != "bscan":
             return [data.sample(plan.images, plan.patch, self.generator) for _ in range(plan.micro_batches)]
-        if self.order is None:
-            self.start_epoch()
-        column = self.order[:, self.cursor % self.order.shape[1]]
-        self.cursor += 1
+        column = self._next_column()
         if plan.images == 1:  # one (eye, B-scan) pair
             return [data.bscans(column // data.num_slices, column % data.num_slices)]
         return [data.bscans(torch.arange(data.num_eyes, device=column.device), column)]
+
+    def next_local(self) -> list[LocalBatch]:
+        """The micro-batches of the next step drawn over the eyes of all processes, each restricted
+        to this process's eyes (the same draws as :meth:`next` of one process holding every eye)."""
+        data, plan, shard = self.data, self.plan, self.shard
+        if plan.sampling != "bscan":
+            return [self._local_patches(*data.draw_patches(plan.images, plan.patch, self.generator, shard.total))
+                    for _ in range(plan.micro_batches)]
+        column = self._next_column()
+        if plan.images == 1:  # one (eye, B-scan) pair: here or in another process
+            eye = column // data.num_slices - shard.first
+            here = 0 <= int(eye) < shard.count
+            return [LocalBatch(data.bscans(eye, column % data.num_slices) if here else None, int(here), 1)]
+        rows = column[shard.first:shard.first + shard.count]
+        batch = data.bscans(torch.arange(shard.count, device=column.device), rows) if shard.count else None
+        return [LocalBatch(batch, shard.count, shard.total)]
+
+    def _local_patches(self, eye: Tensor, bscan: Tensor, top: Tensor, left: Tensor) -> LocalBatch:
+        """The patches ``eye, bscan, top, left [P, 1, 1]`` (global eyes) of this process's eyes, padded."""
+        shard, images = self.shard, eye.shape[0]
+        local = eye - shard.first
+        keep = ((local >= 0) & (local < shard.count)).view(-1).nonzero().view(-1)
+        count = int(keep.numel())
+        if count == 0:
+            return LocalBatch(None, 0, images)
+        bucket = max(1, math.ceil(images / (PADDING_BUCKETS * shard.world)))
+        padded = min(images, math.ceil(count / bucket) * bucket)
+        index = torch.cat([keep, keep[:1].expand(padded - count)])
+        return LocalBatch(self.data.patches(local[index], bscan[index], top[index], left[index], self.plan.patch),
+                          count, images)
 
 
 @dataclass
@@ -245,6 +327,29 @@ def _chunks(points: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, points)) for start in range(0, points, size)]
 
 
+def sum_gradients(network: nn.Module, codes: Tensor | None, step_terms: Tensor, shard: EyeShard) -> None:
+    """Sum the network gradients and the loss terms ``step_terms [3]`` (in place) over the
+    processes of ``shard``, in one collective. A parameter without a gradient in every process
+    keeps none (as in one process, Adam then skips it); the codes of this process get a zero
+    gradient where none of their eyes was in the step, as their rows of all codes get in one
+    process (Adam then moves them on their moments, everywhere alike)."""
+    parameters = list(network.parameters())
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
+    present = torch.tensor([float(p.grad is not None) for p in parameters], device=step_terms.device)
+    flat = shard.sum_(torch.cat([*(grad.reshape(-1).float() for grad in grads), step_terms, present]))
+    offset = 0
+    for parameter, grad in zip(parameters, grads):
+        size = grad.numel()
+        parameter.grad = flat[offset:offset + size].view_as(grad).to(grad.dtype)
+        offset += size
+    step_terms.copy_(flat[offset:offset + 3])
+    for parameter, count in zip(parameters, flat[offset + 3:].tolist()):
+        if count == 0:
+            parameter.grad = None
+    if codes is not None and codes.grad is None:
+        codes.grad = torch.zeros_like(codes)
+
+
 def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | None,
               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
               mixed_precision: bool, compile_update: bool = False, *, sum_over_images: bool = False,
@@ -261,6 +366,14 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     then per chunk the forward again and the backward of those output gradients (dropout
     masks are replayed, so both passes see the same network).
 
+    When ``source`` holds one shard of the eyes of several processes (:class:`EyeShard`), each
+    process evaluates the images of its eyes of the globally drawn batch, each weighted by
+    ``1 / (images of the micro-batch in all processes)``; the network gradients and the loss
+    terms are then summed over the processes before the optimiser step, so every process
+    makes the update of one process with the whole batch (and its codes get the gradients
+    they get there). The ``all_codes_squared_norm`` penalty, the mean over every code, is
+    then added once per step as each process's part of it (its codes' ``|z|²`` over all eyes).
+
     ``scheduler`` (if any) is stepped after every step (a per-step schedule). ``per_eye``
     collects each image's total loss by eye. With ``compile_update`` the forward and backward
     of a micro-batch and the optimiser step are ``torch.compile``d (the optimiser's learning
@@ -268,23 +381,32 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     step); the two-pass path stays eager. ``compiled_objective`` replaces ``objective`` in the
     one-pass path (a compiled module reused across calls).
     """
-    plan = source.plan
+    plan, shard = source.plan, source.shard
     device = source.data.device
     network = objective.network
     replay_dropout = any(isinstance(module, nn.Dropout) for module in network.modules())
-    call = compiled_objective if compiled_objective is not None else objective
+    shared_penalty = (shard.distributed and codes is not None and objective.code_weight > 0
+                      and objective.code_kind == "all_codes_squared_norm")
+    penalty_weight = objective.code_weight
+    if shared_penalty:
+        objective = objective.without_code_penalty()
+    call = compiled_objective if compiled_objective is not None and not shared_penalty else objective
+    if shard.distributed and (sum_over_images or per_eye is not None):
+        raise ValueError("a step over the eyes of several processes takes the mean over the images, per eye unrecorded")
 
-    def reduce(terms: Tensor) -> Tensor:
+    def reduce(terms: Tensor, weights: Tensor | None) -> Tensor:
+        if weights is not None:
+            return (terms * weights[:, None]).sum(0)
         return terms.sum(0) if sum_over_images else terms.mean(0)
 
-    def accumulate(batch: PointBatch, weight: float) -> tuple[Tensor, Tensor]:
+    def accumulate(batch: PointBatch, weight: float, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         with autocast_context(device, mixed_precision):
             terms = call(batch.coords, batch.extra, batch.eye, batch.intensity, batch.labels, codes)
-        step_terms = reduce(terms)
+        step_terms = reduce(terms, weights)
         (step_terms[0] * weight).backward()
         return step_terms.detach() * weight, terms[:, 0].detach()
 
-    def two_pass(batch: PointBatch) -> tuple[Tensor, Tensor]:
+    def two_pass(batch: PointBatch, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         chunks = _chunks(batch.coords.shape[0], math.ceil(plan.points / plan.micro_batches))
 
         def outputs(part: slice) -> tuple[Tensor, Tensor | None]:
@@ -300,7 +422,7 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
         class_logits = None if first[0][1] is None else torch.cat([out[1] for out in first]).requires_grad_()
         with autocast_context(device, mixed_precision):
             terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, codes)
-        step_terms = reduce(terms)
+        step_terms = reduce(terms, weights)
         step_terms[0].backward()  # gradients of the outputs, and of the code penalty into the codes
         for part in chunks:
             out_logit, out_classes = outputs(part)
@@ -331,7 +453,27 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
                 per_eye.add(image_totals, batch.eye.view(image_totals.shape[0], -1)[:, 0])
         return torch.stack([terms for terms, _ in results]).sum(0)
 
-    return step
+    def sharded_step() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        batches = source.next_local()
+        step_terms = torch.zeros(3, device=device)
+        for local in batches:
+            if local.batch is None:
+                continue
+            weights = local.weights() / len(batches)
+            step_terms += (two_pass(local.batch, weights) if two_passes
+                           else run_accumulate(local.batch, 1.0, weights))[0]
+        if shared_penalty:
+            penalty = penalty_weight * codes.float().square().sum() / shard.total
+            penalty.backward()
+            step_terms[0] += penalty.detach()
+        sum_gradients(network, codes, step_terms, shard)
+        run_apply()
+        if scheduler is not None:
+            scheduler.step()
+        return step_terms
+
+    return sharded_step if shard.distributed else step
 
 
 def holdout_indices(num_slices: int, count: int, key: str) -> list[int]:
@@ -504,13 +646,19 @@ class NetworkTrainer:
         epochs: stop after this many epochs (``None``: ``TOTAL_EPOCHS``; the learning-rate
             schedule still spans ``TOTAL_EPOCHS``).
         keep_last: keep the last epoch's weights instead of the lowest-loss epoch's.
+        shard: this process's eyes of a run of several processes (``data`` holds only those):
+            it optimises their codes; the network update, the epoch losses, early stopping and
+            stops are those of all processes. Checkpoints hold every code (and its optimiser
+            moments) in global eye order and are written by rank 0; a resume takes this
+            process's rows, so it may run with another number of processes.
     """
 
     def __init__(self, network: ImplicitNetwork, data: TrainingVolumes, config: ExperimentConfig,
                  checkpoint_dir: Path | None, description: str = "training", progress: bool = True, *,
-                 epochs: int | None = None, keep_last: bool = False) -> None:
+                 epochs: int | None = None, keep_last: bool = False, shard: EyeShard | None = None) -> None:
         train = config.TRAINING
         device = data.device
+        self.shard = EyeShard(data.num_eyes) if shard is None else shard
         self.all_data = data
         self.data, self.heldout = split_holdout(data, train.HOLDOUT_BSCANS, "TRAINING.HOLDOUT_BSCANS")
         self.network, self.config = network, config
@@ -520,11 +668,12 @@ class NetworkTrainer:
         self.initial_network = copy.deepcopy(network.state_dict())
         latent_size = network.inputs.latent_size
         torch.manual_seed(train.SEED)
-        self.codes = (nn.Parameter(torch.randn(data.num_eyes, latent_size, device=device) * train.LATENT_CODE.INIT_STD)
+        self.codes = (nn.Parameter(self.shard.take_rows(
+            torch.randn(self.shard.total, latent_size, device=device) * train.LATENT_CODE.INIT_STD))
                       if latent_size else None)
         self.plan = StepPlan.from_config(self.data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
                                          train.STEPS_PER_EPOCH, config.micro_batch_points(device, train.SAMPLING),
-                                         every_eye=False)
+                                         every_eye=False, total_eyes=self.shard.total)
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
 
@@ -538,7 +687,7 @@ class NetworkTrainer:
         self.schedule = Schedule.make(self.optimizer, train.LR_SCHEDULE, train.LR_GAMMA, train.LR_MIN_FACTOR,
                                       total_steps)
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
-        self.source = BatchSource(self.data, self.plan, self.generator)
+        self.source = BatchSource(self.data, self.plan, self.generator, self.shard)
         self.objective = objective_from_config(network, config)
         self.step = make_step(self.objective, self.source, self.codes, self.optimizer,
                               self.schedule.per_step, train.MIXED_PRECISION, compile_update)
@@ -551,29 +700,68 @@ class NetworkTrainer:
         self.history: list[dict[str, float]] = []
 
     def _weights(self) -> dict[str, Any]:
+        """The weights of this epoch (this process's codes)."""
         return {"epoch": self.epoch,
                 "network": copy.deepcopy(self.network.state_dict()),
                 "codes": None if self.codes is None else self.codes.detach().clone()}
 
+    def _global_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """``weights`` with the codes of every process, in global eye order (a collective)."""
+        codes = weights["codes"]
+        return {**weights, "codes": None if codes is None else self.shard.gather_rows(codes)}
+
+    def _local_weights(self, weights: dict[str, Any], path: Path) -> dict[str, Any]:
+        """Undo :meth:`_global_weights`: this process's rows of the codes of ``weights`` (read from ``path``)."""
+        return {**weights, "codes": None if weights["codes"] is None else self._local_rows(weights["codes"], path)}
+
+    def _local_rows(self, full: Tensor, path: Path) -> Tensor:
+        expected = (self.shard.total, *self.codes.shape[1:])
+        if tuple(full.shape) != expected:
+            raise DataError(f"{path}: latent codes {tuple(full.shape)} do not match {expected} of this run's "
+                            "training eyes")
+        return self.shard.take_rows(full)
+
+    def _map_code_moments(self, optimizer_state: dict[str, Any], rows: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+        """``optimizer_state`` with ``rows`` applied to the codes' Adam moments (``[E, L]``)."""
+        index = len(self.optimizer.param_groups[0]["params"])
+        moments = optimizer_state["state"].get(index)
+        if self.codes is None or moments is None:
+            return optimizer_state
+        mapped = {key: rows(value) if isinstance(value, Tensor) and value.dim() == 2 else value
+                  for key, value in moments.items()}
+        return {**optimizer_state, "state": {**optimizer_state["state"], index: mapped}}
+
     def _state(self) -> dict[str, Any]:
+        """The checkpoint: every process's codes and code moments in global eye order (a collective)."""
         return {
             "epoch": self.epoch, "stopped_early": self.stopped_early, "best_loss": self.best_loss, "history": self.history,
-            "network": self.network.state_dict(), "codes": None if self.codes is None else self.codes.detach(),
-            "optimizer": self.optimizer.state_dict(),
+            "network": self.network.state_dict(),
+            "codes": None if self.codes is None else self.shard.gather_rows(self.codes.detach()),
+            "optimizer": self._map_code_moments(self.optimizer.state_dict(), self.shard.gather_rows),
             "scheduler": None if self.schedule.scheduler is None else self.schedule.scheduler.state_dict(),
-            "early_stopping": asdict(self.early_stopping), "best": self.best_state,
+            "early_stopping": asdict(self.early_stopping), "best": self._global_weights(self.best_state),
             "rng": rng_states(self.generator),
         }
 
+    def _write(self, name: str, state: dict[str, Any], keep_previous: bool = False) -> None:
+        """Rank 0 writes ``state`` to ``checkpoint_dir/name``; every process waits until it is there."""
+        if self.shard.is_main:
+            save_checkpoint(self.checkpoint_dir / name, state, keep_previous=keep_previous)
+        self.shard.barrier()
+
     def _save_best(self) -> None:
         if self.checkpoint_dir is not None:
-            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, self.best_state)
+            self._write(BEST_CHECKPOINT, self._global_weights(self.best_state))
 
     def _save_last(self) -> None:
         """``last.pt`` (with the best weights inside, so the two never disagree) and ``best.pt``."""
         if self.checkpoint_dir is not None:
             self._save_best()
-            save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self._state(), keep_previous=True)
+            self._write(LAST_CHECKPOINT, self._state(), keep_previous=True)
+
+    def all_codes(self) -> Tensor | None:
+        """The codes of every process ``[total, L]`` in global eye order (a collective)."""
+        return None if self.codes is None else self.shard.gather_rows(self.codes.detach())
 
     def _resume(self) -> None:
         path = self.checkpoint_dir / LAST_CHECKPOINT
@@ -581,12 +769,12 @@ class NetworkTrainer:
         self.network.load_state_dict(state["network"])
         if self.codes is not None:
             stored = state["codes"]
-            if stored is None or stored.shape != self.codes.shape:
-                raise DataError(f"{path}: latent codes {None if stored is None else tuple(stored.shape)} do not "
-                                f"match {tuple(self.codes.shape)} of this run's training eyes")
+            if stored is None:
+                raise DataError(f"{path}: holds no latent codes; this run trains {self.shard.total}")
             with torch.no_grad():
-                self.codes.copy_(state["codes"])
-        self.optimizer.load_state_dict(state["optimizer"])
+                self.codes.copy_(self._local_rows(stored, path))
+        self.optimizer.load_state_dict(self._map_code_moments(state["optimizer"],
+                                                              lambda full: self._local_rows(full, path)))
         scheduler = self.schedule.scheduler
         if (scheduler is None) != (state["scheduler"] is None):
             raise DataError(f"{path}: written with another TRAINING.LR_SCHEDULE than this config's "
@@ -598,7 +786,7 @@ class NetworkTrainer:
         restore_rng_states(state["rng"], self.generator)
         self.epoch, self.best_loss, self.history = state["epoch"], state["best_loss"], state["history"]
         self.stopped_early = bool(state.get("stopped_early", False))  # checkpoints of older runs lack the flag
-        self.best_state = state["best"]
+        self.best_state = self._local_weights(state["best"], path)
 
     def _summary(self, running: Tensor, steps: int, started: float, heldout: float | None) -> dict[str, float]:
         means = (running / max(steps, 1)).tolist()
@@ -607,20 +795,25 @@ class NetworkTrainer:
             row["heldout"] = heldout
         row.update({"lr": float(self.optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - started})
         self.history.append(row)
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.shard.is_main:
             text = io.StringIO()
             writer = csv.DictWriter(text, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(self.history)
             atomic_write_text(self.checkpoint_dir / TRAINING_LOG, text.getvalue())
+            log_summary(self, row, self.epoch, self.checkpoint_dir, self.config.SETTINGS.LOGGERS,
+                        key="SETTINGS.LOGGERS", project=self.config.SETTINGS.PROJECT_NAME)
         return row
 
     def _heldout_loss(self) -> float | None:
-        """Mean loss of the held-out B-scans over the eyes (``None`` without a hold-out)."""
+        """Mean loss of the held-out B-scans over the eyes of all processes (``None`` without a hold-out)."""
         if self.heldout is None:
             return None
-        return float(heldout_losses(self.objective, self.heldout, self.codes, self.config.TRAINING.MIXED_PRECISION,
-                                    self.config.micro_batch_points(self.data.device)).mean())
+        losses = heldout_losses(self.objective, self.heldout, self.codes, self.config.TRAINING.MIXED_PRECISION,
+                                self.config.micro_batch_points(self.data.device))
+        if not self.shard.distributed:
+            return float(losses.mean())
+        return float(self.shard.sum_(losses.sum().reshape(1))) / self.shard.total
 
     def _end_epoch(self, loss: float) -> bool:
         """After epoch ``self.epoch`` (1-based, done) with mean loss ``loss`` (the held-out loss
@@ -634,7 +827,12 @@ class NetworkTrainer:
     def _check_epoch(self, step_terms: Tensor) -> None:
         """Stop with :class:`TrainingDivergedError` if epoch ``self.epoch + 1`` diverged; ``best.pt``
         then holds the best finite weights and ``last.pt`` stays the last finite checkpoint."""
-        weights = [*self.network.parameters(), *([] if self.codes is None else [self.codes])]
+        weights = [*self.network.parameters()]
+        if self.codes is not None and not self.shard.distributed:
+            weights.append(self.codes)
+        elif self.codes is not None:  # NaN where any process holds a non-finite code: every process stops alike
+            bad = self.shard.sum_((~torch.isfinite(self.codes)).sum().float().reshape(1))
+            weights.append(torch.where(bad > 0, math.nan, 0.0))
         kept = "nothing was written"
         if self.checkpoint_dir is not None:
             last = self.checkpoint_dir / LAST_CHECKPOINT
@@ -653,7 +851,9 @@ class NetworkTrainer:
         refit on all inputs with ``HOLDOUT_REFIT``)."""
         train = self.config.TRAINING
         if self.checkpoint_dir is not None:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            if self.shard.is_main:
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            self.shard.barrier()
             if resume and (self.checkpoint_dir / LAST_CHECKPOINT).is_file():
                 self._resume()
         self.network.train()
@@ -705,13 +905,13 @@ class NetworkTrainer:
         refit = NetworkTrainer(self.network, self.all_data, config,
                                None if self.checkpoint_dir is None else self.checkpoint_dir / REFIT_DIR,
                                f"{self.description} (refit on all inputs)", self.progress,
-                               epochs=max(epochs, 1), keep_last=True)
+                               epochs=max(epochs, 1), keep_last=True, shard=self.shard)
         interrupted = refit.train(resume=resume).interrupted
         if self.codes is not None:
             with torch.no_grad():
                 self.codes.copy_(refit.codes)
         if not interrupted and self.checkpoint_dir is not None:
-            save_checkpoint(self.checkpoint_dir / BEST_CHECKPOINT, refit.best_state)
+            self._write(BEST_CHECKPOINT, refit._global_weights(refit.best_state))
         return interrupted
 
     def _run_epoch(self, stop: StopFlag) -> Tensor | None:
@@ -722,7 +922,7 @@ class NetworkTrainer:
         terms = []
         for _ in range(self.plan.steps_per_epoch):
             terms.append(self.step())
-            if stop.requested:
+            if self.shard.any(stop.requested):  # a stop asked of any process stops them all alike
                 return None
         step_terms = torch.stack(terms)
         self._check_epoch(step_terms)
