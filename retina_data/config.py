@@ -32,7 +32,10 @@ from ruamel.yaml.error import YAMLError
 from retina_data.errors import ConfigError
 from retina_data.files import atomic_write_text
 
-T = TypeVar("T")
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 _BOUND_OPS = {
     "ge": (operator.ge, ">="),
@@ -131,7 +134,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
             str(value), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{source}: {key} = {value!r}: expected {_type_name(tp)}{hint}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
         if not isinstance(value, dict):

@@ -76,20 +76,20 @@ def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = Fals
     names_dtype = np.dtype(stored.get("subject_names", arrays["subject_names"].dtype))
     if names_dtype.kind == "U" and names_dtype.itemsize >= arrays["subject_names"].dtype.itemsize:
         arrays["subject_names"] = arrays["subject_names"].astype(names_dtype)
-    with_labels = [eye.labels is not None for eye in eyes]
-    if any(with_labels):
-        if not all(with_labels):
+    labels = [eye.labels for eye in eyes if eye.labels is not None]
+    if labels:
+        if len(labels) != len(eyes):
             raise DataError(f"{path}: some eyes have labels and some do not")
-        arrays["seg_vols"] = np.stack([eye.labels for eye in eyes]).astype(stored.get("seg_vols", np.uint8))
-    with_slo = [eye.slo is not None for eye in eyes]
-    if any(with_slo):
-        if not all(with_slo) or len({eye.slo.shape for eye in eyes}) != 1:
+        arrays["seg_vols"] = np.stack(labels).astype(stored.get("seg_vols", np.uint8))
+    slos = [eye.slo for eye in eyes if eye.slo is not None]
+    if slos:
+        if len(slos) != len(eyes) or len({slo.shape for slo in slos}) != 1:
             raise DataError(f"{path}: the eyes' SLO images are missing for some or differ in shape")
-        enface = np.stack([eye.slo for eye in eyes])  # [N, W, D]
+        enface = np.stack(slos)  # [N, W, D]
         if eyes[0].meta.get("container_enface_layout") == "NDW":
             enface = np.ascontiguousarray(enface.transpose(0, 2, 1))
         arrays["enface_imgs"] = enface
-    return atomic_save(path, lambda tmp: np.savez_compressed(tmp, **arrays), overwrite=overwrite)
+    return atomic_save(path, lambda tmp: np.savez_compressed(tmp, allow_pickle=False, **arrays), overwrite=overwrite)
 
 
 def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:

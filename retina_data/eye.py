@@ -11,10 +11,12 @@ keeps the SLO dense, which is what lets a model use it to fill the gaps between 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from retina_data.errors import DataError
 from retina_data.identifiers import check_id
@@ -32,7 +34,7 @@ def positions_problem(positions: np.ndarray, what: str = "B-scan positions") -> 
     return None
 
 
-@dataclass
+@dataclass(init=False)
 class Eye:
     """One eye of one subject.
 
@@ -53,36 +55,47 @@ class Eye:
     oct: np.ndarray
     spacing: tuple[float, float, float]
     subject: str
-    laterality: str = "OD"
-    labels: np.ndarray | None = None
-    slo: np.ndarray | None = None
-    bscan_positions: np.ndarray | None = None
-    slo_positions: np.ndarray | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    laterality: str
+    labels: np.ndarray | None
+    slo: np.ndarray | None
+    bscan_positions: np.ndarray
+    slo_positions: np.ndarray | None
+    meta: dict[str, Any]
 
-    def __post_init__(self) -> None:
+    def __init__(self, oct: ArrayLike, spacing: Sequence[float], subject: str, laterality: str = "OD",
+                 labels: ArrayLike | None = None, slo: ArrayLike | None = None,
+                 bscan_positions: ArrayLike | None = None, slo_positions: ArrayLike | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        """Check and normalise the record; inputs may be array-likes, attributes are arrays.
+
+        Raises:
+            DataError: a bad id, laterality, shape, spacing or position list.
+        """
+        self.subject = subject
+        self.laterality = laterality
+        self.meta = {} if meta is None else meta
         check_id(self.subject, "subject id")
         where = f"eye {self.subject}_{self.laterality}"
         if self.laterality not in LATERALITIES:
             raise DataError(f"{where}: laterality must be one of {LATERALITIES}, got {self.laterality!r}")
-        self.oct = np.asarray(self.oct)
+        self.oct = np.asarray(oct)
         if self.oct.ndim != 3:
             raise DataError(f"{where}: OCT must be [H, W, D], got shape {self.oct.shape}")
-        self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
-        if len(self.spacing) != 3:
-            raise DataError(f"{where}: spacing must have 3 values (dH, dW, dD) in mm, got {self.spacing}")
+        values = tuple(float(s) for s in spacing)
+        if len(values) != 3:
+            raise DataError(f"{where}: spacing must have 3 values (dH, dW, dD) in mm, got {values}")
+        self.spacing = (values[0], values[1], values[2])
         if not all(np.isfinite(s) and s > 0 for s in self.spacing):
             raise DataError(f"{where}: spacing {self.spacing} mm must be positive and finite")
         _, width, depth = self.oct.shape
-        if self.labels is not None:
-            self.labels = np.asarray(self.labels)
-            if self.labels.shape != self.oct.shape:
-                raise DataError(
-                    f"{where}: labels shape {self.labels.shape} does not match OCT shape {self.oct.shape}"
-                )
-        if self.bscan_positions is None:
-            self.bscan_positions = np.arange(depth, dtype=np.float64) * self.spacing[2]
-        self.bscan_positions = np.asarray(self.bscan_positions, dtype=np.float64)
+        self.labels = None if labels is None else np.asarray(labels)
+        if self.labels is not None and self.labels.shape != self.oct.shape:
+            raise DataError(
+                f"{where}: labels shape {self.labels.shape} does not match OCT shape {self.oct.shape}"
+            )
+        if bscan_positions is None:
+            bscan_positions = np.arange(depth, dtype=np.float64) * self.spacing[2]
+        self.bscan_positions = np.asarray(bscan_positions, dtype=np.float64)
         if self.bscan_positions.shape != (depth,):
             raise DataError(
                 f"{where}: {self.bscan_positions.shape[0]} B-scan positions for {depth} B-scans"
@@ -90,20 +103,21 @@ class Eye:
         problem = positions_problem(self.bscan_positions)
         if problem is not None:
             raise DataError(f"{where}: {problem}")
-        if self.slo is None:
+        if slo is None:
+            self.slo = None
             self.slo_positions = None
             return
-        self.slo = np.asarray(self.slo)
+        self.slo = np.asarray(slo)
         if self.slo.ndim != 2 or self.slo.shape[0] != width:
             raise DataError(f"{where}: SLO must be [W={width}, Ds], got shape {self.slo.shape}")
-        if self.slo_positions is None:
+        if slo_positions is None:
             if self.slo.shape[1] != depth:
                 raise DataError(
                     f"{where}: SLO has {self.slo.shape[1]} columns but the OCT has {depth} B-scans; "
                     "give slo_positions for an SLO sampled on another grid"
                 )
-            self.slo_positions = self.bscan_positions.copy()
-        self.slo_positions = np.asarray(self.slo_positions, dtype=np.float64)
+            slo_positions = self.bscan_positions.copy()
+        self.slo_positions = np.asarray(slo_positions, dtype=np.float64)
         if self.slo_positions.shape != (self.slo.shape[1],):
             raise DataError(
                 f"{where}: {self.slo_positions.shape[0]} SLO positions for {self.slo.shape[1]} SLO columns"
@@ -120,7 +134,7 @@ class Eye:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(H, W, D)`` of the OCT volume."""
-        return tuple(self.oct.shape)  # type: ignore[return-value]
+        return tuple(self.oct.shape)
 
     @property
     def has_labels(self) -> bool:
@@ -163,7 +177,7 @@ class Eye:
         Linear interpolation between SLO columns; positions outside the SLO take the
         nearest edge column.
         """
-        if self.slo is None:
+        if self.slo is None or self.slo_positions is None:
             raise DataError(f"eye {self.eye_id} has no SLO")
         positions = np.asarray(positions, dtype=np.float64)
         grid = self.slo_positions

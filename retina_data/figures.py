@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
@@ -34,16 +35,16 @@ LABEL_COLOURS = (
 """One colour per label value."""
 
 
-def _bscan_extent(eye: Eye) -> list[float]:
-    """``[left, right, bottom, top]`` of a B-scan in mm (A-scan position, depth)."""
+def _bscan_extent(eye: Eye) -> tuple[float, float, float, float]:
+    """``(left, right, bottom, top)`` of a B-scan in mm (A-scan position, depth)."""
     height, width, _ = eye.shape
-    return [0.0, width * eye.spacing[1], height * eye.spacing[0], 0.0]
+    return (0.0, width * eye.spacing[1], height * eye.spacing[0], 0.0)
 
 
-def _enface_extent(eye: Eye, positions: np.ndarray) -> list[float]:
-    """``[left, right, bottom, top]`` of an en-face image whose columns lie at ``positions`` (mm)."""
+def _enface_extent(eye: Eye, positions: np.ndarray) -> tuple[float, float, float, float]:
+    """``(left, right, bottom, top)`` of an en-face image whose columns lie at ``positions`` (mm)."""
     step = float(np.median(np.diff(positions))) if positions.size > 1 else eye.spacing[2]
-    return [0.0, eye.shape[1] * eye.spacing[1], float(positions[-1]) + step / 2, float(positions[0]) - step / 2]
+    return (0.0, eye.shape[1] * eye.spacing[1], float(positions[-1]) + step / 2, float(positions[0]) - step / 2)
 
 
 def plot_phantom_overview(eye: Eye, path: str | Path, *, bscan_index: int | None = None,
@@ -81,26 +82,31 @@ def plot_phantom_overview(eye: Eye, path: str | Path, *, bscan_index: int | None
     axes = fig.add_subplot(grid[0, 0])
     axes.imshow(bscan, cmap="gray", extent=extent, aspect="auto", interpolation="nearest")
     axes.set(title=f"B-scan {index} at {position:.2f} mm", xlabel="along the B-scan (mm)", ylabel="depth (mm)")
-    if eye.has_labels:
+    if eye.labels is not None:
         _plot_labels(fig.add_subplot(grid[0, 1]), bscan, eye.labels[:, :, index], extent)
 
-    mark = {"color": "#ff3030", "linewidth": 1.0, "linestyle": "--"}
     enface = eye.oct.mean(axis=0).T
     axes = fig.add_subplot(grid[1, enface_panels - 1])
     axes.imshow(enface, cmap="gray", extent=_enface_extent(eye, eye.bscan_positions), aspect="equal",
                 interpolation="nearest")
-    axes.axhline(position, **mark)
+    _mark_position(axes, position)
     axes.set(title="en-face OCT (mean over depth)", xlabel="along the B-scan (mm)", ylabel="slow axis (mm)")
-    if eye.has_slo:
+    if eye.slo is not None and eye.slo_positions is not None:
         axes = fig.add_subplot(grid[1, 0])
         axes.imshow(eye.slo.T, cmap="gray", extent=_enface_extent(eye, eye.slo_positions), aspect="equal",
                     interpolation="nearest")
-        axes.axhline(position, **mark)
+        _mark_position(axes, position)
         axes.set(title="SLO (dashed: B-scan position)", xlabel="along the B-scan (mm)", ylabel="slow axis (mm)")
     return atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
 
 
-def _plot_labels(axes, bscan: np.ndarray, labels: np.ndarray, extent: list[float]) -> None:
+def _mark_position(axes: Axes, position: float) -> None:
+    """A dashed red line across an en-face image at the slow-axis ``position`` (mm) of the B-scan shown."""
+    axes.axhline(position, color="#ff3030", linewidth=1.0, linestyle="--")
+
+
+def _plot_labels(axes: Axes, bscan: np.ndarray, labels: np.ndarray,
+                 extent: tuple[float, float, float, float]) -> None:
     """The B-scan with its labels over it and a legend of the classes it shows."""
     names = label_names(with_fluid=True)
     colours = ListedColormap(LABEL_COLOURS)

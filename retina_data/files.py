@@ -94,7 +94,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True, keep_previous: bool
             tmp.unlink()
 
 
-def atomic_save(path: str | Path, writer: Callable[[Path], None], *, overwrite: bool = True,
+def atomic_save(path: str | Path, writer: Callable[[Path], object], *, overwrite: bool = True,
                 keep_previous: bool = False) -> Path:
     """Call ``writer(tmp_path)`` and rename the result to ``path`` (``keep_previous``: see :func:`atomic_path`)."""
     with atomic_path(path, overwrite=overwrite, keep_previous=keep_previous) as tmp:

@@ -184,9 +184,12 @@ def _load_quietly(path: Path) -> nib.Nifti1Image:
     level = log.level
     log.setLevel(logging.CRITICAL)
     try:
-        return nib.load(str(path))
+        image = nib.load(str(path))
     finally:
         log.setLevel(level)
+    if not isinstance(image, nib.Nifti1Image):
+        raise DataError(f"{path}: a {type(image).__name__} file; expected a NIfTI image (.nii or .nii.gz)")
+    return image
 
 
 DEFLATE_MAX_RATIO = 1032

@@ -212,7 +212,7 @@ def _row_edges(cfg: PhantomConfig) -> np.ndarray:
 def flattened_bm_row(cfg: PhantomConfig) -> int:
     """The row where every stored eye has Bruch's membrane: the first choroid row."""
     edges = _row_edges(cfg)
-    bm_depth = np.float64(cfg.bm_depth_fraction * cfg.extent_mm[0])
+    bm_depth = np.asarray(cfg.bm_depth_fraction * cfg.extent_mm[0])
     return int(first_rows_below(bm_depth, 0.5 * (edges[1:] + edges[:-1])))
 
 

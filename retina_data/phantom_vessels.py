@@ -175,8 +175,8 @@ def vessel_maps(tree: VesselTree, nasal: np.ndarray, superior: np.ndarray,
     effective = np.sqrt(tree.radius_mm**2 + (0.5 * pixel_mm) ** 2)
     distance, index = cKDTree(tree.points_mm).query(grid, k=neighbours,
                                                      distance_upper_bound=3.0 * float(effective.max()))
-    distance = distance.reshape(grid.shape[0], neighbours)
-    index = np.minimum(index.reshape(grid.shape[0], neighbours), tree.radius_mm.size - 1)
+    distance = np.asarray(distance).reshape(grid.shape[0], neighbours)
+    index = np.minimum(np.asarray(index).reshape(grid.shape[0], neighbours), tree.radius_mm.size - 1)
     width = effective[index]
     strength = np.where(np.isfinite(distance),
                         tree.radius_mm[index] / width * np.exp(-2.0 * (distance / width) ** 2), 0.0)

@@ -161,7 +161,7 @@ def flatten_imported(eye: Eye, source: str = "auto") -> Eye:
         return _with_note(eye, "none", "not flattened at Bruch's membrane (--flatten none)")
     has_rpe = eye.labels is not None and bool(np.any(eye.labels == RPE_LABEL))
     if source == "labels" or (source == "auto" and has_rpe):
-        if not has_rpe:
+        if eye.labels is None or not has_rpe:
             raise DataError(f"eye {eye.eye_id}: --flatten labels needs labels with the RPE (label {RPE_LABEL})")
         flat = flatten_at_bm(eye, bm_rows_from_labels(eye.labels))
         return _with_note(flat, "labels", "flattened at Bruch's membrane below the RPE label")
@@ -272,7 +272,7 @@ def crop(eye: Eye, rows: tuple[int, int] | None = None, columns: tuple[int, int]
     labels = None if eye.labels is None else _window(eye.labels, r0, r1, 0, "edge")[:, c0:c1, b0:b1]
     positions = eye.bscan_positions[b0:b1]
     slo = slo_positions = None
-    if eye.slo is not None:
+    if eye.slo is not None and eye.slo_positions is not None:
         tol = 1e-9
         keep = (eye.slo_positions >= positions[0] - tol) & (eye.slo_positions <= positions[-1] + tol)
         slo, slo_positions = eye.slo[c0:c1, keep], eye.slo_positions[keep]

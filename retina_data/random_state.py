@@ -19,7 +19,10 @@ def capture_random_states() -> dict[str, Any]:
     """``{"python", "numpy", "torch"[, "cuda"]}``: the current global random states."""
     import torch
 
-    name, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)
+    # the global generator is always MT19937, whose legacy state is this tuple (a dict only for others)
+    assert isinstance(numpy_state, tuple)
+    name, keys, position, has_gauss, gauss = numpy_state
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),

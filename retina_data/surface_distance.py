@@ -96,7 +96,7 @@ def boundary_depths(labels: np.ndarray, boundaries: Sequence[int] | None = None)
         ``[B, W, D]`` int64 rows; ``H`` where the A-scan has no label above ``i``
         (the boundary lies below the image).
     """
-    boundaries = np.arange(NUM_BOUNDARIES) if boundaries is None else np.asarray(boundaries)
+    chosen = np.arange(NUM_BOUNDARIES) if boundaries is None else np.asarray(boundaries, dtype=np.int64)
     layers = np.where(labels == FLUID_LABEL, 0, labels) if np.any(labels == FLUID_LABEL) else labels
     height = labels.shape[0]
     deepest_so_far = np.maximum.accumulate(layers, axis=0).reshape(height, -1)  # [H, A]
@@ -108,8 +108,8 @@ def boundary_depths(labels: np.ndarray, boundaries: Sequence[int] | None = None)
     for start in range(0, height, rows):
         counts += np.bincount((deepest_so_far[start:start + rows] + offsets).reshape(-1), minlength=ascans * levels)
     rows_at_most = np.cumsum(counts.reshape(ascans, levels), axis=1)  # [A, levels]: rows with maximum <= level
-    depths = rows_at_most[:, np.minimum(boundaries, levels - 1)].T  # [B, A]
-    return depths.reshape(len(boundaries), *labels.shape[1:])
+    depths = rows_at_most[:, np.minimum(chosen, levels - 1)].T  # [B, A]
+    return depths.reshape(len(chosen), *labels.shape[1:])
 
 
 def boundary_errors_per_ascan(pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_mm: Sequence[float],

@@ -17,6 +17,7 @@ smoothed map), or the centre itself when the eye has no labels there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from retina_data.errors import DataError
 from retina_data.eye import Eye
 from retina_data.files import atomic_save, atomic_write_text, refuse_existing
 from retina_data.labels import LAYER_LABEL_NAMES, RETINA_LABELS
+from retina_data.result_tables import Metric
 
 SECTORS: tuple[str, ...] = ("C", "S1", "N1", "I1", "T1", "S2", "N2", "I2", "T2")
 RING_DIAMETERS_MM = (1.0, 3.0, 6.0)
@@ -36,6 +38,23 @@ GROUPS: dict[str, tuple[int, ...]] = {
 }
 """Thickness maps written by default: the total retina and each retinal layer."""
 FOVEA_SEARCH_MM = 1.5
+ERROR_PROTOCOL = "thickness"
+"""The protocol name of the thickness-error tables of both trees' evaluations (``summary_thickness.md``,
+written by :func:`retina_data.result_tables.write_result_tables`)."""
+ERROR_METRICS: tuple[Metric, ...] = tuple(Metric(sector, f"{sector} (µm) ↓", ".2f") for sector in SECTORS)
+"""The columns of those tables: the mean absolute thickness error of each ETDRS sector."""
+
+
+def relabelled_groups(table: Mapping[int, int], names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """The layer groups of labels relabelled by ``table`` (source label -> class; e.g. the atlas's
+    10 classes, in which IS and EZ are one class): the total retina (every class made of retinal
+    layers only, ILM to Bruch's membrane) and each such class on its own, named by ``names``
+    (one per class). A merged class is the thickness between the outer boundaries of its layers;
+    a class holding a non-retinal label (background, choroid, fluid) is in no group."""
+    classes = sorted(set(table.values()))
+    retinal = tuple(target for target in classes
+                    if all(source in RETINA_LABELS for source, value in table.items() if value == target))
+    return {"retina": retinal, **{names[target]: (target,) for target in retinal}}
 
 
 def thickness_map(labels: np.ndarray, depth_spacing_mm: float, classes: tuple[int, ...]) -> np.ndarray:
@@ -122,11 +141,12 @@ def etdrs_table(eye: Eye, grid: EtdrsGrid | None = None,
 
 def etdrs_errors(prediction: Eye, truth: Eye, groups: dict[str, tuple[int, ...]] | None = None) -> list[dict[str, object]]:
     """Mean absolute thickness error (µm) per ETDRS sector of ``prediction`` against ``truth``
-    (same grid of A-scans), the grid centred on the truth's fovea; one row per layer group."""
+    (same grid of A-scans), the grid centred on the truth's fovea (the thinnest point of its
+    ``retina`` group when ``groups`` has one); one row per layer group."""
     if prediction.shape != truth.shape:
         raise DataError(f"eye {truth.eye_id}: prediction {prediction.shape} and truth {truth.shape} differ in shape")
-    grid = etdrs_grid(truth)
     predicted, true = thickness_maps(prediction, groups), thickness_maps(truth, groups)
+    grid = etdrs_grid(truth, find_fovea(truth, true["retina"]) if "retina" in true else None)
     return [{"eye_id": truth.eye_id, "group": name, **etdrs_means(np.abs(predicted[name] - true[name]), grid)}
             for name in true]
 
@@ -165,7 +185,7 @@ def write_thickness_outputs(eye: Eye, out_dir: str | Path, *, overwrite: bool = 
     lines = [",".join(["eye_id", "group", *SECTORS])]
     lines += [",".join([str(row["eye_id"]), str(row["group"]), *(f"{row[s]:.2f}" for s in SECTORS)]) for row in rows]
     table = atomic_write_text(refuse_existing(out_dir / f"{eye.eye_id}_etdrs.csv", overwrite), "\n".join(lines) + "\n")
-    retina = thickness_map(eye.labels, eye.spacing[0], GROUPS["retina"]).astype(np.float32)
+    retina = thickness_maps(eye, {"retina": GROUPS["retina"]})["retina"].astype(np.float32)
     nifti = write_nifti(out_dir / f"{eye.eye_id}_retina_thickness.nii.gz", retina, eye.spacing[1:],
                         eye.bscan_positions, {"unit": "um", "what": "total retinal thickness (ILM to BM)"},
                         overwrite=overwrite)

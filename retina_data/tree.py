@@ -107,7 +107,7 @@ def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: 
                                    eye.bscan_positions, overwrite=overwrite))
         with_fluid = bool(eye.labels.size) and int(eye.labels.max()) >= FLUID_LABEL
         written += write_label_tables(files.labels.parent, label_names(with_fluid))
-    if write_slo:
+    if write_slo and eye.slo is not None and eye.slo_positions is not None:
         slo_spacing = (eye.spacing[1], _uniform_step(eye.slo_positions, eye.spacing[2]))
         written.append(write_nifti(files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing,
                                    eye.slo_positions, overwrite=overwrite))

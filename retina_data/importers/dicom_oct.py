@@ -104,7 +104,11 @@ def _pixel_spacing(dataset: Any, frames: list[Any], path: Path) -> tuple[float, 
         if measures is None or "PixelSpacing" not in measures:
             raise DataError(f"{path}: frame {index + 1} has no Pixel Measures Pixel Spacing; expected row and "
                             "column spacing in mm")
-        spacings.append(tuple(float(v) for v in measures.PixelSpacing))
+        values = [float(v) for v in measures.PixelSpacing]
+        if len(values) != 2:
+            raise DataError(f"{path}: frame {index + 1} has {len(values)} Pixel Spacing values; expected row and "
+                            "column spacing in mm")
+        spacings.append((values[0], values[1]))
     if any(s != spacings[0] for s in spacings):
         other = next(i for i, s in enumerate(spacings) if s != spacings[0])
         raise DataError(f"{path}: frame {other + 1} has pixel spacing {spacings[other]} mm but frame 1 "

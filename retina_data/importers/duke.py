@@ -78,9 +78,11 @@ def _annotated_bscans(eye: Eye, annotated_only: bool) -> Eye:
     kept = eye.select_bscans(annotated) if annotated.size < eye.shape[2] else eye
     if annotated.size < eye.shape[2]:
         notes.append(f"kept the {annotated.size} annotated of {eye.shape[2]} B-scans at their positions")
-    empty = int(np.count_nonzero(kept.labels.max(axis=0) == 0))
+    labels = kept.labels
+    assert labels is not None  # select_bscans keeps the labels of the B-scans it keeps
+    empty = int(np.count_nonzero(labels.max(axis=0) == 0))
     if empty:
-        notes.append(f"{empty} of {kept.labels.shape[1] * kept.labels.shape[2]} A-scans of the kept B-scans "
+        notes.append(f"{empty} of {labels.shape[1] * labels.shape[2]} A-scans of the kept B-scans "
                      "have no annotation: labelled 0 there")
     return kept
 

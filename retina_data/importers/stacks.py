@@ -53,12 +53,13 @@ def luminance(colour: np.ndarray) -> np.ndarray:
 def _read_png(path: Path, role: Role) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as image:
-        mode = image.mode
+    with Image.open(path) as opened:
+        mode = opened.mode
         if mode == "P" and role == "labels":
-            return np.asarray(image)  # the palette indices are the labels
+            return np.asarray(opened)  # the palette indices are the labels
+        image: Image.Image = opened
         if mode in ("P", "PA"):
-            image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
+            image = opened.convert("RGBA" if "transparency" in opened.info or mode == "PA" else "RGB")
         array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
         return array[..., 0]
