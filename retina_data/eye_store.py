@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import zarr
@@ -136,7 +136,7 @@ def is_store(location: str | os.PathLike) -> bool:
     if local is not None:
         return _holds_root_format(local)
     try:
-        return _root_format(zarr.open_group(text, mode="r", use_consolidated=False).attrs.asdict())
+        return _root_format(zarr.open_group(text, mode="r", zarr_format=3, use_consolidated=False).attrs.asdict())
     except (*_READ_ERRORS, KeyError, ImportError):
         return False
 
@@ -225,7 +225,7 @@ def _refuse_existing(location: str, local: Path | None, overwrite: bool) -> None
         exists, store = True, local.is_dir() and _holds_root_format(local)
     else:
         try:
-            zarr.open_group(location, mode="r", use_consolidated=False)
+            zarr.open_group(location, mode="r", zarr_format=3, use_consolidated=False)
             exists, store = True, True
         except (*_READ_ERRORS, KeyError):
             exists, store = False, False
@@ -282,7 +282,7 @@ class _OpenEye:
     slo: zarr.Array | None
 
 
-def _number_list(value: object) -> bool:
+def _number_list(value: object) -> TypeGuard[list[float]]:
     return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
@@ -332,7 +332,7 @@ class EyeStore:
         if local is not None and not local.is_dir():
             raise DataError(f"{text}: eye store not found; expected a folder written by `python -m retina_data store`")
         try:
-            root = zarr.open_group(text, mode="r", use_consolidated=False)
+            root = zarr.open_group(text, mode="r", zarr_format=3, use_consolidated=False)
         except (*_READ_ERRORS, KeyError, ImportError) as exc:
             raise DataError(f"{text}: cannot open as an eye store ({type(exc).__name__}: {exc}); expected a zarr "
                             "group written by `python -m retina_data store`") from exc
@@ -390,7 +390,7 @@ class EyeStore:
                 raise DataError(f"{where}: slo shape {slo.shape}; expected [W={width}, Ds]")
             slo_positions = self._positions(attributes, "slo_positions", slo.shape[1], where)
         info = EyeInfo(eye_id=eye_id, subject=match["subject"], laterality=match["laterality"],
-                       shape=(height, width, depth), spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+                       shape=(height, width, depth), spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
                        bscan_positions=positions, slo_positions=slo_positions, has_labels=labels is not None,
                        has_slo=slo is not None)
         return _OpenEye(info, attributes, oct_array, labels, slo)
@@ -449,7 +449,7 @@ class EyeStore:
         if index.size == 0:
             return np.empty((height, width, 0), dtype=array.dtype)
         try:
-            planes = array.oindex[index]
+            planes = np.asarray(array.oindex[index])
         except _READ_ERRORS as whole:
             for bscan in index.tolist():
                 try:

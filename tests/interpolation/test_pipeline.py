@@ -111,3 +111,26 @@ def test_seeding_makes_initial_weights_follow_the_config_seed(make_config, tiny_
     first, again, other = initial_weights(3), initial_weights(3), initial_weights(4)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_an_eye_store_gives_the_same_fold_as_the_tree_it_was_written_from(make_config, tiny_eyes,
+                                                                          tmp_path: Path) -> None:
+    from retina_data.cli import main
+    from retina_data.tree import write_dataset_info, write_eye
+
+    tree = tmp_path / "tree"
+    for eye in tiny_eyes:
+        write_eye(tree, eye)
+    write_dataset_info(tree, "tree")
+    (tree / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002], TEST: [sub001]}\n")
+    assert main(["store", str(tree), str(tmp_path / "eyes.zarr")]) == 0
+    from_tree = load_fold(make_config(SETTINGS={"IMG_DIR": str(tree), "FOLD": 0}))
+    from_store = load_fold(make_config(SETTINGS={"IMG_DIR": str(tmp_path / "eyes.zarr"), "FOLD": 0}))
+    for part in ("train_inputs", "test_truth", "test_inputs"):
+        tree_eyes, store_eyes = getattr(from_tree, part), getattr(from_store, part)
+        assert [eye.eye_id for eye in store_eyes] == [eye.eye_id for eye in tree_eyes]
+        for ours, theirs in zip(store_eyes, tree_eyes):
+            assert np.array_equal(ours.oct, theirs.oct) and np.array_equal(ours.labels, theirs.labels)
+            assert np.array_equal(ours.bscan_positions, theirs.bscan_positions) and ours.spacing == theirs.spacing
+    assert [eye.eye_id for eye in from_store.train_inputs] == ["sub002_OD", "sub002_OS"]
+    assert tmp_path / "eyes.zarr" / "zarr.json" in from_store.sources
