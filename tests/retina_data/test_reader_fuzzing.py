@@ -24,7 +24,7 @@ from heyex_xml import write_xml_export
 from PIL import Image
 
 from retina_data.config import read_yaml
-from retina_data.errors import RetinaError
+from retina_data.errors import DataError, RetinaError
 from retina_data.nifti import read_nifti, write_nifti
 from retina_data.importers.stacks import read_image_stack
 
@@ -182,3 +182,13 @@ def test_a_damaged_file_loads_or_gives_the_one_line_error(kind: str, case: int, 
     target = path.with_name(path.stem.split(".")[0] + ".json") if kind == "nifti-sidecar" else path
     target.write_bytes(damaged(target.read_bytes(), case))
     read_cleanly_or_refuse(lambda: read(path), target.name if kind != "xml-export" else "scan")
+
+
+@pytest.mark.parametrize("image_type, name", [("AnalyzeImage", "scan.img"), ("MGHImage", "scan.mgz")])
+def test_another_nibabel_format_is_refused_as_not_nifti(image_type: str, name: str, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    path = tmp_path / name
+    nib.save(getattr(nib, image_type)(np.zeros((3, 4, 5), np.float32), np.eye(4)), path)
+    with pytest.raises(DataError, match=rf"{name}: a \w+ file; expected a NIfTI image"):
+        read_nifti(path)
