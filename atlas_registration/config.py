@@ -28,7 +28,10 @@ class Settings:
     RESULT_DIR: str = ""
     """Results go to ``RESULT_DIR/<PROJECT_NAME>_fold<FOLD>`` (``--output`` overrides it)."""
     DATA_DIR: str = ""
-    """The retina_data NIfTI tree (``<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz``)."""
+    """The retina_data NIfTI tree (``<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz``), or an eye store
+    (``.zarr``, a path or fsspec URL; ``python -m retina_data store``) whose training eyes are read
+    per patch, so memory does not grow with their number; SUBSMPL_FACTOR k then trains on every
+    k-th stored B-scan."""
     FOLD: int = bounded(2, ge=0)
     FOLD_FILE: str = "configs/atlas/cross-validation-folds.yml"
     """Fold file ``FOLD: {k: {TRAIN: [...], TEST: [...]}}`` (relative paths, like DATA_DIR,
@@ -187,7 +190,8 @@ class Data:
     into right-eye orientation before the atlas and registration."""
     CACHE_DIR: str = ""
     """(added) ``""``: the prepared eyes are held in memory; a folder: each is written there once as
-    ``.npy`` and memory-mapped (for many or full-resolution eyes; the files are rewritten each run)."""
+    ``.npy`` and memory-mapped (for many or full-resolution eyes; the files are rewritten each run).
+    Only for a tree: an eye store is read lazily."""
 
     def __post_init__(self) -> None:
         if len(self.PATCH_SIZE) != 3:

@@ -120,10 +120,15 @@ def _load(path: Path) -> nib.Nifti1Image:
         raise DataError(f"{path}: cannot read NIfTI: {exc}") from exc
 
 
-def _sources(eyes: Iterable[Eye | str | Path]) -> list[_Source]:
+def _sources(eyes: Iterable[Eye | str | Path | _Source]) -> list[_Source]:
     sources: list[_Source] = []
     for item in eyes:
-        sources.append(_EyeSource(item) if isinstance(item, Eye) else _FolderSource(Path(item)))
+        if isinstance(item, Eye):
+            sources.append(_EyeSource(item))
+        elif isinstance(item, (str, Path)):
+            sources.append(_FolderSource(Path(item)))
+        else:  # already a source: an eye read from a store slab by slab (datasets.store_eyes.StoredEye)
+            sources.append(item)
     if not sources:
         raise DataError("median atlas: no eyes given")
     first = sources[0]
@@ -165,14 +170,14 @@ def lower_median(stack: np.ndarray) -> np.ndarray:
     return np.partition(stack, middle, axis=0)[middle]
 
 
-def median_atlas(eyes: Iterable[Eye | str | Path], *, mirror_os: bool = False,
+def median_atlas(eyes: Iterable[Eye | str | Path | _Source], *, mirror_os: bool = False,
                  label_mapping: LabelMapping | None = None, memory_mb: float = 512.0,
                  progress: bool = False) -> AtlasVolumes:
     """Voxel-wise lower median of the intensities and of the label indices of eyes that share one grid.
 
     Args:
-        eyes: :class:`Eye` records, or eye folders ``<data>/<subject>/<OD|OS>`` of a data set
-            tree (read lazily, one slab at a time).
+        eyes: :class:`Eye` records, eye folders ``<data>/<subject>/<OD|OS>`` of a data set
+            tree, or eyes of a store (``StoredEye``; both read lazily, one slab at a time).
         mirror_os: flip OS eyes along ``W`` to OD orientation first (see module docstring).
         label_mapping: relabel every eye before the median (e.g. the 10 atlas classes).
         memory_mb: budget for one slab of all eyes (intensity float32 + labels); sets how
@@ -241,7 +246,7 @@ def save_atlas_nifti(atlas: AtlasVolumes, out_dir: str | Path,
     ]
 
 
-def build_median_atlas(train_eyes: Sequence[Eye], out_dir: Path, reuse: bool,
+def build_median_atlas(train_eyes: Sequence[Eye | _Source], out_dir: Path, reuse: bool,
                        class_names: Sequence[str] | None = None) -> AtlasVolumes:
     """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir`` (with the
     ITK-SNAP / Slicer label tables of ``class_names`` beside its labels).

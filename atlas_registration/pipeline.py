@@ -1,7 +1,8 @@
 """The whole flow of one fold: data -> median atlas -> atlas INR -> GINR training -> evaluation.
 
 1. Read the fold (:func:`load_fold`): training eyes from the ``DATA.SUBSMPL_FACTOR`` files,
-   test eyes dense, each checked as ``validate`` checks it, and the coordinate extent.
+   test eyes dense, each checked as ``validate`` checks it, and the coordinate extent. From an
+   eye store the training eyes are read per patch instead of held.
 2. Prepare the run folder (:func:`start_run`; refused if it holds results unless
    ``--overwrite``/``--resume``) and save the resolved config, the run identity
    (:mod:`retina_data.run_identity`: config, eyes, data files) and a run record. ``--resume``
@@ -30,6 +31,7 @@ from atlas_registration.config import RESUME_FREE_KEYS, AtlasConfig, load_atlas_
 from atlas_registration.datasets.coordinates import grid_extent
 from atlas_registration.datasets.eyes import FoldEyes, read_fold_eyes
 from atlas_registration.datasets.label_mapping import LabelMapping
+from atlas_registration.datasets.store_eyes import read_store_fold_eyes, store_files
 from atlas_registration.median_atlas import build_median_atlas
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
@@ -39,6 +41,7 @@ from atlas_registration.training import (PRETRAIN_STAGE, REGISTRATION_STAGE, loa
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
 from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
+from retina_data.eye_store import is_store
 from retina_data.files import check_run_dir
 from retina_data.provenance import write_run_record
 from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
@@ -100,7 +103,7 @@ def _resolved(cfg: AtlasConfig) -> dict[str, Any]:
     """The config as a nested mapping, its paths absolute (a run is the same from any working folder)."""
     resolved = to_dict(cfg)
     for section, key in (("SETTINGS", "DATA_DIR"), ("SETTINGS", "FOLD_FILE"), ("ATLAS_MODEL", "PATH")):
-        if resolved[section][key]:
+        if resolved[section][key] and "://" not in resolved[section][key]:  # an fsspec URL stays as it is
             resolved[section][key] = str(Path(resolved[section][key]).resolve())
     return resolved
 
@@ -109,13 +112,18 @@ def run_identity(cfg: AtlasConfig, fold: Fold, script: str) -> RunIdentity:
     """What determines this run's result: the resolved config without
     :data:`~atlas_registration.config.RESUME_FREE_KEYS`, the script, the fold's eyes per role and
     the size and time of every file read (fold file, ``dataset.yaml``, the training eyes'
-    ``oct_flat_subsmpl<k>`` files, the test eyes' dense files, ``ATLAS_MODEL.PATH``)."""
+    ``oct_flat_subsmpl<k>`` files, the test eyes' dense files, ``ATLAS_MODEL.PATH``; from an eye
+    store, its metadata files: :func:`~atlas_registration.datasets.store_eyes.store_files`)."""
     data_dir = Path(cfg.SETTINGS.DATA_DIR).resolve()
-    files = [Path(cfg.SETTINGS.FOLD_FILE), data_dir / DATASET_FILE]
-    for eyes, subsample in ((fold.eyes.train, cfg.DATA.SUBSMPL_FACTOR), (fold.eyes.test, 1)):
-        for eye in eyes:
-            paths = eye_files(data_dir, eye.subject, eye.laterality, subsample)
-            files += [paths.oct, paths.labels, paths.slo]
+    files = [Path(cfg.SETTINGS.FOLD_FILE)]
+    if is_store(cfg.SETTINGS.DATA_DIR):
+        files += store_files(cfg.SETTINGS.DATA_DIR, [*fold.eyes.train, *fold.eyes.test])
+    else:
+        files.append(data_dir / DATASET_FILE)
+        for eyes, subsample in ((fold.eyes.train, cfg.DATA.SUBSMPL_FACTOR), (fold.eyes.test, 1)):
+            for eye in eyes:
+                paths = eye_files(data_dir, eye.subject, eye.laterality, subsample)
+                files += [paths.oct, paths.labels, paths.slo]
     if cfg.ATLAS_MODEL.PATH:
         files.append(Path(cfg.ATLAS_MODEL.PATH))
     eyes = {"train": [eye.eye_id for eye in fold.eyes.train], "test": [eye.eye_id for eye in fold.eyes.test]}
@@ -163,13 +171,27 @@ def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
 
 def load_fold(cfg: AtlasConfig) -> Fold:
     """Read the fold's eyes (training eyes from the ``DATA.SUBSMPL_FACTOR`` files, test eyes dense) and fix
-    the coordinate extent (``DATA.EXTENT_MM`` or the first training eye's grid)."""
-    if not cfg.SETTINGS.DATA_DIR:
+    the coordinate extent (``DATA.EXTENT_MM`` or the first training eye's grid).
+
+    ``SETTINGS.DATA_DIR`` an eye store (:func:`retina_data.eye_store.is_store`): the training eyes
+    stay in the store and are read per patch (:mod:`atlas_registration.datasets.store_eyes`).
+    """
+    data = cfg.SETTINGS.DATA_DIR
+    if not data:
         raise ConfigError("SETTINGS.DATA_DIR is empty: set it to the retina_data NIfTI tree "
-                          "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or pass --set SETTINGS.DATA_DIR=PATH")
+                          "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or an eye store (.zarr), or pass "
+                          "--set SETTINGS.DATA_DIR=PATH")
     mapping = LabelMapping.from_config(cfg.LABELS.MAPPING, cfg.LABELS.NAMES)
-    eyes = read_fold_eyes(cfg.SETTINGS.DATA_DIR, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
-                          cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
+    if is_store(data):
+        if cfg.DATA.CACHE_DIR:
+            raise ConfigError(f"DATA.CACHE_DIR = {cfg.DATA.CACHE_DIR!r}: not used with an eye store "
+                              f"(SETTINGS.DATA_DIR = {data!r} is read lazily); expected ''")
+        eyes = read_store_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
+                                    cfg.DATA.SUBSMPL_FACTOR, progress=cfg.RUNTIME.PROGRESS_BAR
+                                    and rank_zero_only.rank == 0)
+    else:
+        eyes = read_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
+                              cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
     reference = eyes.train[0]
     extent = tuple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
     return Fold(eyes, mapping, extent)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.atlas_points import AtlasPointsDataset
 from atlas_registration.datasets.coordinates import eye_axes
 from atlas_registration.datasets.patches import FullEyeDataset, StridedPatchDataset
+from atlas_registration.datasets.store_eyes import AtlasEye
 from atlas_registration.losses import LossWeights
 from atlas_registration.median_atlas import AtlasVolumes
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
@@ -28,7 +29,6 @@ from atlas_registration.routines.registration import GINRAtlasRegistration
 from atlas_registration.trainers import build_trainer, checkpoint_path, fit
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
 from retina_data.errors import ConfigError, DataError
-from retina_data.eye import Eye
 
 PRETRAIN_STAGE = "pretrain_atlas"
 REGISTRATION_STAGE = "registration"
@@ -42,7 +42,7 @@ def pretraining_module(cfg: AtlasConfig, num_classes: int) -> AtlasPretraining:
                             model.INTENSITY_SIGMOID)
 
 
-def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: Eye, extent_mm: Sequence[float],
+def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: AtlasEye, extent_mm: Sequence[float],
                    num_classes: int, run_dir: Path, resume: bool) -> AtlasPretraining:
     """Fit the atlas INR to the median atlas (on the grid of ``reference``, a training eye)."""
     pre = cfg.ATLAS_PRETRAINING
@@ -122,7 +122,7 @@ def registration_module(cfg: AtlasConfig, num_eyes: int, num_classes: int) -> GI
     )
 
 
-def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: Sequence[float], atlas: AtlasINR,
+def train_registration(cfg: AtlasConfig, train_eyes: Sequence[AtlasEye], extent_mm: Sequence[float], atlas: AtlasINR,
                        num_classes: int, run_dir: Path, resume: bool) -> GINRAtlasRegistration:
     """Train (or, with ``resume``, continue training) GINR registration of ``train_eyes``.
 
@@ -130,7 +130,8 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[Eye], extent_mm: S
     restores everything: networks, latent codes, optimiser, scheduler and epoch (the entry
     scripts check first that the run and its checkpoint are those of ``cfg``:
     :func:`atlas_registration.pipeline.check_resumable_run`). Each epoch
-    draws ``PATCHES_PER_EYE`` patches of every eye, in file order unless ``TRAINING.SHUFFLE``.
+    draws ``PATCHES_PER_EYE`` patches of every eye, in file order unless ``TRAINING.SHUFFLE``; eyes of
+    a store are read patch by patch.
     """
     t = cfg.TRAINING
     module = registration_module(cfg, len(train_eyes), num_classes)

@@ -7,13 +7,16 @@ into right-eye orientation. A subject's eyes come in the reference's file order,
 
 With a cache folder (``DATA.CACHE_DIR``) each prepared eye is written there once as ``.npy``
 files and memory-mapped, so many eyes cost page cache, not process memory; without one the
-eyes are held in memory.
+eyes are held in memory. An eye store as ``SETTINGS.DATA_DIR`` is read lazily instead
+(:mod:`atlas_registration.datasets.store_eyes`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from retina_data.folds import fold_split, read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
 from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
+if TYPE_CHECKING:
+    from atlas_registration.datasets.store_eyes import StoredEye
+
 FILE_ORDER = ("OS", "OD")
 """The order of a subject's eyes (the reference's file list)."""
 
@@ -34,11 +40,12 @@ class FoldEyes:
     """The eyes of one fold (labels already mapped to atlas classes).
 
     Attributes:
-        train: the training eyes, from the ``DATA.SUBSMPL_FACTOR`` files.
-        test: the test eyes, from the dense files (``oct_flat_<od|os>``).
+        train: the training eyes, from the ``DATA.SUBSMPL_FACTOR`` files; from an eye store, handles
+            (:class:`~atlas_registration.datasets.store_eyes.StoredEye`) whose B-scans are read when used.
+        test: the test eyes, from the dense files (``oct_flat_<od|os>``), in memory.
     """
 
-    train: list[Eye]
+    train: list[Eye] | list[StoredEye]
     test: list[Eye]
 
 
@@ -56,19 +63,33 @@ def from_atlas_orientation(volume: np.ndarray, laterality: str, flip_os: bool, a
     return np.flip(volume, axis=axis).copy() if flip_os and laterality == "OS" else volume
 
 
-def min_max_normalise(volume: np.ndarray) -> np.ndarray:
-    """``(v - min) / (max - min)`` float32 (the reference's per-volume normalisation); a constant
-    volume becomes all zeros."""
+def intensity_range(volume: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of a volume (or of part of one), the range :func:`min_max_normalise` maps onto [0, 1]."""
     volume = np.asarray(volume, dtype=np.float32)
-    low, high = float(volume.min()), float(volume.max())
+    return float(volume.min()), float(volume.max())
+
+
+def min_max_normalise(volume: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """``(v - min) / (max - min)`` float32 (the reference's per-volume normalisation); a constant
+    volume becomes all zeros. ``value_range``: the ``(min, max)`` of the whole volume when
+    ``volume`` is only part of it (B-scans read from a store), so the part is normalised as in
+    the whole; by default that of ``volume``."""
+    volume = np.asarray(volume, dtype=np.float32)
+    low, high = intensity_range(volume) if value_range is None else value_range
     return (volume - low) / (high - low) if high > low else np.zeros_like(volume)
 
 
-def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool) -> Eye:
-    """Min-max normalised float32 intensities, atlas labels (``mapping``), atlas orientation."""
+def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool,
+                value_range: tuple[float, float] | None = None) -> Eye:
+    """Min-max normalised float32 intensities, atlas labels (``mapping``), atlas orientation.
+
+    ``value_range``: the intensity range of the whole eye when ``eye`` holds only some of its
+    B-scans (see :func:`min_max_normalise`).
+    """
     if eye.labels is None:
         raise DataError(f"eye {eye.eye_id}: the atlas needs labelled eyes (oct_seg_flat_... missing)")
-    eye = replace(eye, oct=min_max_normalise(eye.oct), labels=mapping.apply(eye.labels), meta=dict(eye.meta))
+    eye = replace(eye, oct=min_max_normalise(eye.oct, value_range), labels=mapping.apply(eye.labels),
+                  meta=dict(eye.meta))
     return to_atlas_orientation(eye, flip_os)
 
 
@@ -114,19 +135,36 @@ def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mappi
     return memory_mapped(eye, Path(cache_dir), subsample)
 
 
-def read_subject_eyes(data_dir: str | Path, subjects: list[str], mapping: LabelMapping, flip_os: bool,
-                      subsample: int = 1, cache_dir: str | Path | None = None) -> list[Eye]:
-    """Every eye of ``subjects`` (in order, OS before OD), prepared; a subject without eyes raises DataError."""
-    available = set(list_eyes(data_dir))
-    eyes = []
+def subject_eye_keys(available: set[tuple[str, str]], subjects: list[str], where: str | Path,
+                     expected: str) -> list[tuple[str, str]]:
+    """``(subject, laterality)`` of every eye of ``subjects`` in ``available`` (in order, OS before OD).
+
+    Raises:
+        DataError: a subject has no eye (naming ``where`` and the ``expected`` layout).
+    """
+    keys = []
     for subject in subjects:
         lateralities = [lat for lat in FILE_ORDER if (subject, lat) in available]
         if not lateralities:
-            raise DataError(f"{data_dir}: subject {subject} of the fold file has no eye on disk "
-                            f"(expected {subject}/<OD|OS>/oct_flat_<od|os>.nii.gz)")
-        eyes += [read_prepared_eye(data_dir, subject, lat, mapping, flip_os, subsample, cache_dir)
-                 for lat in lateralities]
-    return eyes
+            raise DataError(f"{where}: subject {subject} of the fold file has no eye on disk (expected {expected})")
+        keys += [(subject, lat) for lat in lateralities]
+    return keys
+
+
+def read_subject_eyes(data_dir: str | Path, subjects: list[str], mapping: LabelMapping, flip_os: bool,
+                      subsample: int = 1, cache_dir: str | Path | None = None) -> list[Eye]:
+    """Every eye of ``subjects`` (in order, OS before OD), prepared; a subject without eyes raises DataError."""
+    keys = subject_eye_keys(set(list_eyes(data_dir)), subjects, data_dir,
+                            "<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz")
+    return [read_prepared_eye(data_dir, subject, lat, mapping, flip_os, subsample, cache_dir) for subject, lat in keys]
+
+
+def require_one_grid(train: Sequence[Eye | StoredEye], where: str | Path) -> None:
+    """Refuse training eyes of different shapes (the median atlas needs one grid)."""
+    shapes = {eye.shape for eye in train}
+    if len(shapes) > 1:
+        raise DataError(f"{where}: training eyes differ in shape {sorted(shapes)}; "
+                        "the median atlas needs one grid (crop or resample them first)")
 
 
 def read_fold_eyes(data_dir: str | Path, fold_file: str | Path, fold: int, mapping: LabelMapping,
@@ -142,8 +180,5 @@ def read_fold_eyes(data_dir: str | Path, fold_file: str | Path, fold: int, mappi
         raise DataError(f"{fold_file}: FOLD.{fold}.TRAIN is empty; the atlas needs training eyes")
     train = read_subject_eyes(data_dir, split["TRAIN"], mapping, flip_os, subsample, cache_dir)
     test = read_subject_eyes(data_dir, split["TEST"], mapping, flip_os, 1, cache_dir)
-    shapes = {eye.shape for eye in train}
-    if len(shapes) > 1:
-        raise DataError(f"{data_dir}: training eyes differ in shape {sorted(shapes)}; "
-                        "the median atlas needs one grid (crop or resample them first)")
+    require_one_grid(train, data_dir)
     return FoldEyes(train=train, test=test)

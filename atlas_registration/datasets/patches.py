@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
-from retina_data.eye import Eye
+from atlas_registration.datasets.store_eyes import AtlasEye, StoredEye
 
 SAMPLE_MODES = ("downsample", "crop")
 
@@ -54,14 +54,19 @@ def random_offset(geometry: PatchGeometry, generator: torch.Generator | None = N
     return tuple(int(torch.randint(0, m, (1,), generator=generator)) for m in geometry.starts)  # type: ignore[return-value]
 
 
-def eye_sample(eye: Eye, extent_mm: Sequence[float], index: tuple[np.ndarray, np.ndarray, np.ndarray],
+def eye_sample(eye: AtlasEye, extent_mm: Sequence[float], index: tuple[np.ndarray, np.ndarray, np.ndarray],
                ) -> dict[str, torch.Tensor]:
     """Coordinates, intensities and labels of the voxels on the grid ``index``.
+
+    An eye in a store (:class:`~atlas_registration.datasets.store_eyes.StoredEye`) is read here,
+    only the B-scans ``index[2]``.
 
     Returns:
         ``coords [ph, pw, pd, 3]`` (normalised, at the voxels' mm positions),
         ``intensity [ph, pw, pd]`` float32 and ``labels [ph, pw, pd]`` int64.
     """
+    if isinstance(eye, StoredEye):
+        eye, index = eye.read(index[2]), (index[0], index[1], np.arange(len(index[2])))
     axes = eye_axes(eye, extent_mm)
     coords = grid_coordinates([axis[i] for axis, i in zip(axes, index)])
     grid = np.ix_(*index)
@@ -77,10 +82,11 @@ class StridedPatchDataset(Dataset):
     Item ``i`` is a patch of eye ``i % len(eyes)`` at a fresh random offset, with
     ``coords [ph, pw, pd, 3]``, ``intensity [ph, pw, pd]``, ``labels [ph, pw, pd]`` and
     ``eye`` (the eye's index, for its latent code). All eyes share one patch geometry
-    (fitted to the smallest eye), so patches batch together.
+    (fitted to the smallest eye), so patches batch together. Eyes in a store are read one
+    patch at a time, so the dataset holds none of their voxels.
     """
 
-    def __init__(self, eyes: Sequence[Eye], extent_mm: Sequence[float], patch_size: Sequence[int],
+    def __init__(self, eyes: Sequence[AtlasEye], extent_mm: Sequence[float], patch_size: Sequence[int],
                  mode: str = "downsample", patches_per_eye: int = 1) -> None:
         self.eyes = list(eyes)
         self.extent_mm = tuple(extent_mm)
@@ -103,7 +109,7 @@ class StridedPatchDataset(Dataset):
 class FullEyeDataset(Dataset):
     """Whole eyes (validation and test): item ``i`` is every voxel of eye ``i``, same keys as patches."""
 
-    def __init__(self, eyes: Sequence[Eye], extent_mm: Sequence[float], eye_indices: Sequence[int] | None = None
+    def __init__(self, eyes: Sequence[AtlasEye], extent_mm: Sequence[float], eye_indices: Sequence[int] | None = None
                  ) -> None:
         self.eyes = list(eyes)
         self.extent_mm = tuple(extent_mm)
