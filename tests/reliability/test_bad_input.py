@@ -205,6 +205,37 @@ def truncated_npz(case: Case) -> None:
     _truncate(_containers(case))
 
 
+def _store_of(case: Case) -> Path:
+    """The case's tree written as an eye store (with its folds file), which the entry then reads."""
+    from retina_data.eye_store import write_store
+    from retina_data.tree import list_eyes, read_eye
+
+    store = case.tmp / "eyes.zarr"
+    write_store(store, (read_eye(case.data_dir, *eye) for eye in list_eyes(case.data_dir)), progress=False)
+    shutil.copyfile(case.folds_file, store / FOLDS_FILE)
+    case.set_data_dir(store)
+    return store
+
+
+def store_missing_chunk(case: Case) -> None:
+    """B-scan 3 of the training eye sub001_OD gone from the store."""
+    (_store_of(case) / "sub001_OD" / "oct" / "c" / "3" / "0" / "0").unlink()
+
+
+def store_corrupt_chunk(case: Case) -> None:
+    """B-scan 3 of sub001_OD's labels with a flipped byte (its zstd checksum fails)."""
+    chunk = _store_of(case) / "sub001_OD" / "labels" / "c" / "3" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+
+
+def store_of_a_newer_format(case: Case) -> None:
+    root = _store_of(case) / "zarr.json"
+    text = root.read_text(encoding="utf-8")
+    root.write_text(text.replace('"format_version": 1', '"format_version": 99'), encoding="utf-8")
+
+
 def subject_not_on_disk(case: Case) -> None:
     folds = read_yaml(case.folds_file)
     folds["FOLD"][0]["TRAIN"].append("sub009")
@@ -382,7 +413,7 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     oct_stored_0_255, oct_float64, nan_bscan_position, empty_test_fold, empty_train_fold, training_shape_mismatch,
     train_eye_in_test_container, subject_twice_in_container, npy_named_npz, text_spacing_in_container,
     network_too_large, gpu_without_cuda, random_file_to_predict, model_of_another_architecture,
-    gpus_without_cuda, pretraining_checkpoint,
+    gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -426,6 +457,9 @@ MATRIX = [
     ("geninr",           "text_spacing_in_container", [container_name(FACTOR, "train", 0), "spacing_oct", "numbers"]),
     ("geninr",           "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
     ("geninr",           "gpu_without_cuda",       ["--gpu 5", "no CUDA", "--gpu -1"]),
+    ("geninr",           "store_missing_chunk",    ["eyes.zarr", "eye sub001_OD", "B-scan(s) 3 missing"]),
+    ("geninr",           "store_corrupt_chunk",    ["eyes.zarr", "eye sub001_OD", "labels chunk of B-scan 3"]),
+    ("geninr",           "store_of_a_newer_format", ["eyes.zarr", "format_version = 99"]),
     ("singleinr",        "missing_config",         ["missing.yaml", "not found"]),
     ("singleinr",        "oct_stored_0_255",       ["oct_flat_od.nii.gz", "[0, 1]", "MINMAX_NORMALISE"]),
     ("singleinr",        "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST is empty"]),
