@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_subsample)
 
     p = commands.add_parser("folds", help="subject-level k-fold split (cross-validation-folds.yml)")
-    p.add_argument("data_dir", type=Path)
+    p.add_argument("data_dir", type=Path, help="a retina_data tree or an eye store (.zarr)")
     p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, required=True, help="folds file to write")
@@ -265,10 +265,14 @@ def _subsample(args: argparse.Namespace) -> int:
 
 
 def _folds(args: argparse.Namespace) -> int:
+    from retina_data.eye_store import EyeStore, is_store
     from retina_data.folds import make_folds, subjects_on_disk, write_folds
 
-    path = write_folds(args.output, make_folds(subjects_on_disk(args.data_dir), args.k, args.seed),
-                       overwrite=args.overwrite)
+    if is_store(args.data_dir):
+        subjects = sorted({eye_id.rsplit("_", 1)[0] for eye_id in EyeStore.open(args.data_dir).eye_ids})
+    else:
+        subjects = subjects_on_disk(args.data_dir)
+    path = write_folds(args.output, make_folds(subjects, args.k, args.seed), overwrite=args.overwrite)
     print(f"wrote {args.k} folds to {path}")
     return 0
 

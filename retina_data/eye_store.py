@@ -133,10 +133,13 @@ def is_store(location: str | os.PathLike) -> bool:
         local = local_path(text)
     except DataError:
         return False
-    if local is not None:
-        return _holds_root_format(local)
+    return _holds_root_format(local) if local is not None else _url_holds_root_format(text)
+
+
+def _url_holds_root_format(url: str) -> bool:
+    """Whether the store at ``url`` (another file system than the local one) has an eye store's root attributes."""
     try:
-        return _root_format(zarr.open_group(text, mode="r", zarr_format=3, use_consolidated=False).attrs.asdict())
+        return _root_format(zarr.open_group(url, mode="r", zarr_format=3, use_consolidated=False).attrs.asdict())
     except (*_READ_ERRORS, KeyError, ImportError):
         return False
 
@@ -224,11 +227,11 @@ def _refuse_existing(location: str, local: Path | None, overwrite: bool) -> None
             return
         exists, store = True, local.is_dir() and _holds_root_format(local)
     else:
-        try:
-            zarr.open_group(location, mode="r", zarr_format=3, use_consolidated=False)
-            exists, store = True, True
-        except (*_READ_ERRORS, KeyError):
-            exists, store = False, False
+        import fsspec
+
+        filesystem, path = fsspec.core.url_to_fs(location)
+        exists = filesystem.exists(path)
+        store = exists and _url_holds_root_format(location)
     if exists and not overwrite:
         raise OutputExistsError(f"{location}: already exists; pass --overwrite to replace it")
     if exists and not store:

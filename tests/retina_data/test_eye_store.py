@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
+import fsspec
 import numpy as np
 import pytest
 import zarr
@@ -20,6 +21,7 @@ from retina_data.containers import read_container, write_container
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
 from retina_data.eye_store import EyeStore, is_store, write_store
+from retina_data.folds import FOLDS_FILE, read_folds
 from retina_data.phantom import PhantomConfig, make_population
 from retina_data.tree import list_eyes, read_eye, write_dataset_info, write_eye
 from retina_data.validation import validate
@@ -152,6 +154,11 @@ def test_a_store_at_an_fsspec_url_reads_back_exactly(scheme, phantom_eyes, tmp_p
         write_store(url, phantom_eyes[:1], progress=False)
     write_store(url, phantom_eyes[2:3], overwrite=True, progress=False)
     assert EyeStore.open(url).eye_ids == ["sub002_OD"]
+    other = url.replace("eyes.zarr", "results")
+    with fsspec.open(f"{other}/table.csv", "w") as handle:
+        handle.write("earlier results\n")
+    with pytest.raises(OutputExistsError, match="not an eye store"):  # a folder of other files is never cleared
+        write_store(other, phantom_eyes[:1], overwrite=True, progress=False)
 
 
 def test_an_existing_store_is_replaced_only_with_overwrite_and_a_failed_write_leaves_it(phantom_eyes,
@@ -310,6 +317,10 @@ def test_store_command_writes_containers_exactly_and_subsamples(tree, tmp_path: 
     store = EyeStore.open(out)
     for eye in read_container(first) + read_container(second):
         assert_same_eye(store.read_eye(eye.eye_id), eye.subsample(2))
+    assert not (out / FOLDS_FILE).exists()  # containers hold no folds: the folds command splits the store's subjects
+    assert run_cli(["folds", str(out), "--k", "2", "--output", str(out / FOLDS_FILE)]) == 0
+    assert sorted(read_folds(out / FOLDS_FILE)[0]["TRAIN"] + read_folds(out / FOLDS_FILE)[0]["TEST"]) == \
+        ["sub001", "sub002"]
 
 
 def test_validate_command_exits_2_naming_the_damaged_chunks(phantom_eyes, tmp_path: Path, capsys) -> None:
