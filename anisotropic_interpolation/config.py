@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from retina_data.config import bounded, load_config, nested
 from retina_data.errors import ConfigError
+from retina_data.run_loggers import LoggerName
 
 if TYPE_CHECKING:
     import torch
@@ -44,11 +45,12 @@ one pass, 0.74x in micro-batches of 8,192 points; benchmarks/results.md, section
 RESUME_FREE_KEYS = (
     "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "SETTINGS.COMPILE", "SETTINGS.MICRO_BATCH_POINTS",
     "TRAINING.CHECKPOINT_EVERY", "EVALUATION.FIGURES", "EVALUATION.SAVE_NIFTI", "EVALUATION.MEMORY_BUDGET_MB",
+    "SETTINGS.LOGGERS",
 )
 """Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
 is given), choose how fast the same function is computed (COMPILE, MICRO_BATCH_POINTS,
 MEMORY_BUDGET_MB) or what is written besides the results (CHECKPOINT_EVERY, FIGURES,
-SAVE_NIFTI). Every other key determines the result, so a resume refuses a change to it
+SAVE_NIFTI, LOGGERS). Every other key determines the result, so a resume refuses a change to it
 (:mod:`retina_data.run_identity`)."""
 
 
@@ -81,6 +83,13 @@ class Settings:
     """(added) how a NIfTI tree in IMG_DIR stores its arrays: ``retina_data`` (ours: [H, W, D],
     OCT float in [0, 1]) or ``reference`` (as nibabel returns the reference tree: [W, H, D],
     OCT uint8 0..255, divided by 255 on reading)."""
+    LOGGERS: list[LoggerName] = field(default_factory=lambda: ["csv"])
+    """(added) loggers of the training summaries (every ``TRAINING.EPOCHS_TIL_SUMMARY`` epochs), as
+    the atlas tree's ``RUNTIME.LOGGERS`` (:mod:`retina_data.run_loggers`): CSV always (the checkpoint
+    folder's ``logs/version_<k>/metrics.csv``, besides its ``training_log.csv``); ``tensorboard``
+    and ``wandb`` when installed (extras ``resa-oct[tensorboard]``, ``resa-oct[wandb]``; asked for
+    but not installed: one notice, and the run goes on without it). Logging never changes what
+    a run computes; default ``[csv]``."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from retina_data.config import bounded, load_config, nested
 from retina_data.errors import ConfigError
+from retina_data.run_loggers import LoggerName
 
 _AT_LEAST_ONE = {"bounds": {"ge": 1}}
 """Field metadata: every item of a list must be >= 1 (checked on load)."""
@@ -271,8 +272,11 @@ class Runtime:
     """Lightning precision: ``32-true`` as the reference (with ``MATMUL_PRECISION: medium``);
     ``null`` (ours: fast and demo configs): ``bf16-mixed`` on GPUs with native bf16 (compute
     capability >= 8.0), ``32-true`` elsewhere."""
-    LOGGERS: list[Literal["csv", "tensorboard", "wandb"]] = field(default_factory=lambda: ["csv", "tensorboard"])
-    """``tensorboard`` is skipped when not installed; ``wandb`` needs the package (honours WANDB_MODE)."""
+    LOGGERS: list[LoggerName] = field(default_factory=lambda: ["csv", "tensorboard"])
+    """Loggers of the training stages (:mod:`retina_data.run_loggers`, as the interpolation tree's
+    ``SETTINGS.LOGGERS``): CSV always (``logs/<stage>/version_<k>/metrics.csv``); ``tensorboard`` and
+    ``wandb`` when installed (extras ``resa-oct[tensorboard]``, ``resa-oct[wandb]``; asked for but not
+    installed: one notice, and the run goes on without it). The reference logs to wandb."""
     DETERMINISTIC: bool = False
     MATMUL_PRECISION: Literal["highest", "high", "medium"] = "medium"
     """(added) ``torch.set_float32_matmul_precision`` for the run: ``medium`` as the reference (on

@@ -15,7 +15,6 @@ purpose) is silenced by :func:`quiet_lightning`, so a run's log holds our lines 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
 from collections.abc import Mapping
@@ -25,7 +24,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -35,6 +33,7 @@ from retina_data.errors import DataError, TrainingDivergedError
 from retina_data.files import atomic_path, previous_path
 from retina_data.precision import native_bf16
 from retina_data.random_state import capture_random_states, restore_random_states
+from retina_data.run_loggers import build_loggers
 
 LAST_CHECKPOINT = "last.ckpt"
 PERIODIC_CHECKPOINTS = "epoch=*.ckpt"
@@ -193,31 +192,11 @@ def device_name(runtime: Runtime) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def build_loggers(runtime: Runtime, run_dir: Path, name: str) -> list[Logger]:
-    """The loggers of ``RUNTIME.LOGGERS`` under ``run_dir``; each (re)start gets its own ``version_<k>``.
-
-    TensorBoard is skipped when not installed; wandb is used only when asked for and
-    installed (``WANDB_MODE=offline`` works as usual).
-    """
-    loggers: list[Logger] = []
-    for kind in runtime.LOGGERS:
-        if kind == "csv":
-            loggers.append(CSVLogger(run_dir / "logs", name=name))
-        elif kind == "tensorboard" and (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
-            loggers.append(TensorBoardLogger(run_dir / "tensorboard", name=name))
-        elif kind == "wandb":
-            if importlib.util.find_spec("wandb") is None:
-                warnings.warn("RUNTIME.LOGGERS asks for wandb, which is not installed; logging without it",
-                              stacklevel=2)
-                continue
-            from lightning.pytorch.loggers import WandbLogger
-            loggers.append(WandbLogger(project=name, save_dir=str(run_dir)))
-    return loggers
-
-
 def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, checkpoint_every: int,
                   val_every: int | None = None) -> L.Trainer:
-    """A Trainer for a long run: loggers, periodic + last + on-interrupt checkpoints under ``run_dir/<name>``."""
+    """A Trainer for a long run: the loggers of ``RUNTIME.LOGGERS`` (:func:`retina_data.run_loggers.build_loggers`:
+    CSV always, each (re)start its own ``version_<k>``), periodic + last + on-interrupt checkpoints under
+    ``run_dir/<name>``."""
     quiet_lightning()
     torch.set_float32_matmul_precision(runtime.MATMUL_PRECISION)
     checkpoint_dir = run_dir / "checkpoints" / name
@@ -225,7 +204,7 @@ def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, c
                                   save_top_k=1, monitor=None, save_last=True, save_on_train_epoch_end=True)
     return L.Trainer(
         accelerator=runtime.ACCELERATOR, devices=runtime.DEVICES, precision=precision(runtime),
-        max_epochs=max_epochs, logger=build_loggers(runtime, run_dir, name) or False,
+        max_epochs=max_epochs, logger=build_loggers(runtime.LOGGERS, run_dir, name, key="RUNTIME.LOGGERS"),
         callbacks=[checkpoints, CheckpointOnInterrupt(checkpoint_dir), RandomStateCheckpoint()],
         plugins=[AtomicCheckpointIO()],
         deterministic=runtime.DETERMINISTIC, default_root_dir=run_dir, log_every_n_steps=1,
