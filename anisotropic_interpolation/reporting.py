@@ -42,7 +42,7 @@ from retina_data.files import atomic_write_text
 from retina_data.label_tables import write_label_tables
 from retina_data.nifti import write_nifti
 from retina_data.result_tables import Metric, Summary, csv_text, eye_table_path, table_names
-from retina_data.thickness import SECTORS
+from retina_data.thickness import ERROR_METRICS, ERROR_PROTOCOL
 
 if TYPE_CHECKING:
     from anisotropic_interpolation.evaluation import MethodPrediction
@@ -81,9 +81,9 @@ REFERENCE_METRICS: tuple[Metric, ...] = (
 """The paper's metric set, already in the paper's units in every file."""
 REFERENCE_PROTOCOL = "reference"
 """The protocol name of the paper's metric set in the file names (``summary_reference.md``)."""
-THICKNESS_PROTOCOL = "thickness"
-"""The tables of layer-thickness errors per ETDRS sector (``summary_thickness.md``)."""
-THICKNESS_METRICS: tuple[Metric, ...] = tuple(Metric(sector, f"{sector} (µm) ↓", ".2f") for sector in SECTORS)
+THICKNESS_PROTOCOL = ERROR_PROTOCOL
+"""The tables of layer-thickness errors per ETDRS sector (``summary_thickness.md``), as the atlas tree's."""
+THICKNESS_METRICS: tuple[Metric, ...] = ERROR_METRICS
 THICKNESS_KEYS: tuple[str, ...] = ("method", "group")
 RESULT_FOLDERS: tuple[str, ...] = ("metrics", "nifti", "figures")
 SUBSET_ORDER: tuple[str, ...] = ("gap", "input", "all")

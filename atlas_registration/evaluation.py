@@ -16,12 +16,16 @@ surface distance (mm) between the 3-D region of each foreground class in the two
 (MONAI, via :func:`retina_data.metrics.surface_distances`), averaged over classes;
 ``ssim`` (mean over B-scans); ``pct_nonpositive_jacobian`` (percentage of voxels where the
 deformation folds); ``time_s``. NaN (a class absent from both volumes) is left out of a mean.
+
+With our protocol's rows goes a third table, :func:`thickness_errors`: the mean absolute layer
+thickness error (µm) per ETDRS sector of the registered atlas labels against the eye's, as the
+interpolation tree's evaluation writes it (``summary_thickness.md``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ from tqdm import tqdm
 from atlas_registration.baselines.methods import run_baseline
 from atlas_registration.bscan_metrics import reference_metrics
 from atlas_registration.config import AtlasConfig
+from atlas_registration.datasets.label_mapping import LabelMapping
 from atlas_registration.fitting import EyeRegistration, latent_fit, register_inr, seed_fit
 from atlas_registration.inference import atlas_on_eye_grid
 from atlas_registration.jacobian import jacobian_determinant, negative_fraction, nonpositive_fraction
@@ -41,6 +46,7 @@ from atlas_registration.training import pretrained_atlas
 from retina_data.errors import DataError
 from retina_data.eye import Eye
 from retina_data.metrics import dice_per_class, foreground_mean, ssim, surface_distances
+from retina_data.thickness import etdrs_errors, relabelled_groups
 
 if TYPE_CHECKING:
     from atlas_registration.pipeline import Fold
@@ -117,12 +123,34 @@ def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, n
     return row
 
 
+def in_eye_orientation(eye: Eye, labels: np.ndarray, flip_os: bool) -> Eye:
+    """``eye`` (as the atlas reads it) with ``labels [H, W, D]`` in place of its own, both in the eye's
+    own orientation: a left eye the atlas mirrored (``DATA.FLIP_OS``) is mirrored back (views, no copies)."""
+    if not (flip_os and eye.laterality == "OS"):
+        return replace(eye, labels=labels)
+    return replace(eye, oct=eye.oct[:, ::-1], labels=labels[:, ::-1], slo=None if eye.slo is None else eye.slo[::-1])
+
+
+def thickness_errors(registration: EyeRegistration, eye: Eye, mapping: LabelMapping, flip_os: bool
+                     ) -> list[dict[str, Any]]:
+    """Mean absolute layer-thickness error (µm) per ETDRS sector of a registration's atlas labels
+    against the eye's (:func:`retina_data.thickness.etdrs_errors`), both on the eye's grid, in the
+    eye's own orientation (so that nasal is nasal), per layer group of the atlas classes
+    (:func:`retina_data.thickness.relabelled_groups`: the retina and each class; a merged class such
+    as IS+EZ spans the outer boundaries of its layers). Rows ``{eye_id, group, C, S1, ..., T2}``."""
+    truth = in_eye_orientation(eye, eye.labels, flip_os)
+    prediction = in_eye_orientation(eye, registration.labels, flip_os)
+    return etdrs_errors(prediction, truth, relabelled_groups(mapping.table, mapping.names))
+
+
 @dataclass
 class EvaluationRows:
-    """The metric rows of an evaluation, one list per protocol (one row per eye, method and factor)."""
+    """The metric rows of an evaluation, one list per protocol (one row per eye, method and factor) and
+    the thickness errors of our protocol's registrations (one row per eye, method, factor and layer group)."""
 
     ours: list[dict[str, Any]]
     reference: list[dict[str, Any]]
+    thickness: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolution_eyes(test_eyes: Sequence[Eye], subjects: int) -> list[Eye]:
@@ -172,6 +200,8 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
         key = {"eye_id": eye.eye_id, "method": "ginr", "factor": factor, "bscans": sparse.shape[2]}
         if eye.eye_id in ours_ids:
             rows.ours.append({**key, **score(registration, eye, num_classes)})
+            rows.thickness += [{**key, **row} for row in thickness_errors(registration, eye, fold.mapping,
+                                                                           cfg.DATA.FLIP_OS)]
         if eye.eye_id in paper_ids or (factor == 1 and eye.eye_id in ours_ids):
             on_sparse = registration.bscans(factor) if scored_on is eye else registration
             rows.reference.append({**key, **score_reference(cfg, on_sparse, sparse, num_classes)})
@@ -189,5 +219,7 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
             key = {"eye_id": eye.eye_id, "method": method, "factor": 1, "bscans": eye.shape[2]}
             rows.ours.append({**key, **score(registration, eye, num_classes)})
             rows.reference.append({**key, **score_reference(cfg, registration, eye, num_classes)})
+            rows.thickness += [{**key, **row} for row in thickness_errors(registration, eye, fold.mapping,
+                                                                           cfg.DATA.FLIP_OS)]
     write_tables(rows, run_dir / "results", factors, ev.FIGURES)
     return rows

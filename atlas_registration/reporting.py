@@ -7,6 +7,9 @@ Tables (written by :mod:`retina_data.result_tables`, the writer both trees share
 (``metrics_reference/``, ``metrics_all_reference.csv``, ``summary_reference.csv|md``,
 ``resolution_reference.md``). Groups are the distinct ``(method, factor)`` values, in
 first-seen order; every numeric column is summarised (Markdown: 4 significant digits, the std 2).
+The layer-thickness errors of our protocol's registrations per ETDRS sector go to
+``metrics_all_thickness.csv`` and ``summary_thickness.csv|md`` (groups ``(method, factor, layer
+group)``), the tables the interpolation tree writes under the same names.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ from retina_data.files import atomic_write_text
 from retina_data.label_tables import write_label_tables
 from retina_data.nifti import write_nifti
 from retina_data.result_tables import Metric, Statistic, Summary, numeric_columns, table_names, write_result_tables
+from retina_data.thickness import ERROR_METRICS, ERROR_PROTOCOL
 
 if TYPE_CHECKING:
     from atlas_registration.evaluation import EvaluationRows
 
 GROUP_KEYS: tuple[str, ...] = ("method", "factor")
 """Columns that define a summary group, when present in the rows."""
+THICKNESS_KEYS: tuple[str, ...] = ("method", "factor", "group")
+"""The groups of the thickness-error summary."""
 
 RESOLUTION_FACTORS: tuple[int, ...] = (1, 8, 16, 32)
 """B-scan subsampling factors of the resolution experiment."""
@@ -92,8 +98,8 @@ SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def write_tables(rows: EvaluationRows, out_dir: Path, factors: Sequence[int], figures: bool) -> None:
-    """Both protocols' tables (per-eye CSVs, summary CSV + Markdown, resolution table), the plot, and
-    both summaries printed."""
+    """Both protocols' tables (per-eye CSVs, summary CSV + Markdown, resolution table), the thickness-error
+    tables, the plot, and both summaries printed."""
     titles = {"": "Our protocol: every B-scan of the dense eye, 3-D metrics (ASSD/HD95 in mm)",
               "reference": "The paper's protocol: 2-D metrics per B-scan on the B-scans fitted, in blocks "
                            "(ASSD in µm)"}
@@ -106,6 +112,9 @@ def write_tables(rows: EvaluationRows, out_dir: Path, factors: Sequence[int], fi
         atomic_write_text(out_dir / f"resolution{suffix}.md", table + "\n")
         print(f"\n{titles[protocol]} ({out_dir / table_names(protocol).summary_md}):\n")
         print(summary.table_markdown(SUMMARY_COLUMNS[protocol]))
+    if rows.thickness:
+        thickness = Summary.from_rows(rows.thickness, THICKNESS_KEYS, ERROR_METRICS, headings={"group": "Layers"})
+        write_result_tables(out_dir, thickness, protocol=ERROR_PROTOCOL, per_eye=False, overwrite=True)
     if figures:
         ginr_rows = [row for row in rows.ours if row["method"] == "ginr"]
         plot_resolution(resolution_summary(ginr_rows, "dice_mean"), out_dir / "resolution.png", overwrite=True)

@@ -83,6 +83,11 @@ def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_pat
                  ("bspline", "1")}
     assert methods == {("ginr", "1"), ("ginr", "8")} | baselines
     assert all(0.0 <= float(row["dice_mean"]) <= 1.0 for row in rows)
+    with open(out / "results" / "metrics_all_thickness.csv") as handle:  # ETDRS errors of every registration
+        thickness = list(csv.DictReader(handle))
+    assert {(row["method"], row["factor"]) for row in thickness} == methods
+    assert {row["group"] for row in thickness} == {"retina", *LabelMapping.default().names[1:]}
+    assert all(float(row["C"]) >= 0.0 for row in thickness) and (out / "results" / "summary_thickness.md").is_file()
     with open(out / "results" / "summary_reference.csv") as handle:
         reference = {(row["method"], row["factor"]): row for row in csv.DictReader(handle)}
     assert set(reference) == {("ginr", "1"), ("ginr", "8")} | baselines
