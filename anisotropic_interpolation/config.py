@@ -45,11 +45,11 @@ one pass, 0.74x in micro-batches of 8,192 points; benchmarks/results.md, section
 RESUME_FREE_KEYS = (
     "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "SETTINGS.COMPILE", "SETTINGS.MICRO_BATCH_POINTS",
     "TRAINING.CHECKPOINT_EVERY", "EVALUATION.FIGURES", "EVALUATION.SAVE_NIFTI", "EVALUATION.MEMORY_BUDGET_MB",
-    "SETTINGS.LOGGERS",
+    "SETTINGS.LOGGERS", "TRAINING.DATA_ON_DEVICE",
 )
 """Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
 is given), choose how fast the same function is computed (COMPILE, MICRO_BATCH_POINTS,
-MEMORY_BUDGET_MB) or what is written besides the results (CHECKPOINT_EVERY, FIGURES,
+MEMORY_BUDGET_MB, DATA_ON_DEVICE) or what is written besides the results (CHECKPOINT_EVERY, FIGURES,
 SAVE_NIFTI, LOGGERS). Every other key determines the result, so a resume refuses a change to it
 (:mod:`retina_data.run_identity`)."""
 
@@ -197,6 +197,13 @@ class Training:
     """(added) bf16 autocast in training, latent fits and prediction on GPUs with native bf16
     (compute capability >= 8.0; fp32 on the CPU and, with a notice, on older GPUs). Reference:
     false, fp32 throughout; ours (fast and demo configs): true."""
+    DATA_ON_DEVICE: bool = True
+    """(added) where the gen-INR's training eyes are. Reference: true, every training eye's input
+    B-scans held on the device for the whole run (about 16 MB per eye at 496 x 512 x 16 input
+    B-scans). false: streamed from the eye store in ``SETTINGS.IMG_DIR`` (which must then be one,
+    ``python -m retina_data store``): each step reads only the B-scans it uses
+    (:mod:`anisotropic_interpolation.streaming`), so memory stays that of a step whatever the
+    number of eyes; the same batches and the same training, slower per step by the reads."""
 
 
 @dataclass

@@ -43,7 +43,8 @@ from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
 from anisotropic_interpolation.reporting import existing_outputs, print_summary
-from anisotropic_interpolation.sampling import SparseVolumes
+from anisotropic_interpolation.sampling import SparseVolumes, TrainingVolumes
+from anisotropic_interpolation.streaming import StreamedVolumes
 from anisotropic_interpolation.training import (
     BEST_CHECKPOINT, LAST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label,
 )
@@ -55,6 +56,7 @@ from retina_data.eye import LATERALITIES, Eye
 from retina_data.eye_store import EyeStore, is_store, local_path
 from retina_data.files import check_run_dir, previous_path
 from retina_data.folds import fold_split, read_folds
+from retina_data.memory import check_fits_for_training
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
 from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
@@ -256,31 +258,15 @@ def start_processes(args: argparse.Namespace, script: str) -> Fabric | None:
     return launch(args.gpu, args.devices, args.num_nodes)
 
 
-TRAINING_BYTES_PER_PARAMETER = 16
-"""fp32 weights, gradients and Adam's two moments."""
-
-
-def device_memory_bytes(device: torch.device) -> int:
-    """The whole memory of ``device``: the GPU's, or the machine's RAM."""
-    if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def check_network_fits(config: ExperimentConfig, device: torch.device, source: Path) -> None:
     """Refuse, before anything is written, a network whose weights and optimiser state alone
-    exceed the device's memory (counted on PyTorch's ``meta`` device, which allocates nothing)."""
+    exceed the device's memory (:func:`retina_data.memory.check_fits_for_training`)."""
     inputs = NetworkInputs(use_slo=config.uses_slo, latent_size=config.TRAINING.LATENT_CODE.SIZE,
                            num_classes=config.MODEL.NUM_CLASSES)
-    with torch.device("meta"):
-        network = build_network(config, inputs)
-    parameters = sum(parameter.numel() for parameter in network.parameters())
-    needed, available = parameters * TRAINING_BYTES_PER_PARAMETER, device_memory_bytes(device)
-    if needed > available:
-        model = config.MODEL
-        raise ConfigError(f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
-                          f"(and POS_ENCODING) give {parameters:,} parameters, {needed / 2**30:.1f} GiB to train, "
-                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network")
+    model = config.MODEL
+    check_fits_for_training(lambda: build_network(config, inputs), device,
+                    f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
+                    "(and POS_ENCODING)")
 
 
 def run_identity(config: ExperimentConfig, script: str, data: FoldData) -> RunIdentity:
@@ -562,6 +548,9 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
         raise ConfigError("SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
                           "or pass --set SETTINGS.IMG_DIR=PATH")
     store = EyeStore.open(config.SETTINGS.IMG_DIR) if is_store(config.SETTINGS.IMG_DIR) else None
+    if training and store is None and not config.TRAINING.DATA_ON_DEVICE:
+        raise ConfigError(f"TRAINING.DATA_ON_DEVICE = false streams the training eyes from an eye store: expected "
+                          f"SETTINGS.IMG_DIR to be one (`python -m retina_data store`), got {config.SETTINGS.IMG_DIR!r}")
     img_dir = Path(config.SETTINGS.IMG_DIR)
     if store is None and not img_dir.is_dir():
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")
@@ -614,6 +603,20 @@ def network_inputs(config: ExperimentConfig, eyes: list[Eye], latent_size: int,
 def volumes(config: ExperimentConfig, eyes: list[Eye], inputs: NetworkInputs, device: torch.device) -> SparseVolumes:
     return SparseVolumes.from_eyes(eyes, use_labels=inputs.num_classes > 0, use_slo=inputs.use_slo,
                                    slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device)
+
+
+def population_volumes(config: ExperimentConfig, eyes: list[Eye], inputs: NetworkInputs,
+                       device: torch.device) -> TrainingVolumes:
+    """The gen-INR's training eyes: kept on the device, or with ``TRAINING.DATA_ON_DEVICE: false``
+    streamed from the eye store in ``SETTINGS.IMG_DIR`` (the same eyes by id, every
+    ``BSCAN_SUBSAMPLE_FACTOR``-th B-scan, min-max normalised as :func:`load_fold` does)."""
+    if config.TRAINING.DATA_ON_DEVICE:
+        return volumes(config, eyes, inputs, device)
+    return StreamedVolumes.from_store(
+        EyeStore.open(config.SETTINGS.IMG_DIR), [eye.eye_id for eye in eyes],
+        factor=config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, use_labels=inputs.num_classes > 0,
+        use_slo=inputs.use_slo, slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device,
+        normalise=minmax_normalise_for(config, "train_test_geninr"))
 
 
 # --- saved models -------------------------------------------------------------------------
@@ -682,7 +685,7 @@ def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNe
     if experiment.resume:
         check_restorable(network, experiment.run_dir / "checkpoints", experiment.device)
     eyes = [data.train_inputs[index] for index in shard.indices]
-    trainer = NetworkTrainer(network, volumes(config, eyes, inputs, experiment.device), config,
+    trainer = NetworkTrainer(network, population_volumes(config, eyes, inputs, experiment.device), config,
                              experiment.run_dir / "checkpoints", description="gen-INR training",
                              progress=experiment.progress and shard.is_main, shard=shard)
     outcome = trainer.train(resume=experiment.resume)

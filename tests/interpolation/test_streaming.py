@@ -11,10 +11,11 @@ import torch
 from tiny_configs import tiny_trainer
 
 from anisotropic_interpolation.model import NetworkInputs, build_network
+from anisotropic_interpolation.pipeline import Experiment, load_fold, minmax_normalise_for, train_population
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.streaming import StreamedVolumes
 from anisotropic_interpolation.training import BatchSource, NetworkTrainer, StepPlan
-from retina_data.errors import DataError
+from retina_data.errors import ConfigError, DataError
 from retina_data.eye_store import EyeStore, write_store
 from retina_data.preprocessing import minmax_normalise_eye
 
@@ -126,3 +127,34 @@ def test_eyes_of_different_shapes_or_without_labels_are_refused(tiny_eyes, tmp_p
     with pytest.raises(DataError, match=f"eye {third}: has no labels"):
         StreamedVolumes.from_store(store, [first, third], factor=FACTOR, use_labels=True, use_slo=False,
                                    slice_scale=1.0, device="cpu")
+
+
+def test_the_pipeline_trains_on_streamed_eyes_as_on_eyes_kept_on_the_device(tiny_eyes, make_config, tmp_path) -> None:
+    """A store fold (min-max normalised on load, as the gen-INR script does) trained with
+    ``TRAINING.DATA_ON_DEVICE`` true and false: the same network and codes."""
+    location = tmp_path / "eyes.zarr"
+    write_store(location, [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={})
+                           for eye in tiny_eyes], progress=False)
+    (location / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002], TEST: [sub001]}\n")
+    trained = []
+    for on_device in (True, False):
+        config = make_config(SETTINGS={"IMG_DIR": str(location), "FOLD": 0},
+                             TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": on_device, "TOTAL_EPOCHS": 2})
+        assert minmax_normalise_for(config, "train_test_geninr")
+        data = load_fold(config, minmax_normalise_for(config, "train_test_geninr"))
+        experiment = Experiment(config=config, config_path=tmp_path / "config.yaml", device=torch.device("cpu"),
+                                run_dir=tmp_path / f"run_{on_device}", resume=False, overwrite=False, progress=False,
+                                data=data)
+        torch.manual_seed(0)
+        network, codes, finished = train_population(experiment, data)
+        assert finished and codes is not None and codes.shape == (2, 8)
+        trained.append((network.state_dict(), codes))
+    (kept, kept_codes), (streamed, streamed_codes) = trained
+    assert torch.equal(kept_codes, streamed_codes)
+    assert all(torch.equal(kept[name], streamed[name]) for name in kept)
+
+
+def test_streaming_from_a_folder_that_is_no_store_is_a_config_error(make_config, tmp_path) -> None:
+    config = make_config(SETTINGS={"IMG_DIR": str(tmp_path)}, TRAINING={"DATA_ON_DEVICE": False})
+    with pytest.raises(ConfigError, match="TRAINING.DATA_ON_DEVICE = false .* expected SETTINGS.IMG_DIR to be one"):
+        load_fold(config)
