@@ -134,6 +134,19 @@ def test_training_data_from_the_store_holds_no_eye(data) -> None:
     assert held["store"] < one_eye / 4
 
 
+def test_a_store_at_an_fsspec_url_gives_the_same_eyes(data) -> None:
+    tree, store, folds = data
+    url = "memory://atlas_store_test/eyes.zarr"
+    write_store(url, (read_eye(tree, subject, lat) for subject, lat in list_eyes(tree)), overwrite=True,
+                progress=False)
+    local = read_store_fold_eyes(store, folds, 0, LabelMapping.default(), True, 8)
+    remote = read_store_fold_eyes(url, folds, 0, LabelMapping.default(), True, 8)
+    assert [eye.eye_id for eye in remote.train] == [eye.eye_id for eye in local.train]
+    for a, b in zip(local.train, remote.train):
+        np.testing.assert_array_equal(b.read([0, 2]).oct, a.read([0, 2]).oct)
+    np.testing.assert_array_equal(remote.test[1].labels, local.test[1].labels)
+
+
 def test_subject_absent_from_the_store_is_named(data, tmp_path) -> None:
     _, store, _ = data
     write_folds(tmp_path / "folds.yml", {0: {"TRAIN": ["sub001", "sub099"], "TEST": ["sub003"]}})
