@@ -87,7 +87,7 @@ class MethodPrediction:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(H, W, D)``."""
-        return tuple(self.intensity.shape)  # type: ignore[return-value]
+        return tuple(self.intensity.shape)
 
 
 def input_mask_from_positions(dense_positions: np.ndarray, input_positions: np.ndarray,
@@ -165,15 +165,17 @@ class BscanStatistics:
     @classmethod
     def compute(cls, prediction: MethodPrediction, truth: Eye, num_classes: int, lpips: bool) -> BscanStatistics:
         """Statistics of ``prediction`` against the dense ``truth`` over all its B-scans."""
-        labelled = prediction.labels is not None and truth.labels is not None
+        confusion = boundary_errors = None
+        if prediction.labels is not None and truth.labels is not None:
+            confusion = metrics.confusion_per_bscan(prediction.labels, truth.labels, num_classes)
+            boundary_errors = metrics.boundary_errors_per_ascan(prediction.labels, truth.labels, truth.spacing)
         return cls(
             mse=metrics.mse_per_bscan(prediction.intensity, truth.oct),
             mae=metrics.mae_per_bscan(prediction.intensity, truth.oct),
             ssim=metrics.ssim_per_bscan(prediction.intensity, truth.oct),
             lpips=metrics.lpips_per_bscan(prediction.intensity, truth.oct) if lpips else None,
-            confusion=metrics.confusion_per_bscan(prediction.labels, truth.labels, num_classes) if labelled else None,
-            boundary_errors=(metrics.boundary_errors_per_ascan(prediction.labels, truth.labels, truth.spacing)
-                             if labelled else None),
+            confusion=confusion,
+            boundary_errors=boundary_errors,
         )
 
     def scores(self, index: np.ndarray, names: list[str], pathology: bool) -> dict[str, float | None]:
@@ -489,4 +491,5 @@ def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
     for eye in tqdm(truth_eyes, desc="evaluating", unit="eye"):
         evaluator.add_eye(eye, input_masks[eye.eye_id], predictions[eye.eye_id])
     summary = evaluator.finish()
+    assert evaluator.reference_summary is not None  # finish() summarises the paper's metric set too
     return summary, evaluator.reference_summary

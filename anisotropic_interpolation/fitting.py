@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
-from anisotropic_interpolation.sampling import SparseVolumes
+from anisotropic_interpolation.sampling import SparseVolumes, TrainingVolumes
 from anisotropic_interpolation.training import (
     BatchSource, PointObjective, Schedule, StepLosses, StepPlan, check_finite, heldout_losses, make_step,
     maybe_compile, objective_from_config, split_holdout,
@@ -93,7 +93,7 @@ class LatentFitter:
         codes, epochs, losses, heldout_losses = self._optimise(fitted, initial, heldout, test.TOTAL_EPOCHS, None, what,
                                                                self.generator)
         self.epoch_losses.append(losses)
-        if heldout is not None:
+        if heldout_losses is not None:
             self.heldout_losses.append(heldout_losses)
             if test.HOLDOUT_REFIT:
                 chosen = (heldout_losses.argmin(0) + 1) if test.KEEP == "best" else torch.full((len(eyes),), epochs)
@@ -104,7 +104,7 @@ class LatentFitter:
         self.epochs_run.append(epochs)
         return codes
 
-    def _optimise(self, data: SparseVolumes, initial: Tensor, heldout: SparseVolumes | None, epochs: int,
+    def _optimise(self, data: TrainingVolumes, initial: Tensor, heldout: TrainingVolumes | None, epochs: int,
                   take_at: Tensor | None, what: str,
                   generator: torch.Generator) -> tuple[Tensor, int, Tensor, Tensor | None]:
         """Fit the codes of the eyes of ``data`` from ``initial [E, L]`` for at most ``epochs`` epochs.

@@ -149,16 +149,15 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
             logit, class_logits = run(coords, extra, codes, eye_index)
         valid = stop - start
         intensity[start:stop] = torch.sigmoid(logit[:valid].float()).cpu().numpy()
-        if class_logits is not None:
+        if class_logits is not None and labels is not None:
             class_logits = class_logits[:valid]
             labels[start:stop] = class_logits.argmax(-1).to(torch.uint8).cpu().numpy()
             if probs is not None:
                 probs[start:stop] = torch.softmax(class_logits.float(), -1).half().cpu().numpy()
 
-    def volume(flat: np.ndarray | None) -> np.ndarray | None:
-        if flat is None:
-            return None
+    def volume(flat: np.ndarray) -> np.ndarray:
         shaped = flat.reshape(count, height, width, *flat.shape[1:])
         return np.ascontiguousarray(np.moveaxis(shaped, 0, 2))
 
-    return DensePrediction(volume(intensity), volume(labels), volume(probs), positions)
+    return DensePrediction(volume(intensity), None if labels is None else volume(labels),
+                           None if probs is None else volume(probs), positions)

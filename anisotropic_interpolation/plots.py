@@ -84,7 +84,7 @@ def _overlay(ax: Axes, bscan: np.ndarray, labels: np.ndarray | None, colours: Li
 def _enface(ax: Axes, eye: Eye, input_mask: np.ndarray, shown: int) -> None:
     """SLO (or OCT projection) ``[W, D]`` with slow axis vertical, in mm, and B-scan lines."""
     width_mm = eye.shape[1] * eye.spacing[1]
-    if eye.slo is not None:
+    if eye.slo is not None and eye.slo_positions is not None:
         image, rows, title = eye.slo, eye.slo_positions, "SLO"
     else:
         image, rows, title = eye.oct.mean(axis=0), eye.bscan_positions, "en-face projection"
@@ -194,7 +194,7 @@ def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, Method
 
     _inputs_row(figure, cells[0], truth, input_mask, shown)
     _intensity_row(figure, cells[1], truth_bscan, predicted)
-    if colours is not None:
+    if colours is not None and truth.labels is not None:
         _labels_row(figure, cells[2], truth_bscan, truth.labels[:, :, shown], predicted, predicted_labels, colours)
     _error_row(figure, cells[-1], truth_bscan, predicted, colours)
     return atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)

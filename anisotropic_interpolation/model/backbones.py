@@ -96,6 +96,10 @@ class CoordinateMLP(nn.Module):
         self.shape = shape
         hidden, layers = shape.hidden_size, shape.num_layers
         width = activation.linear_maps * hidden
+        self.width = width
+        """Outputs of every layer: ``activation.linear_maps x hidden``."""
+        self.omega_0 = activation.omega_0 if isinstance(activation, Sine) else 1.0
+        """The sine's ω0 (the reference FiLM's initialisation and shift scale; FiLM needs a sine)."""
         self.point_inputs = encoding.out_dim + shape.extra_features
         self.input_layers = layers if shape.inject_input else 1
         code_as_input = shape.latent_size > 0 and not shape.modulation
@@ -119,18 +123,20 @@ class CoordinateMLP(nn.Module):
         """Each layer is initialised as one linear map over everything it sees (hidden state,
         point inputs and, where it gets it, the tiled code, as in the reference), then split
         into its parts."""
-        width = self.layers[0].out_features
-        latent = self.shape.latent_size if self.latent_projection is not None else 0
+        width = self.width
+        projection = self.latent_projection
+        latent = self.shape.latent_size if projection is not None else 0
         for index, layer in enumerate(self.layers):
+            assert isinstance(layer, nn.Linear)
             receives_code = index < self.code_layers
             whole = nn.Linear(layer.in_features + (latent if receives_code else 0), width)
             self.activation.init_layer(whole, first=index == 0)
             with torch.no_grad():
                 layer.weight.copy_(whole.weight[:, :layer.in_features])
                 layer.bias.copy_(whole.bias)
-                if receives_code:
+                if receives_code and projection is not None:
                     rows = slice(index * width, (index + 1) * width)
-                    self.latent_projection.weight[rows] = whole.weight[:, layer.in_features:]
+                    projection.weight[rows] = whole.weight[:, layer.in_features:]
         if self.film is not None:
             with torch.no_grad():
                 self.film.weight.mul_(0.1)
@@ -141,9 +147,10 @@ class CoordinateMLP(nn.Module):
         """The reference FiLM SIREN's rule: ``U(+-sqrt(6 / max(in, out)) / ω0)`` for every weight
         (``U(+-1/in)`` for the first layer's), zero biases. The FiLM map stands for one
         ``Linear(L, 2 hidden)`` per modulated layer, so its ``out`` is ``2 hidden``."""
-        omega_0 = self.activation.omega_0
+        omega_0 = self.omega_0
         with torch.no_grad():
             for index, layer in enumerate(self.layers):
+                assert isinstance(layer, nn.Linear)
                 fan_out, fan_in = layer.weight.shape
                 bound = 1.0 / fan_in if index == 0 else math.sqrt(6.0 / max(fan_in, fan_out)) / omega_0
                 layer.weight.uniform_(-bound, bound)
@@ -177,21 +184,26 @@ class CoordinateMLP(nn.Module):
         point = self.encoding(coords)
         if extra is not None:
             point = torch.cat([point, extra.to(point.dtype)], dim=-1)
+        if (self.latent_projection is not None or self.film is not None) and (codes is None or eye is None):
+            raise ValueError("a latent-conditioned network needs the codes [E, L] and each point's eye [N]")
         code_terms: tuple[Tensor, ...] = ()
         if self.latent_projection is not None:  # once per eye: [E, width] per layer, bias included
-            per_eye = self.latent_projection(codes).split(self.layers[0].out_features, dim=-1)
+            per_eye = self.latent_projection(codes).split(self.width, dim=-1)
             code_terms = tuple(term + layer.bias for term, layer in zip(per_eye, self.layers))
         film = None
         if self.film is not None:  # scales, then shifts, per modulated layer: [E, hidden]
             film = self.film(codes).split(self.shape.hidden_size, dim=-1)
         h = point
         for index, layer in enumerate(self.layers):
+            assert isinstance(layer, nn.Linear)
             inputs = h if index == 0 or index >= self.input_layers else torch.cat([h, point], dim=-1)
             if index < len(code_terms):
+                assert eye is not None  # code terms are made only with codes and eyes (checked above)
                 pre = torch.addmm(code_terms[index].index_select(0, eye).to(inputs.dtype), inputs, layer.weight.t())
             else:
                 pre = layer(inputs)
             if film is not None and index >= self.first_modulated:
+                assert eye is not None  # FiLM terms are made only with codes and eyes (checked above)
                 pre = self._modulate(pre, film, index - self.first_modulated, eye)
             out = self.dropout(self.activation(pre))
             h = h + out if self.shape.residual and index > 0 else out
@@ -203,5 +215,5 @@ class CoordinateMLP(nn.Module):
         scale = film[layer].index_select(0, eye)
         shift = film[self.modulated_layers + layer].index_select(0, eye)
         if self.shape.film == "reference":
-            shift = shift / self.activation.omega_0
+            shift = shift / self.omega_0
         return torch.addcmul(shift, scale, pre)

@@ -59,6 +59,8 @@ class FourierFeatures(Encoding):
         seed: seed of the frequency matrix (kept in the state dict as a buffer).
     """
 
+    frequencies: Tensor
+
     def __init__(self, in_dim: int = 3, mapping_size: int = 256, scale: float = 1.0,
                  factor: float = 1.0, seed: int = 0) -> None:
         super().__init__()
@@ -103,6 +105,19 @@ class HashGridEncoding(Encoding):
     ``[N, n_levels * n_features_per_level]``, level-major. The rows of level ``l`` are
     ``table[level_offsets[l] : level_offsets[l] + table_sizes[l]]``.
     """
+
+    resolutions: Tensor
+    """Cells per axis of each level ``[L]`` (float32 buffer)."""
+    dense_levels: Tensor
+    """Whether each level indexes its vertices densely ``[L]`` (bool buffer)."""
+    table_sizes: Tensor
+    """Table rows of each level ``[L]`` (int64 buffer)."""
+    strides: Tensor
+    """Dense-index stride of each level and axis ``[L, dim]`` (int64 buffer)."""
+    corners: Tensor
+    """The ``2 ** dim`` cell corners ``[C, dim]`` in {0, 1} (int64 buffer)."""
+    level_offsets: Tensor
+    """First table row of each level ``[L]`` (int64 buffer)."""
 
     def __init__(self, dim: int = 3, n_levels: int = 16, n_features_per_level: int = 2,
                  log2_hashmap_size: int = 15, base_resolution: int = 16,

@@ -54,10 +54,12 @@ def make_encoding(config: ExperimentConfig) -> Encoding:
     """The coordinate encoding named by ``POS_ENCODING.TYPE``."""
     enc = config.POS_ENCODING
     if enc.TYPE == "FF":
+        assert enc.FF is not None  # PosEncoding refuses TYPE 'FF' without its block
         return FourierFeatures(COORD_DIM, enc.FF.MAPPING_SIZE, enc.FF.SCALE, enc.FF.FACTOR,
                                seed=config.TRAINING.SEED)
     if enc.TYPE == "Hashgrid":
         grid = enc.HASHGRID
+        assert grid is not None  # PosEncoding refuses TYPE 'Hashgrid' without its block
         return HashGridEncoding(grid.DIM, grid.N_LEVELS, grid.N_FEATURES_PER_LEVEL, grid.LOG2_HASHMAP_SIZE,
                                 grid.BASE_RESOLUTION, grid.FINEST_RESOLUTION, grid.DENSE_COARSE_LEVELS)
     return IdentityEncoding(COORD_DIM, identity_factor(config))
