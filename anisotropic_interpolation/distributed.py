@@ -157,3 +157,11 @@ class EyeShard:
 
     def _device(self) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def leave(fabric: Fabric | None) -> None:
+    """End this process's part in the run: wait for the others, then close the process group
+    (so that no process exits while another still talks to it); nothing for one process."""
+    if fabric is not None and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -37,7 +37,7 @@ from anisotropic_interpolation.checkpoints import (
     check_state_matches, interrupt_on_sigterm, load_checkpoint, require_keys, resume_checkpoint, save_checkpoint,
 )
 from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig, load_experiment_config
-from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, launch
+from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, launch, leave
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
@@ -829,6 +829,7 @@ def _run_geninr(experiment: Experiment) -> int:
         network = load_model(experiment.run_dir / MODEL_FILE, experiment.device)[0]
     else:
         network, _, finished = train_population(experiment, data)
+        leave(experiment.fabric)
         if not experiment.is_main:  # rank 0 fits, predicts and scores the test eyes
             return 0
         if not finished:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from anisotropic_interpolation.config import ExperimentConfig
+from anisotropic_interpolation.distributed import EyeShard
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import NetworkTrainer
@@ -31,11 +32,12 @@ def tiny_config(**sections: dict) -> ExperimentConfig:
 
 
 def tiny_trainer(config: ExperimentConfig, eyes: list[Eye], device: torch.device | str = "cpu",
-                 checkpoint_dir: Path | None = None) -> NetworkTrainer:
+                 checkpoint_dir: Path | None = None, shard: EyeShard | None = None) -> NetworkTrainer:
     """A trainer of a freshly seeded population network (latent 8, SLO input, 13 classes) on every
-    4th B-scan of ``eyes``, on ``device``."""
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in eyes], use_labels=True, use_slo=True,
+    4th B-scan of ``eyes`` (with a ``shard``: of this process's eyes among them), on ``device``."""
+    held = eyes if shard is None else [eyes[index] for index in shard.indices]
+    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in held], use_labels=True, use_slo=True,
                                    slice_scale=1.0, device=device)
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13)).to(device)
-    return NetworkTrainer(network, data, config, checkpoint_dir, progress=False)
+    return NetworkTrainer(network, data, config, checkpoint_dir, progress=False, shard=shard)
