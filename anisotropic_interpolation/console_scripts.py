@@ -30,3 +30,8 @@ def train_test_singleinr() -> NoReturn:
 def predict() -> NoReturn:
     """``resa-predict RUN DATA EYE ...``"""
     _run("predict")
+
+
+def densify_cohort() -> NoReturn:
+    """``resa-densify-cohort RUN DATA... --output OUT ...``"""
+    _run("densify_cohort")

@@ -442,7 +442,7 @@ def eye_problems(eye: Eye, source: str, where: Path | str, *, num_labels: int = 
     return problems
 
 
-def require_valid_eyes(problems: list[Problem], data_dir: Path) -> None:
+def require_valid_eyes(problems: list[Problem], data_dir: Path | str) -> None:
     """Raise :class:`DataError` with the first of ``problems`` (and how many more there are, with
     the ``validate`` command that lists them: of the container at fault, or of ``data_dir``)."""
     if problems:

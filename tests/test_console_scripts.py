@@ -13,7 +13,8 @@ import pytest
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 SCRIPTS = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
 ENTRY_MODULES = ["anisotropic_interpolation.train_test_geninr", "anisotropic_interpolation.train_test_singleinr",
-                 "anisotropic_interpolation.predict", "atlas_registration.GINR_Atlas_base",
+                 "anisotropic_interpolation.predict", "anisotropic_interpolation.densify_cohort",
+                 "atlas_registration.GINR_Atlas_base",
                  "atlas_registration.GINR_Atlas_base_inference", "atlas_registration.GINR_Atlas_resolution_inference",
                  "atlas_registration.pretrain_atlas"]
 

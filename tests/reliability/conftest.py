@@ -29,7 +29,7 @@ def launchers():
                           "anisotropic_interpolation.train_test_singleinr"],
         "atlas": ["atlas_registration.GINR_Atlas_base", "atlas_registration.inference_commandline",
                   "atlas_registration.pretrain_atlas"],
-        "predict": ["anisotropic_interpolation.predict"],
+        "predict": ["anisotropic_interpolation.predict", "anisotropic_interpolation.densify_cohort"],
         "data": ["retina_data.cli", "retina_data.validation", "retina_data.export", "retina_data.preprocessing"],
     }
     started: dict[str, Launcher] = {}

@@ -31,6 +31,7 @@ SCRIPTS = {
     "geninr": "anisotropic_interpolation/train_test_geninr.py",
     "singleinr": "anisotropic_interpolation/train_test_singleinr.py",
     "predict": "anisotropic_interpolation/predict.py",
+    "densify": "anisotropic_interpolation/densify_cohort.py",
     "atlas": "atlas_registration/GINR_Atlas_base.py",
     "atlas_inference": "atlas_registration/GINR_Atlas_base_inference.py",
     "atlas_resolution": "atlas_registration/GINR_Atlas_resolution_inference.py",

@@ -29,7 +29,8 @@ from retina_data.nifti import read_nifti, write_nifti
 from retina_data.tree import eye_files
 
 
-TREES = {"geninr": "interpolation", "singleinr": "interpolation", "predict": "predict", "atlas": "atlas",
+TREES = {"geninr": "interpolation", "singleinr": "interpolation", "predict": "predict", "densify": "predict",
+         "atlas": "atlas",
          "atlas_inference": "atlas", "atlas_resolution": "atlas", "pretrain_atlas": "atlas",
          "export-npz": "data", "subsample": "data", "folds": "data"}
 BROKEN_EYE = ("sub001", "OD")
@@ -83,6 +84,9 @@ class Case:
     def argv(self) -> list[str]:
         if self.tree == "interpolation":
             return [SCRIPTS[self.entry], str(self.config_path), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
+        if self.entry == "densify":
+            return [SCRIPTS["densify"], str(self.checkpoint), str(self.data_dir), "--subsample", str(FACTOR),
+                    "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
         if self.tree == "predict":
             return [SCRIPTS["predict"], str(self.checkpoint), str(self.data_dir), "sub001_OD", "--subsample",
                     str(FACTOR), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
@@ -477,6 +481,12 @@ MATRIX = [
     ("predict",          "model_of_another_architecture", ["model.pt", "does not match the network of the config"]),
     ("predict",          "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
     ("predict",          "output_exists",          ["output", "--overwrite"]),
+    ("densify",          "atlas_checkpoint",       ["last.ckpt", "not a gen-INR model", "atlas"]),
+    ("densify",          "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("densify",          "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
+    ("densify",          "output_exists",          ["output", "--overwrite", "--resume"]),
+    ("densify",          "missing_data_dir",       ["nowhere", "not found"]),
+    ("densify",          "empty_data_set",         ["data", "no eyes"]),
     ("atlas",            "missing_config",         ["missing.yaml", "not found"]),
     ("atlas",            "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
     ("atlas",            "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
@@ -588,7 +598,7 @@ def make_case(entry: str, tmp_path: Path, data_dir: Path, checkpoint: Path | Non
 def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles, tmp_path, phantom_tree, launchers,
                                                            request):
     checkpoint = request.getfixturevalue("trained_checkpoint") if entry.startswith("atlas_") else None
-    if entry == "predict":
+    if entry in ("predict", "densify"):
         checkpoint = request.getfixturevalue("saved_model")
     case = make_case(entry, tmp_path, phantom_tree, checkpoint)
     if fault == "atlas_checkpoint":
