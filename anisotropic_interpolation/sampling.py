@@ -74,6 +74,8 @@ class TrainingVolumes(ABC):
     num_slices: int
     device: torch.device
     slice_coords: Tensor
+    images_at_once: int | None = None
+    """Whole B-scans a caller should ask :meth:`bscans` for at most at a time (``None``: any number)."""
 
     @property
     def num_points(self) -> int:

@@ -32,6 +32,10 @@ from retina_data.eye_store import EyeStore
 from retina_data.preprocessing import minmax_normalise_eye
 
 
+STREAM_IMAGES_AT_ONCE = 64
+"""Whole B-scans read at once for the held-out loss (at 496 x 512: 81 MB of OCT and labels)."""
+
+
 class StreamedVolumes(TrainingVolumes):
     """The input B-scans of ``E`` eyes of one shape in an eye store, read per step.
 
@@ -50,6 +54,8 @@ class StreamedVolumes(TrainingVolumes):
     Attributes:
         bscans_read, bytes_read: B-scans and bytes (OCT, labels, whole SLO images) read so far.
     """
+
+    images_at_once = STREAM_IMAGES_AT_ONCE
 
     def __init__(self, store: EyeStore, eye_ids: Sequence[str], bscan_index: np.ndarray, slice_coords: Tensor,
                  height: int, width: int, *, use_labels: bool, use_slo: bool, oct_range: np.ndarray | None,

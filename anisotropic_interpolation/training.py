@@ -22,6 +22,7 @@ import copy
 import csv
 import dataclasses
 import io
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -505,16 +506,18 @@ def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tens
     """``[E]`` each eye's mean loss over its held-out whole B-scans ``data``: the weighted
     reconstruction and segmentation terms of ``objective``, without the code penalty (a
     regulariser, not a measure of fit). No gradients; the network is evaluated in eval mode
-    (no dropout), in chunks of ``chunk_points`` (``None``: a B-scan of every eye at once)."""
+    (no dropout), in chunks of ``chunk_points`` (``None``: a B-scan of every eye at once), on
+    at most ``data.images_at_once`` eyes' B-scans at a time."""
     network = objective.network
     device = data.device
-    eyes = torch.arange(data.num_eyes, device=device)
     totals = torch.zeros(data.num_eyes, device=device)
+    block = data.images_at_once or data.num_eyes
     training = network.training
     network.eval()
     try:
         with torch.no_grad(), autocast_context(device, mixed_precision):
-            for bscan in range(data.num_slices):
+            for bscan, start in itertools.product(range(data.num_slices), range(0, data.num_eyes, block)):
+                eyes = torch.arange(start, min(start + block, data.num_eyes), device=device)
                 batch = data.bscans(eyes, torch.full_like(eyes, bscan))
                 outputs = [network(batch.coords[part], None if batch.extra is None else batch.extra[part], codes,
                                    batch.eye[part])
@@ -522,7 +525,7 @@ def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tens
                 logit = torch.cat([out[0] for out in outputs])
                 class_logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
                 terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, None)
-                totals += terms[:, 0].float()
+                totals[eyes] += terms[:, 0].float()
     finally:
         network.train(training)
     return totals / data.num_slices

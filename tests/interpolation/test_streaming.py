@@ -14,7 +14,9 @@ from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.pipeline import Experiment, load_fold, minmax_normalise_for, train_population
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.streaming import StreamedVolumes
-from anisotropic_interpolation.training import BatchSource, NetworkTrainer, StepPlan
+from anisotropic_interpolation.training import (
+    BatchSource, NetworkTrainer, StepPlan, heldout_losses, objective_from_config,
+)
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye_store import EyeStore, write_store
 from retina_data.preprocessing import minmax_normalise_eye
@@ -158,3 +160,18 @@ def test_streaming_from_a_folder_that_is_no_store_is_a_config_error(make_config,
     config = make_config(SETTINGS={"IMG_DIR": str(tmp_path)}, TRAINING={"DATA_ON_DEVICE": False})
     with pytest.raises(ConfigError, match="TRAINING.DATA_ON_DEVICE = false .* expected SETTINGS.IMG_DIR to be one"):
         load_fold(config)
+
+
+def test_heldout_losses_read_at_most_images_at_once_bscans_and_equal_those_on_the_device(store, make_config) -> None:
+    kept, streamed = both(store)
+    streamed.images_at_once = 3
+    sizes: list[int] = []
+    read = streamed.read
+    streamed.read = lambda pairs: sizes.append(pairs.size) or read(pairs)  # type: ignore[method-assign]
+    torch.manual_seed(0)
+    network = build_network(make_config(), NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
+    objective = objective_from_config(network, make_config())
+    codes = torch.randn(4, 8) * 0.1
+    expected = heldout_losses(objective, kept, codes, False, None)
+    assert torch.allclose(heldout_losses(objective, streamed, codes, False, None), expected, rtol=1e-6, atol=0)
+    assert sizes == [3, 1] * kept.num_slices
