@@ -84,9 +84,12 @@ def ssim_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
         part = np.moveaxis(volume[:, :, start:start + chunk], 2, 0)[:, None]  # [b, 1, H, W]
         return torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
 
-    values = [metric(slices(pred, start), slices(truth, start)).reshape(-1).numpy()
-              for start in range(0, pred.shape[2], chunk)]
-    return np.concatenate(values).astype(np.float64)
+    def values(start: int) -> np.ndarray:
+        ssim = metric(slices(pred, start), slices(truth, start))
+        assert isinstance(ssim, torch.Tensor)  # a tensor batch in, one tensor of values out
+        return ssim.reshape(-1).numpy()
+
+    return np.concatenate([values(start) for start in range(0, pred.shape[2], chunk)]).astype(np.float64)
 
 
 BSCAN_CROSS = ndimage.generate_binary_structure(2, 1)[:, :, None]
@@ -188,6 +191,6 @@ def reference_metrics(warped_labels: np.ndarray, target_labels: np.ndarray, num_
     row["assd_um"] = 1000.0 * block_mean(finite_mean(assd, axis=1), block)
     if (warped_intensity is None) != (target_intensity is None):
         raise ValueError("give both warped_intensity and target_intensity for SSIM, or neither")
-    if warped_intensity is not None:
+    if warped_intensity is not None and target_intensity is not None:
         row["ssim"] = block_mean(ssim_per_bscan(warped_intensity, target_intensity), block)
     return row

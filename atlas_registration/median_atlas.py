@@ -75,11 +75,12 @@ class _EyeSource:
     def __post_init__(self) -> None:
         if self.eye.labels is None:
             raise DataError(f"eye {self.eye.eye_id}: has no labels; the atlas needs labelled eyes")
+        self._labels = self.eye.labels
         self.eye_id, self.laterality = self.eye.eye_id, self.eye.laterality
         self.shape, self.spacing = self.eye.shape, self.eye.spacing
 
     def slab(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.eye.oct[:, :, start:stop], self.eye.labels[:, :, start:stop]
+        return self.eye.oct[:, :, start:stop], self._labels[:, :, start:stop]
 
 
 @dataclass
@@ -99,12 +100,14 @@ class _FolderSource:
         files = eye_files(self.folder.parent.parent, subject, self.laterality)
         self._oct = _load(files.oct)
         self._labels = _load(files.labels)
-        self.shape = tuple(int(n) for n in self._oct.shape)
-        if len(self.shape) != 3 or tuple(self._labels.shape) != self.shape:
+        shape = tuple(int(n) for n in self._oct.shape)
+        if len(shape) != 3 or tuple(self._labels.shape) != shape:
             raise DataError(
                 f"{self.folder}: OCT {self._oct.shape} and labels {self._labels.shape} must both be [H, W, D]"
             )
-        self.spacing = tuple(float(z) for z in self._oct.header.get_zooms()[:3])
+        self.shape = (shape[0], shape[1], shape[2])
+        zooms = [float(z) for z in self._oct.header.get_zooms()[:3]]
+        self.spacing = (zooms[0], zooms[1], zooms[2])
 
     def slab(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return (np.asarray(self._oct.dataobj[:, :, start:stop]),
@@ -115,9 +118,12 @@ def _load(path: Path) -> nib.Nifti1Image:
     if not path.is_file():
         raise DataError(f"{path}: file not found (the atlas needs the OCT and its labels)")
     try:
-        return nib.load(str(path), keep_file_open=True)
+        image = nib.load(str(path), keep_file_open=True)
     except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(f"{path}: cannot read NIfTI: {exc}") from exc
+    if not isinstance(image, nib.Nifti1Image):
+        raise DataError(f"{path}: a {type(image).__name__} file; expected a NIfTI image (.nii or .nii.gz)")
+    return image
 
 
 def _sources(eyes: Iterable[Eye | str | Path | _Source]) -> list[_Source]:
@@ -258,7 +264,10 @@ def build_median_atlas(train_eyes: Sequence[Eye | _Source], out_dir: Path, reuse
     intensity_path, labels_path = out_dir / ATLAS_INTENSITY_FILE, out_dir / ATLAS_LABELS_FILE
     if reuse and intensity_path.is_file() and labels_path.is_file():
         intensity = read_nifti(intensity_path)
-        return AtlasVolumes(intensity.array, read_nifti(labels_path).array, tuple(intensity.spacing),
+        if len(intensity.spacing) != 3:
+            raise DataError(f"{intensity_path}: a {len(intensity.spacing)}-D image; expected the atlas [H, W, D]")
+        d_h, d_w, d_d = intensity.spacing
+        return AtlasVolumes(intensity.array, read_nifti(labels_path).array, (d_h, d_w, d_d),
                             tuple(eye.eye_id for eye in train_eyes))
     atlas = median_atlas(train_eyes, mirror_os=False, progress=True)
     save_atlas_nifti(atlas, out_dir, overwrite=True)

@@ -104,7 +104,7 @@ def sample_grid(displacement_mm: np.ndarray, spacing_mm: Sequence[float], start:
     return np.stack(index).astype(np.float64) + displacement_mm[:, :, :, start:stop] / scale
 
 
-def _warp(volume: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], order: int,
+def _warp(volume: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], order: Literal[0, 1],
           chunk_size: int) -> np.ndarray:
     volume = np.asarray(volume)
     displacement_mm = np.asarray(displacement_mm)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.losses import label_loss
@@ -31,22 +32,23 @@ class AtlasPretraining(L.LightningModule):
                  linear_last: bool = True, intensity_sigmoid: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.learning_rate, self.seg_weight, self.gamma, self.seg_loss = learning_rate, seg_weight, gamma, seg_loss
         self.atlas = AtlasINR(hidden, num_layers, num_classes, omega, linear_last=linear_last,
                               intensity_sigmoid=intensity_sigmoid)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        check_finite_weights(self, batch_idx, "ATLAS_PRETRAINING.LEARNING_RATE", self.hparams.learning_rate)
+        check_finite_weights(self, batch_idx, "ATLAS_PRETRAINING.LEARNING_RATE", self.learning_rate)
         intensity, logits = self.atlas(batch["coords"])
         mse = F.mse_loss(intensity.float(), batch["intensity"])
-        seg = label_loss(logits, batch["labels"], self.hparams.seg_loss)
-        loss = mse + self.hparams.seg_weight * seg
-        check_finite_loss(self, {"mse": mse, self.hparams.seg_loss: seg, "loss": loss}, batch_idx,
-                          "ATLAS_PRETRAINING.LEARNING_RATE", self.hparams.learning_rate)
-        self.log_dict({"pretrain/mse": mse, f"pretrain/{self.hparams.seg_loss}": seg, "pretrain/loss": loss},
+        seg = label_loss(logits, batch["labels"], self.seg_loss)
+        loss = mse + self.seg_weight * seg
+        check_finite_loss(self, {"mse": mse, self.seg_loss: seg, "loss": loss}, batch_idx,
+                          "ATLAS_PRETRAINING.LEARNING_RATE", self.learning_rate)
+        self.log_dict({"pretrain/mse": mse, f"pretrain/{self.seg_loss}": seg, "pretrain/loss": loss},
                       prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
-    def configure_optimizers(self) -> dict:
-        optimiser = torch.optim.Adam(self.atlas.parameters(), lr=self.hparams.learning_rate)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.hparams.gamma)
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        optimiser = torch.optim.Adam(self.atlas.parameters(), lr=self.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.gamma)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

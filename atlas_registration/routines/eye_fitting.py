@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
@@ -51,7 +52,7 @@ class EyeFit(L.LightningModule):
                       batch_size=batch["intensity"].shape[0])
         return terms["loss"]
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimiser = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.learning_rate)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.gamma)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
@@ -44,6 +45,9 @@ class GINRAtlasRegistration(L.LightningModule):
                  latent_init: str = "shifted") -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.num_classes, self.chunk, self.latent_weight = num_classes, chunk, latent_weight
+        self.learning_rate, self.gamma = learning_rate, gamma
+        self.latent_lr_factor, self.atlas_lr_factor = latent_lr_factor, atlas_lr_factor
         self.atlas = AtlasINR(atlas["hidden"], atlas["num_layers"], num_classes, atlas["omega"],
                               linear_last=atlas["linear_last"], intensity_sigmoid=atlas["intensity_sigmoid"])
         self.deformation = deformation_network(disp, latent_size)
@@ -57,13 +61,13 @@ class GINRAtlasRegistration(L.LightningModule):
         return self.deformation(coords, latent)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        check_finite_weights(self, batch_idx, "TRAINING.LEARNING_RATE", self.hparams.learning_rate)
+        check_finite_weights(self, batch_idx, "TRAINING.LEARNING_RATE", self.learning_rate)
         latent = self.latents(batch["eye"])
         terms = registration_loss(self.atlas, lambda x: self.displacement(x, latent), batch, self.weights)
         prior = latent.pow(2).sum(-1).mean()
-        loss = terms.pop("loss") + self.hparams.latent_weight * prior
+        loss = terms.pop("loss") + self.latent_weight * prior
         check_finite_loss(self, {**terms, "latent": prior, "loss": loss}, batch_idx, "TRAINING.LEARNING_RATE",
-                          self.hparams.learning_rate)
+                          self.learning_rate)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=latent.shape[0], sync_dist=True)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=latent.shape[0],
@@ -73,21 +77,21 @@ class GINRAtlasRegistration(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         latent = self.latents(batch["eye"])[:1]
         prediction = predict_on_grid(self.atlas, batch["coords"][0], lambda x: self.displacement(x, latent),
-                                     self.hparams.chunk)
+                                     self.chunk)
         truth = batch["intensity"][0].cpu().numpy()
         mse = float(np.mean((prediction.intensity - truth) ** 2))
-        dice = mean_dice(prediction.labels, batch["labels"][0].cpu().numpy(), self.hparams.num_classes)
+        dice = mean_dice(prediction.labels, batch["labels"][0].cpu().numpy(), self.num_classes)
         self.log_dict({"val/mse": mse, "val/dice": dice}, batch_size=1, sync_dist=True)
 
-    def configure_optimizers(self) -> dict:
-        lr = self.hparams.learning_rate
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        lr = self.learning_rate
         groups = [{"params": self.deformation.parameters(), "lr": lr},
-                  {"params": self.latents.parameters(), "lr": lr * self.hparams.latent_lr_factor}]
-        if self.hparams.atlas_lr_factor > 0:
-            groups.append({"params": self.atlas.parameters(), "lr": lr * self.hparams.atlas_lr_factor})
+                  {"params": self.latents.parameters(), "lr": lr * self.latent_lr_factor}]
+        if self.atlas_lr_factor > 0:
+            groups.append({"params": self.atlas.parameters(), "lr": lr * self.atlas_lr_factor})
         else:
             self.atlas.requires_grad_(False)
         optimiser = torch.optim.Adam(groups)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.hparams.gamma)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.gamma)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
