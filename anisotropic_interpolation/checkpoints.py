@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
+from retina_data.commandline import interrupt_on_sigterm
 from retina_data.errors import DataError
 from retina_data.files import atomic_save, previous_path
 from retina_data.random_state import capture_random_states, restore_random_states
@@ -70,26 +71,6 @@ class StopFlag:
     def request(self, signum: int, _frame: Any = None) -> None:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-
-
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`KeyboardInterrupt` as Ctrl-C does (main thread
-    only), so work outside a training loop (latent fits, predictions, scoring) stops with the
-    same notice and exit code as an interrupted training; :func:`stop_on_signals` inside it
-    takes over while a training loop runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from atlas_registration.commandline import base_parser, load_from_args
 from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import load_fold, start_run, train
-from retina_data.commandline import run_cli
+from atlas_registration.pipeline import evaluate_until_stopped, load_fold, start_run, train
+from retina_data.commandline import EXIT_INTERRUPTED, run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = start_run(cfg, fold, "GINR_Atlas_base", args.output, args.overwrite, args.resume)
     model = train(cfg, fold, run_dir, args.resume)
     if not args.train_only and model.trainer.is_global_zero:
-        evaluate(cfg, fold, model, run_dir)
+        if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir), run_dir):
+            return EXIT_INTERRUPTED
         print(f"results in {run_dir / 'results'}")
     return 0
 

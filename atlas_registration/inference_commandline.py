@@ -7,9 +7,10 @@ from pathlib import Path
 
 from atlas_registration.commandline import base_parser, load_from_args
 from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import load_fold, load_trained, run_folder, start_run
+from atlas_registration.pipeline import evaluate_until_stopped, load_fold, load_trained, run_folder, start_run
 from atlas_registration.trainers import checkpoint_path
 from atlas_registration.training import REGISTRATION_STAGE
+from retina_data.commandline import EXIT_INTERRUPTED
 
 
 def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, resolution: bool) -> int:
@@ -31,9 +32,8 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     model = load_trained(checkpoint, fold)
     run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
                         args.overwrite, args.resume)
-    if resolution:
-        evaluate(cfg, fold, model, run_dir, baselines=[], trained_run=trained_run)
-    else:
-        evaluate(cfg, fold, model, run_dir, factors=[1], trained_run=trained_run)
+    options = {"baselines": []} if resolution else {"factors": [1]}
+    if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir, trained_run=trained_run, **options), run_dir):
+        return EXIT_INTERRUPTED
     print(f"results in {run_dir / 'results'}")
     return 0

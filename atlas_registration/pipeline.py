@@ -21,11 +21,13 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from atlas_registration.config import RESUME_FREE_KEYS, AtlasConfig, load_atlas_config
 from atlas_registration.datasets.coordinates import grid_extent
@@ -35,14 +37,17 @@ from atlas_registration.datasets.store_eyes import read_store_fold_eyes, store_f
 from atlas_registration.median_atlas import build_median_atlas
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.trainers import device_name, end_distributed, precision, resume_checkpoint
+from atlas_registration.trainers import (device_name, end_distributed, inference_device, precision,
+                                         resume_checkpoint)
 from atlas_registration.training import (PRETRAIN_STAGE, REGISTRATION_STAGE, load_pretrained_atlas, pretrain_atlas,
                                          pretraining_module, registration_module, train_registration)
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
+from retina_data.commandline import EXIT_INTERRUPTED, interrupt_on_sigterm, notice
 from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye_store import is_store
 from retina_data.files import check_run_dir
+from retina_data.memory import check_fits_for_training
 from retina_data.provenance import write_run_record
 from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
 from retina_data.tree import DATASET_FILE, eye_files
@@ -82,6 +87,7 @@ def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, ove
     prepared.
     """
     cfg.DATA.EXTENT_MM = list(fold.extent_mm)
+    check_networks_fit(cfg, fold)
     run_dir = check_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
     if rank_zero_only.rank > 0:
         return run_dir
@@ -97,6 +103,17 @@ def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, ove
         write_run_record(run_dir, device_name(cfg.RUNTIME), {"script": script, "precision": precision(cfg.RUNTIME),
                                                              "resume": resume, "overwrite": overwrite})
     return run_dir
+
+
+def check_networks_fit(cfg: AtlasConfig, fold: Fold) -> None:
+    """Refuse, before anything is allocated or written, networks (deformation, atlas, latent codes)
+    whose weights and optimiser state alone exceed the memory of the device they train on."""
+    disp, atlas = cfg.DISP_MODEL, cfg.ATLAS_MODEL
+    settings = (f"DISP_MODEL.HIDDEN_SIZE = {disp.HIDDEN_SIZE}, NUM_LAYERS = "
+                f"{disp.NUM_LAYERS}, ATLAS_MODEL.HIDDEN_SIZE = {atlas.HIDDEN_SIZE}, NUM_LAYERS = {atlas.NUM_LAYERS}, "
+                f"TRAINING.LATENT_CODE.SIZE = {cfg.TRAINING.LATENT_CODE.SIZE}")
+    check_fits_for_training(lambda: registration_module(cfg, len(fold.eyes.train), fold.mapping.num_classes),
+                            inference_device(cfg.RUNTIME), settings)
 
 
 def _resolved(cfg: AtlasConfig) -> dict[str, Any]:
@@ -217,6 +234,30 @@ def train(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> GINRAtla
                                run_dir, resume)
     end_distributed()
     return model
+
+
+def _is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` is how SIGTERM or Ctrl-C ends a block: :class:`KeyboardInterrupt`, Lightning's
+    :class:`SIGTERMException` (a silent exit 0) in a per-eye fit, or the ``exit(1)`` Lightning makes
+    of a :class:`KeyboardInterrupt` in a fit."""
+    return (isinstance(exc, (KeyboardInterrupt, SIGTERMException))
+            or isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt))
+
+
+def evaluate_until_stopped(evaluation: Callable[[], object], run_dir: Path) -> int:
+    """Run ``evaluation``; SIGTERM or Ctrl-C during it (per-eye fits, dense predictions, scoring)
+    ends with a notice and :data:`~retina_data.commandline.EXIT_INTERRUPTED` (before: exit 0 with
+    no word, or 143). Returns the exit code."""
+    try:
+        with interrupt_on_sigterm():
+            evaluation()
+    except BaseException as exc:  # only stops are handled, anything else is re-raised
+        if not _is_stop(exc):
+            raise
+        notice(f"stopped during the evaluation; {run_dir} holds no complete results; continue with --resume "
+               "(finished training is kept; the evaluation starts again)")
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def load_trained(checkpoint: str | Path, fold: Fold) -> GINRAtlasRegistration:

@@ -175,6 +175,8 @@ def _phantom(args: argparse.Namespace) -> int:
                "shape": tuple(args.shape) if args.shape else None}
     options = {k: v for k, v in options.items() if v is not None}
     cfg = paper_shape_config(**options) if args.paper_shape else PhantomConfig(**options)
+    if cfg.n_subjects >= 2 and args.folds < 2:
+        raise DataError(f"--folds {args.folds}: expected at least 2 cross-validation folds")
     folds_path = args.out / FOLDS_FILE
     refuse_existing(folds_path, args.overwrite)
     write_phantom(args.out, cfg, overwrite=args.overwrite, progress=True)

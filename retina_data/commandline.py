@@ -7,10 +7,13 @@ same one line, naming the path: ``error: <path>: <what the system said>``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 from retina_data.errors import RetinaError
 
@@ -22,6 +25,26 @@ def notice(message: str) -> None:
     """A one-line message to the user on stderr (``notice: ...``), the one way both trees tell
     the user something that is not an error."""
     print(f"notice: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`KeyboardInterrupt` as Ctrl-C does (main thread
+    only), so work outside a training loop (latent fits, predictions, scoring) stops with the
+    same notice and exit code as an interrupted training; a training loop's own signal
+    handling takes over while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def os_error_line(exc: OSError) -> str:

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from retina_data.config import to_dict
 from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import staged_folder
+from retina_data.memory import machine_memory_bytes
 from retina_data.phantom_anatomy import (
     RETINA_LAYERS,
     FluidDome,
@@ -62,6 +64,10 @@ PAPER_SHAPE = (230, 496, 512)
 
 _SUBJECT, _EYE_CODE = 0, {"OD": 1, "OS": 2}
 _ANATOMY, _VESSELS, _FLUID, _NOISE, _SELECTION = range(5)
+
+
+PHANTOM_BYTES_PER_VOXEL = 64
+"""Peak memory of building one eye, per voxel (measured: 64 B at 256 x 128 x 64)."""
 
 
 @dataclass
@@ -117,6 +123,10 @@ class PhantomConfig:
         minimum = (32, 4, 1)
         if any(n < m for n, m in zip(self.shape, minimum)):
             raise ConfigError(f"phantom shape {self.shape}: expected at least {minimum} (H, W, D)")
+        needed, available = math.prod(self.shape) * PHANTOM_BYTES_PER_VOXEL, machine_memory_bytes()
+        if needed > available:
+            raise ConfigError(f"phantom shape {self.shape}: about {needed / 2**30:.1f} GiB to build one eye, more than "
+                              f"the {available / 2**30:.1f} GiB of this machine; expected a smaller shape")
         if len(self.extent_mm) != 3 or min(self.extent_mm) <= 0:
             raise ConfigError(f"phantom extent_mm must be three positive sizes in mm, got {self.extent_mm}")
         _check_range("n_subjects", self.n_subjects, 1, None)

@@ -1,0 +1,59 @@
+"""Whether what a config asks for can be held in memory at all, checked before anything is allocated.
+
+A configured size that cannot be allocated (a hidden size of a million, a phantom of 10^15
+voxels) would otherwise end in a ``MemoryError`` or an allocator traceback after the run
+folder was written. Both trees count a network's parameters on PyTorch's ``meta`` device
+(which allocates nothing) and compare the bytes training needs with the device's memory;
+the phantom compares its measured bytes per voxel with the machine's RAM. torch is imported
+on use only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from retina_data.errors import ConfigError
+
+TRAINING_BYTES_PER_PARAMETER = 16
+"""fp32 weights, gradients and Adam's two moments."""
+
+
+def machine_memory_bytes() -> int:
+    """The machine's whole RAM."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def device_memory_bytes(device: Any) -> int:
+    """The whole memory of ``device`` (a ``torch.device``): the GPU's, or the machine's RAM."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return machine_memory_bytes()
+
+
+def check_fits_for_training(build: Callable[[], Any], device: Any, settings: str) -> None:
+    """Refuse, before any allocation, a network whose weights and optimiser state alone exceed the
+    memory of ``device``.
+
+    Args:
+        build: makes the network (a ``torch.nn.Module``); called under the ``meta`` device.
+        device: where it would train.
+        settings: the start of the message, naming the config file and the keys that size the
+            network (``"config.yaml: MODEL.HIDDEN_SIZE = 1048576, NUM_LAYERS = 4"``).
+
+    Raises:
+        ConfigError: ``<settings> give N parameters, X GiB to train, more than the Y GiB of <device>``.
+    """
+    import torch
+
+    with torch.device("meta"):
+        network = build()
+    parameters = sum(parameter.numel() for parameter in network.parameters())
+    needed, available = parameters * TRAINING_BYTES_PER_PARAMETER, device_memory_bytes(device)
+    if needed > available:
+        raise ConfigError(f"{settings} give {parameters:,} parameters, {needed / 2**30:.1f} GiB to train, "
+                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network")
