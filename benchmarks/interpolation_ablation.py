@@ -153,8 +153,10 @@ def fold_data(config: ExperimentConfig, population: list[Eye], held_out: list[Ey
     fold = FoldData([eye.subsample(factor) for eye in population], list(held_out),
                     [eye.subsample(factor) for eye in held_out])
     if minmax_normalise_for(config, SCRIPT):
-        fold = FoldData(*([minmax_normalise_eye(eye) for eye in eyes]
-                          for eyes in (fold.train_inputs, fold.test_truth, fold.test_inputs)))
+        def normalised(eyes: list[Eye]) -> list[Eye]:
+            return [minmax_normalise_eye(eye) for eye in eyes]
+
+        fold = FoldData(normalised(fold.train_inputs), normalised(fold.test_truth), normalised(fold.test_inputs))
     return fold
 
 
