@@ -9,6 +9,7 @@ one row (and, for a new kind of fault, one function).
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 import struct
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pytest
 from entry_points import SCRIPTS, atlas_config, interpolation_config, run_entry, snapshot
@@ -32,7 +34,7 @@ from retina_data.tree import eye_files
 TREES = {"geninr": "interpolation", "singleinr": "interpolation", "predict": "predict", "densify": "predict",
          "atlas": "atlas",
          "atlas_inference": "atlas", "atlas_resolution": "atlas", "pretrain_atlas": "atlas",
-         "export-npz": "data", "subsample": "data", "folds": "data"}
+         "export-npz": "data", "subsample": "data", "folds": "data", "phantom": "data"}
 BROKEN_EYE = ("sub001", "OD")
 """A training eye of fold 0 (TRAIN: sub001, sub002; TEST: sub003)."""
 FACTOR = 4
@@ -54,6 +56,7 @@ class Case:
     config_text: str | None = None
     gpu: str = "-1"
     gpu_option: str = "--gpu"
+    extra: list[str] = field(default_factory=list)
     config_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,8 @@ class Case:
                            "--subsample", str(FACTOR), "--output", str(self.output)],
             "subsample": ["-m", "retina_data", "subsample", data, "--factor", str(FACTOR)],
             "folds": ["-m", "retina_data", "folds", data, "--k", "2", "--output", str(self.output / FOLDS_FILE)],
+            "phantom": ["-m", "retina_data", "phantom", str(self.output), "--subjects", "2", "--shape", "32", "8", "4",
+                        *self.extra],
         }[self.entry]
 
 
@@ -355,7 +360,56 @@ def text_spacing_in_container(case: Case) -> None:
 
 def network_too_large(case: Case) -> None:
     """Weights alone of terabytes: refused before any allocation."""
-    case.config["MODEL"]["HIDDEN_SIZE"] = 2 ** 20
+    case.config["DISP_MODEL" if case.tree == "atlas" else "MODEL"]["HIDDEN_SIZE"] = 2 ** 20
+
+
+def latent_codes_too_large(case: Case) -> None:
+    """Codes of a billion entries: the first layer alone holds terabytes."""
+    case.config["TRAINING"]["LATENT_CODE"]["SIZE"] = 10 ** 9
+
+
+def four_dimensional_oct(case: Case) -> None:
+    """A training eye's OCT saved as a 4-D NIfTI (two volumes), its JSON sidecar beside it unchanged."""
+    path = _eye(case).oct
+    image = nib.load(path)
+    volume = np.asarray(image.dataobj)
+    nib.save(nib.Nifti1Image(np.stack([volume, volume], axis=-1), image.affine, image.header), path)
+
+
+def subject_twice_in_fold(case: Case) -> None:
+    _set_fold_part(case, "TRAIN", ["sub001", "sub002", "sub001"])
+
+
+def subject_in_both_fold_parts(case: Case) -> None:
+    _set_fold_part(case, "TEST", ["sub003", "sub001"])
+
+
+def output_under_a_file(case: Case) -> None:
+    """The output path runs through a file."""
+    blocker = case.tmp / "blocker"
+    blocker.write_text("a file\n", encoding="utf-8")
+    case.output = blocker / "run"
+
+
+def read_only_output(case: Case) -> None:
+    """The output goes into a folder without write permission (root writes there anyway: skipped)."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    parent = case.tmp / "readonly"
+    parent.mkdir(mode=0o555)
+    case.output = parent / "run"
+
+
+def nan_pathology_fraction(case: Case) -> None:
+    case.extra = ["--pathology-fraction", "nan"]
+
+
+def phantom_too_large(case: Case) -> None:
+    case.extra = ["--shape", "100000", "100000", "100000"]
+
+
+def phantom_one_fold(case: Case) -> None:
+    case.extra = ["--folds", "1"]
 
 
 def gpu_without_cuda(case: Case) -> None:
@@ -418,6 +472,9 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     train_eye_in_test_container, subject_twice_in_container, npy_named_npz, text_spacing_in_container,
     network_too_large, gpu_without_cuda, random_file_to_predict, model_of_another_architecture,
     gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
+    latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
+    output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
+    phantom_one_fold,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -546,6 +603,40 @@ MATRIX = [
     ("folds",            "missing_data_dir",       ["nowhere"]),
     ("folds",            "empty_data_set",         ["data", "empty data set"]),
     ("folds",            "output_exists",          [FOLDS_FILE, "--overwrite"]),
+    ("geninr",           "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("singleinr",        "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("predict",          "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("atlas",            "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("atlas_inference",  "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("pretrain_atlas",   "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("export-npz",       "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("subsample",        "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("geninr",           "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("singleinr",        "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("predict",          "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("atlas",            "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("atlas_inference",  "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("atlas_resolution", "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("pretrain_atlas",   "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("export-npz",       "output_under_a_file",    ["blocker", "a file is in the way of a folder"]),
+    ("folds",            "output_under_a_file",    ["blocker", "a part of the path is a file"]),
+    ("phantom",          "output_under_a_file",    ["blocker", "a file is in the way of a folder"]),
+    ("geninr",           "read_only_output",       ["readonly", "no permission"]),
+    ("atlas",            "read_only_output",       ["readonly", "no permission"]),
+    ("predict",          "read_only_output",       ["readonly", "no permission"]),
+    ("export-npz",       "read_only_output",       ["readonly", "no permission"]),
+    ("atlas",            "network_too_large",      ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB", "smaller network"]),
+    ("pretrain_atlas",   "network_too_large",      ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
+    ("atlas",            "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
+    ("geninr",           "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
+    ("geninr",           "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("atlas",            "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("export-npz",       "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("geninr",           "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
+    ("atlas",            "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
+    ("phantom",          "nan_pathology_fraction", ["pathology_fraction = nan", "finite"]),
+    ("phantom",          "phantom_too_large",      ["(100000, 100000, 100000)", "GiB", "smaller shape"]),
+    ("phantom",          "phantom_one_fold",       ["--folds 1", "at least 2"]),
 ]
 
 
