@@ -62,7 +62,7 @@ from retina_data.containers import read_container
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
 from retina_data.eye_store import EyeStore, is_store, local_path
-from retina_data.files import check_run_dir, prepare_run_dir
+from retina_data.files import check_run_dir
 from retina_data.result_tables import Metric, Summary, write_result_tables
 from retina_data.run_identity import IDENTITY_FILE, RunIdentity, check_resume, read_run_identity, write_run_identity
 from retina_data.tree import eye_files, list_eyes, read_eye, write_dataset_info, write_eye
@@ -372,7 +372,7 @@ def densify_cohort(args: argparse.Namespace) -> int:
     network.to(fabric.device)
     if first:
         precision_notice(fabric.device, config)
-        prepare_run_dir(out, overwrite=args.overwrite, resume=args.resume)
+        out.mkdir(parents=True, exist_ok=True)  # checked before the launch; the others may be writing eyes already
         write_run_identity(out, cohort_identity(config, model_path, options, cohort))
         write_dataset_info(out, f"densified by {model_path}", with_fluid=network.inputs.num_classes > 13,
                            overwrite=True)

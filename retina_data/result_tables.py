@@ -215,13 +215,22 @@ class Summary:
 
     def n_eyes(self, *group: Any) -> int:
         """Number of distinct eyes (``eye_id``) in the group."""
-        return len({row.get("eye_id") for row in self.rows if tuple(row.get(key) for key in self.keys) == group})
+        return self.eye_counts().get(group, 0)
+
+    def eye_counts(self) -> dict[tuple[Any, ...], int]:
+        """Distinct eyes (``eye_id``) of every group, in one pass over the rows (a table of a cohort
+        has a group per eye)."""
+        eyes: dict[tuple[Any, ...], set[Any]] = {}
+        for row in self.rows:
+            eyes.setdefault(tuple(row.get(key) for key in self.keys), set()).add(row.get("eye_id"))
+        return {group: len(ids) for group, ids in eyes.items()}
 
     def table_rows(self) -> list[dict[str, Any]]:
         """Rows of ``summary.csv``: the group keys, ``n_eyes``, ``<metric>_mean``, ``<metric>_std``."""
         table = []
+        counts = self.eye_counts()
         for group in self.groups:
-            row: dict[str, Any] = {**dict(zip(self.keys, group)), COUNT_COLUMN: self.n_eyes(*group)}
+            row: dict[str, Any] = {**dict(zip(self.keys, group)), COUNT_COLUMN: counts.get(group, 0)}
             for metric in self.metrics:
                 stat = self.statistics[(*group, metric.column)]
                 row[f"{metric.column}_mean"], row[f"{metric.column}_std"] = stat.mean, stat.std
@@ -236,8 +245,9 @@ class Summary:
         header = [self.headings.get(key, key) for key in (*self.keys, COUNT_COLUMN)] + [m.heading for m in shown]
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] * (len(self.keys) + 1) + ["---:"] * len(shown)) + "|"]
+        counts = self.eye_counts()
         for group in self.groups:
-            cells = [self.names.get(str(value), str(value)) for value in group] + [str(self.n_eyes(*group))]
+            cells = [self.names.get(str(value), str(value)) for value in group] + [str(counts.get(group, 0))]
             cells += [self.statistics[(*group, metric.column)].format(metric) for metric in shown]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"

@@ -64,7 +64,12 @@ def _argv(model: Path, data: Path | str | list[Path], out: Path, *extra: str, fa
 def uninterrupted(cohort, model, tmp_path_factory) -> Path:
     """The cohort densified by one process from start to end."""
     out = tmp_path_factory.mktemp("uninterrupted") / "out"
-    assert densify_cohort.main(_argv(model, cohort, out)) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every test here (conftest) and the processes started (OMP_NUM_THREADS)
+    try:
+        assert densify_cohort.main(_argv(model, cohort, out)) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -127,7 +132,7 @@ def test_a_killed_run_restarted_densifies_the_rest_and_writes_what_an_uninterrup
     while sum(is_done(out, eye_id) for eye_id in ids) < KILL_AFTER:
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "no 20 eyes within 120 s"
-        time.sleep(0.01)
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = [eye_id for eye_id in ids if is_done(out, eye_id)]
