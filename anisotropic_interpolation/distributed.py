@@ -42,6 +42,7 @@ def launch(gpu: int | None, devices: int, num_nodes: int) -> Fabric:
         raise ConfigError(f"--num-nodes {num_nodes}: expected at least 1")
     if gpu is None:
         gpu = 0 if torch.cuda.is_available() else -1
+    device_ids: list[int] | int  # the GPUs by index, or a count of CPU processes
     if gpu >= 0:
         if not torch.cuda.is_available():
             raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "

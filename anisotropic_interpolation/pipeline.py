@@ -305,7 +305,8 @@ def _identity_from_saved_config(saved: Path, identity: RunIdentity) -> tuple[Run
         raise DataError(f"{saved}: expected the resolved config this script saved there")
     old["SETTINGS"]["IMG_DIR"] = str(Path(str(old["SETTINGS"].get("IMG_DIR", ""))).resolve())
     recorded = RunIdentity.of(identity.script or "", old, RESUME_FREE_KEYS, {}, [], saved.parent)
-    known = {key: value for key, value in identity.config.items() if key in recorded.config}
+    recorded_keys = recorded.config or {}  # None: unknown, so nothing to compare
+    known = {key: value for key, value in (identity.config or {}).items() if key in recorded_keys}
     return (dataclasses.replace(recorded, script=None, eyes=None, files=None),
             dataclasses.replace(identity, config=known))
 
@@ -564,9 +565,9 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     wanted = config.TRAINING.NUM_SAMPLES
     if len(train) > wanted:
         train = train[:wanted]
-    labelled = [eye for eye in train + truth if eye.has_labels]
+    labelled = [eye.labels for eye in train + truth if eye.labels is not None]
     if config.MODEL.NUM_CLASSES > 0 and labelled:
-        highest = max(int(eye.labels.max()) for eye in labelled)
+        highest = max(int(labels.max()) for labels in labelled)
         if highest >= config.MODEL.NUM_CLASSES:
             raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
     inputs = fitting if fitting is not None else [eye.subsample(step) for eye in truth]

@@ -158,8 +158,13 @@ class SparseVolumes(TrainingVolumes):
         if len(shapes) != 1:
             raise DataError(f"eyes fitted together need one shape [H, W, input B-scans], got {sorted(shapes)}")
         intensity = torch.as_tensor(np.stack([eye.oct for eye in eyes]).astype(np.float32), device=device)
-        labels = (torch.as_tensor(np.stack([eye.labels for eye in eyes]).astype(np.uint8), device=device)
-                  if use_labels else None)
+        labels = None
+        if use_labels:
+            stacked = [eye.labels for eye in eyes if eye.labels is not None]
+            if len(stacked) != len(eyes):
+                unlabelled = ", ".join(eye.eye_id for eye in eyes if eye.labels is None)
+                raise DataError(f"eyes {unlabelled}: no labels; expected labels for every training eye")
+            labels = torch.as_tensor(np.stack(stacked).astype(np.uint8), device=device)
         slo = (torch.as_tensor(np.stack([eye.slo_at(eye.bscan_positions) for eye in eyes]), device=device)
                if use_slo else None)
         coords = np.stack([slice_coordinates(eye.bscan_positions, eye.bscan_positions, slice_scale)

@@ -256,7 +256,9 @@ class BatchSource:
     def _next_column(self) -> Tensor:
         if self.order is None:
             self.start_epoch()
-        column = self.order[:, self.cursor % self.order.shape[1]]
+        order = self.order
+        assert order is not None  # start_epoch draws an order for B-scan sampling
+        column = order[:, self.cursor % order.shape[1]]
         self.cursor += 1
         return column
 
@@ -420,17 +422,21 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
         with torch.no_grad(), forked:
             first = [outputs(part) for part in chunks]
         logit = torch.cat([out[0] for out in first]).requires_grad_()
-        class_logits = None if first[0][1] is None else torch.cat([out[1] for out in first]).requires_grad_()
+        class_parts = [out[1] for out in first if out[1] is not None]
+        class_logits = torch.cat(class_parts).requires_grad_() if class_parts else None
         with autocast_context(device, mixed_precision):
             terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, codes)
         step_terms = reduce(terms, weights)
         step_terms[0].backward()  # gradients of the outputs, and of the code penalty into the codes
+        logit_grad = logit.grad
+        class_grad = None if class_logits is None else class_logits.grad
+        assert logit_grad is not None  # the intensity loss always depends on the logits
         for part in chunks:
             out_logit, out_classes = outputs(part)
-            tensors, grads = [out_logit], [logit.grad[part]]
-            if out_classes is not None:
+            tensors, grads = [out_logit], [logit_grad[part]]
+            if out_classes is not None and class_grad is not None:
                 tensors.append(out_classes)
-                grads.append(class_logits.grad[part])
+                grads.append(class_grad[part])
             torch.autograd.backward(tensors, grads)
         return step_terms.detach(), terms[:, 0].detach()
 
@@ -464,7 +470,7 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
             weights = local.weights() / len(batches)
             step_terms += (two_pass(local.batch, weights) if two_passes
                            else run_accumulate(local.batch, 1.0, weights))[0]
-        if shared_penalty:
+        if shared_penalty and codes is not None:
             penalty = penalty_weight * codes.float().square().sum() / shard.total
             penalty.backward()
             step_terms[0] += penalty.detach()
@@ -718,6 +724,8 @@ class NetworkTrainer:
         return {**weights, "codes": None if weights["codes"] is None else self._local_rows(weights["codes"], path)}
 
     def _local_rows(self, full: Tensor, path: Path) -> Tensor:
+        if self.codes is None:
+            raise DataError(f"{path}: holds latent codes, but this run's network takes none")
         expected = (self.shard.total, *self.codes.shape[1:])
         if tuple(full.shape) != expected:
             raise DataError(f"{path}: latent codes {tuple(full.shape)} do not match {expected} of this run's "
@@ -748,6 +756,7 @@ class NetworkTrainer:
 
     def _write(self, name: str, state: dict[str, Any], keep_previous: bool = False) -> None:
         """Rank 0 writes ``state`` to ``checkpoint_dir/name``; every process waits until it is there."""
+        assert self.checkpoint_dir is not None  # written only by runs with a checkpoint folder
         if self.shard.is_main:
             save_checkpoint(self.checkpoint_dir / name, state, keep_previous=keep_previous)
         self.shard.barrier()
@@ -767,6 +776,7 @@ class NetworkTrainer:
         return None if self.codes is None else self.shard.gather_rows(self.codes.detach())
 
     def _resume(self) -> None:
+        assert self.checkpoint_dir is not None  # train() resumes only from a checkpoint folder
         path = self.checkpoint_dir / LAST_CHECKPOINT
         state = load_checkpoint(path, self.data.device)
         self.network.load_state_dict(state["network"])
@@ -830,7 +840,7 @@ class NetworkTrainer:
     def _check_epoch(self, step_terms: Tensor) -> None:
         """Stop with :class:`TrainingDivergedError` if epoch ``self.epoch + 1`` diverged; ``best.pt``
         then holds the best finite weights and ``last.pt`` stays the last finite checkpoint."""
-        weights = [*self.network.parameters()]
+        weights: list[Tensor] = [*self.network.parameters()]
         if self.codes is not None and not self.shard.distributed:
             weights.append(self.codes)
         elif self.codes is not None:  # NaN where any process holds a non-finite code: every process stops alike
@@ -910,7 +920,7 @@ class NetworkTrainer:
                                f"{self.description} (refit on all inputs)", self.progress,
                                epochs=max(epochs, 1), keep_last=True, shard=self.shard)
         interrupted = refit.train(resume=resume).interrupted
-        if self.codes is not None:
+        if self.codes is not None and refit.codes is not None:
             with torch.no_grad():
                 self.codes.copy_(refit.codes)
         if not interrupted and self.checkpoint_dir is not None:
