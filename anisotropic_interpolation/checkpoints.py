@@ -14,17 +14,11 @@ from typing import Any
 
 import torch
 
-from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
+from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys, save_checkpoint
 from retina_data.commandline import interrupt_on_sigterm
 from retina_data.errors import DataError
-from retina_data.files import atomic_save, previous_path
+from retina_data.files import previous_path
 from retina_data.random_state import capture_random_states, restore_random_states
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: bool = False) -> Path:
-    """``torch.save(state)`` under a temporary name, renamed into place; with ``keep_previous``
-    the checkpoint it replaces stays beside it (``last.prev.pt``, :func:`retina_data.files.previous_path`)."""
-    return atomic_save(path, lambda tmp: torch.save(state, tmp), keep_previous=keep_previous)
 
 
 def resume_checkpoint(checkpoint_dir: Path, last: str, best: str) -> Path | None:

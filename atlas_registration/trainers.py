@@ -1,11 +1,12 @@
 """Lightning Trainers for this tree: devices from the config/CLI, safe checkpoints, quiet per-eye fits.
 
-Checkpoints are written through :func:`retina_data.files.atomic_path` (temporary file in
-the checkpoint folder, then a rename), and also when the run is stopped by SIGTERM or
-SIGINT (Lightning turns both into an exception that reaches ``on_exception``). ``last.ckpt``
-rotates: the one it replaces stays as ``last.prev.ckpt``. A checkpoint is written only after
-a resume restored the run (a failed restore leaves ``last.ckpt`` as it was) and only with
-finite weights; non-finite weights or a non-finite training loss stop the run with
+Checkpoints are written through :func:`retina_data.checkpoints.save_checkpoint` (temporary file
+in the checkpoint folder, then a rename; a failed write names the path and keeps the old file),
+and also when the run is stopped by SIGTERM or SIGINT (Lightning turns both into an exception
+that reaches ``on_exception``). ``last.ckpt`` rotates: the one it replaces stays as
+``last.prev.ckpt``. A checkpoint is written only after a resume restored the run (a failed
+restore leaves ``last.ckpt`` as it was) and only with finite weights; non-finite weights or a
+non-finite training loss stop the run with
 :class:`~retina_data.errors.TrainingDivergedError` (:func:`check_finite_weights`,
 :func:`check_finite_loss`, called by every module's training step).
 
@@ -28,9 +29,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from atlas_registration.config import Runtime
+from retina_data.checkpoints import save_checkpoint
 from retina_data.commandline import EXIT_INTERRUPTED, notice
 from retina_data.errors import DataError, TrainingDivergedError
-from retina_data.files import atomic_path, previous_path
+from retina_data.files import previous_path
 from retina_data.precision import native_bf16
 from retina_data.random_state import capture_random_states, restore_random_states
 from retina_data.run_loggers import build_loggers
@@ -104,8 +106,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if bad:
             raise TrainingDivergedError(f"{path}: not written: the weights {', '.join(bad[:3])} are not finite; "
                                         "try a lower learning rate")
-        with atomic_path(path, keep_previous=Path(path).name == LAST_CHECKPOINT) as tmp:
-            torch.save(checkpoint, tmp)
+        save_checkpoint(path, checkpoint, keep_previous=Path(path).name == LAST_CHECKPOINT)
 
 
 class CheckpointOnInterrupt(Callback):

@@ -10,12 +10,14 @@ tree Lightning checkpoints (``state_dict``, ``hyper_parameters``, ``optimizer_st
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from retina_data.errors import DataError
+from retina_data.files import atomic_path
 
 KIND_HINTS = (
     ("state_dict", " (a Lightning checkpoint of the atlas tree?)"),
@@ -43,6 +45,25 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     if not isinstance(state, dict):
         raise DataError(f"{path}: holds a {type(state).__name__}, not a checkpoint of this toolkit")
     return state
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: bool = False) -> Path:
+    """``torch.save(state)`` under a temporary name, renamed into place; with ``keep_previous``
+    the checkpoint it replaces stays beside it (``last.prev.pt``, :func:`retina_data.files.previous_path`).
+
+    A write that fails (a full disk: torch raises a ``RuntimeError`` of its zip writer) leaves the
+    old checkpoint as it was and raises an ``OSError`` naming ``path``, which the command line turns
+    into its one line.
+    """
+    path = Path(path)
+    with atomic_path(path, keep_previous=keep_previous) as tmp:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OSError(errno.EIO, f"writing the checkpoint failed ({reason}; disk full?); any earlier "
+                                     "one of this name is kept", str(path)) from exc
+    return path
 
 
 def require_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path, what: str) -> None:
