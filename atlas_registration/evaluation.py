@@ -123,12 +123,13 @@ def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, n
     return row
 
 
-def in_eye_orientation(eye: Eye, labels: np.ndarray, flip_os: bool) -> Eye:
+def in_eye_orientation(eye: Eye, labels: np.ndarray | None, flip_os: bool) -> Eye:
     """``eye`` (as the atlas reads it) with ``labels [H, W, D]`` in place of its own, both in the eye's
     own orientation: a left eye the atlas mirrored (``DATA.FLIP_OS``) is mirrored back (views, no copies)."""
     if not (flip_os and eye.laterality == "OS"):
         return replace(eye, labels=labels)
-    return replace(eye, oct=eye.oct[:, ::-1], labels=labels[:, ::-1], slo=None if eye.slo is None else eye.slo[::-1])
+    return replace(eye, oct=eye.oct[:, ::-1], labels=None if labels is None else labels[:, ::-1],
+                   slo=None if eye.slo is None else eye.slo[::-1])
 
 
 def thickness_errors(registration: EyeRegistration, eye: Eye, mapping: LabelMapping, flip_os: bool

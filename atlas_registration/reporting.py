@@ -29,8 +29,8 @@ from atlas_registration.inference import inverse_displacement, predict_on_grid, 
 from atlas_registration.jacobian import jacobian_determinant
 from atlas_registration.median_atlas import ATLAS_INTENSITY_FILE, ATLAS_LABELS_FILE
 from atlas_registration.plots import plot_atlas_slices, plot_jacobian, plot_registration, plot_resolution
-from retina_data.eye import Eye
 from retina_data.displacement_field import write_displacement_field
+from retina_data.eye import Eye
 from retina_data.files import atomic_write_text
 from retina_data.label_tables import write_label_tables
 from retina_data.nifti import write_nifti

@@ -28,5 +28,5 @@ def test_wandb_asked_for_without_the_package_is_one_notice_naming_the_atlas_key(
         trainer = build_trainer(runtime, tmp_path, stage, max_epochs=1, checkpoint_every=1)
         assert [type(logger) for logger in trainer.loggers] == [CSVLogger]
     assert capsys.readouterr().err.splitlines() == [
-        "notice: RUNTIME.LOGGERS asks for wandb, which is not installed; logging to CSV without it "
-        "(pip install 'resa-oct[wandb]')"]
+        ("notice: RUNTIME.LOGGERS asks for wandb, which is not installed; logging to CSV without it "
+         "(pip install 'resa-oct[wandb]')")]

@@ -6,10 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from tiny_configs import tiny_trainer
 
 from retina_data import run_loggers
 from retina_data.errors import ConfigError
-from tiny_configs import tiny_trainer
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

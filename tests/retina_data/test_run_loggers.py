@@ -41,8 +41,8 @@ def test_a_logger_asked_for_but_not_installed_is_left_out_with_one_notice_naming
     assert available_loggers(["tensorboard", "csv"], "SETTINGS.LOGGERS") == ["csv"]
     assert available_loggers(["tensorboard"], "SETTINGS.LOGGERS") == ["csv"]
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["notice: SETTINGS.LOGGERS asks for tensorboard, which is not installed; logging to CSV "
-                     "without it (pip install 'resa-oct[tensorboard]')"]
+    assert lines == [("notice: SETTINGS.LOGGERS asks for tensorboard, which is not installed; logging to CSV "
+                      "without it (pip install 'resa-oct[tensorboard]')")]
 
 
 def test_the_notice_names_the_key_of_the_tree_that_asked(without_tensorboard, capsys):
