@@ -23,6 +23,7 @@ sparse B-scans); their columns are then taken to span the same slow-axis extent 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +93,10 @@ def write_container(path: str | Path, eyes: list[Eye], *, overwrite: bool = Fals
     return atomic_save(path, lambda tmp: np.savez_compressed(tmp, allow_pickle=False, **arrays), overwrite=overwrite)
 
 
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error)
+"""What reading a damaged ``.npz`` raises (``zlib.error``: a compressed member whose bytes are damaged)."""
+
+
 def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The container's arrays exactly as stored; corrupt or incomplete files raise DataError."""
     path = Path(path)
@@ -99,7 +104,7 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: fold container not found")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: holds a single array (a .npy file named .npz?); expected an .npz container "
@@ -107,7 +112,7 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with loaded as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:

@@ -19,12 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from heyex_vol import write_vol
 from heyex_xml import write_xml_export
 from PIL import Image
 
+from retina_data.checkpoints import load_checkpoint, require_keys, save_checkpoint
 from retina_data.config import read_yaml
+from retina_data.containers import read_container, write_container
 from retina_data.errors import DataError, RetinaError
+from retina_data.eye import Eye
 from retina_data.nifti import read_nifti, write_nifti
 from retina_data.importers.stacks import read_image_stack
 
@@ -99,6 +103,30 @@ def _tiff(folder: Path) -> Path:
     return path
 
 
+def _npz(folder: Path) -> Path:
+    rng = np.random.default_rng(8)
+    eyes = [Eye(oct=rng.random((12, 8, 5), dtype=np.float32), spacing=(0.004, 0.01, 0.1),
+                labels=rng.integers(0, 13, (12, 8, 5), dtype=np.uint8), slo=rng.random((8, 5), dtype=np.float32),
+                subject=f"s{i}", laterality="OD") for i in range(2)]
+    return write_container(folder / "oct_train_fold0.npz", eyes)
+
+
+def _checkpoint(folder: Path) -> Path:
+    """A training checkpoint as both trees write them (weights, optimiser state, epoch)."""
+    network = torch.nn.Linear(4, 3)
+    optimiser = torch.optim.Adam(network.parameters())
+    network(torch.ones(2, 4)).sum().backward()
+    optimiser.step()
+    return save_checkpoint(folder / "last.pt", {"network": network.state_dict(), "optimizer": optimiser.state_dict(),
+                                                "epoch": 3})
+
+
+def _read_checkpoint(path: Path) -> object:
+    state = load_checkpoint(path)
+    require_keys(state, ("network", "optimizer", "epoch"), path, "a training checkpoint")
+    return state
+
+
 def _yaml(folder: Path) -> Path:
     source = Path(__file__).resolve().parents[2] / "configs" / "interpolation" / "demo_geninr.yaml"
     return Path(shutil.copy(source, folder / "config.yaml"))
@@ -164,6 +192,8 @@ FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object]]] = {
     "dicom-opt": (_dicom, _import_dicom),
     "duke-mat": (_duke, _import_duke),
     "retouch-mhd": (_retouch, _import_retouch),
+    "checkpoint": (_checkpoint, _read_checkpoint),
+    "npz-container": (_npz, read_container),
     "nifti": (_nifti, read_nifti),
     "nifti-sidecar": (_nifti, read_nifti),
     "vol": (_vol, _import_spectralis),
