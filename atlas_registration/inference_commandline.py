@@ -32,8 +32,9 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     model = load_trained(checkpoint, fold)
     run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
                         args.overwrite, args.resume)
-    options = {"baselines": []} if resolution else {"factors": [1]}
-    if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir, trained_run=trained_run, **options), run_dir):
+    factors: list[int] | None = None if resolution else [1]
+    baselines: list[str] | None = [] if resolution else None
+    if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir, factors, baselines, trained_run), run_dir):
         return EXIT_INTERRUPTED
     print(f"results in {run_dir / 'results'}")
     return 0

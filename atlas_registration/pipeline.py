@@ -66,6 +66,11 @@ class Fold:
     extent_mm: tuple[float, float, float]
 
 
+def global_rank() -> int:
+    """This process's rank among the run's processes (0 alone)."""
+    return int(rank_zero_only.rank)  # type: ignore[attr-defined]  # Lightning sets it on the function at import
+
+
 def run_folder(cfg: AtlasConfig, output: str | None) -> Path:
     """``--output``, or ``RESULT_DIR/<PROJECT_NAME>_fold<FOLD>``."""
     if output:
@@ -89,7 +94,7 @@ def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, ove
     cfg.DATA.EXTENT_MM = list(fold.extent_mm)
     check_networks_fit(cfg, fold)
     run_dir = check_run_dir(run_folder(cfg, output), overwrite=overwrite, resume=resume)
-    if rank_zero_only.rank > 0:
+    if global_rank() > 0:
         return run_dir
     identity = run_identity(cfg, fold, script)
     resuming = resume and check_resumable_run(cfg, fold, run_dir, identity)
@@ -143,8 +148,8 @@ def run_identity(cfg: AtlasConfig, fold: Fold, script: str) -> RunIdentity:
                 files += [paths.oct, paths.labels, paths.slo]
     if cfg.ATLAS_MODEL.PATH:
         files.append(Path(cfg.ATLAS_MODEL.PATH))
-    eyes = {"train": [eye.eye_id for eye in fold.eyes.train], "test": [eye.eye_id for eye in fold.eyes.test]}
-    return RunIdentity.of(script, _resolved(cfg), RESUME_FREE_KEYS, eyes, files, data_dir)
+    eye_ids = {"train": [eye.eye_id for eye in fold.eyes.train], "test": [eye.eye_id for eye in fold.eyes.test]}
+    return RunIdentity.of(script, _resolved(cfg), RESUME_FREE_KEYS, eye_ids, files, data_dir)
 
 
 def check_resumable_run(cfg: AtlasConfig, fold: Fold, run_dir: Path, identity: RunIdentity) -> bool:
@@ -173,7 +178,8 @@ def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
     readable Lightning training checkpoint whose weights fit the networks of ``cfg`` (else one
     line, before Lightning restores anything or a failed restore could write)."""
     classes = fold.mapping.num_classes
-    stages = {REGISTRATION_STAGE: lambda: registration_module(cfg, len(fold.eyes.train), classes)}
+    stages: dict[str, Callable[[], GINRAtlasRegistration | AtlasPretraining]] = {
+        REGISTRATION_STAGE: lambda: registration_module(cfg, len(fold.eyes.train), classes)}
     if not cfg.ATLAS_MODEL.PATH:
         stages[PRETRAIN_STAGE] = lambda: pretraining_module(cfg, classes)
     for stage, module in stages.items():
@@ -205,7 +211,7 @@ def load_fold(cfg: AtlasConfig) -> Fold:
                               f"(SETTINGS.DATA_DIR = {data!r} is read lazily); expected ''")
         eyes = read_store_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
                                     cfg.DATA.SUBSMPL_FACTOR, progress=cfg.RUNTIME.PROGRESS_BAR
-                                    and rank_zero_only.rank == 0)
+                                    and global_rank() == 0)
     else:
         eyes = read_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
                               cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
@@ -282,7 +288,7 @@ def load_trained(checkpoint: str | Path, fold: Fold) -> GINRAtlasRegistration:
         raise DataError(f"{checkpoint}: not {what} of this version: {exc}") from exc
     check_state_matches(model, state["state_dict"], checkpoint, NETWORK_SETTINGS)
     model.load_state_dict(state["state_dict"])
-    if model.hparams.num_classes != fold.mapping.num_classes:
-        raise DataError(f"{checkpoint}: atlas has {model.hparams.num_classes} classes, "
+    if model.num_classes != fold.mapping.num_classes:
+        raise DataError(f"{checkpoint}: atlas has {model.num_classes} classes, "
                         f"LABELS gives {fold.mapping.num_classes}")
     return model
