@@ -32,6 +32,7 @@ import numpy as np
 from retina_data.errors import DataError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import atomic_save
+from retina_data.identifiers import check_id
 from retina_data.tree import check_values
 
 REQUIRED_KEYS = ("oct_vols", "subject_names", "spacing_oct")
@@ -204,6 +205,7 @@ def read_container(path: str | Path, enface_layout: EnfaceLayout = "auto") -> li
     eyes = []
     for i, name in enumerate(arrays["subject_names"]):
         subject, laterality = _split_name(str(name))
+        check_id(subject, f"{path}: subject_names[{i}] subject")
         slo = arrays["enface_imgs"][i] if "enface_imgs" in arrays else None
         slo_positions = None
         if slo is not None and slo.shape[1] != depth:

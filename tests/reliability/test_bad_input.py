@@ -346,6 +346,12 @@ def subject_twice_in_container(case: Case) -> None:
         subject_names=np.array([arrays["subject_names"][0]] * len(arrays["subject_names"]))))
 
 
+def unsafe_subject_in_container(case: Case) -> None:
+    """A container's subject name that, as a path, leaves the run folder."""
+    _rewrite_container(_containers(case), lambda arrays: arrays.update(
+        subject_names=np.array(["../x_OD", *arrays["subject_names"][1:]])))
+
+
 def npy_named_npz(case: Case) -> None:
     path = _containers(case)
     with np.load(path) as data:
@@ -474,7 +480,7 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
     latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
     output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
-    phantom_one_fold,
+    phantom_one_fold, unsafe_subject_in_container,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -637,6 +643,11 @@ MATRIX = [
     ("phantom",          "nan_pathology_fraction", ["pathology_fraction = nan", "finite"]),
     ("phantom",          "phantom_too_large",      ["(100000, 100000, 100000)", "GiB", "smaller shape"]),
     ("phantom",          "phantom_one_fold",       ["--folds 1", "at least 2"]),
+    ("geninr",           "unsafe_subject_in_container", [container_name(FACTOR, "train", 0), "'../x'"]),
+    ("atlas",            "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("predict",          "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("predict",          "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("singleinr",        "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
 ]
 
 
