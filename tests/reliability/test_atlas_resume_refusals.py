@@ -73,6 +73,8 @@ CHANGES = {
     # case: (section, key, new value, words the refusal must contain)
     "fold": ("SETTINGS", "FOLD", 1, ["SETTINGS.FOLD (was 0, now 1)", "eyes.train"]),
     "learning_rate": ("TRAINING", "LEARNING_RATE", 0.5, ["TRAINING.LEARNING_RATE (was 0.001, now 0.5)"]),
+    "epochs": ("TRAINING", "TOTAL_EPOCHS", 5, ["TRAINING.TOTAL_EPOCHS (was 2, now 5)"]),
+    "test_fit": ("TEST", "TOTAL_EPOCHS", 3, ["TEST.TOTAL_EPOCHS (was 1, now 3)"]),
     "hidden_size": ("DISP_MODEL", "HIDDEN_SIZE", 24, ["DISP_MODEL.HIDDEN_SIZE (was 16, now 24)"]),
     "subsample_factor": ("DATA", "SUBSMPL_FACTOR", 1, ["DATA.SUBSMPL_FACTOR (was 2, now 1)",
                                                        "data file sub001/OD/oct_flat_subsmpl2_od.nii.gz"]),
