@@ -91,6 +91,23 @@ def test_wrong_dtype_names_the_expected_one(make_tree):
     assert problem.path == path and "float64" in problem.message and "expected float32" in problem.message
 
 
+def test_oct_stored_as_0_255_is_reported_with_the_two_remedies(make_tree):
+    data_dir = make_tree(1)
+    path = eye_files(data_dir, "sub001", "OD").oct
+    rewrite_array(path, lambda a: (a * 255).astype(np.float32))
+    problem = _only(validate(data_dir))
+    assert problem.path == path and "expected flattened OCT in [0, 1]" in problem.message
+    assert "re-import" in problem.message and "PREPROCESSING.MINMAX_NORMALISE" in problem.message
+
+
+def test_a_four_dimensional_volume_beside_its_sidecar_is_reported_as_not_3d(make_tree):
+    data_dir = make_tree(1)
+    path = eye_files(data_dir, "sub001", "OD").oct
+    rewrite_array(path, lambda a: np.stack([a, a], axis=-1))
+    problem = _only(validate(data_dir))
+    assert problem.path == path and "expected 3-D [H, W, D]" in problem.message
+
+
 def test_zero_spacing_in_the_header_is_reported(make_tree):
     data_dir = make_tree(1)
     path = eye_files(data_dir, "sub001", "OS").oct
