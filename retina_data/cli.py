@@ -18,8 +18,9 @@ import numpy as np
 from retina_data.containers import read_container
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
-from retina_data.files import refuse_existing
-from retina_data.tree import DATASET_FILE, list_eyes, read_dataset_info, read_eye, write_dataset_info, write_eye
+from retina_data.files import refuse_existing, staged_folder
+from retina_data.tree import (DATASET_FILE, list_eyes, read_dataset_info, read_eye, refuse_existing_eye, write_dataset_info,
+                              write_eye)
 
 EXIT_PROBLEMS = 2
 
@@ -205,9 +206,12 @@ def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool, flatte
     from retina_data.preprocessing import flatten_imported
 
     eye = flatten_imported(eye, flatten)
-    paths = write_eye(out_dir, eye, overwrite=overwrite)
-    if not (out_dir / DATASET_FILE).exists():
-        write_dataset_info(out_dir, out_dir.name, provenance={"import": source})
+    refuse_existing_eye(out_dir, eye, overwrite=overwrite)
+    with staged_folder(out_dir) as staging:  # the whole eye or nothing: a failed write leaves no part of it
+        staged = write_eye(staging, eye, overwrite=True)
+        if not (out_dir / DATASET_FILE).exists():
+            write_dataset_info(staging, out_dir.name, provenance={"import": source})
+    paths = [out_dir / path.relative_to(staging) for path in staged]
     for note in eye.meta.get("import_notes", []):
         print(f"note: {note}")
     print(f"wrote eye {eye.eye_id} {eye.shape} (H, W, D) spacing {eye.spacing} mm: "
@@ -415,7 +419,6 @@ def _figure(args: argparse.Namespace) -> int:
 
 
 def _thickness(args: argparse.Namespace) -> int:
-    from retina_data.files import staged_folder
     from retina_data.thickness import write_thickness_outputs
 
     eyes = [read_eye(args.data_dir, subject, laterality) for subject, laterality in _chosen_eyes(args.data_dir, args.eye)]

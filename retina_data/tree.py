@@ -87,6 +87,19 @@ def read_dataset_info(data_dir: str | Path) -> dict[str, Any]:
     return info
 
 
+def _eye_targets(data_dir: str | Path, eye: Eye, subsample: int) -> tuple[EyeFiles, bool]:
+    """The eye's files in the tree, and whether :func:`write_eye` writes its SLO (once, with the dense eye)."""
+    files = eye_files(data_dir, eye.subject, eye.laterality, subsample)
+    return files, eye.slo is not None and (subsample == 1 or not files.slo.exists())
+
+
+def refuse_existing_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: bool = False) -> None:
+    """Refuse (unless ``overwrite``) an eye whose files :func:`write_eye` would write exist already."""
+    files, write_slo = _eye_targets(data_dir, eye, subsample)
+    for path in [files.oct] + [files.labels] * (eye.labels is not None) + [files.slo] * write_slo:
+        refuse_existing(path, overwrite)
+
+
 def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: bool = False) -> list[Path]:
     """Write one eye's OCT, labels and SLO into the tree; returns the paths written.
 
@@ -94,11 +107,8 @@ def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: 
     hold the B-scans to store. The SLO is written once, with the dense (``subsample == 1``) eye.
     Every target is checked before any is written, so a refusal leaves the tree unchanged.
     """
-    files = eye_files(data_dir, eye.subject, eye.laterality, subsample)
-    write_slo = eye.slo is not None and (subsample == 1 or not files.slo.exists())
-    targets = [files.oct] + [files.labels] * (eye.labels is not None) + [files.slo] * write_slo
-    for path in targets:
-        refuse_existing(path, overwrite)
+    files, write_slo = _eye_targets(data_dir, eye, subsample)
+    refuse_existing_eye(data_dir, eye, subsample=subsample, overwrite=overwrite)
     meta = {"subject": eye.subject, "laterality": eye.laterality, **eye.meta}
     written = [write_nifti(files.oct, eye.oct.astype(np.float32, copy=False), eye.spacing,
                            eye.bscan_positions, meta, overwrite=overwrite)]
