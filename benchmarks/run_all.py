@@ -25,13 +25,14 @@ import torch
 
 from anisotropic_interpolation.training import precision_label
 from benchmarks import (
-    atlas_ablation, interpolation_ablation, interpolation_densify, interpolation_memory, interpolation_throughput)
+    atlas_ablation, cohort_memory, interpolation_ablation, interpolation_densify, interpolation_memory,
+    interpolation_throughput)
 from retina_data.commandline import run_cli
 from retina_data.files import atomic_write_text
 
 
 SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "atlas-ablation", "densify-128",
-            "atlas-memory")
+            "atlas-memory", "cohort-memory")
 DEFAULT_SECTIONS = ("throughput", "throughput-gpu", "densify", "memory", "ablation", "atlas-ablation")
 DENSE_FLOOR_NOTE = (
     "At 496 B-scans (56.6 million points) the matrix products of the forward pass alone are about 11 TFLOP "
@@ -234,6 +235,42 @@ def atlas_memory_section(settings: Sequence[tuple[int, str, str]] = tuple(ATLAS_
             "wall |", "|---|---:|---|---:|---:|---:|---:|---:|", *rows, ""]
 
 
+def cohort_memory_section() -> list[str]:
+    """Gen-INR training streamed from an eye store on 200 and 2,000 eyes (benchmarks/cohort_memory.py)."""
+    started = time.perf_counter()
+    results = cohort_memory.run()
+    minutes = (time.perf_counter() - started) / 60
+    height, width, depth = cohort_memory.SHAPE
+    rows = [f"| {row['eyes']:,} | {'kept on the device' if row['on_device'] else 'streamed from the store'} | "
+            f"{row['ready_mib']:,.0f} | {row['peak_mib']:,.0f} | {row['step_s'] * 1000:.0f} | {row['spread']:.2f} | "
+            f"{row['bscans_per_step']:.1f} | {row['bytes_per_step'] / 1024:,.0f} |" for row in results["rows"]]
+    by_setting = {(row["eyes"], row["on_device"]): row for row in results["rows"]}
+    small, large = (by_setting[(eyes, False)] for eyes in (200, 2000))
+    cost_rows = []
+    for eyes in (10_000, 100_000):
+        for sampling, name in (("bscan", "one whole B-scan per step (paper)"),
+                               ("patches", "65,536 points in 16 x 16 patches per step (fast)")):
+            cost = cohort_memory.epoch_cost(eyes, sampling)
+            cost_rows.append(f"| {eyes:,} | {name} | {cost['points'] / 1e9:,.1f} G | {cost['steps']:,} | "
+                             f"{cost['bytes'] / 1e12:,.2f} TB | {cost['store_bytes'] / 1e12:,.2f} TB |")
+    return ["## 7. Gen-INR training on 200 and on 2,000 eyes, streamed from an eye store or kept on the device", "",
+            f"Phantom eyes of {height} x {width} x {depth} (labels, SLO; all {depth} B-scans are inputs), "
+            f"{cohort_memory.DISTINCT} generated and repeated under new subject ids into one store (written in "
+            f"{results['write_s']:.0f} s, {results['store_bytes'] / 2**20:,.0f} MiB on disk). Each row trains "
+            f"{results['steps']} patch steps ({cohort_memory.BATCH_POINTS:,} points in {cohort_memory.PATCH} x "
+            f"{cohort_memory.PATCH} patches, SIREN 2 x 32, latent {cohort_memory.LATENT}, one thread) in a fresh "
+            f"interpreter; {results['rounds']} interleaved rounds, medians, spread = slowest / fastest round's "
+            f"step time. Load average {results['load']:.1f} at the start, {results['load_after']:.1f} at the end.", "",
+            "| eyes | training eyes | RSS before the first step (MiB) | peak RSS (VmHWM, MiB) | ms per step | spread | "
+            "B-scans read per step | KiB read per step |", "|---:|---|---:|---:|---:|---:|---:|---:|", *rows, "",
+            f"Streamed, 2,000 eyes against 200: peak RSS {large['peak_mib'] / small['peak_mib'] - 1:+.1%}, time per "
+            f"step {large['step_s'] / small['step_s'] - 1:+.1%}.", "",
+            "One epoch at paper shape streamed (496 x 512 B-scans, 16 inputs per eye, labels, a 512 x 512 SLO "
+            "read whole with each B-scan's eye; `cohort_memory.epoch_cost`):", "",
+            "| eyes | step | points | steps | read per epoch | input B-scans + SLO in the store |",
+            "|---:|---|---:|---:|---:|---:|", *cost_rows, "", f"Section wall time {minutes:.0f} min.", ""]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results.md"))
@@ -247,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "throughput-gpu": lambda: throughput_section(not args.skip_compile, torch.device("cuda", 0)),
                 "densify": densify_section, "memory": memory_section, "ablation": ablation_section,
                 "atlas-ablation": atlas_ablation_section, "atlas-memory": atlas_memory_section,
+                "cohort-memory": cohort_memory_section,
                 "densify-128": densify_larger_section}
     chosen = list(args.sections)
     if not torch.cuda.is_available():
