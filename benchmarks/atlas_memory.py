@@ -70,8 +70,8 @@ def held_eyes(count: int, shape: tuple[int, int, int], cache: Path, mode: str, f
         location = str(cache / "eyes.zarr")
         write_store(location, (synthetic_eye(index, shape) for index in range(count)), overwrite=True, progress=False)
         eyes = store_eyes(location, [f"sub{index:03d}" for index in range(count)], LabelMapping.default(), False)
-        for eye in eyes:
-            eye.check()
+        for stored in eyes:
+            stored.check()
         return list(eyes)
     held: list[AtlasEye] = []
     for index in range(count):
@@ -95,7 +95,7 @@ def main() -> None:
     shape = tuple(args.shape) if args.shape else (PAPER_SHAPE[0], PAPER_SHAPE[1], PAPER_SHAPE[2] // args.factor)
     mode = "store" if args.store else "in memory" if args.in_memory else "memory-mapped"
     args.cache.mkdir(parents=True, exist_ok=True)
-    eyes = held_eyes(args.eyes, shape, args.cache, mode, args.factor)  # type: ignore[arg-type]
+    eyes = held_eyes(args.eyes, shape, args.cache, mode, args.factor)
     data = StridedPatchDataset(eyes, grid_extent(shape, PAPER_SPACING), PATCH_SIZE)
     drawing = time.perf_counter()
     points = sum(int(data[i]["intensity"].numel()) for i in range(len(data)))

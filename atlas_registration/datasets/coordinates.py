@@ -9,11 +9,13 @@ B-scan therefore lands its B-scans exactly where the dense eye has them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from retina_data.eye import Eye
+if TYPE_CHECKING:
+    from atlas_registration.datasets.store_eyes import AtlasEye
 
 
 def grid_extent(shape: Sequence[int], spacing: Sequence[float]) -> tuple[float, float, float]:
@@ -21,7 +23,7 @@ def grid_extent(shape: Sequence[int], spacing: Sequence[float]) -> tuple[float, 
     return tuple(float(max(n - 1, 1) * s) for n, s in zip(shape, spacing))  # type: ignore[return-value]
 
 
-def axis_positions(eye: Eye) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def axis_positions(eye: AtlasEye) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mm positions of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
     height, width, _ = eye.shape
     return (np.arange(height) * eye.spacing[0], np.arange(width) * eye.spacing[1],
@@ -33,7 +35,7 @@ def normalise(positions_mm: np.ndarray, extent_mm: float) -> np.ndarray:
     return (2.0 * np.asarray(positions_mm, dtype=np.float64) / extent_mm - 1.0).astype(np.float32)
 
 
-def eye_axes(eye: Eye, extent_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eye_axes(eye: AtlasEye, extent_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised coordinates of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
     return tuple(normalise(p, e) for p, e in zip(axis_positions(eye), extent_mm))  # type: ignore[return-value]
 

@@ -97,7 +97,7 @@ class StoredEye:
                             f"{part[0]}..{part[-1]}; `python -m retina_data validate {self.location}` "
                             "lists every problem")
         try:
-            self.mapping.apply(labels)
+            self.mapping.apply(np.zeros(0) if labels is None else labels)  # labels present: checked on opening
         except DataError as exc:
             raise DataError(f"{self.location}: eye {self.eye_id}: {exc}") from exc
         return intensity_range(oct_part)
@@ -126,8 +126,11 @@ def store_eyes(location: str, subjects: list[str], mapping: LabelMapping, flip_o
                ) -> list[StoredEye]:
     """Handles of every eye of ``subjects`` in the store (in order, OS before OD); nothing is read."""
     store = open_store(location)
-    available = {tuple(eye_id.rsplit("_", 1)) for eye_id in store.eye_ids}  # the store checks "<subject>_<OD|OS>"
-    keys = subject_eye_keys(available, subjects, location, "eyes <subject>_<OD|OS> in the store")  # type: ignore[arg-type]
+    available = set()
+    for eye_id in store.eye_ids:  # the store checks that each is "<subject>_<OD|OS>"
+        subject, laterality = eye_id.rsplit("_", 1)
+        available.add((subject, laterality))
+    keys = subject_eye_keys(available, subjects, location, "eyes <subject>_<OD|OS> in the store")
     return [StoredEye(location, store.info(f"{subject}_{lat}"), mapping, flip_os, subsample) for subject, lat in keys]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_atlas_pipeline import CONFIG, TINY
 
 from atlas_registration import GINR_Atlas_base
 from atlas_registration.datasets.coordinates import grid_extent
@@ -25,7 +26,6 @@ from retina_data.folds import write_folds
 from retina_data.phantom import PhantomConfig, write_phantom
 from retina_data.preprocessing import write_subsampled
 from retina_data.tree import list_eyes, read_eye
-from test_atlas_pipeline import CONFIG, TINY
 
 FOLDS = {0: {"TRAIN": ["sub002", "sub001"], "TEST": ["sub003"]}}
 
@@ -159,7 +159,7 @@ def _args(data_dir: Path, folds: Path, out: Path, *extra: str) -> list[str]:
     settings = [f"SETTINGS.DATA_DIR={data_dir}", f"SETTINGS.FOLD_FILE={folds}", "DATA.SUBSMPL_FACTOR=8",
                 "DATA.PATCH_SIZE=[8, 4, 2]", "EVALUATION.RESOLUTION_FACTORS=[1, 4]",
                 "EVALUATION.BASELINES=['atlas', 'affine']", *extra]
-    return [str(CONFIG), "--output", str(out), *sum((["--set", s] for s in TINY + settings), [])]
+    return [str(CONFIG), "--output", str(out), *[part for setting in TINY + settings for part in ("--set", setting)]]
 
 
 def test_a_store_with_a_cache_folder_is_refused(data, tmp_path) -> None:
