@@ -4,8 +4,8 @@ Writes ``--eyes`` synthetic prepared eyes of the paper's shape (231 x 496 x 512 
 transpose; float32 OCT and uint8 labels) one at a time into ``--cache`` and then holds them as
 training does: memory-mapped ``.npy`` files (``DATA.CACHE_DIR``, the default here), loaded into
 memory (``--in-memory``, ``DATA.CACHE_DIR: ''``), or in an eye store (``--store``,
-``SETTINGS.DATA_DIR`` a ``.zarr``: each eye checked once, as the pipeline does, then read per
-patch). It draws one reference-sampled patch (PATCH_SIZE [231, 62, 64]) of every eye and prints
+``SETTINGS.DATA_DIR`` a ``.zarr``, written by a process of its own beforehand: each eye checked
+once, as the pipeline does, then read per patch). It draws one reference-sampled patch (PATCH_SIZE [231, 62, 64]) of every eye and prints
 the peak resident set size (``VmHWM``), the anonymous (the process's own) and file-backed (page cache,
 reclaimable) parts at the end, and the time per patch; the last line is the same as JSON. The
 disk needs ``--eyes`` x 285 MB at k = 1.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import time
 from pathlib import Path
@@ -64,11 +65,22 @@ def synthetic_eye(index: int, shape: tuple[int, int, int]) -> Eye:
     return Eye(oct=oct_volume, spacing=PAPER_SPACING, subject=f"sub{index:03d}", labels=labels)
 
 
+def write_synthetic_store(location: str, count: int, shape: tuple[int, int, int]) -> None:
+    """``count`` synthetic eyes into a store (run in a process of its own: training reads a store written
+    beforehand, so writing is not part of the measured process)."""
+    write_store(location, (synthetic_eye(index, shape) for index in range(count)), overwrite=True, progress=False)
+
+
 def held_eyes(count: int, shape: tuple[int, int, int], cache: Path, mode: str, factor: int) -> list[AtlasEye]:
     """``count`` synthetic eyes held as ``mode`` (``memory-mapped``, ``in memory``, ``store``) says."""
     if mode == "store":
         location = str(cache / "eyes.zarr")
-        write_store(location, (synthetic_eye(index, shape) for index in range(count)), overwrite=True, progress=False)
+        writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_store,
+                                                              args=(location, count, shape))
+        writer.start()
+        writer.join()
+        if writer.exitcode != 0:
+            raise RuntimeError(f"writing the store {location} failed (exit code {writer.exitcode})")
         eyes = store_eyes(location, [f"sub{index:03d}" for index in range(count)], LabelMapping.default(), False)
         for stored in eyes:
             stored.check()
