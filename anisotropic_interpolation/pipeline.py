@@ -258,15 +258,24 @@ def start_processes(args: argparse.Namespace, script: str) -> Fabric | None:
     return launch(args.gpu, args.devices, args.num_nodes)
 
 
+POINT_BATCH_BYTES = 36
+"""What a sampled training point holds at least: 3 float32 coordinates, its SLO value and intensity
+(float32) and an int64 eye index and label; the network's activations come on top."""
+
+
 def check_network_fits(config: ExperimentConfig, device: torch.device, source: Path) -> None:
-    """Refuse, before anything is written, a network whose weights and optimiser state alone
-    exceed the device's memory (:func:`retina_data.memory.check_fits_for_training`)."""
+    """Refuse, before anything is written, a network whose weights and optimiser state alone, with
+    the point batch of a ``patches`` step, exceed the device's memory
+    (:func:`retina_data.memory.check_fits_for_training`)."""
     inputs = NetworkInputs(use_slo=config.uses_slo, latent_size=config.TRAINING.LATENT_CODE.SIZE,
                            num_classes=config.MODEL.NUM_CLASSES)
-    model = config.MODEL
+    model, points = config.MODEL, config.TRAINING.BATCH_POINTS
+    patches = config.TRAINING.SAMPLING == "patches"
     check_fits_for_training(lambda: build_network(config, inputs), device,
-                    f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
-                    "(and POS_ENCODING)")
+                            f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
+                            "(and POS_ENCODING)" + (f", TRAINING.BATCH_POINTS = {points}" if patches else ""),
+                            points * POINT_BATCH_BYTES if patches else 0,
+                            f" and steps of {points:,} points" if patches else "")
 
 
 def run_identity(config: ExperimentConfig, script: str, data: FoldData) -> RunIdentity:

@@ -35,25 +35,29 @@ def device_memory_bytes(device: Any) -> int:
     return machine_memory_bytes()
 
 
-def check_fits_for_training(build: Callable[[], Any], device: Any, settings: str) -> None:
-    """Refuse, before any allocation, a network whose weights and optimiser state alone exceed the
-    memory of ``device``.
+def check_fits_for_training(build: Callable[[], Any], device: Any, settings: str, step_bytes: int = 0,
+                            step: str = "") -> None:
+    """Refuse, before any allocation, a network whose weights and optimiser state alone (and the
+    ``step_bytes`` a training step holds at least) exceed the memory of ``device``.
 
     Args:
         build: makes the network (a ``torch.nn.Module``); called under the ``meta`` device.
         device: where it would train.
         settings: the start of the message, naming the config file and the keys that size the
             network (``"config.yaml: MODEL.HIDDEN_SIZE = 1048576, NUM_LAYERS = 4"``).
+        step_bytes: a lower bound of what one step's batch holds besides the network.
+        step: the words for that batch in the message (``" and steps of N points"``).
 
     Raises:
-        ConfigError: ``<settings> give N parameters, X GiB to train, more than the Y GiB of <device>``.
+        ConfigError: ``<settings> give N parameters<step>, X GiB to train, more than the Y GiB of <device>``.
     """
     import torch
 
     with torch.device("meta"):
         network = build()
     parameters = sum(parameter.numel() for parameter in network.parameters())
-    needed, available = parameters * TRAINING_BYTES_PER_PARAMETER, device_memory_bytes(device)
+    needed, available = parameters * TRAINING_BYTES_PER_PARAMETER + step_bytes, device_memory_bytes(device)
     if needed > available:
-        raise ConfigError(f"{settings} give {parameters:,} parameters, {needed / 2**30:.1f} GiB to train, "
-                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network")
+        raise ConfigError(f"{settings} give {parameters:,} parameters{step}, {needed / 2**30:.1f} GiB to train, "
+                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network"
+                          + (" or batch" if step else ""))

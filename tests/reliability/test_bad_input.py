@@ -374,6 +374,11 @@ def latent_codes_too_large(case: Case) -> None:
     case.config["TRAINING"]["LATENT_CODE"]["SIZE"] = 10 ** 9
 
 
+def batch_too_large(case: Case) -> None:
+    """Two billion points per step: their coordinates, indices and labels alone hold 67 GiB."""
+    case.config["TRAINING"]["BATCH_POINTS"] = 2 * 10 ** 9
+
+
 def four_dimensional_oct(case: Case) -> None:
     """A training eye's OCT saved as a 4-D NIfTI (two volumes), its JSON sidecar beside it unchanged."""
     path = _eye(case).oct
@@ -480,7 +485,7 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
     latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
     output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
-    phantom_one_fold, unsafe_subject_in_container,
+    phantom_one_fold, unsafe_subject_in_container, batch_too_large,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -635,6 +640,8 @@ MATRIX = [
     ("pretrain_atlas",   "network_too_large",      ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
     ("atlas",            "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
     ("geninr",           "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
+    ("geninr",           "batch_too_large",        ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
+    ("singleinr",        "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
     ("geninr",           "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
     ("atlas",            "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
     ("export-npz",       "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
