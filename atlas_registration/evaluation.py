@@ -39,6 +39,7 @@ from atlas_registration.datasets.label_mapping import LabelMapping
 from atlas_registration.fitting import EyeRegistration, latent_fit, register_inr, seed_fit
 from atlas_registration.inference import atlas_on_eye_grid
 from atlas_registration.jacobian import jacobian_determinant, negative_fraction, nonpositive_fraction
+from atlas_registration.pipeline import evaluated_test_eyes
 from atlas_registration.reporting import write_atlas_volumes, write_eye_outputs, write_tables
 from atlas_registration.routines.registration import GINRAtlasRegistration
 from atlas_registration.trainers import inference_device
@@ -176,9 +177,7 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
     ev = cfg.EVALUATION
     factors = list(ev.RESOLUTION_FACTORS if factors is None else factors)
     baselines = list(ev.BASELINES if baselines is None else baselines)
-    ours_eyes = fold.eyes.test[: ev.MAX_TEST_EYES]
-    if not ours_eyes:
-        raise DataError(f"{cfg.SETTINGS.FOLD_FILE}: FOLD.{cfg.SETTINGS.FOLD}.TEST holds no eyes to evaluate")
+    ours_eyes = evaluated_test_eyes(cfg, fold)
     paper_ids = {eye.eye_id for eye in resolution_eyes(fold.eyes.test, ev.RESOLUTION_SUBJECTS)}
     ours_ids = {eye.eye_id for eye in ours_eyes}
     model.freeze()

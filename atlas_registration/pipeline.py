@@ -45,6 +45,7 @@ from retina_data.checkpoints import check_state_matches, load_checkpoint, requir
 from retina_data.commandline import EXIT_INTERRUPTED, interrupt_on_sigterm, notice
 from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
+from retina_data.eye import Eye
 from retina_data.eye_store import is_store
 from retina_data.files import check_run_dir
 from retina_data.memory import check_fits_for_training
@@ -119,6 +120,15 @@ def check_networks_fit(cfg: AtlasConfig, fold: Fold) -> None:
                 f"TRAINING.LATENT_CODE.SIZE = {cfg.TRAINING.LATENT_CODE.SIZE}")
     check_fits_for_training(lambda: registration_module(cfg, len(fold.eyes.train), fold.mapping.num_classes),
                             inference_device(cfg.RUNTIME), settings)
+
+
+def evaluated_test_eyes(cfg: AtlasConfig, fold: Fold) -> list[Eye]:
+    """The first ``EVALUATION.MAX_TEST_EYES`` test eyes, which the evaluation scores; a fold without
+    any is refused (checked before training too, so it is not noticed only after the whole run)."""
+    eyes = list(fold.eyes.test[: cfg.EVALUATION.MAX_TEST_EYES])
+    if not eyes:
+        raise DataError(f"{cfg.SETTINGS.FOLD_FILE}: FOLD.{cfg.SETTINGS.FOLD}.TEST holds no eyes to evaluate")
+    return eyes
 
 
 def _resolved(cfg: AtlasConfig) -> dict[str, Any]:

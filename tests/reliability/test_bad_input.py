@@ -641,6 +641,8 @@ MATRIX = [
     ("atlas",            "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
     ("geninr",           "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
     ("geninr",           "batch_too_large",        ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
+    ("atlas",            "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
+    ("atlas_inference",  "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
     ("singleinr",        "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
     ("geninr",           "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
     ("atlas",            "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
