@@ -16,8 +16,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import evaluate_until_stopped, evaluated_test_eyes, load_fold, start_run, train
+from atlas_registration.evaluation import evaluate, ginr_jobs
+from atlas_registration.pipeline import evaluate_until_stopped, load_fold, start_run, train
 from retina_data.commandline import EXIT_INTERRUPTED, run_cli
 
 
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_from_args(args)
     fold = load_fold(cfg)
     if not args.train_only:
-        evaluated_test_eyes(cfg, fold)
+        ginr_jobs(cfg, fold)
     run_dir = start_run(cfg, fold, "GINR_Atlas_base", args.output, args.overwrite, args.resume)
     model = train(cfg, fold, run_dir, args.resume)
     if not args.train_only and model.trainer.is_global_zero:

@@ -162,6 +162,23 @@ def resolution_eyes(test_eyes: Sequence[Eye], subjects: int) -> list[Eye]:
     return [eye for eye in test_eyes if eye.subject in chosen]
 
 
+def ginr_jobs(cfg: AtlasConfig, fold: Fold, factors: Sequence[int] | None = None) -> list[tuple[int, Eye, int]]:
+    """The GINR fits of :func:`evaluate`: ``(test-eye index, eye, factor)`` for every factor (default
+    ``EVALUATION.RESOLUTION_FACTORS``) of the first ``MAX_TEST_EYES`` test eyes and of the
+    resolution experiment's eyes. The entry scripts call it before training, so a fold without
+    test eyes or an eye with fewer B-scans than a factor is refused before anything is written."""
+    ev = cfg.EVALUATION
+    factors = list(ev.RESOLUTION_FACTORS if factors is None else factors)
+    fitted = {eye.eye_id for eye in evaluated_test_eyes(cfg, fold)}
+    fitted |= {eye.eye_id for eye in resolution_eyes(fold.eyes.test, ev.RESOLUTION_SUBJECTS)}
+    jobs = [(i, eye, f) for i, eye in enumerate(fold.eyes.test) if eye.eye_id in fitted for f in factors]
+    for _, eye, factor in jobs:
+        if eye.shape[2] < factor:
+            raise DataError(f"eye {eye.eye_id}: {eye.shape[2]} B-scans cannot be subsampled by {factor} "
+                            "(EVALUATION.RESOLUTION_FACTORS)")
+    return jobs
+
+
 def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir: Path,
              factors: Sequence[int] | None = None, baselines: Sequence[str] | None = None,
              trained_run: Path | None = None) -> EvaluationRows:
@@ -176,6 +193,7 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
     """
     ev = cfg.EVALUATION
     factors = list(ev.RESOLUTION_FACTORS if factors is None else factors)
+    jobs = ginr_jobs(cfg, fold, factors)
     baselines = list(ev.BASELINES if baselines is None else baselines)
     ours_eyes = evaluated_test_eyes(cfg, fold)
     paper_ids = {eye.eye_id for eye in resolution_eyes(fold.eyes.test, ev.RESOLUTION_SUBJECTS)}
@@ -187,11 +205,7 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
         write_atlas_volumes(model.atlas, shape, fold.extent_mm, run_dir / "atlas" / "inr_{}x{}x{}".format(*shape),
                             chunk, fold.mapping.names, ev.FIGURES)
     rows = EvaluationRows([], [])
-    jobs = [(i, eye, f) for i, eye in enumerate(fold.eyes.test) if eye.eye_id in ours_ids | paper_ids
-            for f in factors]
     for index, eye, factor in tqdm(jobs, desc="GINR inference", unit="fit"):
-        if eye.shape[2] < factor:
-            raise DataError(f"eye {eye.eye_id}: {eye.shape[2]} B-scans cannot be subsampled by {factor}")
         seed_fit(cfg.SETTINGS.SEED, index, factor)
         sparse = eye.subsample(factor)
         scored_on = eye if eye.eye_id in ours_ids else sparse

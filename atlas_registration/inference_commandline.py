@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.evaluation import evaluate
-from atlas_registration.pipeline import (evaluate_until_stopped, evaluated_test_eyes, load_fold, load_trained,
-                                         run_folder, start_run)
+from atlas_registration.evaluation import evaluate, ginr_jobs
+from atlas_registration.pipeline import evaluate_until_stopped, load_fold, load_trained, run_folder, start_run
 from atlas_registration.trainers import checkpoint_path
 from atlas_registration.training import REGISTRATION_STAGE
 from retina_data.commandline import EXIT_INTERRUPTED
@@ -30,12 +29,12 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoint_path(trained_run, REGISTRATION_STAGE)
     if args.checkpoint:  # RUN/checkpoints/registration/last.ckpt: RUN also holds the pretrained atlas
         trained_run = checkpoint.resolve().parents[2]
-    evaluated_test_eyes(cfg, fold)
+    factors: list[int] | None = None if resolution else [1]
+    baselines: list[str] | None = [] if resolution else None
+    ginr_jobs(cfg, fold, factors)
     model = load_trained(checkpoint, fold)
     run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
                         args.overwrite, args.resume)
-    factors: list[int] | None = None if resolution else [1]
-    baselines: list[str] | None = [] if resolution else None
     if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir, factors, baselines, trained_run), run_dir):
         return EXIT_INTERRUPTED
     print(f"results in {run_dir / 'results'}")

@@ -379,6 +379,11 @@ def batch_too_large(case: Case) -> None:
     case.config["TRAINING"]["BATCH_POINTS"] = 2 * 10 ** 9
 
 
+def factor_above_the_bscans(case: Case) -> None:
+    """A resolution factor of 64 for test eyes of 16 B-scans (noticed after the whole training before)."""
+    case.config["EVALUATION"]["RESOLUTION_FACTORS"] = [1, 64]
+
+
 def four_dimensional_oct(case: Case) -> None:
     """A training eye's OCT saved as a 4-D NIfTI (two volumes), its JSON sidecar beside it unchanged."""
     path = _eye(case).oct
@@ -485,7 +490,7 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
     latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
     output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
-    phantom_one_fold, unsafe_subject_in_container, batch_too_large,
+    phantom_one_fold, unsafe_subject_in_container, batch_too_large, factor_above_the_bscans,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -643,6 +648,8 @@ MATRIX = [
     ("geninr",           "batch_too_large",        ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
     ("atlas",            "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
     ("atlas_inference",  "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
+    ("atlas",            "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64", "RESOLUTION_FACTORS"]),
+    ("atlas_resolution", "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64"]),
     ("singleinr",        "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
     ("geninr",           "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
     ("atlas",            "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
