@@ -129,7 +129,7 @@ def train(location: Path, eyes: int, steps: int, on_device: bool) -> dict[str, f
     read = (data.bscans_read, data.bytes_read) if isinstance(data, StreamedVolumes) else (0, 0)
     return {"eyes": eyes, "on_device": on_device, "ready_mib": ready,
             "peak_mib": status_mib("VmHWM"),
-            "step_s": statistics.median(times[WARMUP:]), "points": trainer.plan.points,
+            "step_s": statistics.median(times[WARMUP:] or times), "points": trainer.plan.points,
             "bscans_per_step": read[0] / steps, "bytes_per_step": read[1] / steps}
 
 
