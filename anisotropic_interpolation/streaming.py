@@ -62,7 +62,7 @@ class StreamedVolumes(TrainingVolumes):
                  threads: int = 4) -> None:
         self.store = store
         self.eye_ids = list(eye_ids)
-        self.bscan_index = np.asarray(bscan_index, dtype=np.int64)
+        self.bscan_index = np.asarray(bscan_index, dtype=np.int32)
         self.slice_coords = slice_coords
         self.num_eyes, self.num_slices = self.bscan_index.shape
         self.height, self.width = height, width
