@@ -59,7 +59,8 @@ from retina_data.folds import fold_split, read_folds
 from retina_data.memory import check_fits_for_training
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
-from retina_data.run_identity import RUN_CONFIG_FILE, RunIdentity, check_resume, resume_identities, write_run_identity
+from retina_data.run_identity import (RUN_CONFIG_FILE, RunIdentity, check_resume, check_unseen_test_eyes,
+                                      resume_identities, write_run_identity)
 from retina_data.result_tables import Summary
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset
 from retina_data.validation import eye_problems, label_count, require_valid_eyes
@@ -362,6 +363,8 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
     device = select_device(args.gpu)
     precision_notice(device, config)
     data = load_fold(config, minmax_normalise_for(config, script), training=False)
+    check_unseen_test_eyes(run_dir, [eye.eye_id for eye in data.test_truth], "SETTINGS.IMG_DIR",
+                           config.SETTINGS.IMG_DIR, f"--eval {run_dir}")
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()

@@ -11,6 +11,7 @@ from atlas_registration.pipeline import evaluate_until_stopped, load_fold, load_
 from atlas_registration.trainers import checkpoint_path
 from atlas_registration.training import REGISTRATION_STAGE
 from retina_data.commandline import EXIT_INTERRUPTED
+from retina_data.run_identity import check_unseen_test_eyes
 
 
 def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, resolution: bool) -> int:
@@ -32,6 +33,8 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     factors: list[int] | None = None if resolution else [1]
     baselines: list[str] | None = [] if resolution else None
     ginr_jobs(cfg, fold, factors)
+    check_unseen_test_eyes(trained_run, [eye.eye_id for eye in fold.eyes.test], "SETTINGS.DATA_DIR",
+                           cfg.SETTINGS.DATA_DIR, str(checkpoint))
     model = load_trained(checkpoint, fold)
     run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
                         args.overwrite, args.resume)

@@ -192,6 +192,27 @@ RUN_CONFIG_FILE = "config.yaml"
 """The resolved config both trees save in a run folder."""
 
 
+def check_unseen_test_eyes(trained_run: str | Path, test_eyes: Iterable[str], data_dir_key: str,
+                           data_dir: str | Path, where: str) -> None:
+    """Refuse to evaluate a trained run on eyes it was trained on (another ``SETTINGS.FOLD`` of the
+    same data folder), as its ``run_identity.json`` records them; a run without a record, or
+    evaluated on another data folder (``data_dir_key`` of the record), is not checked.
+
+    Raises:
+        DataError: ``<where>: test eye(s) ... are training eyes of the run in RUN ...``.
+    """
+    recorded = read_run_identity(trained_run)
+    if recorded is None or not recorded.eyes or not recorded.config:
+        return
+    if recorded.config.get(data_dir_key) != str(Path(data_dir).resolve()):
+        return
+    seen = sorted(set(recorded.eyes.get("train", [])) & set(test_eyes))
+    if seen:
+        shown = ", ".join(seen[:SHOWN_DIFFERENCES]) + (", ..." if len(seen) > SHOWN_DIFFERENCES else "")
+        raise DataError(f"{where}: test eye(s) {shown} are training eyes of the run in {trained_run} "
+                        f"({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data")
+
+
 def resume_identities(run_dir: str | Path, identity: RunIdentity,
                       from_saved_config: Callable[[Path, RunIdentity], tuple[RunIdentity, RunIdentity]],
                       ) -> tuple[RunIdentity, RunIdentity] | None:

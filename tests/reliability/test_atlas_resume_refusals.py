@@ -200,3 +200,21 @@ def test_a_tiny_atlas_pipeline_prints_no_third_party_lines(trained, tmp_path, la
     noisy = [line for line in _lines(result.stderr) if any(word in line for word in THIRD_PARTY)]
     assert not noisy, noisy
     assert "summary.md" in result.stdout and "summary_reference.md" in result.stdout
+
+
+@pytest.mark.parametrize("entry", ["atlas_inference", "atlas_resolution"])
+def test_an_inference_on_another_fold_holding_the_training_eyes_is_refused(entry, trained, run_copy, tmp_path,
+                                                                          launchers) -> None:
+    """The fold-0 checkpoint applied to fold 1, which tests sub001, a training subject of fold 0
+    (before: registered and scored it, exit 0)."""
+    config = _changed_config(trained, tmp_path, "SETTINGS", "FOLD", 1)
+    checkpoint = run_copy / REGISTRATION / "last.ckpt"
+    output = tmp_path / "inference"
+
+    result = launchers("atlas").run([SCRIPTS[entry], str(config), "--gpu", "-1", "--checkpoint", str(checkpoint),
+                                     "--output", str(output)], tmp_path)
+
+    lines = _lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"error: {checkpoint}: test eye(s) sub001_OD, sub001_OS are training eyes of the run")
+    assert not output.exists()

@@ -185,3 +185,20 @@ def test_sigterm_during_the_evaluation_exits_130_with_a_notice(trained, tmp_path
     assert process.returncode == EXIT_INTERRUPTED, text
     assert "Traceback" not in text
     assert "notice: stopped during the evaluation" in text and "--resume" in text
+
+
+def test_an_evaluation_on_another_fold_holding_its_training_eyes_is_refused(trained, run_copy, tmp_path,
+                                                                            launchers) -> None:
+    """``--eval RUN --set SETTINGS.FOLD=1``: fold 1 tests sub001, on which the fold-0 run trained
+    (before: scored it, exit 0)."""
+    before = _contents(run_copy)
+    argv = [SCRIPTS["geninr"], "--gpu", "-1", "--quiet", "--eval", str(run_copy), "--set", "SETTINGS.FOLD=1",
+            "--overwrite"]
+
+    result = launchers("interpolation").run(argv, tmp_path)
+
+    lines = _error_lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0] == (f"error: --eval {run_copy}: test eye(s) sub001_OD, sub001_OS are training eyes of the run in "
+                        f"{run_copy} ({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data")
+    assert _contents(run_copy) == before
