@@ -15,8 +15,12 @@ the exact, possibly non-uniform slow-axis positions are in ``bscan_positions``. 
 returned in the axis order of :class:`~retina_data.eye.Eye` (``[H, W, D]``).
 
 Opening a store reads its root attributes only; :meth:`EyeStore.read_bscans` reads the
-chunks of the B-scans asked for and nothing else, and nothing is cached, so memory does not
-grow with the number of eyes. Chunks are zstd frames with checksums: a corrupt chunk fails
+chunks of the B-scans asked for and nothing else. No voxel is cached; an eye's metadata is
+read and checked once, on its first use, and kept (its :class:`EyeInfo`, its ``meta`` and its
+arrays' metadata, which eyes of one shape share: about 1.2 kB per eye of a phantom cohort, where
+a 64-float latent code with its Adam moments holds 768 B), so that a read costs its chunks only
+(half the time of opening the eye's group and arrays again) and memory grows with the number of
+eyes by that much only. Chunks are zstd frames with checksums: a corrupt chunk fails
 to decode, and a missing one reads as the fill value (NaN for the OCT, 255 for labels, which
 no stored chunk holds), so either is reported with its eye and B-scan instead of being read
 as data. A location is a local path or an fsspec URL (``memory://``, ``file://``, ``s3://``
@@ -25,6 +29,7 @@ as data. A location is a local path or an fsspec URL (``memory://``, ``file://``
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -276,13 +281,13 @@ def write_store(location: str | os.PathLike, eyes: Iterable[Eye], *, overwrite: 
 
 @dataclass(frozen=True)
 class _OpenEye:
-    """One eye's group and arrays as opened (metadata read, no chunk)."""
+    """One eye's metadata as checked on its first use (kept by the store; no chunk): its info,
+    its ``meta`` attribute and the metadata of its arrays (``oct``, and ``labels`` and ``slo``
+    where present), shared with the other eyes whose arrays agree."""
 
     info: EyeInfo
-    attributes: dict[str, Any]
-    oct: zarr.Array
-    labels: zarr.Array | None
-    slo: zarr.Array | None
+    meta: dict[str, Any]
+    arrays: dict[str, Any]
 
 
 def _number_list(value: object) -> TypeGuard[list[float]]:
@@ -321,7 +326,12 @@ class EyeStore:
             raise DataError(f"{location}: root attribute num_labels = {num_labels!r}; expected a positive integer")
         self._root = root
         self.eye_ids: list[str] = list(ids)
+        self._listed = frozenset(self.eye_ids)
         self.num_labels: int = num_labels
+        self._opened: dict[str, _OpenEye] = {}
+        """Every eye's checked metadata once used (eye id -> metadata)."""
+        self._array_metadata: dict[str, Any] = {}
+        """Array metadata of the eyes by its JSON text: one object for the arrays of all eyes of a shape."""
 
     @classmethod
     def open(cls, location: str | os.PathLike) -> EyeStore:
@@ -355,9 +365,16 @@ class EyeStore:
             return sorted(name for name in self._root.group_keys() if name not in listed)
 
     def _open_eye(self, eye_id: str) -> _OpenEye:
-        """The eye's group and arrays, their metadata checked against each other."""
+        """The eye's metadata, checked against each other: read on its first use, then kept."""
+        opened = self._opened.get(eye_id)
+        if opened is None:
+            opened = self._opened[eye_id] = self._read_metadata(eye_id)
+        return opened
+
+    def _read_metadata(self, eye_id: str) -> _OpenEye:
+        """The eye's group and arrays opened (their metadata documents read) and checked."""
         where = f"{self.location}: eye {eye_id}"
-        if eye_id not in self.eye_ids:
+        if eye_id not in self._listed:
             shown = ", ".join(self.eye_ids[:10]) + (" ..." if len(self.eye_ids) > 10 else "")
             raise DataError(f"{self.location}: no eye {eye_id!r}; the store holds {shown}")
         try:
@@ -396,7 +413,21 @@ class EyeStore:
                        shape=(height, width, depth), spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
                        bscan_positions=positions, slo_positions=slo_positions, has_labels=labels is not None,
                        has_slo=slo is not None)
-        return _OpenEye(info, attributes, oct_array, labels, slo)
+        meta = attributes.get("meta")
+        arrays = {name: self._shared_metadata(array) for name, array in
+                  (("oct", oct_array), ("labels", labels), ("slo", slo)) if array is not None}
+        return _OpenEye(info, dict(meta) if isinstance(meta, dict) else {}, arrays)
+
+    def _shared_metadata(self, array: zarr.Array) -> Any:
+        """``array``'s metadata, as the one object kept for every array with the same metadata."""
+        metadata = array.metadata
+        key = json.dumps(metadata.to_dict(), sort_keys=True, default=str)
+        return self._array_metadata.setdefault(key, metadata)
+
+    def _handle(self, opened: _OpenEye, name: str) -> zarr.Array:
+        """The eye's array ``name`` made from its kept metadata (reads nothing)."""
+        return zarr.Array(zarr.AsyncArray(metadata=opened.arrays[name],
+                                          store_path=self._root.store_path / opened.info.eye_id / name))
 
     @staticmethod
     def _array(group: zarr.Group, name: str, dtype: type, where: str, ndim: int = 3) -> zarr.Array:
@@ -443,12 +474,12 @@ class EyeStore:
             raise DataError(f"{where}: B-scan indices must be strictly increasing")
         return index
 
-    def _read_volume(self, opened: _OpenEye, array: zarr.Array, name: str, index: np.ndarray,
-                     fill_is: Any) -> np.ndarray:
-        """``array``'s chunks of the B-scans ``index`` as ``[H, W, k]``; a corrupt or missing chunk is
-        a :class:`DataError` naming the eye and the B-scan."""
+    def _read_volume(self, opened: _OpenEye, name: str, index: np.ndarray, fill_is: Any) -> np.ndarray:
+        """The chunks of the array ``name`` (``oct``, ``labels``) of the B-scans ``index`` as
+        ``[H, W, k]``; a corrupt or missing chunk is a :class:`DataError` naming the eye and the B-scan."""
         where = f"{self.location}: eye {opened.info.eye_id}"
         height, width, _ = opened.info.shape
+        array = self._handle(opened, name)
         if index.size == 0:
             return np.empty((height, width, 0), dtype=array.dtype)
         try:
@@ -468,9 +499,9 @@ class EyeStore:
         return np.ascontiguousarray(np.moveaxis(planes, 0, 2))
 
     def _read(self, opened: _OpenEye, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        oct_volume = self._read_volume(opened, opened.oct, "oct", index, np.isnan)
-        labels = None if opened.labels is None else self._read_volume(
-            opened, opened.labels, "labels", index, lambda values: values == LABEL_FILL)
+        oct_volume = self._read_volume(opened, "oct", index, np.isnan)
+        labels = None if "labels" not in opened.arrays else self._read_volume(
+            opened, "labels", index, lambda values: values == LABEL_FILL)
         return oct_volume, labels
 
     def read_bscans(self, eye_id: str, bscans: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -489,20 +520,19 @@ class EyeStore:
                  else self._check_bscans(opened, bscans, increasing=True))
         oct_volume, labels = self._read(opened, index)
         slo = None
-        if opened.slo is not None:
+        if "slo" in opened.arrays:
             try:
-                slo = opened.slo[:]
+                slo = self._handle(opened, "slo")[:]
             except _READ_ERRORS as exc:
                 raise DataError(f"{self.location}: eye {eye_id}: slo chunk cannot be read (corrupt?): "
                                 f"{type(exc).__name__}: {exc}") from exc
             if np.isnan(slo).any():
                 raise DataError(f"{self.location}: eye {eye_id}: slo chunk missing or holding NaN; expected "
                                 "the SLO image (write the store again)")
-        meta = opened.attributes.get("meta")
         try:
             eye = Eye(oct=oct_volume, spacing=info.spacing, subject=info.subject, laterality=info.laterality,
                       labels=labels, slo=slo, bscan_positions=info.bscan_positions[index],
-                      slo_positions=info.slo_positions, meta=dict(meta) if isinstance(meta, dict) else {})
+                      slo_positions=info.slo_positions, meta=copy.deepcopy(opened.meta))
         except DataError as exc:
             raise DataError(f"{self.location}: {exc}") from exc
         return eye if bscans is None else eye.select_bscans(slice(None))

@@ -134,6 +134,31 @@ def test_opening_reads_the_root_attributes_and_a_read_only_the_chunks_asked_for(
     assert all(key.startswith("sub002_OS/") for key in CountingStore.reads[1:])
 
 
+
+def test_an_eyes_metadata_is_read_once_and_later_reads_read_only_chunks(phantom_eyes, tmp_path: Path) -> None:
+    """The eye group's and arrays' metadata documents are read on the first use of the eye only
+    (before: 4 documents per read); the arrays' metadata is one object for eyes of one shape."""
+    path = Path(write_store(tmp_path / "eyes.zarr", phantom_eyes, progress=False))
+    CountingStore.reads = []
+    wrapped = CountingStore(LocalStore(str(path), read_only=True))
+    store = EyeStore(zarr.open_group(wrapped, mode="r", zarr_format=3, use_consolidated=False), str(path))
+    first = store.read_eye("sub002_OS", [1, 3])
+    documents = [key for key in CountingStore.reads if key.endswith("zarr.json")]
+    assert documents == ["zarr.json", "sub002_OS/zarr.json", "sub002_OS/oct/zarr.json",
+                         "sub002_OS/labels/zarr.json", "sub002_OS/slo/zarr.json"]
+    CountingStore.reads = []
+    again = store.read_eye("sub002_OS", [1, 3])
+    store.read_bscans("sub002_OS", [0])
+    store.info("sub002_OS")
+    assert sorted(CountingStore.reads) == ["sub002_OS/labels/c/0/0/0", "sub002_OS/labels/c/1/0/0",
+                                           "sub002_OS/labels/c/3/0/0", "sub002_OS/oct/c/0/0/0",
+                                           "sub002_OS/oct/c/1/0/0", "sub002_OS/oct/c/3/0/0", "sub002_OS/slo/c/0/0"]
+    assert_same_eye(again, first)
+    again.meta["changed"] = True  # a returned eye's meta is its own
+    assert "changed" not in store.read_eye("sub002_OS").meta
+    store.info("sub001_OD")
+    assert store._opened["sub001_OD"].arrays["oct"] is store._opened["sub002_OS"].arrays["oct"]
+
 def test_bscans_read_fine_when_other_bscans_chunks_are_gone(phantom_eyes, tmp_path: Path) -> None:
     path = Path(write_store(tmp_path / "eyes.zarr", phantom_eyes, progress=False))
     for bscan in (0, 2, 3, 4, 5):
