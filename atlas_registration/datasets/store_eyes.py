@@ -29,6 +29,7 @@ from retina_data.errors import DataError
 from retina_data.eye import Eye
 from retina_data.eye_store import EyeInfo, EyeStore
 from retina_data.folds import fold_split, read_folds
+from retina_data.validation import eye_problems, require_valid_eyes
 
 CHECK_BYTES = 64 * 2**20
 """About how many bytes of B-scans one read of the check (:meth:`StoredEye.check`) holds."""
@@ -81,35 +82,36 @@ class StoredEye:
         height, width, depth = self.shape
         block = max(int(CHECK_BYTES // (height * width * 5)), 1)
         low, high = np.inf, -np.inf
+        store = open_store(self.location)
         for start in range(0, depth, block):
             part = self.bscans[start:start + block]
-            oct_part, labels = open_store(self.location).read_bscans(self.eye_id, part.tolist())
-            part_low, part_high = self._checked_range(oct_part, labels, part)
+            part_low, part_high = self._checked_range(store.read_eye(self.eye_id, part.tolist()), store.num_labels)
             low, high = min(low, part_low), max(high, part_high)
         self.value_range = (low, high)
         return self.value_range
 
-    def _checked_range(self, oct_part: np.ndarray, labels: np.ndarray | None, part: np.ndarray
-                       ) -> tuple[float, float]:
-        """The intensity range of the stored B-scans ``part`` (``oct_part [H, W, k]``), refusing bad values."""
-        if not np.isfinite(oct_part).all():
-            raise DataError(f"{self.location}: eye {self.eye_id}: NaN/Inf intensities in B-scans "
-                            f"{part[0]}..{part[-1]}; `python -m retina_data validate {self.location}` "
-                            "lists every problem")
+    def _checked_range(self, stored: Eye, num_labels: int) -> tuple[float, float]:
+        """The intensity range of the stored B-scans of ``stored`` (a part of the eye as stored),
+        refusing them if they fail the checks of ``validate``
+        (:func:`~retina_data.validation.eye_problems`; the range is not checked, as every eye is
+        min-max normalised here) or hold labels outside the label mapping."""
+        require_valid_eyes(eye_problems(stored, "store", self.location, num_labels=num_labels,
+                                        intensity_range=False), self.location)
         try:
-            self.mapping.apply(np.zeros(0) if labels is None else labels)  # labels present: checked on opening
+            self.mapping.apply(np.zeros(0) if stored.labels is None else stored.labels)
         except DataError as exc:
             raise DataError(f"{self.location}: eye {self.eye_id}: {exc}") from exc
-        return intensity_range(oct_part)
+        return intensity_range(stored.oct)
 
     def read(self, bscans: Sequence[int] | np.ndarray | None = None) -> Eye:
         """The prepared eye, or only its B-scans ``bscans`` (indices into :attr:`bscans`), as an
         :class:`Eye` at their positions: ``oct [H, W, k]`` in [0, 1] by the whole eye's range,
         atlas labels, atlas orientation. The first whole read also checks the eye (:meth:`check`)."""
         chosen = self.bscans if bscans is None else self.bscans[np.asarray(bscans, dtype=np.intp)]
-        stored = open_store(self.location).read_eye(self.eye_id, chosen.tolist())
+        store = open_store(self.location)
+        stored = store.read_eye(self.eye_id, chosen.tolist())
         if bscans is None and self.value_range is None:
-            self.value_range = self._checked_range(stored.oct, stored.labels, chosen)
+            self.value_range = self._checked_range(stored, store.num_labels)
         return prepare_eye(stored, self.mapping, self.flip_os, self.check())
 
     def slab(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

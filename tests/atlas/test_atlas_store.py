@@ -189,3 +189,21 @@ def test_a_run_from_the_store_trains_the_same_weights_and_scores_as_from_the_tre
                              for row in csv.DictReader(handle)])
         assert len(rows[0]) >= 4 and rows[0] == rows[1], table
         assert {row["eye_id"] for row in rows[1]} <= {"sub003_OS", "sub003_OD"}
+
+
+def test_a_stored_eye_with_nan_is_refused_by_the_checks_of_validate(data, tmp_path) -> None:
+    """A B-scan chunk holding NaN (written past the store's own writer) is refused when the fold is
+    read, by the same checks as a tree eye (eye_problems), naming the store and the eye."""
+    import shutil
+
+    import zarr
+
+    _, store, folds = data
+    broken = tmp_path / "broken.zarr"
+    shutil.copytree(store, broken)
+    oct_array = zarr.open_array(str(broken / "sub002_OD" / "oct"), mode="r+")
+    bscan = oct_array[8]
+    bscan[3, 2] = np.nan
+    oct_array[8] = bscan
+    with pytest.raises(DataError, match=r"broken\.zarr: oct of eye sub002_OD holds 1 NaN"):
+        read_store_fold_eyes(broken, folds, 0, LabelMapping.default(), True, 8)
