@@ -27,6 +27,24 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nodes of the run; under torchrun or SLURM: the number of nodes they start")
 
 
+def gpu_indices(gpu: int | None, devices: int = 1) -> list[int]:
+    """The CUDA devices ``--gpu`` asks for: ``gpu..gpu+devices-1`` for ``gpu >= 0`` (refused
+    without CUDA, so that a run never silently falls back to the CPU, or beyond the GPUs present),
+    none (the CPU) for ``gpu < 0``; ``None`` (no ``--gpu``): from GPU 0 if there is one, else none."""
+    if gpu is None:
+        gpu = 0 if torch.cuda.is_available() else -1
+    if gpu < 0:
+        return []
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "
+                          "use --gpu -1 for the CPU")
+    if gpu + devices > torch.cuda.device_count():
+        asked = f"--gpu {gpu}" if devices == 1 else f"--gpu {gpu} --devices {devices}"
+        count = torch.cuda.device_count()
+        raise ConfigError(f"{asked}: only {count} CUDA device(s) present (GPUs 0..{count - 1})")
+    return list(range(gpu, gpu + devices))
+
+
 def launch(gpu: int | None, devices: int, num_nodes: int) -> Fabric:
     """Start (or join) the processes of a run and return this process's :class:`Fabric`.
 
@@ -40,19 +58,8 @@ def launch(gpu: int | None, devices: int, num_nodes: int) -> Fabric:
         raise ConfigError(f"--devices {devices}: expected at least 1")
     if num_nodes < 1:
         raise ConfigError(f"--num-nodes {num_nodes}: expected at least 1")
-    if gpu is None:
-        gpu = 0 if torch.cuda.is_available() else -1
-    device_ids: list[int] | int  # the GPUs by index, or a count of CPU processes
-    if gpu >= 0:
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "
-                              "use --gpu -1 for the CPU")
-        if gpu + devices > torch.cuda.device_count():
-            raise ConfigError(f"--gpu {gpu} --devices {devices}: only {torch.cuda.device_count()} CUDA device(s) "
-                              f"present, expected GPUs {gpu}..{gpu + devices - 1}")
-        accelerator, device_ids = "cuda", list(range(gpu, gpu + devices))
-    else:
-        accelerator, device_ids = "cpu", devices
+    gpus = gpu_indices(gpu, devices)
+    accelerator, device_ids = ("cuda", gpus) if gpus else ("cpu", devices)  # GPUs by index, or a count of CPU processes
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
     try:
         fabric = Fabric(accelerator=accelerator, devices=device_ids, num_nodes=num_nodes, strategy=strategy)

@@ -37,7 +37,7 @@ from anisotropic_interpolation.checkpoints import (
     check_state_matches, interrupt_on_sigterm, load_checkpoint, require_keys, resume_checkpoint, save_checkpoint,
 )
 from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig, load_experiment_config
-from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, launch, leave
+from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, gpu_indices, launch, leave
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import DensePrediction, predict_volume, prediction_settings
@@ -129,17 +129,11 @@ def select_device(gpu: int | None) -> torch.device:
     The chosen GPU also becomes the current CUDA device, so code that asks for plain
     ``"cuda"`` (the LPIPS network) runs on it too.
     """
-    if gpu is None:
-        gpu = 0 if torch.cuda.is_available() else -1
-    if gpu < 0:
+    gpus = gpu_indices(gpu)
+    if not gpus:
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "
-                          "use --gpu -1 for the CPU")
-    if gpu >= torch.cuda.device_count():
-        raise ConfigError(f"--gpu {gpu}: only {torch.cuda.device_count()} CUDA device(s) present")
-    torch.cuda.set_device(gpu)
-    return torch.device(f"cuda:{gpu}")
+    torch.cuda.set_device(gpus[0])
+    return torch.device(f"cuda:{gpus[0]}")
 
 
 def precision_notice(device: torch.device, config: ExperimentConfig) -> None:
