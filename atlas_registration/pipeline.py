@@ -100,8 +100,8 @@ def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, ove
     identity = run_identity(cfg, fold, script)
     resuming = resume and check_resumable_run(cfg, fold, run_dir, identity)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        for stale in ("checkpoints", "logs", "tensorboard"):
+    if overwrite:  # everything a run writes, so that no eye or table of the old run survives
+        for stale in ("checkpoints", "logs", "tensorboard", "atlas", "eyes", "results"):
             shutil.rmtree(run_dir / stale, ignore_errors=True)
     if not resuming:
         save_config(cfg, run_dir / CONFIG_FILE)

@@ -118,3 +118,23 @@ def test_subject_missing_on_disk_is_named(tiny_tree, tmp_path):
     args = _args(tiny_tree, tmp_path / "run", "--set", f"SETTINGS.FOLD_FILE={folds}")
     with pytest.raises(DataError, match="sub999"):
         GINR_Atlas_base.main(args)
+
+
+def test_overwrite_removes_every_output_of_the_old_run_and_nothing_else(tiny_tree, tmp_path):
+    """An old run's eye folders, atlases and tables do not survive --overwrite (an eye of another fold
+    would otherwise sit beside the new run's); a file the run never writes is left alone."""
+    from atlas_registration import pipeline
+    from atlas_registration.config import load_atlas_config
+
+    out = tmp_path / "run"
+    stale = [out / "eyes" / "sub009_OD" / "warped_oct.nii.gz", out / "results" / "summary.md",
+             out / "atlas" / "median" / "atlas_oct.nii.gz", out / "checkpoints" / "registration" / "last.ckpt"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old run")
+    (out / "notes.txt").write_text("mine")
+    data = [f"SETTINGS.DATA_DIR={tiny_tree}", f"SETTINGS.FOLD_FILE={tiny_tree / 'folds.yml'}"]
+    cfg = load_atlas_config(CONFIG, data + TINY)
+    pipeline.start_run(cfg, pipeline.load_fold(cfg), "GINR_Atlas_base.py", str(out), overwrite=True, resume=False)
+    assert not any(path.exists() for path in stale)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "config.yaml").is_file()
