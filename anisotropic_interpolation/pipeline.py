@@ -23,6 +23,7 @@ import dataclasses
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric import Fabric
+from tqdm import tqdm
 
 from anisotropic_interpolation.baselines import METHODS as CLASSICAL_METHODS
 from anisotropic_interpolation.baselines import classical_baselines
@@ -44,7 +46,7 @@ from anisotropic_interpolation.inference import DensePrediction, predict_volume,
 from anisotropic_interpolation.model import ImplicitNetwork, NetworkInputs, build_network
 from anisotropic_interpolation.reporting import existing_outputs, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes, TrainingVolumes
-from anisotropic_interpolation.streaming import StreamedVolumes
+from anisotropic_interpolation.streaming import StreamedEye, StreamedVolumes, TrainingEye
 from anisotropic_interpolation.training import (
     BEST_CHECKPOINT, LAST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label,
 )
@@ -63,7 +65,7 @@ from retina_data.run_identity import (RUN_CONFIG_FILE, RunIdentity, check_resume
                                       resume_identities, write_run_identity)
 from retina_data.result_tables import Summary
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset
-from retina_data.validation import eye_problems, label_count, require_valid_eyes
+from retina_data.validation import Problem, eye_problems, label_count, require_valid_eyes
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = RUN_CONFIG_FILE
@@ -212,7 +214,8 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     fabric = start_processes(args, script)
     device = select_device(args.gpu) if fabric is None else fabric.device
     precision_notice(device, config)
-    data = load_fold(config, minmax_normalise_for(config, script), training=script == "train_test_geninr")
+    data = load_fold(config, minmax_normalise_for(config, script), training=script == "train_test_geninr",
+                     fabric=fabric, progress=not args.quiet and (fabric is None or fabric.global_rank == 0))
     check_network_fits(config, device, args.config)
     if fabric is not None and len(data.train_inputs) < fabric.world_size:
         raise ConfigError(f"--devices {args.devices} --num-nodes {args.num_nodes}: {fabric.world_size} processes for "
@@ -374,13 +377,20 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
 
 @dataclass
 class FoldData:
-    """One fold: training inputs, test ground truth and test inputs (every k-th B-scan)."""
+    """One fold: training inputs, test ground truth and test inputs (every k-th B-scan).
 
-    train_inputs: list[Eye]
+    The training inputs are :class:`~retina_data.eye.Eye` records in memory, or, streamed from
+    an eye store (``TRAINING.DATA_ON_DEVICE: false``), :class:`~anisotropic_interpolation.streaming.StreamedEye`
+    metadata only: no voxel of a training eye stays in the process.
+    """
+
+    train_inputs: list[TrainingEye]
     test_truth: list[Eye]
     test_inputs: list[Eye]
     sources: list[Path] = dataclasses.field(default_factory=list)
     """The data files the fold was read from (for the run identity)."""
+    store: EyeStore | None = None
+    """The eye store the fold was read from (its eyes' metadata kept), ``None`` for a tree or containers."""
 
 
 def _is_tree(img_dir: Path, config: ExperimentConfig) -> bool:
@@ -414,22 +424,21 @@ def store_folds_path(store: EyeStore, config: ExperimentConfig) -> Path:
     return (Path() if local is None else local) / config.SETTINGS.FOLDS_FILE
 
 
-def _read_store_fold(store: EyeStore, config: ExperimentConfig) -> tuple[list[Eye], list[Eye]]:
-    """A store's fold, as a tree's: the eyes of the fold's subjects (:func:`store_folds_path`), the
-    training eyes subsampled by ``BSCAN_SUBSAMPLE_FACTOR``, the test eyes dense."""
+def _read_store_fold(store: EyeStore, config: ExperimentConfig) -> tuple[list[str], list[Eye]]:
+    """A store's fold, as a tree's: the ids of the training eyes (of the fold's TRAIN subjects,
+    :func:`store_folds_path`; not read) and the test eyes, read dense."""
     folds_path = store_folds_path(store, config)
     split = _fold_subjects(folds_path, config, None)
     stored = set(store.eye_ids)
-    eyes: dict[str, list[Eye]] = {}
+    ids: dict[str, list[str]] = {}
     for role, subjects in split.items():
         missing = [subject for subject in subjects if not any(f"{subject}_{lat}" in stored for lat in LATERALITIES)]
         if missing:
             raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} names subject(s) not found in "
                             f"{store.location}: {', '.join(missing)}")
-        eyes[role] = [store.read_eye(f"{subject}_{lat}") for subject in subjects for lat in LATERALITIES
-                      if f"{subject}_{lat}" in stored]
-    factor = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
-    return [eye.subsample(factor) for eye in eyes["TRAIN"]], eyes["TEST"]
+        ids[role] = [f"{subject}_{lat}" for subject in subjects for lat in LATERALITIES
+                     if f"{subject}_{lat}" in stored]
+    return ids["TRAIN"], [store.read_eye(eye_id) for eye_id in ids["TEST"]]
 
 
 def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> list[Path]:
@@ -443,11 +452,12 @@ def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> l
 
 def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: str, normalise: bool,
                training: bool, num_labels: int) -> None:
-    """The checks of ``validate`` on the loaded eyes (:func:`retina_data.validation.eye_problems`;
-    the [0, 1] range of the OCT only when the eyes are not min-max normalised on load), eyes in
-    the TEST (and, when ``training``, TRAIN) part, one shape for the training eyes (they are
-    trained together) and, for containers, no subject in both parts. ``source``: ``"tree"``,
-    ``"container"`` or ``"store"``; ``num_labels``: label classes of the data set."""
+    """The checks of ``validate`` on the loaded eyes (:func:`fold_eye_problems`), eyes in the TEST
+    (and, when ``training``, TRAIN) part, one shape for the training eyes (they are trained
+    together) and, for containers, no subject in both parts. ``source``: ``"tree"``,
+    ``"container"`` or ``"store"``; ``num_labels``: label classes of the data set. Training eyes
+    left in a store (:class:`StreamedEye`) are checked by their metadata here and by their
+    values as they are read (:func:`check_streamed_eyes`)."""
     roles = {"test": data.test_truth, **({"training": data.train_inputs} if training else {})}
     for role, eyes in roles.items():
         if not eyes:
@@ -458,15 +468,69 @@ def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: 
         raise DataError(f"{img_dir}: the training eyes of fold {config.SETTINGS.FOLD} differ in shape "
                         f"[H, W, input B-scans] ({', '.join(str(shape) for shape in shapes)}: e.g. {odd[0]}); "
                         "expected one shape, as they are trained together")
-    if source == "container" and data.train_inputs:
-        refuse_shared_subjects(data.train_inputs, data.train_inputs[0].meta["container"], data.test_truth,
-                               data.test_truth[0].meta["container"])
-    num_labels = max(num_labels, config.MODEL.NUM_CLASSES)
+    kept = [eye for eye in data.train_inputs if isinstance(eye, Eye)]
+    if source == "container" and kept:
+        refuse_shared_subjects(kept, kept[0].meta["container"], data.test_truth, data.test_truth[0].meta["container"])
     problems = []
-    for eye in data.train_inputs + data.test_truth + data.test_inputs:
-        where = Path(eye.meta["container"]) if source == "container" else img_dir
-        problems += eye_problems(eye, source, where, num_labels=num_labels, intensity_range=not normalise)
+    for eye in kept + data.test_truth + data.test_inputs:
+        problems += fold_eye_problems(config, eye, source, img_dir, normalise, num_labels)
     require_valid_eyes(problems, img_dir)
+
+
+def fold_eye_problems(config: ExperimentConfig, eye: Eye, source: str, img_dir: Path, normalise: bool,
+                      num_labels: int) -> list[Problem]:
+    """The checks of ``validate`` on one loaded eye (:func:`retina_data.validation.eye_problems`:
+    labels in ``0 .. max(num_labels, MODEL.NUM_CLASSES) - 1``; the [0, 1] range of the OCT only
+    when the eyes are not min-max normalised on load)."""
+    where = Path(eye.meta["container"]) if source == "container" else img_dir
+    return eye_problems(eye, source, where, num_labels=max(num_labels, config.MODEL.NUM_CLASSES),
+                        intensity_range=not normalise)
+
+
+def labels_problem(config: ExperimentConfig, eyes: Sequence[Eye], img_dir: Path) -> Problem | None:
+    """Labels of ``eyes`` at or above ``MODEL.NUM_CLASSES`` (when the network segments), or ``None``."""
+    labelled = [eye.labels for eye in eyes if eye.labels is not None and eye.labels.size]
+    if config.MODEL.NUM_CLASSES > 0 and labelled:
+        highest = max(int(labels.max()) for labels in labelled)
+        if highest >= config.MODEL.NUM_CLASSES:
+            return Problem(img_dir, f"labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
+    return None
+
+
+def check_streamed_eyes(config: ExperimentConfig, store: EyeStore, eyes: list[StreamedEye], img_dir: Path,
+                        normalise: bool, shard: EyeShard, progress: bool = False) -> list[StreamedEye]:
+    """The checks :func:`load_fold` makes on training eyes in memory, made on training eyes left in
+    the store: each eye of this process's ``shard`` is read (its input B-scans and SLO), checked
+    (:func:`fold_eye_problems`, :func:`labels_problem`) and let go, one at a time, keeping only
+    its OCT range (:meth:`StreamedEye.checked`); the other processes' eyes are left unread.
+    Every process of the run refuses the fold when one of them found a problem.
+
+    Returns:
+        ``eyes``, those of the shard with their OCT range.
+
+    Raises:
+        DataError: the first problem (and how many more), or, in a process whose own eyes are
+            fine, that another process's eye was refused.
+    """
+    problems: list[Problem] = []
+    checked = list(eyes)
+    for index in tqdm(shard.indices, desc="checking training eyes", unit="eye", disable=not progress):
+        eye = eyes[index]
+        try:
+            read = eye.read(store)
+        except DataError as exc:
+            problems.append(Problem(store.location, str(exc).removeprefix(f"{store.location}: ")))
+            continue
+        problems += fold_eye_problems(config, read, "store", img_dir, normalise, store.num_labels)
+        labels = labels_problem(config, [read], img_dir)
+        if labels is not None:
+            problems.append(Problem(img_dir, f"eye {eye.eye_id}: {labels.message}"))
+        checked[index] = eye.checked(read)
+    if shard.any(bool(problems)) and not problems:
+        raise DataError(f"{img_dir}: a training eye read by another process of this run was refused (that process "
+                        f"names it); `python -m retina_data validate {img_dir}` lists every problem")
+    require_valid_eyes(problems, img_dir)
+    return checked
 
 
 _TEST_CONTAINER = re.compile(r"dataset_flat_subsmpl(\d+)_test_fold(\d+)\.npz")
@@ -533,7 +597,8 @@ def minmax_normalise_for(config: ExperimentConfig, script: str) -> bool:
     return script == "train_test_geninr" if chosen is None else chosen
 
 
-def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bool = True) -> FoldData:
+def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bool = True,
+              fabric: Fabric | None = None, progress: bool = False) -> FoldData:
     """The fold named by ``SETTINGS.FOLD`` from ``SETTINGS.IMG_DIR``.
 
     A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) or an eye
@@ -550,6 +615,11 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
 
     The eyes are checked as ``validate`` checks them, before anything is written
     (:func:`check_fold`; ``training``: the training eyes are used, so they must be there).
+
+    With ``TRAINING.DATA_ON_DEVICE: false`` (an eye store) the training eyes are not kept: the
+    fold holds their metadata (:class:`StreamedEye`), and, when ``training``, each is read once
+    to check it (:func:`check_streamed_eyes`; in a run of several processes, ``fabric``, each
+    process its own eyes, with a progress bar where ``progress``) and let go.
     """
     if not config.SETTINGS.IMG_DIR:
         raise ConfigError("SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
@@ -563,19 +633,25 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")
     fitting = None
     source = "store" if store is not None else "tree" if _is_tree(img_dir, config) else "container"
+    factor, wanted = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, config.TRAINING.NUM_SAMPLES
+    streamed: list[StreamedEye] = []
     if source == "container":
         train, truth, fitting, step = _read_container_fold(img_dir, config, normalise)
+    elif store is not None:
+        train_ids, truth = _read_store_fold(store, config)
+        if config.TRAINING.DATA_ON_DEVICE:
+            train = [store.read_eye(eye_id).subsample(factor) for eye_id in train_ids[:wanted]]
+        else:
+            train, streamed = [], [StreamedEye(store.info(eye_id), factor) for eye_id in train_ids[:wanted]]
+        step = factor
     else:
-        train, truth = _read_store_fold(store, config) if store is not None else _read_tree_fold(img_dir, config)
-        step = config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR
-    wanted = config.TRAINING.NUM_SAMPLES
+        train, truth = _read_tree_fold(img_dir, config)
+        step = factor
     if len(train) > wanted:
         train = train[:wanted]
-    labelled = [eye.labels for eye in train + truth if eye.labels is not None]
-    if config.MODEL.NUM_CLASSES > 0 and labelled:
-        highest = max(int(labels.max()) for labels in labelled)
-        if highest >= config.MODEL.NUM_CLASSES:
-            raise DataError(f"{img_dir}: labels go up to {highest} but MODEL.NUM_CLASSES = {config.MODEL.NUM_CLASSES}")
+    labels = labels_problem(config, train + truth, img_dir)
+    if labels is not None:
+        raise DataError(str(labels))
     inputs = fitting if fitting is not None else [eye.subsample(step) for eye in truth]
     if store is not None:
         sources = [img_dir / "zarr.json", store_folds_path(store, config)]
@@ -584,20 +660,26 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     else:
         sources = sorted({Path(eye.meta["container"]) for eye in train + truth + inputs})
     num_labels = store.num_labels if store is not None else label_count(img_dir)
-    check_fold(config, FoldData(train, truth, inputs), img_dir, source, normalise, training, num_labels)
+    training_eyes: list[TrainingEye] = [*train, *streamed]
+    check_fold(config, FoldData(training_eyes, truth, inputs), img_dir, source, normalise, training, num_labels)
+    if streamed and training:
+        assert store is not None
+        training_eyes = [*check_streamed_eyes(config, store, streamed, img_dir, normalise,
+                                              EyeShard.of(fabric, len(streamed)), progress)]
     if normalise:
-        train, truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (train, truth, inputs))
-    return FoldData(train, truth, inputs, sources)
+        truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (truth, inputs))
+        training_eyes = [minmax_normalise_eye(eye) if isinstance(eye, Eye) else eye for eye in training_eyes]
+    return FoldData(training_eyes, truth, inputs, sources, store)
 
 
-def network_inputs(config: ExperimentConfig, eyes: list[Eye], latent_size: int,
+def network_inputs(config: ExperimentConfig, eyes: Sequence[TrainingEye], latent_size: int,
                    predicted: list[Eye] | None = None) -> NetworkInputs:
     """What the data supports: labels and SLO are dropped (with a notice) when some eye lacks them.
 
     ``eyes`` are trained on (they need labels for the segmentation head); ``predicted`` are
     only predicted (they, too, need an SLO for the en-face input).
     """
-    use_slo = config.uses_slo and all(eye.has_slo for eye in eyes + (predicted or []))
+    use_slo = config.uses_slo and all(eye.has_slo for eye in [*eyes, *(predicted or [])])
     if config.uses_slo and not use_slo:
         notice("some eyes have no SLO: the en-face input is dropped (INPUT_ENFACE ignored)")
     with_labels = config.MODEL.NUM_CLASSES > 0 and all(eye.has_labels for eye in eyes)
@@ -612,18 +694,22 @@ def volumes(config: ExperimentConfig, eyes: list[Eye], inputs: NetworkInputs, de
                                    slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device)
 
 
-def population_volumes(config: ExperimentConfig, eyes: list[Eye], inputs: NetworkInputs,
-                       device: torch.device) -> TrainingVolumes:
+def population_volumes(config: ExperimentConfig, eyes: Sequence[TrainingEye], inputs: NetworkInputs,
+                       device: torch.device, store: EyeStore | None = None) -> TrainingVolumes:
     """The gen-INR's training eyes: kept on the device, or with ``TRAINING.DATA_ON_DEVICE: false``
-    streamed from the eye store in ``SETTINGS.IMG_DIR`` (the same eyes by id, every
-    ``BSCAN_SUBSAMPLE_FACTOR``-th B-scan, min-max normalised as :func:`load_fold` does)."""
+    streamed from the eye store in ``SETTINGS.IMG_DIR`` (``store``, or opened again; the same
+    eyes by id, every ``BSCAN_SUBSAMPLE_FACTOR``-th B-scan, min-max normalised as
+    :func:`load_fold` does, by the OCT range found when each was checked)."""
     if config.TRAINING.DATA_ON_DEVICE:
-        return volumes(config, eyes, inputs, device)
+        kept = [eye for eye in eyes if isinstance(eye, Eye)]
+        assert len(kept) == len(eyes), "load_fold reads every training eye when TRAINING.DATA_ON_DEVICE is true"
+        return volumes(config, kept, inputs, device)
     return StreamedVolumes.from_store(
-        EyeStore.open(config.SETTINGS.IMG_DIR), [eye.eye_id for eye in eyes],
+        store or EyeStore.open(config.SETTINGS.IMG_DIR), [eye.eye_id for eye in eyes],
         factor=config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, use_labels=inputs.num_classes > 0,
         use_slo=inputs.use_slo, slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device,
-        normalise=minmax_normalise_for(config, "train_test_geninr"))
+        normalise=minmax_normalise_for(config, "train_test_geninr"),
+        oct_ranges=[eye.oct_range if isinstance(eye, StreamedEye) else None for eye in eyes])
 
 
 # --- saved models -------------------------------------------------------------------------
@@ -692,7 +778,7 @@ def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNe
     if experiment.resume:
         check_restorable(network, experiment.run_dir / "checkpoints", experiment.device)
     eyes = [data.train_inputs[index] for index in shard.indices]
-    trainer = NetworkTrainer(network, population_volumes(config, eyes, inputs, experiment.device), config,
+    trainer = NetworkTrainer(network, population_volumes(config, eyes, inputs, experiment.device, data.store), config,
                              experiment.run_dir / "checkpoints", description="gen-INR training",
                              progress=experiment.progress and shard.is_main, shard=shard)
     outcome = trainer.train(resume=experiment.resume)

@@ -7,6 +7,10 @@ reads the distinct (eye, input B-scan) pairs of the step from a
 threads), moves them to the device and gathers the points from them, so it gives the very
 batches ``SparseVolumes`` gives for the same eyes and generator state, and the same training.
 
+A fold streamed from a store (:func:`~anisotropic_interpolation.pipeline.load_fold`) holds its
+training eyes as :class:`StreamedEye`: the store's metadata of the eye (kept by the store, see
+:mod:`retina_data.eye_store`) and, once the eye was read and checked, its OCT range.
+
 Memory does not grow with the number of eyes beyond a few numbers per eye: held per eye are its
 id, the store indices of its ``S`` input B-scans and their slow-axis coordinates ``[S]`` (and,
 with min-max normalisation, its OCT minimum and range), fewer than the floats of one latent
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,12 +32,66 @@ from torch import Tensor
 
 from anisotropic_interpolation.sampling import PointBatch, SparseVolumes, TrainingVolumes, slice_coordinates
 from retina_data.errors import DataError
-from retina_data.eye_store import EyeStore
+from retina_data.eye import Eye
+from retina_data.eye_store import EyeInfo, EyeStore
 from retina_data.preprocessing import minmax_normalise_eye
 
 
 STREAM_IMAGES_AT_ONCE = 64
 """Whole B-scans read at once for the held-out loss (at 496 x 512: 81 MB of OCT and labels)."""
+
+
+@dataclass(frozen=True)
+class StreamedEye:
+    """A training eye left in the eye store: what a fold needs of it, without its voxels.
+
+    Attributes:
+        info: the stored (dense) eye's metadata (:meth:`EyeStore.info`).
+        factor: its input B-scans are every ``factor``-th stored B-scan, from the first.
+        oct_range: ``(min, max - min)`` of the OCT of its input B-scans, found when the eye was
+            read and checked (:meth:`checked`), for min-max normalisation on reading; ``None``
+            when it was not read (an eye of another process of the run, or no check asked for).
+    """
+
+    info: EyeInfo
+    factor: int
+    oct_range: tuple[float, float] | None = None
+
+    @property
+    def eye_id(self) -> str:
+        return self.info.eye_id
+
+    @property
+    def has_labels(self) -> bool:
+        return self.info.has_labels
+
+    @property
+    def has_slo(self) -> bool:
+        return self.info.has_slo
+
+    @property
+    def bscans(self) -> np.ndarray:
+        """Store indices ``[S]`` of the input B-scans (as :meth:`retina_data.eye.Eye.subsample` keeps them)."""
+        return np.arange(0, self.info.shape[2], self.factor)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(H, W, S)`` of the input B-scans, as the subsampled eye's."""
+        height, width, _ = self.info.shape
+        return height, width, len(self.bscans)
+
+    def read(self, store: EyeStore) -> Eye:
+        """The eye's input B-scans (with its whole SLO) as an :class:`Eye`, read from ``store``."""
+        return store.read_eye(self.eye_id, self.bscans.tolist())
+
+    def checked(self, eye: Eye) -> StreamedEye:
+        """This eye with the OCT range of ``eye`` (its input B-scans as :meth:`read` gives them)."""
+        low, high = float(eye.oct.min()), float(eye.oct.max())
+        return replace(self, oct_range=(low, high - low))
+
+
+TrainingEye = Eye | StreamedEye
+"""A training eye of a fold: read into memory, or left in the store."""
 
 
 class StreamedVolumes(TrainingVolumes):
@@ -76,16 +134,19 @@ class StreamedVolumes(TrainingVolumes):
     @classmethod
     def from_store(cls, store: EyeStore, eye_ids: Sequence[str], *, factor: int = 1, use_labels: bool,
                    use_slo: bool, slice_scale: float, device: torch.device | str, normalise: bool = False,
+                   oct_ranges: Sequence[tuple[float, float] | None] | None = None,
                    threads: int = 4) -> StreamedVolumes:
         """The every-``factor``-th B-scans (from the first, as :meth:`retina_data.eye.Eye.subsample`)
         of the store's eyes ``eye_ids`` as input B-scans; every eye must then have the same shape.
-        Reads only metadata, and with ``normalise`` each eye's input B-scans once (one eye at a
-        time) for its OCT minimum and maximum."""
+        Reads only metadata, and with ``normalise`` the input B-scans of each eye whose
+        ``oct_ranges`` entry (``(min, max - min)``, found when it was checked:
+        :attr:`StreamedEye.oct_range`) is not given, once (one eye at a time), for its OCT
+        minimum and maximum."""
         if not eye_ids:
             raise DataError("no eyes to train or fit on")
         indices, coords, ranges = [], [], []
         shapes: dict[tuple[int, int, int], str] = {}
-        for eye_id in eye_ids:
+        for number, eye_id in enumerate(eye_ids):
             info = store.info(eye_id)
             for wanted, present, what in ((use_labels, info.has_labels, "labels"), (use_slo, info.has_slo, "an SLO")):
                 if wanted and not present:
@@ -96,7 +157,10 @@ class StreamedVolumes(TrainingVolumes):
             shapes.setdefault((height, width, index.size), eye_id)
             indices.append(index)
             coords.append(slice_coordinates(positions, positions, slice_scale))
-            if normalise:
+            known = None if oct_ranges is None else oct_ranges[number]
+            if normalise and known is not None:
+                ranges.append(known)
+            elif normalise:
                 intensity, _ = store.read_bscans(eye_id, index.tolist())
                 low, high = float(intensity.min()), float(intensity.max())
                 ranges.append((low, high - low))

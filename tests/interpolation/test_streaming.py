@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 
-from tiny_configs import tiny_trainer
+from tiny_configs import tiny_config, tiny_trainer
 
+from anisotropic_interpolation.distributed import launch, leave
 from anisotropic_interpolation.model import NetworkInputs, build_network
-from anisotropic_interpolation.pipeline import Experiment, load_fold, minmax_normalise_for, train_population
+from anisotropic_interpolation.pipeline import (
+    Experiment, load_fold, minmax_normalise_for, population_volumes, train_population,
+)
 from anisotropic_interpolation.sampling import SparseVolumes
-from anisotropic_interpolation.streaming import StreamedVolumes
+from anisotropic_interpolation.streaming import StreamedEye, StreamedVolumes
 from anisotropic_interpolation.training import (
     BatchSource, NetworkTrainer, StepPlan, heldout_losses, objective_from_config,
 )
@@ -175,3 +183,104 @@ def test_heldout_losses_read_at_most_images_at_once_bscans_and_equal_those_on_th
     expected = heldout_losses(objective, kept, codes, False, None)
     assert torch.allclose(heldout_losses(objective, streamed, codes, False, None), expected, rtol=1e-6, atol=0)
     assert sizes == [3, 1] * kept.num_slices
+
+
+def _cohort_store(tiny_eyes, location, fluid: bool = False) -> str:
+    """The tiny eyes and sub002's again as sub003, OCT in [0.2, 0.7], in a store whose fold 0
+    trains on sub002 and sub003 (four eyes) and tests on sub001; ``fluid``: one voxel of sub003_OD
+    (input B-scan 4) labelled fluid (13)."""
+    eyes = [*tiny_eyes, *(dataclasses.replace(eye, subject="sub003") for eye in tiny_eyes[2:])]
+    if fluid:
+        labels = eyes[4].labels.copy()
+        labels[0, 0, 4] = 13
+        eyes[4] = dataclasses.replace(eyes[4], labels=labels)
+    write_store(location, [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={})
+                           for eye in eyes], progress=False)
+    (location / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002, sub003], TEST: [sub001]}\n")
+    return str(location)
+
+
+def _streamed_config(location: str, **training):
+    return tiny_config(SETTINGS={"IMG_DIR": location, "FOLD": 0},
+                       TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": False, **training})
+
+
+def test_a_streamed_fold_holds_training_eyes_as_metadata_each_read_once_to_check_it(tiny_eyes, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """Before: load_fold read every training eye whole and kept it for the run. Now the fold holds
+    StreamedEye records (no voxels); each training eye's input B-scans are read once, for the
+    checks and its OCT range, which the streamed training then uses instead of reading again."""
+    location = _cohort_store(tiny_eyes, tmp_path / "eyes.zarr")
+    reads: list[tuple[str, tuple[int, ...] | None]] = []
+    read_eye = EyeStore.read_eye
+    monkeypatch.setattr(EyeStore, "read_eye", lambda self, eye_id, bscans=None: reads.append(
+        (eye_id, None if bscans is None else tuple(bscans))) or read_eye(self, eye_id, bscans))
+    data = load_fold(_streamed_config(location), normalise=True)
+    train_ids = ["sub002_OD", "sub002_OS", "sub003_OD", "sub003_OS"]
+    assert [eye.eye_id for eye in data.train_inputs] == train_ids
+    assert all(isinstance(eye, StreamedEye) and not hasattr(eye, "oct") for eye in data.train_inputs)
+    assert sorted(reads) == sorted([("sub001_OD", None), ("sub001_OS", None),
+                                    *((eye_id, (0, 4, 8, 12)) for eye_id in train_ids)])
+    store = EyeStore.open(location)
+    for eye in data.train_inputs:
+        inputs = store.read_eye(eye.eye_id).subsample(FACTOR).oct
+        assert eye.shape == inputs.shape and eye.oct_range == (inputs.min(), inputs.max() - inputs.min())
+    reads.clear()
+    network_size = {"use_slo": True, "latent_size": 8, "num_classes": 13}
+    streamed = population_volumes(_streamed_config(location), data.train_inputs, NetworkInputs(**network_size),
+                                  torch.device("cpu"), data.store)
+    assert reads == [] and streamed.oct_range is not None  # the ranges came from the check: nothing read again
+    kept = [minmax_normalise_eye(store.read_eye(eye_id).subsample(FACTOR)) for eye_id in train_ids]
+    expected = SparseVolumes.from_eyes(kept, use_labels=True, use_slo=True, slice_scale=1.0, device="cpu")
+    assert_same_batches([expected.sample(6, 4, torch.Generator().manual_seed(1))],
+                        [streamed.sample(6, 4, torch.Generator().manual_seed(1))])
+
+
+def test_a_bad_streamed_training_eye_is_refused_when_the_fold_is_loaded(tiny_eyes, tmp_path) -> None:
+    fluid = _cohort_store(tiny_eyes, tmp_path / "fluid.zarr", fluid=True)
+    with pytest.raises(DataError, match=r"eye sub003_OD: labels go up to 13 but MODEL.NUM_CLASSES = 13"):
+        load_fold(_streamed_config(fluid), True)
+    location = _cohort_store(tiny_eyes, tmp_path / "eyes.zarr")
+    _flip_a_byte(Path(location) / "sub003_OS" / "labels" / "c" / "4" / "0" / "0")
+    with pytest.raises(DataError, match="eye sub003_OS: labels chunk of B-scan 4 cannot be read"):
+        load_fold(_streamed_config(location), True)
+    assert load_fold(_streamed_config(location), True, training=False).train_inputs[3].oct_range is None
+
+
+def _flip_a_byte(chunk: Path) -> None:
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+
+
+def _fold_worker(rank: int, port: int, good: str, bad: str, folder: str) -> None:
+    """One of two processes: load the good fold, then the bad one; write what it read and its error."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), GROUP_RANK="0",
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    fabric = launch(-1, 2, 1)
+    data = load_fold(_streamed_config(good), True, fabric=fabric)
+    checked = [eye.oct_range is not None for eye in data.train_inputs if isinstance(eye, StreamedEye)]
+    try:
+        load_fold(_streamed_config(bad), True, fabric=fabric)
+        error = ""
+    except DataError as exc:
+        error = str(exc)
+    (Path(folder) / f"rank{rank}.json").write_text(json.dumps({"checked": checked, "error": error}))
+    leave(fabric)
+
+
+def test_each_process_reads_its_own_training_eyes_and_all_refuse_a_bad_one(tiny_eyes, tmp_path) -> None:
+    """Two processes: rank 0 reads (checks) eyes 0-1, rank 1 eyes 2-3; a bad eye of rank 1 makes
+    both refuse the fold (rank 0 without hanging at the run's next collective)."""
+    good = _cohort_store(tiny_eyes, tmp_path / "good.zarr")
+    bad = _cohort_store(tiny_eyes, tmp_path / "bad.zarr")
+    _flip_a_byte(Path(bad) / "sub003_OS" / "oct" / "c" / "8" / "0" / "0")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_fold_worker, args=(port, good, bad, str(tmp_path)), nprocs=2, start_method="spawn")
+    first, second = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
+    assert first["checked"] == [True, True, False, False] and second["checked"] == [False, False, True, True]
+    assert "eye sub003_OS: oct chunk of B-scan 8 cannot be read" in second["error"]
+    assert "a training eye read by another process of this run was refused" in first["error"]
