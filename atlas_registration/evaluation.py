@@ -80,10 +80,10 @@ def registration_metrics(warped_labels: np.ndarray, target_labels: np.ndarray,
     distances = surface_distances(warped_labels, target_labels, spacing_mm, range(1, num_classes))
     row["assd_mean"] = _nanmean(distances["assd"])
     row["hd95_mean"] = _nanmean(distances["hd95"])
-    if (warped_intensity is None) != (target_intensity is None):
-        raise ValueError("give both warped_intensity and target_intensity for SSIM, or neither")
-    if warped_intensity is not None:
+    if warped_intensity is not None and target_intensity is not None:
         row["ssim"] = ssim(warped_intensity, target_intensity)
+    elif warped_intensity is not None or target_intensity is not None:
+        raise ValueError("give both warped_intensity and target_intensity for SSIM, or neither")
     if displacement_mm is not None:
         det = jacobian_determinant(displacement_mm, spacing_mm)
         row["pct_nonpositive_jacobian"] = 100.0 * nonpositive_fraction(det)
@@ -100,7 +100,8 @@ def _nanmean(values: np.ndarray) -> float:
 
 def score(registration: EyeRegistration, eye: Eye, num_classes: int) -> dict[str, float]:
     """The metric row of one registration against the dense eye's labels and intensities."""
-    return registration_metrics(registration.labels, eye.labels, eye.spacing, num_classes,
+    return registration_metrics(registration.labels, eye.required_labels("scoring a registration"), eye.spacing,
+                                num_classes,
                                 warped_intensity=registration.intensity, target_intensity=eye.oct,
                                 displacement_mm=registration.displacement_mm, seconds=registration.seconds)
 
@@ -114,7 +115,7 @@ def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, n
     """
     ev = cfg.EVALUATION
     spacing_hw = ev.REFERENCE_SPACING_MM or eye.spacing[:2]
-    row = reference_metrics(registration.labels, eye.labels, num_classes, spacing_hw, registration.intensity,
+    row = reference_metrics(registration.labels, eye.required_labels("scoring a registration"), num_classes, spacing_hw, registration.intensity,
                             eye.oct, ev.REFERENCE_BLOCK_BSCANS)
     folding = float("nan")
     if min(eye.shape) >= 2:

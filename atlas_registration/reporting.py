@@ -25,7 +25,7 @@ from atlas_registration.architectures.atlas import AtlasINR
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates, regular_axes
 from atlas_registration.datasets.eyes import from_atlas_orientation
 from atlas_registration.fitting import EyeRegistration
-from atlas_registration.inference import inverse_displacement, predict_on_grid, sample_volume
+from atlas_registration.inference import DisplacementFn, inverse_displacement, predict_on_grid, sample_volume
 from atlas_registration.jacobian import jacobian_determinant
 from atlas_registration.median_atlas import ATLAS_INTENSITY_FILE, ATLAS_LABELS_FILE
 from atlas_registration.plots import plot_atlas_slices, plot_jacobian, plot_registration, plot_resolution
@@ -137,17 +137,19 @@ def write_atlas_volumes(atlas: AtlasINR, shape: Sequence[int], extent_mm: Sequen
     return written
 
 
-def eye_in_atlas_space(registration: EyeRegistration, eye: Eye, atlas_shape: Sequence[int],
+def eye_in_atlas_space(displacement_fn: DisplacementFn, eye: Eye, atlas_shape: Sequence[int],
                        extent_mm: Sequence[float], chunk: int, device: torch.device
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """The eye's intensities and labels warped onto the atlas grid (inverse of an INR registration).
+    """The eye's intensities and labels warped onto the atlas grid by the inverse of an INR registration's
+    displacement ``displacement_fn`` (normalised coordinates).
 
     Returns ``(intensity [h, w, d] float32, labels [h, w, d] uint8)`` on the regular atlas grid.
     """
+    labels = eye.required_labels("the eye's labels in atlas space")
     coords = grid_coordinates(regular_axes(atlas_shape))
-    source = coords + inverse_displacement(registration.displacement_fn, coords, chunk=chunk, device=device)
+    source = coords + inverse_displacement(displacement_fn, coords, chunk=chunk, device=device)
     axes = eye_axes(eye, extent_mm)
-    return sample_volume(eye.oct, source, axes), sample_volume(eye.labels, source, axes, nearest=True)
+    return sample_volume(eye.oct, source, axes), sample_volume(labels, source, axes, nearest=True)
 
 
 def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, flip_os: bool,
@@ -179,12 +181,14 @@ def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, fl
     if class_names:
         written += write_label_tables(out_dir, list(class_names))
     if registration.displacement_fn is not None:
-        intensity, labels = eye_in_atlas_space(registration, eye, atlas_shape, extent_mm, chunk, device)
+        intensity, labels = eye_in_atlas_space(registration.displacement_fn, eye, atlas_shape, extent_mm, chunk,
+                                               device)
         spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, atlas_shape))
         written += [write_nifti(out_dir / "eye_in_atlas.nii.gz", intensity, spacing, overwrite=True),
                     write_nifti(out_dir / "eye_labels_in_atlas.nii.gz", labels, spacing, overwrite=True)]
     if figures:
-        written.append(plot_registration(eye.oct, eye.labels, registration.labels, before_labels,
+        written.append(plot_registration(eye.oct, eye.required_labels("the registration figure"),
+                                         registration.labels, before_labels,
                                          out_dir / "registration.png", spacing=eye.spacing, overwrite=True))
         det = jacobian_determinant(registration.displacement_mm, eye.spacing)
         written.append(plot_jacobian(det, out_dir / "jacobian.png", spacing=eye.spacing, overwrite=True))

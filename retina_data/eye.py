@@ -144,6 +144,16 @@ class Eye:
     def has_slo(self) -> bool:
         return self.slo is not None
 
+    def required_labels(self, needed_for: str) -> np.ndarray:
+        """The labels ``[H, W, D]``; an eye without them is refused.
+
+        Raises:
+            DataError: the eye has no labels (``needed_for`` says what needs them).
+        """
+        if self.labels is None:
+            raise DataError(f"eye {self.eye_id}: no labels; {needed_for} needs labelled eyes")
+        return self.labels
+
     def select_bscans(self, index: np.ndarray | list[int] | slice) -> Eye:
         """A new eye holding only the chosen B-scans, at their original positions.
 
