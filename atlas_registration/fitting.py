@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren
+from atlas_registration.architectures.siren import DeformationNetwork
 from atlas_registration.config import AtlasConfig
 from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates, mm_per_unit
 from atlas_registration.datasets.patches import StridedPatchDataset
@@ -70,7 +70,7 @@ def fit_eye(cfg: AtlasConfig, module: EyeFit, eye: Eye, extent_mm: Sequence[floa
     build_fit_trainer(cfg.RUNTIME, epochs).fit(module, loader)
 
 
-def latent_fit(cfg: AtlasConfig, atlas: AtlasINR, deformation: FiLMSiren) -> LatentFit:
+def latent_fit(cfg: AtlasConfig, atlas: AtlasINR, deformation: DeformationNetwork) -> LatentFit:
     """GINR inference for one unseen eye: only a fresh latent code trains."""
     return LatentFit(atlas, deformation, test_weights(cfg), cfg.TEST.LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA,
                      cfg.TRAINING.LATENT_CODE.INIT_STD, cfg.TRAINING.LATENT_CODE.INIT)

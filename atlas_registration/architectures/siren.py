@@ -12,6 +12,7 @@ a 496-row B-scan), and a displacement of a tenth of a voxel would vanish.
 from __future__ import annotations
 
 import math
+from typing import TypeAlias
 
 import torch
 from torch import nn
@@ -192,7 +193,11 @@ class ReferenceFiLMSiren(nn.Module):
         return torch.sin(self.omega * full_precision(self.head, h))
 
 
-def deformation_network(disp: dict, latent_size: int) -> FiLMSiren | ReferenceFiLMSiren:
+DeformationNetwork: TypeAlias = FiLMSiren | ReferenceFiLMSiren
+"""Either deformation network: both map ``(x [B, N, 3], latent [B, L])`` to ``u [B, N, 3]``."""
+
+
+def deformation_network(disp: dict, latent_size: int) -> DeformationNetwork:
     """The deformation network of ``disp = dict(film, hidden, num_layers, omega, siren_init, skip_last,
     out_scale)`` (the ``DISP_MODEL`` keys) for codes of ``latent_size``."""
     if disp["film"] == "reference":

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from atlas_registration.architectures.atlas import AtlasINR
-from atlas_registration.architectures.siren import FiLMSiren, ReferenceFiLMSiren, initial_codes
+from atlas_registration.architectures.siren import DeformationNetwork, initial_codes
 from atlas_registration.losses import LossWeights, registration_loss
 from atlas_registration.trainers import check_finite_loss, check_finite_weights
 
@@ -65,7 +65,7 @@ class LatentFit(EyeFit):
     :func:`initial_codes`).
     """
 
-    def __init__(self, atlas: AtlasINR, deformation: FiLMSiren | ReferenceFiLMSiren, weights: LossWeights,
+    def __init__(self, atlas: AtlasINR, deformation: DeformationNetwork, weights: LossWeights,
                  learning_rate: float, gamma: float, init_std: float, init: str = "shifted") -> None:
         super().__init__(atlas, weights, learning_rate, gamma)
         self.deformation = deformation.requires_grad_(False).eval()
