@@ -20,6 +20,10 @@ from retina_data.run_loggers import LoggerName
 _AT_LEAST_ONE = {"bounds": {"ge": 1}}
 """Field metadata: every item of a list must be >= 1 (checked on load)."""
 
+PrecisionName = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
+                        "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64"]
+"""Every precision name Lightning's ``Trainer(precision=...)`` takes (the last four its older spellings)."""
+
 
 @dataclass
 class Settings:
@@ -268,7 +272,7 @@ class Runtime:
     """Lightning accelerator: ``auto``, ``cpu``, ``gpu``, ``mps``."""
     DEVICES: Any = "auto"
     """Lightning devices: ``auto``, a count, or a list of GPU indices; >1 GPU runs DDP."""
-    PRECISION: str | None = "32-true"
+    PRECISION: PrecisionName | None = "32-true"
     """Lightning precision: ``32-true`` as the reference (with ``MATMUL_PRECISION: medium``);
     ``null`` (ours: fast and demo configs): ``bf16-mixed`` on GPUs with native bf16 (compute
     capability >= 8.0), ``32-true`` elsewhere."""

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from atlas_registration.config import Runtime
+from atlas_registration.config import PrecisionName, Runtime
 from retina_data.checkpoints import save_checkpoint
 from retina_data.commandline import EXIT_INTERRUPTED, notice
 from retina_data.errors import DataError, TrainingDivergedError
@@ -136,6 +136,13 @@ class CheckpointOnInterrupt(Callback):
             exception.code = EXIT_INTERRUPTED
 
 
+def _interrupt_checkpoints(trainer: L.Trainer) -> list[CheckpointOnInterrupt]:
+    """The trainer's :class:`CheckpointOnInterrupt` callbacks."""
+    # Lightning's callback connector sets Trainer.callbacks (a list[Callback]); the Trainer class does not declare it
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+    return [callback for callback in callbacks if isinstance(callback, CheckpointOnInterrupt)]
+
+
 def fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
     """``trainer.fit``; a run stopped by Ctrl-C, which Lightning ends with exit code 1 after the
     checkpoint of :class:`CheckpointOnInterrupt`, ends with ``EXIT_INTERRUPTED`` instead.
@@ -144,12 +151,11 @@ def fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
     try:
         trainer.fit(*args, **kwargs)
     except SystemExit:
-        if any(isinstance(callback, CheckpointOnInterrupt) and callback.interrupted for callback in trainer.callbacks):
+        if any(callback.interrupted for callback in _interrupt_checkpoints(trainer)):
             raise SystemExit(EXIT_INTERRUPTED) from None
         raise
     except TrainingDivergedError as exc:
-        last = next((callback.path for callback in trainer.callbacks if isinstance(callback, CheckpointOnInterrupt)),
-                    None)
+        last = next((callback.path for callback in _interrupt_checkpoints(trainer)), None)
         kept = (f"{last} is the last finite checkpoint" if last is not None and last.is_file()
                 else "no checkpoint of this stage was written")
         raise TrainingDivergedError(f"{exc}; {kept}") from exc
@@ -177,7 +183,7 @@ def uses_cuda(runtime: Runtime) -> bool:
     return runtime.ACCELERATOR == "auto" and torch.cuda.is_available()
 
 
-def precision(runtime: Runtime) -> str:
+def precision(runtime: Runtime) -> PrecisionName:
     """``RUNTIME.PRECISION``, or bf16 mixed precision on GPUs that compute in bf16 natively and
     fp32 elsewhere (fp16 would need loss scaling, risky for the Jacobian regulariser's second
     derivatives; ask for ``16-mixed`` explicitly on older GPUs)."""

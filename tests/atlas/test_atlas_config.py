@@ -44,6 +44,14 @@ def test_patch_size_needs_three_values(tmp_path):
         load_atlas_config(path)
 
 
+def test_a_precision_lightning_does_not_know_is_refused_on_load(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("RUNTIME:\n  PRECISION: bf16_mixed\n")
+    with pytest.raises(ConfigError, match=r"RUNTIME\.PRECISION = 'bf16_mixed': expected one of '32-true', 'bf16-mixed'"):
+        load_atlas_config(path)
+    assert load_atlas_config(CONFIGS / "demo_atlas.yml", ["RUNTIME.PRECISION=16-mixed"]).RUNTIME.PRECISION == "16-mixed"
+
+
 @pytest.mark.parametrize(("accelerator", "capability", "asked", "expected"), [
     ("cpu", (9, 0), None, "32-true"),
     ("gpu", (9, 0), None, "bf16-mixed"),
