@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,10 +101,10 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 def memory_mapped(eye: Eye, cache_dir: Path, subsample: int) -> Eye:
     """``eye`` with its OCT and labels written to ``cache_dir`` and read back memory-mapped."""
-    arrays = {}
-    for name, array in (("oct", eye.oct), ("labels", eye.labels)):
+    arrays: dict[str, np.ndarray] = {}
+    for name, array in (("oct", eye.oct), ("labels", eye.required_labels("the atlas"))):
         path = cache_dir / f"{eye.eye_id}_subsmpl{subsample}_{name}.npy"
-        atomic_save(path, lambda tmp, a=array: _write_npy(tmp, a), overwrite=True)
+        atomic_save(path, partial(_write_npy, array=array), overwrite=True)
         arrays[name] = np.load(path, mmap_mode="r")
     return replace(eye, oct=arrays["oct"], labels=arrays["labels"], meta=dict(eye.meta))
 
