@@ -37,8 +37,7 @@ from atlas_registration.datasets.store_eyes import read_store_fold_eyes, store_f
 from atlas_registration.median_atlas import build_median_atlas
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
-from atlas_registration.trainers import (device_name, end_distributed, inference_device, precision,
-                                         resume_checkpoint)
+from atlas_registration.trainers import device_name, end_distributed, inference_device, precision, resume_checkpoint
 from atlas_registration.training import (PRETRAIN_STAGE, REGISTRATION_STAGE, load_pretrained_atlas, pretrain_atlas,
                                          pretraining_module, registration_module, train_registration)
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
@@ -257,7 +256,7 @@ def _is_stop(exc: BaseException) -> bool:
     :class:`SIGTERMException` (a silent exit 0) in a per-eye fit, or the ``exit(1)`` Lightning makes
     of a :class:`KeyboardInterrupt` in a fit."""
     return (isinstance(exc, (KeyboardInterrupt, SIGTERMException))
-            or isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt))
+            or (isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)))
 
 
 def evaluate_until_stopped(evaluation: Callable[[], object], run_dir: Path) -> int:

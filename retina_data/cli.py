@@ -19,8 +19,8 @@ from retina_data.containers import read_container
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import refuse_existing, staged_folder
-from retina_data.tree import (DATASET_FILE, list_eyes, read_dataset_info, read_eye, refuse_existing_eye, write_dataset_info,
-                              write_eye)
+from retina_data.tree import (DATASET_FILE, list_eyes, read_dataset_info, read_eye, refuse_existing_eye,
+                              write_dataset_info, write_eye)
 
 EXIT_PROBLEMS = 2
 
