@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -179,14 +180,32 @@ def held_out_eyes(first: Eye) -> list[Eye]:
     return [first, *(make_eye(phantom, subject, side) for subject, side in EXTRA_HELD_OUT)]
 
 
-def run() -> dict[str, object]:
+class EqualQuality(TypedDict):
+    """Both schedules on one held-out eye: each schedule's :func:`timed_densify` row, the reference
+    schedule's seconds on the reference's own step, the initial code's gap PSNR (dB)."""
+
+    eye: str
+    reference: dict[str, float]
+    ours: dict[str, float]
+    reference_implementation_s: float
+    initial_gap_psnr: float
+
+
+class DensifyResults(TypedDict):
+    """:func:`run`: the equal-quality rows of the held-out eyes, the paper-shape timings (seconds)."""
+
+    eyes: list[EqualQuality]
+    paper: dict[str, float]
+
+
+def run() -> DensifyResults:
     """Both parts; the paper-shape part uses the population network of the equal-quality part."""
     network, truth = trained_population()
     return {"eyes": [equal_quality(network, eye) for eye in held_out_eyes(truth)],
             "paper": paper_shape_timing(network)}
 
 
-def equal_quality(network: ImplicitNetwork, truth: Eye) -> dict[str, object]:
+def equal_quality(network: ImplicitNetwork, truth: Eye) -> EqualQuality:
     """Both schedules on one held-out reduced-size eye, and the initial code's gap PSNR."""
     sparse = truth.subsample(SMALL_FACTOR)
     initial = predict_volume(network, torch.zeros(128), sparse, truth.bscan_positions, device=CPU)
@@ -199,7 +218,7 @@ def equal_quality(network: ImplicitNetwork, truth: Eye) -> dict[str, object]:
             "initial_gap_psnr": gap_psnr(initial.intensity, truth, SMALL_FACTOR)}
 
 
-def equal_quality_larger(side: int = 128) -> dict[str, object]:
+def equal_quality_larger(side: int = 128) -> EqualQuality:
     """The equal-quality comparison on one held-out eye of ``side x side`` B-scans (its own population):
     the reference schedule's cost grows with the B-scan's pixels, ours does not."""
     network, truth = trained_population((side, side, SMALL_SHAPE[2]))
