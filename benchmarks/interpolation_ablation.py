@@ -150,14 +150,14 @@ def phantom_eyes(scale: Scale) -> tuple[list[Eye], list[Eye]]:
 
 def fold_data(config: ExperimentConfig, population: list[Eye], held_out: list[Eye], factor: int) -> FoldData:
     """The fold as ``pipeline.load_fold`` gives it for a tree: training inputs, truth, test inputs."""
-    fold = FoldData([eye.subsample(factor) for eye in population], list(held_out),
-                    [eye.subsample(factor) for eye in held_out])
-    if minmax_normalise_for(config, SCRIPT):
-        def normalised(eyes: list[Eye]) -> list[Eye]:
-            return [minmax_normalise_eye(eye) for eye in eyes]
+    normalise = minmax_normalise_for(config, SCRIPT)
 
-        fold = FoldData(normalised(fold.train_inputs), normalised(fold.test_truth), normalised(fold.test_inputs))
-    return fold
+    def prepared(eyes: list[Eye]) -> list[Eye]:
+        return [minmax_normalise_eye(eye) for eye in eyes] if normalise else list(eyes)
+
+    train_inputs = prepared([eye.subsample(factor) for eye in population])
+    # a new list, of FoldData's training-eye type (lists are invariant: a list[Eye] is not a list[Eye | StreamedEye])
+    return FoldData([*train_inputs], prepared(held_out), prepared([eye.subsample(factor) for eye in held_out]))
 
 
 def _gap(rows: list[dict[str, Any]], column: str) -> float:
