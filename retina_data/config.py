@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
+import math
 import operator
 import types
 import typing
@@ -103,6 +104,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _check_bounds(value: Any, bounds: dict[str, float], key: str, source: str) -> None:
+    if isinstance(value, float) and math.isinf(value):  # NaN fails every bound below
+        raise ConfigError(f"{source}: {key} = {value!r}: expected a finite number")
     if all(_BOUND_OPS[name][0](value, limit) for name, limit in bounds.items()):
         return
     wanted = " and ".join(f"{_BOUND_OPS[name][1]} {limit}" for name, limit in bounds.items())

@@ -379,6 +379,11 @@ def batch_too_large(case: Case) -> None:
     case.config["TRAINING"]["BATCH_POINTS"] = 2 * 10 ** 9
 
 
+def infinite_learning_rate(case: Case) -> None:
+    """``.inf`` passed every lower bound (the run then diverged after writing its folder)."""
+    case.config["TRAINING"]["LEARNING_RATE"] = float("inf")
+
+
 def factor_above_the_bscans(case: Case) -> None:
     """A resolution factor of 64 for test eyes of 16 B-scans (noticed after the whole training before)."""
     case.config["EVALUATION"]["RESOLUTION_FACTORS"] = [1, 64]
@@ -491,6 +496,7 @@ FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
     latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
     output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
     phantom_one_fold, unsafe_subject_in_container, batch_too_large, factor_above_the_bscans,
+    infinite_learning_rate,
 )}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
@@ -646,6 +652,8 @@ MATRIX = [
     ("atlas",            "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
     ("geninr",           "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
     ("geninr",           "batch_too_large",        ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
+    ("geninr",           "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
+    ("atlas",            "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
     ("atlas",            "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
     ("atlas_inference",  "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
     ("atlas",            "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64", "RESOLUTION_FACTORS"]),
