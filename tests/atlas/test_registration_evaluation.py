@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlas_registration.evaluation import registration_metrics
+from atlas_registration.evaluation import registration_metrics, score
+from atlas_registration.fitting import EyeRegistration
 from atlas_registration.reporting import resolution_summary, resolution_table, summarise
-from retina_data.errors import OutputExistsError
+from retina_data.errors import DataError, OutputExistsError
+from retina_data.eye import Eye
 from retina_data.result_tables import write_result_tables
 
 SPACING = (0.01, 0.05, 0.1)
@@ -56,6 +58,22 @@ def test_optional_columns_appear_only_with_their_inputs() -> None:
     assert full["ssim"] == pytest.approx(1.0)
     assert full["pct_nonpositive_jacobian"] == 0.0
     assert full["time_s"] == 2.5
+
+
+def test_ssim_needs_both_intensities() -> None:
+    labels = slab_labels(10)
+    with pytest.raises(ValueError, match="give both warped_intensity and target_intensity"):
+        registration_metrics(labels, labels, SPACING, 3, target_intensity=np.zeros(labels.shape, np.float32))
+
+
+def test_scoring_against_an_eye_without_labels_names_the_eye() -> None:
+    labels = slab_labels(10)
+    registration = EyeRegistration(labels, np.zeros(labels.shape, np.float32), np.zeros((3, *labels.shape)), 1.0)
+    unlabelled = Eye(np.zeros(labels.shape, np.float32), SPACING, "sub001", "OS")
+    with pytest.raises(DataError, match="eye sub001_OS: no labels; scoring a registration needs labelled eyes"):
+        score(registration, unlabelled, num_classes=3)
+    labelled = Eye(np.zeros(labels.shape, np.float32), SPACING, "sub001", "OS", labels=labels)
+    assert score(registration, labelled, num_classes=3)["dice_mean"] == 1.0
 
 
 def test_a_folding_displacement_is_reported_in_percent() -> None:
