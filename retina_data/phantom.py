@@ -115,11 +115,10 @@ class PhantomConfig:
     slo_noise: float = 0.02
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)  # type: ignore[assignment]
-        self.extent_mm = tuple(float(e) for e in self.extent_mm)  # type: ignore[assignment]
-        if len(self.shape) != 3 or not all(isinstance(n, (int, np.integer)) for n in self.shape):
-            raise ConfigError(f"phantom shape must be three integers (H, W, D), got {self.shape}")
-        self.shape = tuple(int(n) for n in self.shape)  # type: ignore[assignment]
+        shape, extent = tuple(self.shape), tuple(float(e) for e in self.extent_mm)  # a YAML list or a tuple
+        if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) for n in shape):
+            raise ConfigError(f"phantom shape must be three integers (H, W, D), got {shape}")
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         minimum = (32, 4, 1)
         if any(n < m for n, m in zip(self.shape, minimum)):
             raise ConfigError(f"phantom shape {self.shape}: expected at least {minimum} (H, W, D)")
@@ -127,8 +126,9 @@ class PhantomConfig:
         if needed > available:
             raise ConfigError(f"phantom shape {self.shape}: about {needed / 2**30:.1f} GiB to build one eye, more than "
                               f"the {available / 2**30:.1f} GiB of this machine; expected a smaller shape")
-        if len(self.extent_mm) != 3 or min(self.extent_mm) <= 0:
-            raise ConfigError(f"phantom extent_mm must be three positive sizes in mm, got {self.extent_mm}")
+        if len(extent) != 3 or min(extent) <= 0:
+            raise ConfigError(f"phantom extent_mm must be three positive sizes in mm, got {extent}")
+        self.extent_mm = (extent[0], extent[1], extent[2])
         _check_range("n_subjects", self.n_subjects, 1, None)
         _check_range("seed", self.seed, 0, None)
         _check_range("pathology_fraction", self.pathology_fraction, 0.0, 1.0)
@@ -160,7 +160,8 @@ class PhantomConfig:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size ``(dH, dW, dD)`` in mm."""
-        return tuple(e / n for e, n in zip(self.extent_mm, self.shape))  # type: ignore[return-value]
+        (height, width, depth), (n_height, n_width, n_depth) = self.extent_mm, self.shape
+        return height / n_height, width / n_width, depth / n_depth
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
