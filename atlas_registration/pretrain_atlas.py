@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from atlas_registration.commandline import base_parser, load_from_args
-from atlas_registration.pipeline import build_atlas, load_fold, start_run
+from atlas_registration.pipeline import build_atlas, evaluate_until_stopped, load_fold, start_run
 from atlas_registration.reporting import write_atlas_volumes
 from atlas_registration.trainers import checkpoint_path
 from atlas_registration.training import PRETRAIN_STAGE
@@ -30,10 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = start_run(cfg, fold, "pretrain_atlas", args.output, args.overwrite, args.resume)
     module = build_atlas(cfg, fold, run_dir, args.resume)
     shape = fold.eyes.train[0].shape
-    write_atlas_volumes(module.atlas, shape, fold.extent_mm, run_dir / "atlas" / "inr_{}x{}x{}".format(*shape),
-                        cfg.EVALUATION.CHUNK_POINTS, fold.mapping.names, cfg.EVALUATION.FIGURES)
+    code = evaluate_until_stopped(
+        lambda: write_atlas_volumes(module.atlas, shape, fold.extent_mm,
+                                    run_dir / "atlas" / "inr_{}x{}x{}".format(*shape), cfg.EVALUATION.CHUNK_POINTS,
+                                    fold.mapping.names, cfg.EVALUATION.FIGURES), run_dir)
     print(f"atlas INR: {checkpoint_path(run_dir, PRETRAIN_STAGE)}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -138,3 +138,18 @@ def test_overwrite_removes_every_output_of_the_old_run_and_nothing_else(tiny_tre
     pipeline.start_run(cfg, pipeline.load_fold(cfg), "GINR_Atlas_base.py", str(out), overwrite=True, resume=False)
     assert not any(path.exists() for path in stale)
     assert (out / "notes.txt").read_text() == "mine" and (out / "config.yaml").is_file()
+
+
+def test_pretraining_stopped_while_writing_its_atlas_exits_130_with_the_notice(tiny_tree, tmp_path, monkeypatch,
+                                                                                capsys):
+    """Ctrl-C (or SIGTERM, turned into the same stop) after the atlas INR is trained, while its volumes
+    are written: the notice and exit 130, as in the other scripts' evaluations (before: a traceback,
+    or 143)."""
+    from atlas_registration import pretrain_atlas
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_atlas, "write_atlas_volumes", interrupted)
+    assert pretrain_atlas.main(_args(tiny_tree, tmp_path / "run")) == 130
+    assert "notice: stopped during the evaluation; " in capsys.readouterr().err
