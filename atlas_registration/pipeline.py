@@ -30,7 +30,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from atlas_registration.config import RESUME_FREE_KEYS, AtlasConfig, load_atlas_config
-from atlas_registration.datasets.coordinates import grid_extent
+from atlas_registration.datasets.coordinates import grid_extent, triple
 from atlas_registration.datasets.eyes import FoldEyes, read_fold_eyes
 from atlas_registration.datasets.label_mapping import LabelMapping
 from atlas_registration.datasets.store_eyes import read_store_fold_eyes, store_files
@@ -225,8 +225,8 @@ def load_fold(cfg: AtlasConfig) -> Fold:
         eyes = read_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
                               cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
     reference = eyes.train[0]
-    extent = tuple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
-    return Fold(eyes, mapping, extent)  # type: ignore[arg-type]
+    extent = triple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
+    return Fold(eyes, mapping, extent)
 
 
 def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> AtlasPretraining:

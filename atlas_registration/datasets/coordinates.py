@@ -8,8 +8,8 @@ B-scan therefore lands its B-scans exactly where the dense eye has them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -17,10 +17,22 @@ import torch
 if TYPE_CHECKING:
     from atlas_registration.datasets.store_eyes import AtlasEye
 
+T = TypeVar("T")
+
+
+def triple(values: Iterable[T]) -> tuple[T, T, T]:
+    """The three per-axis values ``(H, W, D)`` of ``values`` as a tuple.
+
+    Raises:
+        ValueError: ``values`` does not hold exactly three.
+    """
+    height, width, depth = values
+    return height, width, depth
+
 
 def grid_extent(shape: Sequence[int], spacing: Sequence[float]) -> tuple[float, float, float]:
     """Extent ``(EH, EW, ED)`` mm from the first to the last voxel centre of a ``shape`` grid."""
-    return tuple(float(max(n - 1, 1) * s) for n, s in zip(shape, spacing))  # type: ignore[return-value]
+    return triple(float(max(n - 1, 1) * s) for n, s in zip(shape, spacing))
 
 
 def axis_positions(eye: AtlasEye) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,12 +49,12 @@ def normalise(positions_mm: np.ndarray, extent_mm: float) -> np.ndarray:
 
 def eye_axes(eye: AtlasEye, extent_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised coordinates of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
-    return tuple(normalise(p, e) for p, e in zip(axis_positions(eye), extent_mm))  # type: ignore[return-value]
+    return triple(normalise(p, e) for p, e in zip(axis_positions(eye), extent_mm))
 
 
 def regular_axes(shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised axes of a regular grid of ``shape`` spanning [-1, 1] (any resolution of the atlas)."""
-    return tuple(np.linspace(-1.0, 1.0, int(n), dtype=np.float32) for n in shape)  # type: ignore[return-value]
+    return triple(np.linspace(-1.0, 1.0, int(n), dtype=np.float32) for n in shape)
 
 
 def grid_coordinates(axes: Sequence[np.ndarray]) -> torch.Tensor:

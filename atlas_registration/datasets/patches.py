@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates
+from atlas_registration.datasets.coordinates import eye_axes, grid_coordinates, triple
 from atlas_registration.datasets.store_eyes import AtlasEye, StoredEye
 
 SAMPLE_MODES = ("downsample", "crop")
@@ -42,16 +42,16 @@ class PatchGeometry:
             size.append(p)
             stride.append(step)
             starts.append(step if mode == "downsample" else n - p + 1)
-        return cls(tuple(size), tuple(stride), tuple(starts))  # type: ignore[arg-type]
+        return cls(triple(size), triple(stride), triple(starts))
 
     def indices(self, offset: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voxel indices ``[ph]``, ``[pw]``, ``[pd]`` of the patch starting at ``offset``."""
-        return tuple(o + s * np.arange(p) for o, s, p in zip(offset, self.stride, self.size))  # type: ignore[return-value]
+        return triple(o + s * np.arange(p) for o, s, p in zip(offset, self.stride, self.size))
 
 
 def random_offset(geometry: PatchGeometry, generator: torch.Generator | None = None) -> tuple[int, int, int]:
     """A uniformly random start (phase) per axis."""
-    return tuple(int(torch.randint(0, m, (1,), generator=generator)) for m in geometry.starts)  # type: ignore[return-value]
+    return triple(int(torch.randint(0, m, (1,), generator=generator)) for m in geometry.starts)
 
 
 def eye_sample(eye: AtlasEye, extent_mm: Sequence[float], index: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -120,6 +120,6 @@ class FullEyeDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         eye = self.eyes[item]
-        sample = eye_sample(eye, self.extent_mm, tuple(np.arange(n) for n in eye.shape))  # type: ignore[arg-type]
+        sample = eye_sample(eye, self.extent_mm, triple(np.arange(n) for n in eye.shape))
         sample["eye"] = torch.tensor(self.eye_indices[item])
         return sample
