@@ -262,6 +262,10 @@ class Evaluation:
         if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
             raise ConfigError(f"EVALUATION.REFERENCE_SPACING_MM: expected 2 positive lengths (dH, dW) in mm "
                               f"or null, got {spacing}")
+        for shape in self.ATLAS_SHAPES:
+            if len(shape) != 3 or min(shape) < 1:
+                raise ConfigError(f"EVALUATION.ATLAS_SHAPES: expected grids of 3 positive sizes [H, W, D], "
+                                  f"got {shape}")
 
 
 @dataclass

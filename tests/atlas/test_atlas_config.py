@@ -44,6 +44,16 @@ def test_patch_size_needs_three_values(tmp_path):
         load_atlas_config(path)
 
 
+def test_atlas_shapes_need_three_positive_sizes(tmp_path):
+    path = tmp_path / "bad.yml"
+    for shape in ("[64, 64]", "[64, 64, 32, 2]", "[64, 0, 32]"):
+        path.write_text(f"EVALUATION:\n  ATLAS_SHAPES: [[32, 32, 16], {shape}]\n")
+        with pytest.raises(ConfigError, match=r"EVALUATION\.ATLAS_SHAPES: expected grids of 3 positive sizes"):
+            load_atlas_config(path)
+    path.write_text("EVALUATION:\n  ATLAS_SHAPES: [[32, 32, 16]]\n")
+    assert load_atlas_config(path).EVALUATION.ATLAS_SHAPES == [[32, 32, 16]]
+
+
 def test_a_precision_lightning_does_not_know_is_refused_on_load(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_text("RUNTIME:\n  PRECISION: bf16_mixed\n")
