@@ -117,7 +117,7 @@ class StoredEye:
     def slab(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(oct [H, W, stop-start], labels [H, W, stop-start])`` prepared: a slab of the median atlas."""
         eye = self.read(np.arange(start, stop))
-        return eye.oct, eye.labels  # type: ignore[return-value]
+        return eye.oct, eye.required_labels("the median atlas")
 
 
 AtlasEye = Eye | StoredEye
