@@ -55,7 +55,9 @@ from anisotropic_interpolation.evaluation import MethodPrediction, score_eye
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.pipeline import check_prediction_overrides, load_model, precision_notice
-from anisotropic_interpolation.predict import checked_input, densify, model_file, output_positions
+from anisotropic_interpolation.predict import (
+    add_densification_arguments, checked_input, densify, model_file, output_positions,
+)
 from retina_data.commandline import notice, run_cli
 from retina_data.config import to_dict
 from retina_data.containers import read_container
@@ -89,22 +91,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("data", nargs="+",
                         help="a retina_data tree, .npz containers, or an eye store (.zarr)")
     parser.add_argument("--output", type=Path, required=True, help="output folder (a retina_data tree of dense eyes)")
-    parser.add_argument("--subsample", type=int, default=1, help="keep every K-th B-scan as input (default: all)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
-    where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
+    add_densification_arguments(parser)
     parser.add_argument("--gpu", type=int, default=None,
                         help="first CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
     add_launch_arguments(parser)
-    parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
     outputs = parser.add_mutually_exclusive_group()
     outputs.add_argument("--resume", action="store_true",
                          help="continue the run in --output: skip the eyes done, redo half-written ones")
     outputs.add_argument("--overwrite", action="store_true", help="densify every eye again, replacing its folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
-                             "schedule (TEST.TOTAL_EPOCHS=50); repeatable")
     return parser.parse_args(argv)
 
 

@@ -44,24 +44,30 @@ from retina_data.tree import read_eye, write_eye
 from retina_data.validation import eye_problems, label_count, require_valid_eyes
 
 
+def add_densification_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how an eye is densified, shared by ``predict`` and ``densify_cohort``: its
+    input B-scans, the output B-scans, the probabilities and the ``--set`` changes of the fit."""
+    parser.add_argument("--subsample", type=int, default=1, help="keep every K-th B-scan as input (default: all)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
+    where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
+    parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
+                             "schedule (TEST.TOTAL_EPOCHS=50); repeatable")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="run folder holding model.pt (or the model file itself)")
     parser.add_argument("data_dir", type=Path, help="retina_data tree holding the eye")
     parser.add_argument("eye_id", help="<subject>_<OD|OS>")
-    parser.add_argument("--subsample", type=int, default=1, help="keep every K-th B-scan as input (default: all)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
-    where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
+    add_densification_arguments(parser)
     parser.add_argument("--output", type=Path, required=True, help="output tree for the dense eye")
     parser.add_argument("--gpu", type=int, default=None,
                         help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
-    parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
-                             "schedule (TEST.TOTAL_EPOCHS=50); repeatable")
     return parser.parse_args(argv)
 
 
