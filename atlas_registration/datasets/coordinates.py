@@ -9,15 +9,32 @@ B-scan therefore lands its B-scans exactly where the dense eye has them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from atlas_registration.datasets.store_eyes import AtlasEye
-
 T = TypeVar("T")
+
+
+class EyeGrid(Protocol):
+    """What places an eye's voxels: an :class:`~retina_data.eye.Eye` in memory, or a
+    :class:`~atlas_registration.datasets.store_eyes.StoredEye` whose voxels stay in its store."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(H, W, D)``."""
+        ...
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """``(dH, dW, dD)`` mm."""
+        ...
+
+    @property
+    def bscan_positions(self) -> np.ndarray:
+        """Slow-axis positions ``[D]`` mm."""
+        ...
 
 
 def triple(values: Iterable[T]) -> tuple[T, T, T]:
@@ -35,7 +52,7 @@ def grid_extent(shape: Sequence[int], spacing: Sequence[float]) -> tuple[float, 
     return triple(float(max(n - 1, 1) * s) for n, s in zip(shape, spacing))
 
 
-def axis_positions(eye: AtlasEye) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def axis_positions(eye: EyeGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mm positions of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
     height, width, _ = eye.shape
     return (np.arange(height) * eye.spacing[0], np.arange(width) * eye.spacing[1],
@@ -47,7 +64,7 @@ def normalise(positions_mm: np.ndarray, extent_mm: float) -> np.ndarray:
     return (2.0 * np.asarray(positions_mm, dtype=np.float64) / extent_mm - 1.0).astype(np.float32)
 
 
-def eye_axes(eye: AtlasEye, extent_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eye_axes(eye: EyeGrid, extent_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised coordinates of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
     return triple(normalise(p, e) for p, e in zip(axis_positions(eye), extent_mm))
 
