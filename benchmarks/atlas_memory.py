@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import time
 from pathlib import Path
 
@@ -32,29 +31,12 @@ from atlas_registration.datasets.patches import StridedPatchDataset
 from atlas_registration.datasets.store_eyes import AtlasEye, store_eyes
 from retina_data.eye import Eye
 from retina_data.eye_store import write_store
+from retina_data.memory import peak_rss_mib, process_status_kib
 
 PAPER_SHAPE = (231, 496, 512)
 PAPER_SPACING = (3.87e-3, 11.7e-3, 11.7e-3)
 """mm per voxel (a Spectralis-like 6 mm scan); only the coordinates depend on it."""
 PATCH_SIZE = [231, 62, 64]
-
-
-def status_kib(field: str) -> int:
-    """A ``VmRSS``-style field of ``/proc/self/status`` in KiB (0 where the platform has none)."""
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return 0
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size: ``VmHWM``, which starts afresh at ``exec`` (``ru_maxrss``
-    keeps the peak of the process that started this one, e.g. a benchmark runner holding torch)."""
-    peak = status_kib("VmHWM")
-    return (peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def synthetic_eye(index: int, shape: tuple[int, int, int]) -> Eye:
@@ -114,7 +96,7 @@ def main() -> None:
     patch_ms = (time.perf_counter() - drawing) / len(data) * 1000
     result = {"eyes": args.eyes, "shape": list(shape), "mode": mode, "points": points,
               "peak_rss_mib": peak_rss_mib(),
-              "anonymous_mib": status_kib("RssAnon") / 1024, "file_mib": status_kib("RssFile") / 1024,
+              "anonymous_mib": process_status_kib("RssAnon") / 1024, "file_mib": process_status_kib("RssFile") / 1024,
               "patch_ms": patch_ms, "wall_s": time.perf_counter() - started}
     print(f"{args.eyes} eyes {shape} ({mode}), one patch each ({points} points): peak RSS "
           f"{result['peak_rss_mib']:.0f} MiB; now RssAnon {result['anonymous_mib']:.0f} MiB, RssFile "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from retina_data.errors import ConfigError
@@ -23,6 +24,30 @@ TRAINING_BYTES_PER_PARAMETER = 16
 def machine_memory_bytes() -> int:
     """The machine's whole RAM."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def process_status_kib(field: str) -> int:
+    """A memory field of ``/proc/self/status`` in KiB: ``VmRSS`` (resident now), ``VmHWM`` (peak
+    resident since this process started or last ran ``exec``), ``RssAnon``, ``RssFile``; 0 where
+    the platform has no ``/proc``."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: ``VmHWM``, which starts afresh at ``exec``;
+    without ``/proc``, ``getrusage``'s ``ru_maxrss``, which keeps the peak of the process that
+    started this one (a child's starts from its parent's resident set at the fork)."""
+    import resource
+
+    peak = process_status_kib("VmHWM")
+    return (peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def device_memory_bytes(device: Any) -> int:
