@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 # for a descheduled partner at every tiny op (the atlas's per-eye fits ran 5-20x slower, at random)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu lint bench clean
+.PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu lint format bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ demo-atlas: $(STAMP)
 
 demo: demo-data demo-interpolation demo-atlas
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
 
 # on a machine with a CUDA GPU: the GPU tests (skipped by `make test` where there is none)
@@ -48,8 +48,15 @@ test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m cuda -rs tests
 
 # static checks: mypy over the packages, configured in pyproject.toml ([tool.mypy])
+# lint and format (ruff) and types (mypy), configured in pyproject.toml; `make format` applies ruff's fixes
 lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --output benchmarks/results.md

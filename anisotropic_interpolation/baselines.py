@@ -24,10 +24,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy.interpolate import CubicSpline, make_interp_spline
 
+from anisotropic_interpolation.evaluation import MethodPrediction
 from retina_data.errors import DataError
 from retina_data.eye import Eye
-
-from anisotropic_interpolation.evaluation import MethodPrediction
 
 METHODS: tuple[str, ...] = ("nearest", "linear", "cubic")
 POSITION_TOLERANCE_MM = 1e-6
@@ -70,11 +69,10 @@ def interpolation_matrix(grid: np.ndarray, positions: np.ndarray, method: str) -
     return weights
 
 
-def _by_row_blocks(volume: np.ndarray, bytes_per_row: int,
-                   compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _by_row_blocks(volume: np.ndarray, bytes_per_row: int, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Apply ``compute`` to blocks of rows of ``volume`` ``[H, ...]`` and stack the results."""
     rows = max(1, MEMORY_BUDGET_BYTES // max(bytes_per_row, 1))
-    return np.concatenate([compute(volume[start:start + rows]) for start in range(0, volume.shape[0], rows)])
+    return np.concatenate([compute(volume[start : start + rows]) for start in range(0, volume.shape[0], rows)])
 
 
 def interpolate_slow_axis(sparse_eye: Eye, positions_mm: np.ndarray, method: str = "linear") -> MethodPrediction:
@@ -94,12 +92,15 @@ def interpolate_slow_axis(sparse_eye: Eye, positions_mm: np.ndarray, method: str
     positions = np.asarray(positions_mm, dtype=np.float64).reshape(-1)
     if method == "nearest":  # a pure selection: copy the B-scans instead of multiplying
         chosen = nearest_index(grid, positions)
-        return MethodPrediction(intensity=sparse_eye.oct[:, :, chosen],
-                                labels=None if sparse_eye.labels is None else sparse_eye.labels[:, :, chosen])
+        return MethodPrediction(
+            intensity=sparse_eye.oct[:, :, chosen],
+            labels=None if sparse_eye.labels is None else sparse_eye.labels[:, :, chosen],
+        )
     weights = interpolation_matrix(grid, positions, method).T.astype(np.float32)  # [N, Q]
     _, width, count = sparse_eye.shape
-    intensity = _by_row_blocks(sparse_eye.oct, width * (count + positions.size) * 8,
-                               lambda rows: rows.astype(np.float32) @ weights)
+    intensity = _by_row_blocks(
+        sparse_eye.oct, width * (count + positions.size) * 8, lambda rows: rows.astype(np.float32) @ weights
+    )
     labels = None
     if sparse_eye.labels is not None:
         nearest = interpolation_matrix(grid, positions, "nearest").T.astype(np.float32)
@@ -110,8 +111,11 @@ def interpolate_slow_axis(sparse_eye: Eye, positions_mm: np.ndarray, method: str
             one_hot = (rows[:, :, None, :] == classes).astype(np.float32)  # [h, W, C, N]
             return np.argmax(one_hot @ scoring, axis=2).astype(np.uint8)  # [h, W, Q]
 
-        labels = _by_row_blocks(sparse_eye.labels.astype(np.uint8, copy=False),
-                                width * classes.size * (count + positions.size) * 8, interpolate_labels)
+        labels = _by_row_blocks(
+            sparse_eye.labels.astype(np.uint8, copy=False),
+            width * classes.size * (count + positions.size) * 8,
+            interpolate_labels,
+        )
     return MethodPrediction(intensity=intensity, labels=labels)
 
 

@@ -14,8 +14,6 @@ from typing import Any
 
 import torch
 
-from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys, save_checkpoint
-from retina_data.commandline import interrupt_on_sigterm
 from retina_data.errors import DataError
 from retina_data.files import previous_path
 from retina_data.random_state import capture_random_states, restore_random_states
@@ -34,13 +32,17 @@ def resume_checkpoint(checkpoint_dir: Path, last: str, best: str) -> Path | None
         return path
     previous = previous_path(path)
     if previous.is_file():
-        raise DataError(f"{path}: not found, but {previous.name} (the checkpoint before it) is there; rename it to "
-                        f"{last} to continue from it with --resume, or pass --overwrite to train again")
+        raise DataError(
+            f"{path}: not found, but {previous.name} (the checkpoint before it) is there; rename it to "
+            f"{last} to continue from it with --resume, or pass --overwrite to train again"
+        )
     if (checkpoint_dir / best).is_file():
-        raise DataError(f"{path}: not found, but {checkpoint_dir / best} is there: it holds the best weights only "
-                        "(no optimiser state or epoch), so the run cannot continue exactly; restore "
-                        f"{last} from a backup, score the best weights with --eval where the script has it, "
-                        "or pass --overwrite to train again")
+        raise DataError(
+            f"{path}: not found, but {checkpoint_dir / best} is there: it holds the best weights only "
+            "(no optimiser state or epoch), so the run cannot continue exactly; restore "
+            f"{last} from a backup, score the best weights with --eval where the script has it, "
+            "or pass --overwrite to train again"
+        )
     return None
 
 

@@ -37,15 +37,22 @@ COMPILE_MIN_STEPS = 2000
 CPU_MICRO_BATCH_POINTS = 8192
 """Points evaluated at once on the CPU (training micro-batches of patches, prediction chunks):
 their activations stay in the cache."""
-BSCAN_SINGLE_PASS_POINTS = 2 ** 18
+BSCAN_SINGLE_PASS_POINTS = 2**18
 """Whole-B-scan steps (``SAMPLING: bscan``) of up to this many points (a 496 x 512 B-scan) run in
 one pass, as the reference's do: split into micro-batches, a loss over the whole B-scan (SSIM)
 needs a second forward pass, which costs more than the cache saves (1.7x the reference step in
 one pass, 0.74x in micro-batches of 8,192 points; benchmarks/results.md, section 1)."""
 RESUME_FREE_KEYS = (
-    "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "SETTINGS.COMPILE", "SETTINGS.MICRO_BATCH_POINTS",
-    "TRAINING.CHECKPOINT_EVERY", "EVALUATION.FIGURES", "EVALUATION.SAVE_NIFTI", "EVALUATION.MEMORY_BUDGET_MB",
-    "SETTINGS.LOGGERS", "TRAINING.DATA_ON_DEVICE",
+    "SETTINGS.PROJECT_NAME",
+    "SETTINGS.RESULT_DIR",
+    "SETTINGS.COMPILE",
+    "SETTINGS.MICRO_BATCH_POINTS",
+    "TRAINING.CHECKPOINT_EVERY",
+    "EVALUATION.FIGURES",
+    "EVALUATION.SAVE_NIFTI",
+    "EVALUATION.MEMORY_BUDGET_MB",
+    "SETTINGS.LOGGERS",
+    "TRAINING.DATA_ON_DEVICE",
 )
 """Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
 is given), choose how fast the same function is computed (COMPILE, MICRO_BATCH_POINTS,
@@ -233,8 +240,10 @@ class Model:
 
     def __post_init__(self) -> None:
         if self.LATENT_TO_ALL_LAYERS and (self.MODULATION or not self.INPUT_COORD_TO_ALL_LAYERS):
-            raise ConfigError("MODEL.LATENT_TO_ALL_LAYERS = true: expected INPUT_COORD_TO_ALL_LAYERS = true "
-                              "and MODULATION = false (the code is an input of every layer that gets the input)")
+            raise ConfigError(
+                "MODEL.LATENT_TO_ALL_LAYERS = true: expected INPUT_COORD_TO_ALL_LAYERS = true "
+                "and MODULATION = false (the code is an input of every layer that gets the input)"
+            )
 
 
 @dataclass
@@ -253,8 +262,10 @@ class Hashgrid:
 
     def __post_init__(self) -> None:
         if self.FINEST_RESOLUTION < self.BASE_RESOLUTION:
-            raise ConfigError(f"POS_ENCODING.HASHGRID.FINEST_RESOLUTION = {self.FINEST_RESOLUTION} is below "
-                              f"BASE_RESOLUTION = {self.BASE_RESOLUTION}")
+            raise ConfigError(
+                f"POS_ENCODING.HASHGRID.FINEST_RESOLUTION = {self.FINEST_RESOLUTION} is below "
+                f"BASE_RESOLUTION = {self.BASE_RESOLUTION}"
+            )
 
 
 @dataclass
@@ -402,12 +413,15 @@ class ExperimentConfig:
             if self.TRAINING.LATENT_CODE.SIZE == 0:
                 problems.append("TRAINING.LATENT_CODE.SIZE = 0 (needs a latent code)")
             if problems:
-                raise ConfigError("MODEL.MODULATION = true (FiLM-modulated SIREN) conflicts with "
-                                  + "; ".join(problems))
+                raise ConfigError(
+                    "MODEL.MODULATION = true (FiLM-modulated SIREN) conflicts with " + "; ".join(problems)
+                )
         patch = self.TRAINING.PATCH_SIZE
         if self.TRAINING.LOSS_RECON != "MSE" and patch is not None and patch < 3:
-            raise ConfigError(f"TRAINING.PATCH_SIZE = {patch}: LOSS_RECON = {self.TRAINING.LOSS_RECON!r} compares "
-                              "image patches; expected at least 3")
+            raise ConfigError(
+                f"TRAINING.PATCH_SIZE = {patch}: LOSS_RECON = {self.TRAINING.LOSS_RECON!r} compares "
+                "image patches; expected at least 3"
+            )
 
     @property
     def uses_slo(self) -> bool:

@@ -48,7 +48,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from anisotropic_interpolation.checkpoints import interrupt_on_sigterm
 from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig
 from anisotropic_interpolation.distributed import add_launch_arguments, launch, shard
 from anisotropic_interpolation.evaluation import MethodPrediction, score_eye
@@ -56,9 +55,13 @@ from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.pipeline import check_prediction_overrides, load_model, precision_notice
 from anisotropic_interpolation.predict import (
-    add_densification_arguments, checked_input, densify, model_file, output_positions,
+    add_densification_arguments,
+    checked_input,
+    densify,
+    model_file,
+    output_positions,
 )
-from retina_data.commandline import notice, run_cli
+from retina_data.commandline import interrupt_on_sigterm, notice, run_cli
 from retina_data.config import to_dict
 from retina_data.containers import read_container
 from retina_data.errors import ConfigError, DataError
@@ -79,25 +82,32 @@ POLL_SECONDS = 0.5
 """How often the first process looks for the eyes of the others once its own are done."""
 GAP_METHOD = "gen_inr"
 METRICS = (
-    Metric("input_bscans", "input B-scans", ".4g"), Metric("output_bscans", "output B-scans", ".4g"),
-    Metric("fit_loss", "fit loss", ".4g"), Metric("gap_psnr", "gap PSNR (dB)", ".2f"),
-    Metric("gap_dice", "gap Dice", ".3f"), Metric("seconds", "seconds", ".3g"),
+    Metric("input_bscans", "input B-scans", ".4g"),
+    Metric("output_bscans", "output B-scans", ".4g"),
+    Metric("fit_loss", "fit loss", ".4g"),
+    Metric("gap_psnr", "gap PSNR (dB)", ".2f"),
+    Metric("gap_dice", "gap Dice", ".3f"),
+    Metric("seconds", "seconds", ".3g"),
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="run folder holding model.pt (or the model file itself)")
-    parser.add_argument("data", nargs="+",
-                        help="a retina_data tree, .npz containers, or an eye store (.zarr)")
+    parser.add_argument("data", nargs="+", help="a retina_data tree, .npz containers, or an eye store (.zarr)")
     parser.add_argument("--output", type=Path, required=True, help="output folder (a retina_data tree of dense eyes)")
     add_densification_arguments(parser)
-    parser.add_argument("--gpu", type=int, default=None,
-                        help="first CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
+    parser.add_argument(
+        "--gpu",
+        type=int,
+        default=None,
+        help="first CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one",
+    )
     add_launch_arguments(parser)
     outputs = parser.add_mutually_exclusive_group()
-    outputs.add_argument("--resume", action="store_true",
-                         help="continue the run in --output: skip the eyes done, redo half-written ones")
+    outputs.add_argument(
+        "--resume", action="store_true", help="continue the run in --output: skip the eyes done, redo half-written ones"
+    )
     outputs.add_argument("--overwrite", action="store_true", help="densify every eye again, replacing its folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -110,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- the cohort ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Cohort:
@@ -148,8 +159,15 @@ def tree_cohort(data_dir: Path) -> Cohort:
     if not ids:
         raise DataError(f"{data_dir}: no eyes found (expected <subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)")
     files = [path for eye_id in ids for path in vars(eye_files(data_dir, *split_eye_id(eye_id))).values()]
-    return Cohort(ids, lambda eye_id: read_eye(data_dir, *split_eye_id(eye_id)), "tree", lambda _: data_dir,
-                  files, data_dir, label_count(data_dir))
+    return Cohort(
+        ids,
+        lambda eye_id: read_eye(data_dir, *split_eye_id(eye_id)),
+        "tree",
+        lambda _: data_dir,
+        files,
+        data_dir,
+        label_count(data_dir),
+    )
 
 
 def container_cohort(paths: list[Path]) -> Cohort:
@@ -163,8 +181,15 @@ def container_cohort(paths: list[Path]) -> Cohort:
             owner[eye.eye_id] = path
     eyes_of = functools.lru_cache(maxsize=1)(lambda path: {eye.eye_id: eye for eye in read_container(path)})
     root = Path(os.path.commonpath([path.resolve().parent for path in paths]))
-    return Cohort(list(owner), lambda eye_id: eyes_of(owner[eye_id])[eye_id], "container", owner.__getitem__,
-                  list(paths), root, max(label_count(path) for path in paths))
+    return Cohort(
+        list(owner),
+        lambda eye_id: eyes_of(owner[eye_id])[eye_id],
+        "container",
+        owner.__getitem__,
+        list(paths),
+        root,
+        max(label_count(path) for path in paths),
+    )
 
 
 def store_cohort(location: str) -> Cohort:
@@ -172,8 +197,15 @@ def store_cohort(location: str) -> Cohort:
     store = EyeStore.open(location)
     local = local_path(location)
     files = [local / "zarr.json"] if local is not None else []
-    return Cohort(list(store.eye_ids), store.read_eye, "store", lambda _: location, files,
-                  local if local is not None else Path.cwd(), store.num_labels)
+    return Cohort(
+        list(store.eye_ids),
+        store.read_eye,
+        "store",
+        lambda _: location,
+        files,
+        local if local is not None else Path.cwd(),
+        store.num_labels,
+    )
 
 
 def open_cohort(data: list[str]) -> Cohort:
@@ -194,6 +226,7 @@ def open_cohort(data: list[str]) -> Cohort:
 
 
 # --- the run ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Options:
@@ -223,9 +256,14 @@ def cohort_identity(config: ExperimentConfig, model_path: Path, options: Options
     densification options, the eyes and the size and time of every data file."""
     stat = model_path.stat()
     resolved = to_dict(config)
-    resolved["DENSIFY"] = {"MODEL": str(model_path), "MODEL_FILE": [stat.st_size, stat.st_mtime_ns],
-                           "SUBSAMPLE": options.subsample, "FACTOR": options.factor,
-                           "POSITIONS_MM": options.positions_mm, "PROBABILITIES": options.probabilities}
+    resolved["DENSIFY"] = {
+        "MODEL": str(model_path),
+        "MODEL_FILE": [stat.st_size, stat.st_mtime_ns],
+        "SUBSAMPLE": options.subsample,
+        "FACTOR": options.factor,
+        "POSITIONS_MM": options.positions_mm,
+        "PROBABILITIES": options.probabilities,
+    }
     return RunIdentity.of(SCRIPT, resolved, RESUME_FREE_KEYS, {"cohort": cohort.eye_ids}, cohort.files, cohort.root)
 
 
@@ -236,8 +274,10 @@ def check_output(out: Path, identity: RunIdentity, resume: bool) -> None:
         return
     recorded = read_run_identity(out)
     if recorded is None or recorded.script != SCRIPT:
-        raise DataError(f"{out}: --resume: no {IDENTITY_FILE} of a cohort densification there; pass --overwrite "
-                        "to start again, or another --output")
+        raise DataError(
+            f"{out}: --resume: no {IDENTITY_FILE} of a cohort densification there; pass --overwrite "
+            "to start again, or another --output"
+        )
     check_resume(out, recorded, identity)
 
 
@@ -294,14 +334,32 @@ class Densifier:
         seed = eye_seed(self.config.TRAINING.SEED, eye_id)
         torch.manual_seed(seed)
         self.fitter.generator.manual_seed(seed)
-        stored, sparse = checked_input(self.cohort.read(eye_id), self.network, self.config, self.cohort.source,
-                                       self.cohort.where(eye_id), self.options.subsample, self.num_labels)
+        stored, sparse = checked_input(
+            self.cohort.read(eye_id),
+            self.network,
+            self.config,
+            self.cohort.source,
+            self.cohort.where(eye_id),
+            self.options.subsample,
+            self.num_labels,
+        )
         positions = output_positions(sparse, self.options.factor, self.options.positions_mm)
-        result, dense = densify(self.network, self.config, self.device, sparse, positions, self.model_path,
-                                fitter=self.fitter, probabilities=self.options.probabilities)
-        row: dict[str, Any] = {"eye_id": eye_id, "input_bscans": sparse.shape[2], "output_bscans": int(positions.size),
-                               "fit_loss": fit_loss(self.fitter, self.config) if self.network.inputs.latent_size
-                               else None}
+        result, dense = densify(
+            self.network,
+            self.config,
+            self.device,
+            sparse,
+            positions,
+            self.model_path,
+            fitter=self.fitter,
+            probabilities=self.options.probabilities,
+        )
+        row: dict[str, Any] = {
+            "eye_id": eye_id,
+            "input_bscans": sparse.shape[2],
+            "output_bscans": int(positions.size),
+            "fit_loss": fit_loss(self.fitter, self.config) if self.network.inputs.latent_size else None,
+        }
         row.update(gap_scores(stored, self.options.subsample, result))
         row["seconds"] = time.perf_counter() - start
         self.write(eye_id, result, dense.probabilities, row)
@@ -330,8 +388,9 @@ def read_record(out: Path, eye_id: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise DataError(f"{path}: cannot read the eye's record (not JSON: {exc}); remove its folder and --resume") \
-            from exc
+        raise DataError(
+            f"{path}: cannot read the eye's record (not JSON: {exc}); remove its folder and --resume"
+        ) from exc
 
 
 def write_summary(out: Path, eye_ids: list[str]) -> Summary:
@@ -369,11 +428,13 @@ def densify_cohort(args: argparse.Namespace) -> int:
         precision_notice(fabric.device, config)
         out.mkdir(parents=True, exist_ok=True)  # checked before the launch; the others may be writing eyes already
         write_run_identity(out, cohort_identity(config, model_path, options, cohort))
-        write_dataset_info(out, f"densified by {model_path}", with_fluid=network.inputs.num_classes > 13,
-                           overwrite=True)
+        write_dataset_info(
+            out, f"densified by {model_path}", with_fluid=network.inputs.num_classes > 13, overwrite=True
+        )
     todo = [eye_id for eye_id in mine if not is_done(out, eye_id)]
-    done = densify_eyes(Densifier(network, config, fabric.device, model_path, options, cohort, out), todo,
-                        first, not args.quiet)
+    done = densify_eyes(
+        Densifier(network, config, fabric.device, model_path, options, cohort, out), todo, first, not args.quiet
+    )
     if not first:
         return 0
     summary = write_summary(out, cohort.eye_ids)

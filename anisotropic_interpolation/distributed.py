@@ -21,10 +21,19 @@ from retina_data.errors import ConfigError
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--devices N`` (processes per node, default 1) and ``--num-nodes M`` (default 1)."""
-    parser.add_argument("--devices", type=int, default=1,
-                        help="processes (one device each) per node; under torchrun or SLURM: the tasks per node")
-    parser.add_argument("--num-nodes", dest="num_nodes", type=int, default=1,
-                        help="nodes of the run; under torchrun or SLURM: the number of nodes they start")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (one device each) per node; under torchrun or SLURM: the tasks per node",
+    )
+    parser.add_argument(
+        "--num-nodes",
+        dest="num_nodes",
+        type=int,
+        default=1,
+        help="nodes of the run; under torchrun or SLURM: the number of nodes they start",
+    )
 
 
 def gpu_indices(gpu: int | None, devices: int = 1) -> list[int]:
@@ -36,8 +45,9 @@ def gpu_indices(gpu: int | None, devices: int = 1) -> list[int]:
     if gpu < 0:
         return []
     if not torch.cuda.is_available():
-        raise ConfigError(f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); "
-                          "use --gpu -1 for the CPU")
+        raise ConfigError(
+            f"--gpu {gpu}: no CUDA device present (torch.cuda.is_available() is false); use --gpu -1 for the CPU"
+        )
     if gpu + devices > torch.cuda.device_count():
         asked = f"--gpu {gpu}" if devices == 1 else f"--gpu {gpu} --devices {devices}"
         count = torch.cuda.device_count()
@@ -144,7 +154,7 @@ class EyeShard:
         """This process's rows ``[count, ...]`` of ``full [total, ...]`` (in global eye order)."""
         if full.shape[0] != self.total:
             raise ValueError(f"expected {self.total} rows, got {tuple(full.shape)}")
-        return full[self.first:self.first + self.count]
+        return full[self.first : self.first + self.count]
 
     def gather_rows(self, local: Tensor) -> Tensor:
         """Every process's rows ``local [count, ...]`` stacked in global eye order: ``[total, ...]``
@@ -153,10 +163,10 @@ class EyeShard:
             return local
         largest = len(shard(self.total, 0, self.world))
         padded = local.new_zeros((largest, *local.shape[1:]))
-        padded[:local.shape[0]] = local
+        padded[: local.shape[0]] = local
         parts = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(parts, padded.contiguous())
-        return torch.cat([part[:len(shard(self.total, rank, self.world))] for rank, part in enumerate(parts)])
+        return torch.cat([part[: len(shard(self.total, rank, self.world))] for rank, part in enumerate(parts)])
 
     def barrier(self) -> None:
         """Wait until every process gets here."""
@@ -164,7 +174,9 @@ class EyeShard:
             dist.barrier()
 
     def _device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        return (
+            torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
 
 
 def leave(fabric: Fabric | None) -> None:

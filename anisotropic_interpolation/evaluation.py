@@ -34,6 +34,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from anisotropic_interpolation import plots, reporting
+from anisotropic_interpolation.reporting import (
+    HEADINGS,
+    REFERENCE_METRICS,
+    REFERENCE_PROTOCOL,
+    THICKNESS_KEYS,
+    THICKNESS_METRICS,
+    THICKNESS_PROTOCOL,
+    summarise,
+)
 from retina_data import metrics, reference_metrics
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import Eye
@@ -41,16 +51,16 @@ from retina_data.labels import FLUID_LABEL, NUM_LAYER_CLASSES, label_names
 from retina_data.result_tables import Summary, write_result_tables
 from retina_data.thickness import etdrs_errors
 
-from anisotropic_interpolation import plots, reporting
-from anisotropic_interpolation.reporting import (
-    HEADINGS, REFERENCE_METRICS, REFERENCE_PROTOCOL, THICKNESS_KEYS, THICKNESS_METRICS, THICKNESS_PROTOCOL, summarise,
-)
-
 SUBSETS: tuple[str, ...] = ("gap", "input", "all")
 PATHOLOGY_COLUMNS: tuple[str, ...] = ("retina_dice", "fluid_dice", "ilm_assd")
 REFERENCE_LABEL_COLUMNS: tuple[str, ...] = ("dice_pct", "assd_um", "hd95_um", "hd_um")
-REFERENCE_FLUID_COLUMNS: tuple[str, ...] = ("retina_dice_pct", "fluid_dice_pct", "ilm_assd_um", "ilm_hd95_um",
-                                            "ilm_hd_um")
+REFERENCE_FLUID_COLUMNS: tuple[str, ...] = (
+    "retina_dice_pct",
+    "fluid_dice_pct",
+    "ilm_assd_um",
+    "ilm_hd95_um",
+    "ilm_hd_um",
+)
 UM_PER_MM = 1000.0
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -76,13 +86,16 @@ class MethodPrediction:
         if self.labels is not None:
             self.labels = np.asarray(self.labels).astype(np.uint8, copy=False)
             if self.labels.shape != self.intensity.shape:
-                raise DataError(f"predicted labels {self.labels.shape} and intensity "
-                                f"{self.intensity.shape} differ in shape")
+                raise DataError(
+                    f"predicted labels {self.labels.shape} and intensity {self.intensity.shape} differ in shape"
+                )
         if self.probabilities is not None:
             self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
             if self.probabilities.shape[:3] != self.intensity.shape or self.probabilities.ndim != 4:
-                raise DataError(f"predicted probabilities must be [H, W, D, C] with [H, W, D] = "
-                                f"{self.intensity.shape}, got {self.probabilities.shape}")
+                raise DataError(
+                    f"predicted probabilities must be [H, W, D, C] with [H, W, D] = "
+                    f"{self.intensity.shape}, got {self.probabilities.shape}"
+                )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -90,8 +103,9 @@ class MethodPrediction:
         return tuple(self.intensity.shape)
 
 
-def input_mask_from_positions(dense_positions: np.ndarray, input_positions: np.ndarray,
-                              tolerance_mm: float = 1e-6) -> np.ndarray:
+def input_mask_from_positions(
+    dense_positions: np.ndarray, input_positions: np.ndarray, tolerance_mm: float = 1e-6
+) -> np.ndarray:
     """Which dense B-scans ``[D]`` were acquired, from the sparse eye's positions ``[N]`` (mm).
 
     Raises:
@@ -102,8 +116,9 @@ def input_mask_from_positions(dense_positions: np.ndarray, input_positions: np.n
     distance = np.abs(dense[:, None] - sparse[None, :])  # [D, N]
     unmatched = distance.min(axis=0) > tolerance_mm
     if np.any(unmatched):
-        raise DataError(f"input B-scan positions {sparse[unmatched].tolist()} mm match no B-scan "
-                        "of the ground-truth eye")
+        raise DataError(
+            f"input B-scan positions {sparse[unmatched].tolist()} mm match no B-scan of the ground-truth eye"
+        )
     return distance.min(axis=1) <= tolerance_mm
 
 
@@ -129,15 +144,18 @@ def class_names(num_classes: int) -> list[str]:
 @functools.cache
 def _lpips_unavailable_notice() -> None:
     """Print, once per process, that the LPIPS column stays empty."""
-    print("notice: LPIPS skipped (the lpips package or its weights are not available offline); "
-          "the lpips column stays empty")
+    print(
+        "notice: LPIPS skipped (the lpips package or its weights are not available offline); "
+        "the lpips column stays empty"
+    )
 
 
 def _check_mask(truth: Eye, input_mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(input_mask)
     if mask.dtype != bool or mask.shape != (truth.shape[2],):
-        raise DataError(f"eye {truth.eye_id}: input mask must be bool [D={truth.shape[2]}], "
-                        f"got {mask.dtype} {mask.shape}")
+        raise DataError(
+            f"eye {truth.eye_id}: input mask must be bool [D={truth.shape[2]}], got {mask.dtype} {mask.shape}"
+        )
     return mask
 
 
@@ -206,8 +224,14 @@ class BscanStatistics:
         return scores
 
 
-def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], *,
-              num_classes: int | None = None, lpips: bool = False) -> list[dict[str, Any]]:
+def score_eye(
+    truth: Eye,
+    input_mask: np.ndarray,
+    predictions: dict[str, MethodPrediction],
+    *,
+    num_classes: int | None = None,
+    lpips: bool = False,
+) -> list[dict[str, Any]]:
     """Score every method on the gap, input and all B-scans of one eye.
 
     Args:
@@ -230,8 +254,10 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
         if not _METHOD_NAME.fullmatch(method):
             raise DataError(f"method name {method!r} must be letters, digits, '_', '.', '+' or '-'")
         if prediction.shape != truth.shape:
-            raise DataError(f"eye {truth.eye_id}: method {method!r} predicted shape {prediction.shape}, "
-                            f"the ground truth is {truth.shape}")
+            raise DataError(
+                f"eye {truth.eye_id}: method {method!r} predicted shape {prediction.shape}, "
+                f"the ground truth is {truth.shape}"
+            )
     pathology = truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
     largest = {method: int(p.labels.max()) for method, p in predictions.items() if p.labels is not None}
     if truth.labels is not None:
@@ -240,20 +266,26 @@ def score_eye(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodP
         num_classes = NUM_LAYER_CLASSES + int(any(value >= FLUID_LABEL for value in largest.values()))
     for source, value in largest.items():
         if value >= num_classes:
-            raise DataError(f"eye {truth.eye_id}: {source} holds label {value} but num_classes is {num_classes}; "
-                            f"expected labels 0..{num_classes - 1}")
+            raise DataError(
+                f"eye {truth.eye_id}: {source} holds label {value} but num_classes is {num_classes}; "
+                f"expected labels 0..{num_classes - 1}"
+            )
     names = class_names(num_classes)
     if lpips and not metrics.lpips_available():
         _lpips_unavailable_notice()
         lpips = False
-    statistics = {method: BscanStatistics.compute(prediction, truth, num_classes, lpips)
-                  for method, prediction in predictions.items()}
-    return _subset_rows(truth, mask, list(predictions),
-                        lambda method, subset, index: statistics[method].scores(index, names, pathology))
+    statistics = {
+        method: BscanStatistics.compute(prediction, truth, num_classes, lpips)
+        for method, prediction in predictions.items()
+    }
+    return _subset_rows(
+        truth, mask, list(predictions), lambda method, subset, index: statistics[method].scores(index, names, pathology)
+    )
 
 
-def _subset_rows(truth: Eye, mask: np.ndarray, methods: list[str],
-                 scores: Callable[[str, str, np.ndarray], dict[str, Any]]) -> list[dict[str, Any]]:
+def _subset_rows(
+    truth: Eye, mask: np.ndarray, methods: list[str], scores: Callable[[str, str, np.ndarray], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per B-scan subset that has B-scans and per method: ``eye_id, method, subset, n_bscans``
     and ``scores(method, subset, B-scan index)``."""
     rows: list[dict[str, Any]] = []
@@ -262,8 +294,15 @@ def _subset_rows(truth: Eye, mask: np.ndarray, methods: list[str],
         if index.size == 0:
             continue
         for method in methods:
-            rows.append({"eye_id": truth.eye_id, "method": method, "subset": subset, "n_bscans": int(index.size),
-                         **scores(method, subset, index)})
+            rows.append(
+                {
+                    "eye_id": truth.eye_id,
+                    "method": method,
+                    "subset": subset,
+                    "n_bscans": int(index.size),
+                    **scores(method, subset, index),
+                }
+            )
     return rows
 
 
@@ -279,8 +318,10 @@ def thickness_errors(truth: Eye, predictions: dict[str, MethodPrediction]) -> li
         if prediction.labels is None:
             continue
         predicted = replace(truth, oct=np.asarray(prediction.intensity, dtype=np.float32), labels=prediction.labels)
-        rows += [{"eye_id": row["eye_id"], "method": method, **{k: v for k, v in row.items() if k != "eye_id"}}
-                 for row in etdrs_errors(predicted, truth)]
+        rows += [
+            {"eye_id": row["eye_id"], "method": method, **{k: v for k, v in row.items() if k != "eye_id"}}
+            for row in etdrs_errors(predicted, truth)
+        ]
     return rows
 
 
@@ -288,8 +329,9 @@ def _has_fluid(truth: Eye) -> bool:
     return truth.labels is not None and bool(np.any(truth.labels == FLUID_LABEL))
 
 
-def reference_bscan_metrics(prediction: MethodPrediction, truth: Eye, *,
-                            sampling: reference_metrics.BorderSampling = "swapped") -> dict[str, np.ndarray]:
+def reference_bscan_metrics(
+    prediction: MethodPrediction, truth: Eye, *, sampling: reference_metrics.BorderSampling = "swapped"
+) -> dict[str, np.ndarray]:
     """The paper's metrics of every B-scan ``[D]`` of one prediction, in the paper's units.
 
     Intensity: ``psnr`` (dB), ``ssim_x100``, ``mae_x100``, ``mse_x100``. With labels in both:
@@ -299,8 +341,12 @@ def reference_bscan_metrics(prediction: MethodPrediction, truth: Eye, *,
     truth's spacing in mm.
     """
     intensity = reference_metrics.intensity_metrics_per_bscan(prediction.intensity, truth.oct)
-    values = {"psnr": intensity["psnr"], "ssim_x100": 100.0 * intensity["ssim"],
-              "mae_x100": 100.0 * intensity["mae"], "mse_x100": 100.0 * intensity["mse"]}
+    values = {
+        "psnr": intensity["psnr"],
+        "ssim_x100": 100.0 * intensity["ssim"],
+        "mae_x100": 100.0 * intensity["mae"],
+        "mse_x100": 100.0 * intensity["mse"],
+    }
     if prediction.labels is None or truth.labels is None:
         return values
     spacing_hw = truth.spacing[:2]
@@ -310,18 +356,26 @@ def reference_bscan_metrics(prediction: MethodPrediction, truth: Eye, *,
     borders = reference_metrics.border_metrics_per_bscan(pred8, truth8, spacing_hw, sampling)
     values.update({f"{name}_um": UM_PER_MM * borders[name] for name in ("assd", "hd95", "hd")})
     if _has_fluid(truth):
-        fluid = reference_metrics.fluid_metrics_per_bscan(reference_metrics.cscr_labels(prediction.labels),
-                                                          reference_metrics.cscr_labels(truth.labels),
-                                                          spacing_hw, sampling)
+        fluid = reference_metrics.fluid_metrics_per_bscan(
+            reference_metrics.cscr_labels(prediction.labels),
+            reference_metrics.cscr_labels(truth.labels),
+            spacing_hw,
+            sampling,
+        )
         values["retina_dice_pct"] = 100.0 * fluid["retina_dice"]
         values["fluid_dice_pct"] = 100.0 * fluid["fluid_dice"]
         values.update({f"{name}_um": UM_PER_MM * fluid[name] for name in ("ilm_assd", "ilm_hd95", "ilm_hd")})
     return values
 
 
-def score_eye_reference(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], *,
-                        sampling: reference_metrics.BorderSampling = "swapped",
-                        lpips: dict[tuple[str, str], float | None] | None = None) -> list[dict[str, Any]]:
+def score_eye_reference(
+    truth: Eye,
+    input_mask: np.ndarray,
+    predictions: dict[str, MethodPrediction],
+    *,
+    sampling: reference_metrics.BorderSampling = "swapped",
+    lpips: dict[tuple[str, str], float | None] | None = None,
+) -> list[dict[str, Any]]:
     """The paper's metric set for every method on the gap, input and all B-scans of one eye.
 
     Each metric is the mean over the subset's B-scans of its per-B-scan value
@@ -345,13 +399,16 @@ def score_eye_reference(truth: Eye, input_mask: np.ndarray, predictions: dict[st
     mask = _check_mask(truth, input_mask)
     columns = ["psnr", "ssim_x100", "mae_x100", "mse_x100", "lpips", *REFERENCE_LABEL_COLUMNS]
     columns += REFERENCE_FLUID_COLUMNS if _has_fluid(truth) else ()
-    per_bscan = {method: reference_bscan_metrics(prediction, truth, sampling=sampling)
-                 for method, prediction in predictions.items()}
+    per_bscan = {
+        method: reference_bscan_metrics(prediction, truth, sampling=sampling)
+        for method, prediction in predictions.items()
+    }
 
     def scores(method: str, subset: str, index: np.ndarray) -> dict[str, Any]:
         values = per_bscan[method]
-        row = {column: metrics.mean_ignoring_nan(values[column][index]) if column in values else None
-               for column in columns}
+        row = {
+            column: metrics.mean_ignoring_nan(values[column][index]) if column in values else None for column in columns
+        }
         row["lpips"] = (lpips or {}).get((method, subset))
         return row
 
@@ -367,11 +424,19 @@ class RunEvaluator:
     construction, before anything is written, unless ``overwrite``.
     """
 
-    def __init__(self, out_dir: str | Path, *, save_nifti: bool = True, figures: bool = True,
-                 lpips: bool = False, overwrite: bool = False, num_classes: int | None = None,
-                 exclude_subjects: list[str] | None = None,
-                 border_sampling: reference_metrics.BorderSampling = "swapped",
-                 method_names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        save_nifti: bool = True,
+        figures: bool = True,
+        lpips: bool = False,
+        overwrite: bool = False,
+        num_classes: int | None = None,
+        exclude_subjects: list[str] | None = None,
+        border_sampling: reference_metrics.BorderSampling = "swapped",
+        method_names: dict[str, str] | None = None,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.save_nifti = save_nifti
         self.figures = figures
@@ -391,18 +456,21 @@ class RunEvaluator:
         existing = reporting.existing_outputs(self.out_dir)
         if existing and not overwrite:
             shown = ", ".join(str(path) for path in existing[:3]) + (" ..." if len(existing) > 3 else "")
-            raise OutputExistsError(f"{self.out_dir}: already holds evaluation results ({shown}); "
-                                    "pass --overwrite to replace them")
+            raise OutputExistsError(
+                f"{self.out_dir}: already holds evaluation results ({shown}); pass --overwrite to replace them"
+            )
 
-    def add_eye(self, truth: Eye, input_mask: np.ndarray,
-                predictions: dict[str, MethodPrediction]) -> list[dict[str, Any]]:
+    def add_eye(
+        self, truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction]
+    ) -> list[dict[str, Any]]:
         """Score one eye (see :func:`score_eye`), write its metrics, volumes and figure; return its rows."""
         if truth.eye_id in self._eye_ids:
             raise DataError(f"eye {truth.eye_id} was already evaluated in this run")
         rows = score_eye(truth, input_mask, predictions, num_classes=self.num_classes, lpips=self.lpips)
         lpips = {(row["method"], row["subset"]): row["lpips"] for row in rows}
-        self.reference_rows.extend(score_eye_reference(truth, input_mask, predictions,
-                                                       sampling=self.border_sampling, lpips=lpips))
+        self.reference_rows.extend(
+            score_eye_reference(truth, input_mask, predictions, sampling=self.border_sampling, lpips=lpips)
+        )
         if truth.subject in self.exclude_subjects:
             self._excluded_eyes.add(truth.eye_id)
         self.thickness_rows.extend(thickness_errors(truth, predictions))
@@ -410,11 +478,17 @@ class RunEvaluator:
         if self.save_nifti:
             names = class_names(self.num_classes or len(label_names(with_fluid=_has_fluid(truth))))
             for method, prediction in predictions.items():
-                reporting.write_prediction_nifti(self.out_dir, truth, method, prediction, overwrite=self.overwrite,
-                                                 label_names=names)
+                reporting.write_prediction_nifti(
+                    self.out_dir, truth, method, prediction, overwrite=self.overwrite, label_names=names
+                )
         if self.figures:
-            plots.eye_figure(truth, input_mask, predictions, reporting.figure_path(self.out_dir, truth.eye_id),
-                             overwrite=self.overwrite)
+            plots.eye_figure(
+                truth,
+                input_mask,
+                predictions,
+                reporting.figure_path(self.out_dir, truth.eye_id),
+                overwrite=self.overwrite,
+            )
         self._eye_ids.add(truth.eye_id)
         self.rows.extend(rows)
         return rows
@@ -429,30 +503,55 @@ class RunEvaluator:
         if not self.rows:
             raise DataError(f"{self.out_dir}: no eye was evaluated, so there is nothing to summarise")
         if not self._summarised(self.rows):
-            raise DataError(f"EVALUATION.EXCLUDE_SUBJECTS = {sorted(self.exclude_subjects)} leaves out every "
-                            "evaluated eye; expected at least one eye in the summary")
+            raise DataError(
+                f"EVALUATION.EXCLUDE_SUBJECTS = {sorted(self.exclude_subjects)} leaves out every "
+                "evaluated eye; expected at least one eye in the summary"
+            )
         summary = summarise(self._summarised(self.rows), method_names=self.method_names)
         write_result_tables(self.out_dir, summary, all_rows=self.rows, per_eye=False, overwrite=self.overwrite)
-        self.reference_summary = summarise(self._summarised(self.reference_rows), REFERENCE_METRICS,
-                                           self.method_names)
-        write_result_tables(self.out_dir, self.reference_summary, all_rows=self.reference_rows,
-                            protocol=REFERENCE_PROTOCOL, per_eye=False, overwrite=self.overwrite)
+        self.reference_summary = summarise(self._summarised(self.reference_rows), REFERENCE_METRICS, self.method_names)
+        write_result_tables(
+            self.out_dir,
+            self.reference_summary,
+            all_rows=self.reference_rows,
+            protocol=REFERENCE_PROTOCOL,
+            per_eye=False,
+            overwrite=self.overwrite,
+        )
         if self._summarised(self.thickness_rows):
             self.thickness_summary = Summary.from_rows(
-                self._summarised(self.thickness_rows), THICKNESS_KEYS, THICKNESS_METRICS,
-                headings={**HEADINGS, "group": "Layers"}, names=self.method_names)
-            write_result_tables(self.out_dir, self.thickness_summary, all_rows=self.thickness_rows,
-                                protocol=THICKNESS_PROTOCOL, per_eye=False, overwrite=self.overwrite)
+                self._summarised(self.thickness_rows),
+                THICKNESS_KEYS,
+                THICKNESS_METRICS,
+                headings={**HEADINGS, "group": "Layers"},
+                names=self.method_names,
+            )
+            write_result_tables(
+                self.out_dir,
+                self.thickness_summary,
+                all_rows=self.thickness_rows,
+                protocol=THICKNESS_PROTOCOL,
+                per_eye=False,
+                overwrite=self.overwrite,
+            )
         return summary
 
 
-def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
-                 predictions: dict[str, dict[str, MethodPrediction]], out_dir: str | Path, *,
-                 save_nifti: bool = True, figures: bool = True, lpips: bool = False,
-                 overwrite: bool = False, num_classes: int | None = None,
-                 exclude_subjects: list[str] | None = None,
-                 border_sampling: reference_metrics.BorderSampling = "swapped",
-                 method_names: dict[str, str] | None = None) -> tuple[Summary, Summary]:
+def evaluate_run(
+    truth_eyes: list[Eye],
+    input_masks: dict[str, np.ndarray],
+    predictions: dict[str, dict[str, MethodPrediction]],
+    out_dir: str | Path,
+    *,
+    save_nifti: bool = True,
+    figures: bool = True,
+    lpips: bool = False,
+    overwrite: bool = False,
+    num_classes: int | None = None,
+    exclude_subjects: list[str] | None = None,
+    border_sampling: reference_metrics.BorderSampling = "swapped",
+    method_names: dict[str, str] | None = None,
+) -> tuple[Summary, Summary]:
     """Score every test eye and write the results under ``out_dir``.
 
     Writes ``metrics/<eye_id>.csv`` + ``.json`` (one row per method and subset),
@@ -485,9 +584,17 @@ def evaluate_run(truth_eyes: list[Eye], input_masks: dict[str, np.ndarray],
         for name, table in (("input mask", input_masks), ("predictions", predictions)):
             if eye.eye_id not in table:
                 raise DataError(f"eye {eye.eye_id}: no {name} given to the evaluation")
-    evaluator = RunEvaluator(out_dir, save_nifti=save_nifti, figures=figures, lpips=lpips,
-                             overwrite=overwrite, num_classes=num_classes, exclude_subjects=exclude_subjects,
-                             border_sampling=border_sampling, method_names=method_names)
+    evaluator = RunEvaluator(
+        out_dir,
+        save_nifti=save_nifti,
+        figures=figures,
+        lpips=lpips,
+        overwrite=overwrite,
+        num_classes=num_classes,
+        exclude_subjects=exclude_subjects,
+        border_sampling=border_sampling,
+        method_names=method_names,
+    )
     for eye in tqdm(truth_eyes, desc="evaluating", unit="eye"):
         evaluator.add_eye(eye, input_masks[eye.eye_id], predictions[eye.eye_id])
     summary = evaluator.finish()

@@ -28,8 +28,17 @@ from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import SparseVolumes, TrainingVolumes
 from anisotropic_interpolation.training import (
-    BatchSource, PointObjective, Schedule, StepLosses, StepPlan, check_finite, heldout_losses, make_step,
-    maybe_compile, objective_from_config, split_holdout,
+    BatchSource,
+    PointObjective,
+    Schedule,
+    StepLosses,
+    StepPlan,
+    check_finite,
+    heldout_losses,
+    make_step,
+    maybe_compile,
+    objective_from_config,
+    split_holdout,
 )
 from retina_data.eye import Eye
 
@@ -39,7 +48,7 @@ def shape_batches(eyes: list[Eye], batch_size: int) -> list[list[int]]:
     by_shape: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for index, eye in enumerate(eyes):
         by_shape[eye.shape].append(index)
-    return [group[i:i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+    return [group[i : i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
 
 
 class LatentFitter:
@@ -70,8 +79,13 @@ class LatentFitter:
         self.network.eval()
         self.network.requires_grad_(False)
         try:
-            for batch in tqdm(shape_batches(eyes, self.config.TEST.NUM_SAMPLES), desc="latent fit",
-                              unit="batch", disable=not progress, leave=False):
+            for batch in tqdm(
+                shape_batches(eyes, self.config.TEST.NUM_SAMPLES),
+                desc="latent fit",
+                unit="batch",
+                disable=not progress,
+                leave=False,
+            ):
                 codes[batch] = self._fit_batch([eyes[i] for i in batch]).cpu()
         finally:
             self.network.requires_grad_(True)
@@ -85,13 +99,21 @@ class LatentFitter:
 
     def _fit_batch(self, eyes: list[Eye]) -> Tensor:
         test = self.config.TEST
-        data = SparseVolumes.from_eyes(eyes, use_labels=False, use_slo=self.network.inputs.use_slo,
-                                       slice_scale=self.config.PREPROCESSING.SLICE_COORD_SCALE, device=self.device)
+        data = SparseVolumes.from_eyes(
+            eyes,
+            use_labels=False,
+            use_slo=self.network.inputs.use_slo,
+            slice_scale=self.config.PREPROCESSING.SLICE_COORD_SCALE,
+            device=self.device,
+        )
         fitted, heldout = split_holdout(data, test.HOLDOUT_BSCANS, "TEST.HOLDOUT_BSCANS")
-        initial = torch.randn(len(eyes), self.network.inputs.latent_size, device=self.device) * test.LATENT_CODE.INIT_STD
+        initial = (
+            torch.randn(len(eyes), self.network.inputs.latent_size, device=self.device) * test.LATENT_CODE.INIT_STD
+        )
         what = f"latent fit of {', '.join(eye.eye_id for eye in eyes)}"
-        codes, epochs, losses, heldout_losses = self._optimise(fitted, initial, heldout, test.TOTAL_EPOCHS, None, what,
-                                                               self.generator)
+        codes, epochs, losses, heldout_losses = self._optimise(
+            fitted, initial, heldout, test.TOTAL_EPOCHS, None, what, self.generator
+        )
         self.epoch_losses.append(losses)
         if heldout_losses is not None:
             self.heldout_losses.append(heldout_losses)
@@ -99,14 +121,28 @@ class LatentFitter:
                 chosen = (heldout_losses.argmin(0) + 1) if test.KEEP == "best" else torch.full((len(eyes),), epochs)
                 self.chosen_epochs.append(chosen)
                 fresh = torch.Generator(device=self.device).manual_seed(self.config.TRAINING.SEED)
-                codes = self._optimise(data, initial, None, int(chosen.max()), chosen.to(self.device),
-                                       f"{what} (refit on all inputs)", fresh)[0]
+                codes = self._optimise(
+                    data,
+                    initial,
+                    None,
+                    int(chosen.max()),
+                    chosen.to(self.device),
+                    f"{what} (refit on all inputs)",
+                    fresh,
+                )[0]
         self.epochs_run.append(epochs)
         return codes
 
-    def _optimise(self, data: TrainingVolumes, initial: Tensor, heldout: TrainingVolumes | None, epochs: int,
-                  take_at: Tensor | None, what: str,
-                  generator: torch.Generator) -> tuple[Tensor, int, Tensor, Tensor | None]:
+    def _optimise(
+        self,
+        data: TrainingVolumes,
+        initial: Tensor,
+        heldout: TrainingVolumes | None,
+        epochs: int,
+        take_at: Tensor | None,
+        what: str,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, int, Tensor, Tensor | None]:
         """Fit the codes of the eyes of ``data`` from ``initial [E, L]`` for at most ``epochs`` epochs.
 
         Returns the codes ``[E, L]`` (each eye's code after epoch ``take_at [E]`` when given, else
@@ -118,17 +154,31 @@ class LatentFitter:
         test = self.config.TEST
         codes = nn.Parameter(initial.clone())
         optimizer = torch.optim.Adam([codes], lr=test.LEARNING_RATE)
-        plan = StepPlan.from_config(data, test.SAMPLING, test.BATCH_POINTS, self.config.patch_size,
-                                    test.STEPS_PER_EPOCH, self.config.micro_batch_points(self.device, test.SAMPLING),
-                                    every_eye=True)
+        plan = StepPlan.from_config(
+            data,
+            test.SAMPLING,
+            test.BATCH_POINTS,
+            self.config.patch_size,
+            test.STEPS_PER_EPOCH,
+            self.config.micro_batch_points(self.device, test.SAMPLING),
+            every_eye=True,
+        )
         total_steps = test.TOTAL_EPOCHS * plan.steps_per_epoch
         schedule = Schedule.make(optimizer, test.LR_SCHEDULE, test.LR_GAMMA, test.LR_MIN_FACTOR, total_steps)
         source = BatchSource(data, plan, generator)
         per_eye = StepLosses.zeros(data.num_eyes, self.device)
         mixed_precision = self.config.TRAINING.MIXED_PRECISION
-        step = make_step(self.objective, source, codes, optimizer, schedule.per_step, mixed_precision,
-                         sum_over_images=test.SAMPLING == "bscan", per_eye=per_eye,
-                         compiled_objective=self._objective_for(total_steps))
+        step = make_step(
+            self.objective,
+            source,
+            codes,
+            optimizer,
+            schedule.per_step,
+            mixed_precision,
+            sum_over_images=test.SAMPLING == "bscan",
+            per_eye=per_eye,
+            compiled_objective=self._objective_for(total_steps),
+        )
         best_loss = torch.full((data.num_eyes,), math.inf, device=self.device)
         best_codes = codes.detach().clone()
         history, heldout_history = [], []
@@ -138,15 +188,27 @@ class LatentFitter:
         for epoch in range(1, epochs + 1):
             source.start_epoch()
             step_terms = torch.stack([step() for _ in range(plan.steps_per_epoch)])
-            check_finite(step_terms, [codes], what, epoch, "TEST.LEARNING_RATE", test.LEARNING_RATE,
-                         "the network is unchanged (only codes are fitted)")
+            check_finite(
+                step_terms,
+                [codes],
+                what,
+                epoch,
+                "TEST.LEARNING_RATE",
+                test.LEARNING_RATE,
+                "the network is unchanged (only codes are fitted)",
+            )
             running += step_terms.sum(0)
             schedule.end_epoch()
             means = per_eye.take_means()
             history.append(means)
             if heldout is not None:
-                means = heldout_losses(self.objective, heldout, codes.detach(), mixed_precision,
-                                       self.config.micro_batch_points(self.device))
+                means = heldout_losses(
+                    self.objective,
+                    heldout,
+                    codes.detach(),
+                    mixed_precision,
+                    self.config.micro_batch_points(self.device),
+                )
                 heldout_history.append(means)
             if take_at is not None:
                 best_codes = torch.where((take_at == epoch)[:, None], codes.detach(), best_codes)
@@ -161,5 +223,9 @@ class LatentFitter:
                     break
                 previous = loss
         codes_kept = best_codes if take_at is not None or test.KEEP == "best" else codes.detach()
-        return (codes_kept, epoch, torch.stack(history).cpu(),
-                torch.stack(heldout_history).cpu() if heldout_history else None)
+        return (
+            codes_kept,
+            epoch,
+            torch.stack(history).cpu(),
+            torch.stack(heldout_history).cpu() if heldout_history else None,
+        )

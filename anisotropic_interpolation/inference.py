@@ -76,11 +76,12 @@ def bytes_per_point(network: ImplicitNetwork) -> int:
     return total
 
 
-def chunk_points(network: ImplicitNetwork, device: torch.device, memory_budget_mb: float,
-                 max_chunk_points: int | None) -> int:
+def chunk_points(
+    network: ImplicitNetwork, device: torch.device, memory_budget_mb: float, max_chunk_points: int | None
+) -> int:
     """Points per chunk: within the memory budget and at most ``max_chunk_points``
     (``None``: :data:`CPU_MICRO_BATCH_POINTS` on the CPU, no further cap elsewhere)."""
-    chunk = max(1, int(memory_budget_mb * 2 ** 20) // bytes_per_point(network))
+    chunk = max(1, int(memory_budget_mb * 2**20) // bytes_per_point(network))
     if max_chunk_points is None and device.type == "cpu":
         max_chunk_points = CPU_MICRO_BATCH_POINTS
     return chunk if max_chunk_points is None else max(1, min(chunk, max_chunk_points))
@@ -88,17 +89,30 @@ def chunk_points(network: ImplicitNetwork, device: torch.device, memory_budget_m
 
 def prediction_settings(config: ExperimentConfig) -> dict[str, Any]:
     """The keyword arguments of :func:`predict_volume` that a run's config decides."""
-    return {"memory_budget_mb": config.EVALUATION.MEMORY_BUDGET_MB,
-            "slice_scale": config.PREPROCESSING.SLICE_COORD_SCALE,
-            "compile_network": config.SETTINGS.COMPILE,
-            "mixed_precision": config.TRAINING.MIXED_PRECISION}
+    return {
+        "memory_budget_mb": config.EVALUATION.MEMORY_BUDGET_MB,
+        "slice_scale": config.PREPROCESSING.SLICE_COORD_SCALE,
+        "compile_network": config.SETTINGS.COMPILE,
+        "mixed_precision": config.TRAINING.MIXED_PRECISION,
+    }
 
 
 @torch.no_grad()
-def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, positions_mm: np.ndarray, *,
-                   device: torch.device, memory_budget_mb: float = 512.0, slice_scale: float = 1.0,
-                   probabilities: bool = False, progress: bool = False, max_chunk_points: int | None = None,
-                   compile_network: bool | None = False, mixed_precision: bool = True) -> DensePrediction:
+def predict_volume(
+    network: ImplicitNetwork,
+    code: Tensor | None,
+    eye: Eye,
+    positions_mm: np.ndarray,
+    *,
+    device: torch.device,
+    memory_budget_mb: float = 512.0,
+    slice_scale: float = 1.0,
+    probabilities: bool = False,
+    progress: bool = False,
+    max_chunk_points: int | None = None,
+    compile_network: bool | None = False,
+    mixed_precision: bool = True,
+) -> DensePrediction:
     """Predict ``eye`` (its input B-scans define the frame) at ``positions_mm``.
 
     Args:
@@ -136,8 +150,7 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
     # A compiled network sees one chunk shape only: the last chunk is padded (its extra points
     # repeat the last one and are dropped).
     run = torch.compile(network, dynamic=False) if compile_network else network
-    for start in tqdm(range(0, total, chunk), desc="dense prediction", unit="chunk", disable=not progress,
-                      leave=False):
+    for start in tqdm(range(0, total, chunk), desc="dense prediction", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk, total)
         index = torch.arange(start, start + chunk if compile_network else stop, device=device).clamp_(max=total - 1)
         bscan, within = index // plane, index % plane
@@ -159,5 +172,9 @@ def predict_volume(network: ImplicitNetwork, code: Tensor | None, eye: Eye, posi
         shaped = flat.reshape(count, height, width, *flat.shape[1:])
         return np.ascontiguousarray(np.moveaxis(shaped, 0, 2))
 
-    return DensePrediction(volume(intensity), None if labels is None else volume(labels),
-                           None if probs is None else volume(probs), positions)
+    return DensePrediction(
+        volume(intensity),
+        None if labels is None else volume(labels),
+        None if probs is None else volume(probs),
+        positions,
+    )

@@ -16,8 +16,8 @@ from torch import Tensor
 from anisotropic_interpolation.config import CodePenalty, LossRecon, LossSeg, SsimWindow
 
 SSIM_SIGMA = 1.5
-SSIM_C1 = 0.01 ** 2
-SSIM_C2 = 0.03 ** 2
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
 LOG_FLOOR = -100.0
 """Lower bound of the logarithms in the binary cross-entropy (as ``torch.nn.BCELoss`` clamps)."""
 
@@ -25,7 +25,7 @@ LOG_FLOOR = -100.0
 def gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Normalised 2-D Gaussian ``[1, 1, size, size]``."""
     axis = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    profile = torch.exp(-(axis ** 2) / (2 * sigma ** 2))
+    profile = torch.exp(-(axis**2) / (2 * sigma**2))
     window = profile[:, None] * profile[None, :]
     return (window / window.sum())[None, None]
 
@@ -53,16 +53,22 @@ def ssim_per_image(prediction: Tensor, truth: Tensor, window: SsimWindow) -> Ten
             return F.conv2d(image, kernel, padding=padding)
 
         mu_x, mu_y = local_mean(x), local_mean(y)
-        var_x = local_mean(x * x) - mu_x ** 2
-        var_y = local_mean(y * y) - mu_y ** 2
+        var_x = local_mean(x * x) - mu_x**2
+        var_y = local_mean(y * y) - mu_y**2
         cov = local_mean(x * y) - mu_x * mu_y
         ssim = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
-            (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (var_x + var_y + SSIM_C2))
+            (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
+        )
         return ssim.mean(dim=(1, 2, 3))
 
 
-def reconstruction_loss(prediction: Tensor, truth: Tensor, kind: LossRecon, ssim_weight: float = 0.1,
-                        window: SsimWindow = "gaussian11_zero_padded") -> Tensor:
+def reconstruction_loss(
+    prediction: Tensor,
+    truth: Tensor,
+    kind: LossRecon,
+    ssim_weight: float = 0.1,
+    window: SsimWindow = "gaussian11_zero_padded",
+) -> Tensor:
     """Per image ``[P]`` of ``[P, h, w]`` pairs: ``MSE``, ``SSIM`` (1 - SSIM) or ``Combi``
     (MSE + ``ssim_weight`` (1 - SSIM))."""
     mse = (prediction.float() - truth.float()).square().mean(dim=(1, 2))

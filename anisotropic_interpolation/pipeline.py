@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,7 @@ from tqdm import tqdm
 
 from anisotropic_interpolation.baselines import METHODS as CLASSICAL_METHODS
 from anisotropic_interpolation.baselines import classical_baselines
-from anisotropic_interpolation.checkpoints import (
-    check_state_matches, interrupt_on_sigterm, load_checkpoint, require_keys, resume_checkpoint, save_checkpoint,
-)
+from anisotropic_interpolation.checkpoints import resume_checkpoint
 from anisotropic_interpolation.config import RESUME_FREE_KEYS, ExperimentConfig, load_experiment_config
 from anisotropic_interpolation.distributed import EyeShard, add_launch_arguments, gpu_indices, launch, leave
 from anisotropic_interpolation.evaluation import MethodPrediction, evaluate_run, input_mask_from_positions
@@ -48,9 +45,14 @@ from anisotropic_interpolation.reporting import existing_outputs, print_summary
 from anisotropic_interpolation.sampling import SparseVolumes, TrainingVolumes
 from anisotropic_interpolation.streaming import StreamedEye, StreamedVolumes, TrainingEye
 from anisotropic_interpolation.training import (
-    BEST_CHECKPOINT, LAST_CHECKPOINT, NetworkTrainer, mixed_precision_dtype, precision_label,
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    NetworkTrainer,
+    mixed_precision_dtype,
+    precision_label,
 )
-from retina_data.commandline import notice
+from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys, save_checkpoint
+from retina_data.commandline import interrupt_on_sigterm, notice
 from retina_data.config import apply_overrides, from_dict, read_yaml, save_config, to_dict
 from retina_data.containers import container_name, read_container, refuse_shared_subjects
 from retina_data.errors import ConfigError, DataError, OutputExistsError
@@ -61,9 +63,15 @@ from retina_data.folds import fold_split, read_folds
 from retina_data.memory import check_fits_for_training
 from retina_data.preprocessing import minmax_normalise_eye
 from retina_data.provenance import write_run_record
-from retina_data.run_identity import (RUN_CONFIG_FILE, RunIdentity, check_resume, check_unseen_test_eyes,
-                                      resume_identities, write_run_identity)
 from retina_data.result_tables import Summary
+from retina_data.run_identity import (
+    RUN_CONFIG_FILE,
+    RunIdentity,
+    check_resume,
+    check_unseen_test_eyes,
+    resume_identities,
+    write_run_identity,
+)
 from retina_data.tree import DATASET_FILE, eye_files, read_dataset
 from retina_data.validation import Problem, eye_problems, label_count, require_valid_eyes
 
@@ -78,30 +86,51 @@ GEN_INR, SINGLE_INR = "gen_inr", "single_inr"
 
 # --- command line -------------------------------------------------------------------------
 
+
 def experiment_parser(description: str) -> argparse.ArgumentParser:
     """Arguments shared by ``train_test_geninr.py`` and ``train_test_singleinr.py``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", type=Path, nargs="?",
-                        help="YAML config (configs/interpolation/*.yaml); not with --eval")
-    parser.add_argument("--gpu", type=int, default=None,
-                        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
+    parser.add_argument(
+        "config", type=Path, nargs="?", help="YAML config (configs/interpolation/*.yaml); not with --eval"
+    )
+    parser.add_argument(
+        "--gpu",
+        type=int,
+        default=None,
+        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one",
+    )
     add_launch_arguments(parser)
     parser.add_argument("--epochs", type=int, help="override TRAINING.TOTAL_EPOCHS")
     parser.add_argument("--fold", type=int, help="override SETTINGS.FOLD")
-    parser.add_argument("--output", type=Path,
-                        help="run folder (default RESULT_DIR/<PROJECT_NAME>_fold<FOLD>[_<result_note>])")
-    parser.add_argument("--eval", type=Path, metavar="RUN",
-                        help="evaluate the trained run folder RUN without training: its best model (gen-INR: "
-                             "model.pt; single INR: each eye's best.pt), a new latent fit of the test eyes, "
-                             "scores in RUN/evaluation; its own config.yaml, TEST/SETTINGS/EVALUATION keys "
-                             "changeable with --set")
+    parser.add_argument(
+        "--output", type=Path, help="run folder (default RESULT_DIR/<PROJECT_NAME>_fold<FOLD>[_<result_note>])"
+    )
+    parser.add_argument(
+        "--eval",
+        type=Path,
+        metavar="RUN",
+        help="evaluate the trained run folder RUN without training: its best model (gen-INR: "
+        "model.pt; single INR: each eye's best.pt), a new latent fit of the test eyes, "
+        "scores in RUN/evaluation; its own config.yaml, TEST/SETTINGS/EVALUATION keys "
+        "changeable with --set",
+    )
     parser.add_argument("--result_dir", type=str, help="override SETTINGS.RESULT_DIR (the reference's flag)")
-    parser.add_argument("--result_note", type=str, default="",
-                        help="a note appended to the default run folder name (<PROJECT_NAME>_fold<FOLD>_<note>) "
-                             "and recorded in run_info.json")
+    parser.add_argument(
+        "--result_note",
+        type=str,
+        default="",
+        help="a note appended to the default run folder name (<PROJECT_NAME>_fold<FOLD>_<note>) "
+        "and recorded in run_info.json",
+    )
     parser.add_argument("--torch_compile", action="store_true", help="set SETTINGS.COMPILE = true (torch.compile)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override any config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config key (repeatable)",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     group.add_argument("--overwrite", action="store_true", help="replace results in the run folder")
@@ -141,14 +170,16 @@ def select_device(gpu: int | None) -> torch.device:
 def precision_notice(device: torch.device, config: ExperimentConfig) -> None:
     """Say so when ``TRAINING.MIXED_PRECISION`` asks for bf16 on a GPU that has none."""
     if device.type == "cuda" and config.TRAINING.MIXED_PRECISION and mixed_precision_dtype(device) is None:
-        notice(f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0): "
-               "mixed precision is off, the run computes in fp32")
+        notice(
+            f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0): "
+            "mixed precision is off, the run computes in fp32"
+        )
 
 
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) and numpy, so a run's initial weights follow ``TRAINING.SEED``."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
 
 
 def make_deterministic() -> None:
@@ -209,36 +240,56 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
         raise ConfigError("no config given: expected CONFIG (a YAML file) or --eval RUN")
     config = load_experiment_config(args.config, config_overrides(args))
     if script == "train_test_geninr" and config.TRAINING.LATENT_CODE.SIZE == 0:
-        raise ConfigError(f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
-                          "(use train_test_singleinr.py for one network per eye)")
+        raise ConfigError(
+            f"{args.config}: TRAINING.LATENT_CODE.SIZE = 0: the gen-INR needs a latent code "
+            "(use train_test_singleinr.py for one network per eye)"
+        )
     fabric = start_processes(args, script)
     device = select_device(args.gpu) if fabric is None else fabric.device
     precision_notice(device, config)
-    data = load_fold(config, minmax_normalise_for(config, script), training=script == "train_test_geninr",
-                     fabric=fabric, progress=not args.quiet and (fabric is None or fabric.global_rank == 0))
+    data = load_fold(
+        config,
+        minmax_normalise_for(config, script),
+        training=script == "train_test_geninr",
+        fabric=fabric,
+        progress=not args.quiet and (fabric is None or fabric.global_rank == 0),
+    )
     check_network_fits(config, device, args.config)
     if fabric is not None and len(data.train_inputs) < fabric.world_size:
-        raise ConfigError(f"--devices {args.devices} --num-nodes {args.num_nodes}: {fabric.world_size} processes for "
-                          f"{len(data.train_inputs)} training eyes; expected at most one process per eye")
-    run_dir = check_run_dir(run_folder(config, args.output, args.result_note), overwrite=args.overwrite,
-                            resume=args.resume)
+        raise ConfigError(
+            f"--devices {args.devices} --num-nodes {args.num_nodes}: {fabric.world_size} processes for "
+            f"{len(data.train_inputs)} training eyes; expected at most one process per eye"
+        )
+    run_dir = check_run_dir(
+        run_folder(config, args.output, args.result_note), overwrite=args.overwrite, resume=args.resume
+    )
     identity = run_identity(config, script, data)
     resuming = args.resume and check_resumable_run(run_dir, identity)
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
-    experiment = Experiment(config, Path(args.config), device, run_dir, resuming, args.overwrite,
-                            not args.quiet, data, fabric=fabric)
+    experiment = Experiment(
+        config, Path(args.config), device, run_dir, resuming, args.overwrite, not args.quiet, data, fabric=fabric
+    )
     experiment.wait_for_all()  # every process has checked the folder before rank 0 writes into it
     if experiment.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
             save_config(config, run_dir / CONFIG_FILE)
             write_run_identity(run_dir, identity)
-            write_run_record(run_dir, str(device), {
-                "script": script, "config": str(args.config), "overrides": config_overrides(args),
-                "result_note": args.result_note, "devices": args.devices, "num_nodes": args.num_nodes,
-                "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)})
+            write_run_record(
+                run_dir,
+                str(device),
+                {
+                    "script": script,
+                    "config": str(args.config),
+                    "overrides": config_overrides(args),
+                    "result_note": args.result_note,
+                    "devices": args.devices,
+                    "num_nodes": args.num_nodes,
+                    "precision": precision_label(device, config.TRAINING.MIXED_PRECISION),
+                },
+            )
     experiment.wait_for_all()
     return experiment
 
@@ -251,8 +302,10 @@ def start_processes(args: argparse.Namespace, script: str) -> Fabric | None:
         return None
     if script != "train_test_geninr" or args.eval is not None:
         what = "--eval" if args.eval is not None else f"{script}.py"
-        raise ConfigError(f"--devices {args.devices} --num-nodes {args.num_nodes}: {what} runs in one process; "
-                          "several processes train the gen-INR population (train_test_geninr.py CONFIG)")
+        raise ConfigError(
+            f"--devices {args.devices} --num-nodes {args.num_nodes}: {what} runs in one process; "
+            "several processes train the gen-INR population (train_test_geninr.py CONFIG)"
+        )
     return launch(args.gpu, args.devices, args.num_nodes)
 
 
@@ -265,15 +318,19 @@ def check_network_fits(config: ExperimentConfig, device: torch.device, source: P
     """Refuse, before anything is written, a network whose weights and optimiser state alone, with
     the point batch of a ``patches`` step, exceed the device's memory
     (:func:`retina_data.memory.check_fits_for_training`)."""
-    inputs = NetworkInputs(use_slo=config.uses_slo, latent_size=config.TRAINING.LATENT_CODE.SIZE,
-                           num_classes=config.MODEL.NUM_CLASSES)
+    inputs = NetworkInputs(
+        use_slo=config.uses_slo, latent_size=config.TRAINING.LATENT_CODE.SIZE, num_classes=config.MODEL.NUM_CLASSES
+    )
     model, points = config.MODEL, config.TRAINING.BATCH_POINTS
     patches = config.TRAINING.SAMPLING == "patches"
-    check_fits_for_training(lambda: build_network(config, inputs), device,
-                            f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
-                            "(and POS_ENCODING)" + (f", TRAINING.BATCH_POINTS = {points}" if patches else ""),
-                            points * POINT_BATCH_BYTES if patches else 0,
-                            f" and steps of {points:,} points" if patches else "")
+    check_fits_for_training(
+        lambda: build_network(config, inputs),
+        device,
+        f"{source}: MODEL.HIDDEN_SIZE = {model.HIDDEN_SIZE}, NUM_LAYERS = {model.NUM_LAYERS} "
+        "(and POS_ENCODING)" + (f", TRAINING.BATCH_POINTS = {points}" if patches else ""),
+        points * POINT_BATCH_BYTES if patches else 0,
+        f" and steps of {points:,} points" if patches else "",
+    )
 
 
 def run_identity(config: ExperimentConfig, script: str, data: FoldData) -> RunIdentity:
@@ -314,8 +371,10 @@ def _identity_from_saved_config(saved: Path, identity: RunIdentity) -> tuple[Run
     recorded = RunIdentity.of(identity.script or "", old, RESUME_FREE_KEYS, {}, [], saved.parent)
     recorded_keys = recorded.config or {}  # None: unknown, so nothing to compare
     known = {key: value for key, value in (identity.config or {}).items() if key in recorded_keys}
-    return (dataclasses.replace(recorded, script=None, eyes=None, files=None),
-            dataclasses.replace(identity, config=known))
+    return (
+        dataclasses.replace(recorded, script=None, eyes=None, files=None),
+        dataclasses.replace(identity, config=known),
+    )
 
 
 def check_resume_checkpoints(run_dir: Path) -> None:
@@ -343,8 +402,10 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
     refused before anything is computed if it holds results, unless ``--overwrite``."""
     run_dir = args.eval
     if args.config is not None:
-        raise ConfigError(f"--eval {run_dir}: evaluates with the run's own {CONFIG_FILE}; give no CONFIG "
-                          "(change TEST, SETTINGS or EVALUATION keys with --set)")
+        raise ConfigError(
+            f"--eval {run_dir}: evaluates with the run's own {CONFIG_FILE}; give no CONFIG "
+            "(change TEST, SETTINGS or EVALUATION keys with --set)"
+        )
     if args.resume:
         raise ConfigError(f"--eval {run_dir}: trains nothing, so there is nothing to --resume")
     start_processes(args, script)
@@ -355,25 +416,42 @@ def prepare_evaluation(args: argparse.Namespace, script: str) -> Experiment:
     config = load_experiment_config(run_dir / CONFIG_FILE, overrides)
     existing = existing_outputs(run_dir / EVALUATION_DIR)
     if existing and not args.overwrite:
-        raise OutputExistsError(f"{run_dir / EVALUATION_DIR}: already holds evaluation results ({existing[0]}, ...); "
-                                "pass --overwrite to replace them")
+        raise OutputExistsError(
+            f"{run_dir / EVALUATION_DIR}: already holds evaluation results ({existing[0]}, ...); "
+            "pass --overwrite to replace them"
+        )
     device = select_device(args.gpu)
     precision_notice(device, config)
     data = load_fold(config, minmax_normalise_for(config, script), training=False)
-    check_unseen_test_eyes(run_dir, [eye.eye_id for eye in data.test_truth], "SETTINGS.IMG_DIR",
-                           config.SETTINGS.IMG_DIR, f"--eval {run_dir}")
+    check_unseen_test_eyes(
+        run_dir,
+        [eye.eye_id for eye in data.test_truth],
+        "SETTINGS.IMG_DIR",
+        config.SETTINGS.IMG_DIR,
+        f"--eval {run_dir}",
+    )
     seed_everything(config.TRAINING.SEED)
     if args.deterministic:
         make_deterministic()
-    write_run_record(run_dir, str(device), {"script": script, "evaluated": str(run_dir), "overrides": overrides,
-                                             "result_note": args.result_note,
-                                             "precision": precision_label(device, config.TRAINING.MIXED_PRECISION)},
-                     name=EVALUATION_RECORD)
-    return Experiment(config, run_dir / CONFIG_FILE, device, run_dir, False, args.overwrite, not args.quiet, data,
-                      evaluate_only=True)
+    write_run_record(
+        run_dir,
+        str(device),
+        {
+            "script": script,
+            "evaluated": str(run_dir),
+            "overrides": overrides,
+            "result_note": args.result_note,
+            "precision": precision_label(device, config.TRAINING.MIXED_PRECISION),
+        },
+        name=EVALUATION_RECORD,
+    )
+    return Experiment(
+        config, run_dir / CONFIG_FILE, device, run_dir, False, args.overwrite, not args.quiet, data, evaluate_only=True
+    )
 
 
 # --- data ---------------------------------------------------------------------------------
+
 
 @dataclass
 class FoldData:
@@ -404,8 +482,7 @@ def _fold_subjects(folds_path: Path, config: ExperimentConfig, data_dir: Path | 
     split = fold_split(read_folds(folds_path, data_dir), config.SETTINGS.FOLD, folds_path)
     for role in ("TRAIN", "TEST"):
         if not split[role]:
-            raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} is empty; expected at least one "
-                            "subject")
+            raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} is empty; expected at least one subject")
     return split
 
 
@@ -434,10 +511,11 @@ def _read_store_fold(store: EyeStore, config: ExperimentConfig) -> tuple[list[st
     for role, subjects in split.items():
         missing = [subject for subject in subjects if not any(f"{subject}_{lat}" in stored for lat in LATERALITIES)]
         if missing:
-            raise DataError(f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} names subject(s) not found in "
-                            f"{store.location}: {', '.join(missing)}")
-        ids[role] = [f"{subject}_{lat}" for subject in subjects for lat in LATERALITIES
-                     if f"{subject}_{lat}" in stored]
+            raise DataError(
+                f"{folds_path}: FOLD.{config.SETTINGS.FOLD}.{role} names subject(s) not found in "
+                f"{store.location}: {', '.join(missing)}"
+            )
+        ids[role] = [f"{subject}_{lat}" for subject in subjects for lat in LATERALITIES if f"{subject}_{lat}" in stored]
     return ids["TRAIN"], [store.read_eye(eye_id) for eye_id in ids["TEST"]]
 
 
@@ -450,8 +528,15 @@ def _tree_sources(img_dir: Path, config: ExperimentConfig, eyes: list[Eye]) -> l
     return files
 
 
-def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: str, normalise: bool,
-               training: bool, num_labels: int) -> None:
+def check_fold(
+    config: ExperimentConfig,
+    data: FoldData,
+    img_dir: Path,
+    source: str,
+    normalise: bool,
+    training: bool,
+    num_labels: int,
+) -> None:
     """The checks of ``validate`` on the loaded eyes (:func:`fold_eye_problems`), eyes in the TEST
     (and, when ``training``, TRAIN) part, one shape for the training eyes (they are trained
     together) and, for containers, no subject in both parts. ``source``: ``"tree"``,
@@ -465,9 +550,11 @@ def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: 
     shapes = sorted({eye.shape for eye in data.train_inputs}) if training else []
     if len(shapes) > 1:
         odd = [eye.eye_id for eye in data.train_inputs if eye.shape != data.train_inputs[0].shape]
-        raise DataError(f"{img_dir}: the training eyes of fold {config.SETTINGS.FOLD} differ in shape "
-                        f"[H, W, input B-scans] ({', '.join(str(shape) for shape in shapes)}: e.g. {odd[0]}); "
-                        "expected one shape, as they are trained together")
+        raise DataError(
+            f"{img_dir}: the training eyes of fold {config.SETTINGS.FOLD} differ in shape "
+            f"[H, W, input B-scans] ({', '.join(str(shape) for shape in shapes)}: e.g. {odd[0]}); "
+            "expected one shape, as they are trained together"
+        )
     kept = [eye for eye in data.train_inputs if isinstance(eye, Eye)]
     if source == "container" and kept:
         refuse_shared_subjects(kept, kept[0].meta["container"], data.test_truth, data.test_truth[0].meta["container"])
@@ -477,14 +564,16 @@ def check_fold(config: ExperimentConfig, data: FoldData, img_dir: Path, source: 
     require_valid_eyes(problems, img_dir)
 
 
-def fold_eye_problems(config: ExperimentConfig, eye: Eye, source: str, img_dir: Path, normalise: bool,
-                      num_labels: int) -> list[Problem]:
+def fold_eye_problems(
+    config: ExperimentConfig, eye: Eye, source: str, img_dir: Path, normalise: bool, num_labels: int
+) -> list[Problem]:
     """The checks of ``validate`` on one loaded eye (:func:`retina_data.validation.eye_problems`:
     labels in ``0 .. max(num_labels, MODEL.NUM_CLASSES) - 1``; the [0, 1] range of the OCT only
     when the eyes are not min-max normalised on load)."""
     where = Path(eye.meta["container"]) if source == "container" else img_dir
-    return eye_problems(eye, source, where, num_labels=max(num_labels, config.MODEL.NUM_CLASSES),
-                        intensity_range=not normalise)
+    return eye_problems(
+        eye, source, where, num_labels=max(num_labels, config.MODEL.NUM_CLASSES), intensity_range=not normalise
+    )
 
 
 def labels_problem(config: ExperimentConfig, eyes: Sequence[Eye], img_dir: Path) -> Problem | None:
@@ -497,8 +586,15 @@ def labels_problem(config: ExperimentConfig, eyes: Sequence[Eye], img_dir: Path)
     return None
 
 
-def check_streamed_eyes(config: ExperimentConfig, store: EyeStore, eyes: list[StreamedEye], img_dir: Path,
-                        normalise: bool, shard: EyeShard, progress: bool = False) -> list[StreamedEye]:
+def check_streamed_eyes(
+    config: ExperimentConfig,
+    store: EyeStore,
+    eyes: list[StreamedEye],
+    img_dir: Path,
+    normalise: bool,
+    shard: EyeShard,
+    progress: bool = False,
+) -> list[StreamedEye]:
     """The checks :func:`load_fold` makes on training eyes in memory, made on training eyes left in
     the store: each eye of this process's ``shard`` is read (its input B-scans and SLO), checked
     (:func:`fold_eye_problems`, :func:`labels_problem`) and let go, one at a time, keeping only
@@ -527,8 +623,10 @@ def check_streamed_eyes(config: ExperimentConfig, store: EyeStore, eyes: list[St
             problems.append(Problem(img_dir, f"eye {eye.eye_id}: {labels.message}"))
         checked[index] = eye.checked(read)
     if shard.any(bool(problems)) and not problems:
-        raise DataError(f"{img_dir}: a training eye read by another process of this run was refused (that process "
-                        f"names it); `python -m retina_data validate {img_dir}` lists every problem")
+        raise DataError(
+            f"{img_dir}: a training eye read by another process of this run was refused (that process "
+            f"names it); `python -m retina_data validate {img_dir}` lists every problem"
+        )
     require_valid_eyes(problems, img_dir)
     return checked
 
@@ -542,44 +640,65 @@ def _truth_factor(img_dir: Path, config: ExperimentConfig) -> int:
     if config.EVALUATION.TRUTH_CONTAINER == "half":
         path = img_dir / container_name(factor // 2, "test", fold)
         if factor % 2 or not path.is_file():
-            raise DataError(f"{path if factor % 2 == 0 else img_dir}: EVALUATION.TRUTH_CONTAINER = 'half' scores "
-                            f"against the test container at half BSCAN_SUBSAMPLE_FACTOR = {factor} (the paper: "
-                            "subsmpl16 for subsmpl32); it is missing, or set TRUTH_CONTAINER to 'densest'")
+            raise DataError(
+                f"{path if factor % 2 == 0 else img_dir}: EVALUATION.TRUTH_CONTAINER = 'half' scores "
+                f"against the test container at half BSCAN_SUBSAMPLE_FACTOR = {factor} (the paper: "
+                "subsmpl16 for subsmpl32); it is missing, or set TRUTH_CONTAINER to 'densest'"
+            )
         return factor // 2
     candidates = sorted(
-        int(match.group(1)) for path in img_dir.glob("dataset_flat_subsmpl*_test_fold*.npz")
-        if (match := _TEST_CONTAINER.fullmatch(path.name)) and int(match.group(2)) == fold
-        and factor % int(match.group(1)) == 0)
+        int(match.group(1))
+        for path in img_dir.glob("dataset_flat_subsmpl*_test_fold*.npz")
+        if (match := _TEST_CONTAINER.fullmatch(path.name))
+        and int(match.group(2)) == fold
+        and factor % int(match.group(1)) == 0
+    )
     if not candidates:
-        raise DataError(f"{img_dir}: no test container dataset_flat_subsmpl<j>_test_fold{fold}.npz with j "
-                        f"dividing BSCAN_SUBSAMPLE_FACTOR = {factor}")
+        raise DataError(
+            f"{img_dir}: no test container dataset_flat_subsmpl<j>_test_fold{fold}.npz with j "
+            f"dividing BSCAN_SUBSAMPLE_FACTOR = {factor}"
+        )
     return candidates[0]
 
 
 def _as_inputs_of(fitting: list[Eye], truth: list[Eye], step: int, path: Path) -> list[Eye]:
     """The test container's eyes at the input factor, placed at their truth's input B-scan positions."""
     if [eye.eye_id for eye in fitting] != [eye.eye_id for eye in truth]:
-        raise DataError(f"{path}: holds eyes {[eye.eye_id for eye in fitting]}, the evaluation container "
-                        f"{[eye.eye_id for eye in truth]}; expected the same eyes in the same order")
+        raise DataError(
+            f"{path}: holds eyes {[eye.eye_id for eye in fitting]}, the evaluation container "
+            f"{[eye.eye_id for eye in truth]}; expected the same eyes in the same order"
+        )
     placed = []
     for eye, dense in zip(fitting, truth):
         positions = dense.bscan_positions[::step]
         if eye.shape[2] != positions.size or eye.shape[:2] != dense.shape[:2]:
-            raise DataError(f"{path}: eye {eye.eye_id} has shape {eye.shape}; every {step}-th B-scan of its "
-                            f"evaluation volume {dense.shape} gives {(*dense.shape[:2], positions.size)}")
+            raise DataError(
+                f"{path}: eye {eye.eye_id} has shape {eye.shape}; every {step}-th B-scan of its "
+                f"evaluation volume {dense.shape} gives {(*dense.shape[:2], positions.size)}"
+            )
         slo_positions = positions if eye.slo is not None and eye.slo.shape[1] == positions.size else None
-        placed.append(dataclasses.replace(eye, bscan_positions=positions, slo_positions=slo_positions,
-                                          spacing=(eye.spacing[0], eye.spacing[1], dense.spacing[2] * step),
-                                          meta=dict(eye.meta)))
+        placed.append(
+            dataclasses.replace(
+                eye,
+                bscan_positions=positions,
+                slo_positions=slo_positions,
+                spacing=(eye.spacing[0], eye.spacing[1], dense.spacing[2] * step),
+                meta=dict(eye.meta),
+            )
+        )
     return placed
 
 
-def _read_container_fold(img_dir: Path, config: ExperimentConfig,
-                         normalise: bool) -> tuple[list[Eye], list[Eye], list[Eye] | None, int]:
+def _read_container_fold(
+    img_dir: Path, config: ExperimentConfig, normalise: bool
+) -> tuple[list[Eye], list[Eye], list[Eye] | None, int]:
     """Training eyes, test truth, the test eyes' own fitting volumes (``None``: derive them from the
     truth) and the input step within the truth."""
-    factor, fold, layout = (config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, config.SETTINGS.FOLD,
-                            config.SETTINGS.ENFACE_LAYOUT)
+    factor, fold, layout = (
+        config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR,
+        config.SETTINGS.FOLD,
+        config.SETTINGS.ENFACE_LAYOUT,
+    )
     train = read_container(img_dir / container_name(factor, "train", fold), layout)
     denser = _truth_factor(img_dir, config)
     truth = read_container(img_dir / container_name(denser, "test", fold), layout)
@@ -597,8 +716,14 @@ def minmax_normalise_for(config: ExperimentConfig, script: str) -> bool:
     return script == "train_test_geninr" if chosen is None else chosen
 
 
-def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bool = True,
-              fabric: Fabric | None = None, progress: bool = False) -> FoldData:
+def load_fold(
+    config: ExperimentConfig,
+    normalise: bool = False,
+    *,
+    training: bool = True,
+    fabric: Fabric | None = None,
+    progress: bool = False,
+) -> FoldData:
     """The fold named by ``SETTINGS.FOLD`` from ``SETTINGS.IMG_DIR``.
 
     A retina_data tree (``dataset.yaml`` or a folds file; ``SETTINGS.TREE_LAYOUT``) or an eye
@@ -622,12 +747,16 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     process its own eyes, with a progress bar where ``progress``) and let go.
     """
     if not config.SETTINGS.IMG_DIR:
-        raise ConfigError("SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
-                          "or pass --set SETTINGS.IMG_DIR=PATH")
+        raise ConfigError(
+            "SETTINGS.IMG_DIR is empty: set it to a folder of fold containers or a retina_data tree, "
+            "or pass --set SETTINGS.IMG_DIR=PATH"
+        )
     store = EyeStore.open(config.SETTINGS.IMG_DIR) if is_store(config.SETTINGS.IMG_DIR) else None
     if training and store is None and not config.TRAINING.DATA_ON_DEVICE:
-        raise ConfigError(f"TRAINING.DATA_ON_DEVICE = false streams the training eyes from an eye store: expected "
-                          f"SETTINGS.IMG_DIR to be one (`python -m retina_data store`), got {config.SETTINGS.IMG_DIR!r}")
+        raise ConfigError(
+            f"TRAINING.DATA_ON_DEVICE = false streams the training eyes from an eye store: expected "
+            f"SETTINGS.IMG_DIR to be one (`python -m retina_data store`), got {config.SETTINGS.IMG_DIR!r}"
+        )
     img_dir = Path(config.SETTINGS.IMG_DIR)
     if store is None and not img_dir.is_dir():
         raise DataError(f"SETTINGS.IMG_DIR = {str(img_dir)!r}: data folder not found")
@@ -664,16 +793,20 @@ def load_fold(config: ExperimentConfig, normalise: bool = False, *, training: bo
     check_fold(config, FoldData(training_eyes, truth, inputs), img_dir, source, normalise, training, num_labels)
     if streamed and training:
         assert store is not None
-        training_eyes = [*check_streamed_eyes(config, store, streamed, img_dir, normalise,
-                                              EyeShard.of(fabric, len(streamed)), progress)]
+        training_eyes = [
+            *check_streamed_eyes(
+                config, store, streamed, img_dir, normalise, EyeShard.of(fabric, len(streamed)), progress
+            )
+        ]
     if normalise:
         truth, inputs = ([minmax_normalise_eye(eye) for eye in eyes] for eyes in (truth, inputs))
         training_eyes = [minmax_normalise_eye(eye) if isinstance(eye, Eye) else eye for eye in training_eyes]
     return FoldData(training_eyes, truth, inputs, sources, store)
 
 
-def network_inputs(config: ExperimentConfig, eyes: Sequence[TrainingEye], latent_size: int,
-                   predicted: list[Eye] | None = None) -> NetworkInputs:
+def network_inputs(
+    config: ExperimentConfig, eyes: Sequence[TrainingEye], latent_size: int, predicted: list[Eye] | None = None
+) -> NetworkInputs:
     """What the data supports: labels and SLO are dropped (with a notice) when some eye lacks them.
 
     ``eyes`` are trained on (they need labels for the segmentation head); ``predicted`` are
@@ -685,17 +818,28 @@ def network_inputs(config: ExperimentConfig, eyes: Sequence[TrainingEye], latent
     with_labels = config.MODEL.NUM_CLASSES > 0 and all(eye.has_labels for eye in eyes)
     if config.MODEL.NUM_CLASSES > 0 and not with_labels:
         notice("some eyes have no labels: the segmentation head, loss and metrics are dropped")
-    return NetworkInputs(use_slo=use_slo, latent_size=latent_size,
-                         num_classes=config.MODEL.NUM_CLASSES if with_labels else 0)
+    return NetworkInputs(
+        use_slo=use_slo, latent_size=latent_size, num_classes=config.MODEL.NUM_CLASSES if with_labels else 0
+    )
 
 
 def volumes(config: ExperimentConfig, eyes: list[Eye], inputs: NetworkInputs, device: torch.device) -> SparseVolumes:
-    return SparseVolumes.from_eyes(eyes, use_labels=inputs.num_classes > 0, use_slo=inputs.use_slo,
-                                   slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device)
+    return SparseVolumes.from_eyes(
+        eyes,
+        use_labels=inputs.num_classes > 0,
+        use_slo=inputs.use_slo,
+        slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+        device=device,
+    )
 
 
-def population_volumes(config: ExperimentConfig, eyes: Sequence[TrainingEye], inputs: NetworkInputs,
-                       device: torch.device, store: EyeStore | None = None) -> TrainingVolumes:
+def population_volumes(
+    config: ExperimentConfig,
+    eyes: Sequence[TrainingEye],
+    inputs: NetworkInputs,
+    device: torch.device,
+    store: EyeStore | None = None,
+) -> TrainingVolumes:
     """The gen-INR's training eyes: kept on the device, or with ``TRAINING.DATA_ON_DEVICE: false``
     streamed from the eye store in ``SETTINGS.IMG_DIR`` (``store``, or opened again; the same
     eyes by id, every ``BSCAN_SUBSAMPLE_FACTOR``-th B-scan, min-max normalised as
@@ -705,23 +849,35 @@ def population_volumes(config: ExperimentConfig, eyes: Sequence[TrainingEye], in
         assert len(kept) == len(eyes), "load_fold reads every training eye when TRAINING.DATA_ON_DEVICE is true"
         return volumes(config, kept, inputs, device)
     return StreamedVolumes.from_store(
-        store or EyeStore.open(config.SETTINGS.IMG_DIR), [eye.eye_id for eye in eyes],
-        factor=config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR, use_labels=inputs.num_classes > 0,
-        use_slo=inputs.use_slo, slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE, device=device,
+        store or EyeStore.open(config.SETTINGS.IMG_DIR),
+        [eye.eye_id for eye in eyes],
+        factor=config.PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR,
+        use_labels=inputs.num_classes > 0,
+        use_slo=inputs.use_slo,
+        slice_scale=config.PREPROCESSING.SLICE_COORD_SCALE,
+        device=device,
         normalise=minmax_normalise_for(config, "train_test_geninr"),
-        oct_ranges=[eye.oct_range if isinstance(eye, StreamedEye) else None for eye in eyes])
+        oct_ranges=[eye.oct_range if isinstance(eye, StreamedEye) else None for eye in eyes],
+    )
 
 
 # --- saved models -------------------------------------------------------------------------
 
-def save_model(path: Path, network: ImplicitNetwork, config: ExperimentConfig, codes: torch.Tensor | None,
-               eye_ids: list[str]) -> Path:
+
+def save_model(
+    path: Path, network: ImplicitNetwork, config: ExperimentConfig, codes: torch.Tensor | None, eye_ids: list[str]
+) -> Path:
     """Everything :func:`load_model` needs: config, inputs, weights, training codes."""
-    return save_checkpoint(path, {
-        "config": to_dict(config), "inputs": dataclasses.asdict(network.inputs),
-        "network": network.state_dict(), "codes": None if codes is None else codes.detach().cpu(),
-        "eye_ids": eye_ids,
-    })
+    return save_checkpoint(
+        path,
+        {
+            "config": to_dict(config),
+            "inputs": dataclasses.asdict(network.inputs),
+            "network": network.state_dict(),
+            "codes": None if codes is None else codes.detach().cpu(),
+            "eye_ids": eye_ids,
+        },
+    )
 
 
 PREDICTION_OVERRIDE_SECTIONS = ("TEST", "SETTINGS", "EVALUATION")
@@ -733,26 +889,37 @@ def check_prediction_overrides(overrides: list[str] | None) -> None:
     for text in overrides or []:
         section = text.split(".", 1)[0].strip()
         if section not in PREDICTION_OVERRIDE_SECTIONS:
-            raise ConfigError(f"--set {text!r}: a saved model's {section} settings are fixed; "
-                              f"only {', '.join(PREDICTION_OVERRIDE_SECTIONS)} keys can be changed")
+            raise ConfigError(
+                f"--set {text!r}: a saved model's {section} settings are fixed; "
+                f"only {', '.join(PREDICTION_OVERRIDE_SECTIONS)} keys can be changed"
+            )
 
 
-def load_model(path: Path, device: torch.device, overrides: list[str] | None = None,
-               ) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
+def load_model(
+    path: Path,
+    device: torch.device,
+    overrides: list[str] | None = None,
+) -> tuple[ImplicitNetwork, ExperimentConfig, dict[str, Any]]:
     """A network saved by :func:`save_model`, its config (with ``KEY.PATH=value`` overrides of
     the sections in :data:`PREDICTION_OVERRIDE_SECTIONS`) and the raw record."""
     check_prediction_overrides(overrides)
     record = load_checkpoint(path, device)
-    require_keys(record, ("config", "inputs", "network", "codes"), path,
-                 f"a gen-INR model saved by train_test_geninr.py ({MODEL_FILE})")
+    require_keys(
+        record,
+        ("config", "inputs", "network", "codes"),
+        path,
+        f"a gen-INR model saved by train_test_geninr.py ({MODEL_FILE})",
+    )
     if not isinstance(record["config"], dict) or not isinstance(record["inputs"], dict):
         raise DataError(f"{path}: its config and inputs are not mappings; expected a {MODEL_FILE} of this toolkit")
     raw = apply_overrides(copy.deepcopy(record["config"]), overrides)
     config = from_dict(raw, ExperimentConfig, source=str(path) + (" with --set overrides" if overrides else ""))
     fields = {field.name for field in dataclasses.fields(NetworkInputs)}
     if set(record["inputs"]) != fields:
-        raise DataError(f"{path}: its network inputs {sorted(record['inputs'])} are not {sorted(fields)}; it was "
-                        "saved by another version")
+        raise DataError(
+            f"{path}: its network inputs {sorted(record['inputs'])} are not {sorted(fields)}; it was "
+            "saved by another version"
+        )
     network = build_network(config, NetworkInputs(**record["inputs"])).to(device)
     check_state_matches(network, record["network"], path)
     network.load_state_dict(record["network"])
@@ -760,6 +927,7 @@ def load_model(path: Path, device: torch.device, overrides: list[str] | None = N
 
 
 # --- methods ------------------------------------------------------------------------------
+
 
 def as_method_prediction(dense: DensePrediction) -> MethodPrediction:
     return MethodPrediction(intensity=dense.intensity, labels=dense.labels)
@@ -778,15 +946,23 @@ def train_population(experiment: Experiment, data: FoldData) -> tuple[ImplicitNe
     if experiment.resume:
         check_restorable(network, experiment.run_dir / "checkpoints", experiment.device)
     eyes = [data.train_inputs[index] for index in shard.indices]
-    trainer = NetworkTrainer(network, population_volumes(config, eyes, inputs, experiment.device, data.store), config,
-                             experiment.run_dir / "checkpoints", description="gen-INR training",
-                             progress=experiment.progress and shard.is_main, shard=shard)
+    trainer = NetworkTrainer(
+        network,
+        population_volumes(config, eyes, inputs, experiment.device, data.store),
+        config,
+        experiment.run_dir / "checkpoints",
+        description="gen-INR training",
+        progress=experiment.progress and shard.is_main,
+        shard=shard,
+    )
     outcome = trainer.train(resume=experiment.resume)
     codes = trainer.all_codes()
     if outcome.interrupted:
         if shard.is_main:
-            notice(f"stopped at epoch {outcome.epochs_done}; the checkpoint is in "
-                   f"{experiment.run_dir / 'checkpoints'}; continue with --resume")
+            notice(
+                f"stopped at epoch {outcome.epochs_done}; the checkpoint is in "
+                f"{experiment.run_dir / 'checkpoints'}; continue with --resume"
+            )
         return network, codes, False
     if shard.is_main:
         save_model(experiment.run_dir / MODEL_FILE, network, config, codes, [eye.eye_id for eye in data.train_inputs])
@@ -799,25 +975,42 @@ def predict_gen_inr(experiment: Experiment, network: ImplicitNetwork, data: Fold
     config = experiment.config
     codes = LatentFitter(network, config, experiment.device).fit(data.test_inputs, progress=experiment.progress)
     return {
-        sparse.eye_id: as_method_prediction(predict_volume(
-            network, code, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)))
+        sparse.eye_id: as_method_prediction(
+            predict_volume(
+                network, code, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)
+            )
+        )
         for sparse, truth, code in zip(data.test_inputs, data.test_truth, codes)
     }
 
 
-def fit_single_inr(config: ExperimentConfig, eye: Eye, inputs: NetworkInputs, device: torch.device,
-                   checkpoint_dir: Path | None, resume: bool, progress: bool = True) -> tuple[ImplicitNetwork, bool]:
+def fit_single_inr(
+    config: ExperimentConfig,
+    eye: Eye,
+    inputs: NetworkInputs,
+    device: torch.device,
+    checkpoint_dir: Path | None,
+    resume: bool,
+    progress: bool = True,
+) -> tuple[ImplicitNetwork, bool]:
     """One network fitted to one eye's input B-scans; returns it and whether training finished."""
     network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
     if resume and checkpoint_dir is not None:
         check_restorable(network, checkpoint_dir, device)
-    trainer = NetworkTrainer(network, volumes(config, [eye], inputs, device), config, checkpoint_dir,
-                             description=f"single INR {eye.eye_id}", progress=progress)
+    trainer = NetworkTrainer(
+        network,
+        volumes(config, [eye], inputs, device),
+        config,
+        checkpoint_dir,
+        description=f"single INR {eye.eye_id}",
+        progress=progress,
+    )
     return network, not trainer.train(resume=resume).interrupted
 
 
-def load_single_inr(config: ExperimentConfig, inputs: NetworkInputs, checkpoint_dir: Path,
-                    device: torch.device) -> ImplicitNetwork:
+def load_single_inr(
+    config: ExperimentConfig, inputs: NetworkInputs, checkpoint_dir: Path, device: torch.device
+) -> ImplicitNetwork:
     """The best weights of a single INR fitted earlier (``checkpoint_dir/best.pt``), for ``--eval``."""
     network = build_network(config, dataclasses.replace(inputs, latent_size=0)).to(device)
     path = checkpoint_dir / BEST_CHECKPOINT
@@ -828,8 +1021,9 @@ def load_single_inr(config: ExperimentConfig, inputs: NetworkInputs, checkpoint_
     return network
 
 
-def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: FoldData,
-                       folder: str) -> dict[str, MethodPrediction] | None:
+def predict_single_inr(
+    config: ExperimentConfig, experiment: Experiment, data: FoldData, folder: str
+) -> dict[str, MethodPrediction] | None:
     """Fit (``--eval``: load) and predict a single INR per test eye (checkpoints under
     ``run_dir/folder/<eye_id>``)."""
     inputs = network_inputs(config, data.test_inputs, 0)
@@ -839,13 +1033,17 @@ def predict_single_inr(config: ExperimentConfig, experiment: Experiment, data: F
         if experiment.evaluate_only:
             network, finished = load_single_inr(config, inputs, checkpoint_dir, experiment.device), True
         else:
-            network, finished = fit_single_inr(config, sparse, inputs, experiment.device, checkpoint_dir,
-                                               experiment.resume, experiment.progress)
+            network, finished = fit_single_inr(
+                config, sparse, inputs, experiment.device, checkpoint_dir, experiment.resume, experiment.progress
+            )
         if not finished:
             notice(f"stopped while fitting {sparse.eye_id}; continue with --resume")
             return None
-        predictions[sparse.eye_id] = as_method_prediction(predict_volume(
-            network, None, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)))
+        predictions[sparse.eye_id] = as_method_prediction(
+            predict_volume(
+                network, None, sparse, truth.bscan_positions, device=experiment.device, **prediction_settings(config)
+            )
+        )
     return predictions
 
 
@@ -855,15 +1053,19 @@ def single_inr_baseline_config(experiment: Experiment) -> ExperimentConfig:
     saved = experiment.run_dir / SINGLE_INR_BASELINE_DIR / CONFIG_FILE
     if experiment.evaluate_only:
         if not saved.is_file():
-            raise DataError(f"{saved}: not found; --eval of a run with EVALUATION.SINGLE_INR_BASELINE needs the "
-                            "baseline's config that the run saved there")
+            raise DataError(
+                f"{saved}: not found; --eval of a run with EVALUATION.SINGLE_INR_BASELINE needs the "
+                "baseline's config that the run saved there"
+            )
         baseline = load_experiment_config(saved)
     else:
         evaluation = experiment.config.EVALUATION
-        baseline = load_experiment_config(experiment.config_path.parent / evaluation.SINGLE_INR_CONFIG,
-                                          list(evaluation.SINGLE_INR_OVERRIDES))
-    baseline = dataclasses.replace(baseline, SETTINGS=experiment.config.SETTINGS,
-                                   PREPROCESSING=experiment.config.PREPROCESSING)
+        baseline = load_experiment_config(
+            experiment.config_path.parent / evaluation.SINGLE_INR_CONFIG, list(evaluation.SINGLE_INR_OVERRIDES)
+        )
+    baseline = dataclasses.replace(
+        baseline, SETTINGS=experiment.config.SETTINGS, PREPROCESSING=experiment.config.PREPROCESSING
+    )
     if not experiment.evaluate_only and not (experiment.resume and saved.is_file()):
         save_config(baseline, saved)
     return baseline
@@ -887,10 +1089,18 @@ def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str
     labelled = any(eye.has_labels for eye in data.test_truth)
     names = {method: f"{method} ({CLASSICAL_LABEL_SOURCE})" for method in CLASSICAL_METHODS} if labelled else {}
     summary, reference = evaluate_run(
-        data.test_truth, masks, predictions, experiment.run_dir / EVALUATION_DIR, save_nifti=evaluation.SAVE_NIFTI,
-        figures=evaluation.FIGURES, lpips=evaluation.LPIPS, overwrite=experiment.overwrite or experiment.resume,
-        exclude_subjects=list(evaluation.EXCLUDE_SUBJECTS), border_sampling=evaluation.BORDER_SAMPLING,
-        method_names=names)
+        data.test_truth,
+        masks,
+        predictions,
+        experiment.run_dir / EVALUATION_DIR,
+        save_nifti=evaluation.SAVE_NIFTI,
+        figures=evaluation.FIGURES,
+        lpips=evaluation.LPIPS,
+        overwrite=experiment.overwrite or experiment.resume,
+        exclude_subjects=list(evaluation.EXCLUDE_SUBJECTS),
+        border_sampling=evaluation.BORDER_SAMPLING,
+        method_names=names,
+    )
     print_summary(summary)
     print("\nThe paper's metric set (summary_reference.md):")
     print_summary(reference)
@@ -900,8 +1110,11 @@ def evaluate(experiment: Experiment, data: FoldData, methods: dict[str, dict[str
 def stopped_notice(experiment: Experiment) -> int:
     """The notice of a run stopped outside a training loop (SIGTERM or Ctrl-C while fitting codes,
     predicting or scoring); returns :data:`EXIT_INTERRUPTED` as a stopped training does."""
-    again = ("rerun the same command (with --overwrite) to evaluate again" if experiment.evaluate_only
-             else "continue with --resume (finished training is kept; the evaluation starts again)")
+    again = (
+        "rerun the same command (with --overwrite) to evaluate again"
+        if experiment.evaluate_only
+        else "continue with --resume (finished training is kept; the evaluation starts again)"
+    )
     notice(f"stopped during the evaluation; {experiment.run_dir} holds no complete results; {again}")
     return EXIT_INTERRUPTED
 
@@ -950,8 +1163,10 @@ def run_singleinr(experiment: Experiment) -> int:
 def _run_singleinr(experiment: Experiment) -> int:
     config = experiment.config
     if config.TRAINING.LATENT_CODE.SIZE != 0:
-        notice(f"the single INR has no latent code; TRAINING.LATENT_CODE.SIZE = {config.TRAINING.LATENT_CODE.SIZE} "
-               "is ignored")
+        notice(
+            f"the single INR has no latent code; TRAINING.LATENT_CODE.SIZE = {config.TRAINING.LATENT_CODE.SIZE} "
+            "is ignored"
+        )
     data = experiment.data
     single = predict_single_inr(config, experiment, data, "single_inr")
     if single is None:

@@ -77,8 +77,9 @@ def _overlay(ax: Axes, bscan: np.ndarray, labels: np.ndarray | None, colours: Li
         ax.text(0.5, 0.5, "no labels", transform=ax.transAxes, ha="center", va="center", color="white")
         return
     shown = np.ma.masked_equal(labels, 0)
-    ax.imshow(shown, cmap=colours, vmin=-0.5, vmax=colours.N - 0.5, alpha=LABEL_ALPHA, aspect="auto",
-              interpolation="nearest")
+    ax.imshow(
+        shown, cmap=colours, vmin=-0.5, vmax=colours.N - 0.5, alpha=LABEL_ALPHA, aspect="auto", interpolation="nearest"
+    )
 
 
 def _enface(ax: Axes, eye: Eye, input_mask: np.ndarray, shown: int) -> None:
@@ -89,8 +90,14 @@ def _enface(ax: Axes, eye: Eye, input_mask: np.ndarray, shown: int) -> None:
     else:
         image, rows, title = eye.oct.mean(axis=0), eye.bscan_positions, "en-face projection"
     half = 0.5 * (rows[1] - rows[0]) if rows.size > 1 else 0.5 * eye.spacing[2]
-    ax.imshow(image.T, cmap="gray", aspect="auto", origin="lower", interpolation="nearest",
-              extent=(0.0, width_mm, rows[0] - half, rows[-1] + half))
+    ax.imshow(
+        image.T,
+        cmap="gray",
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        extent=(0.0, width_mm, rows[0] - half, rows[-1] + half),
+    )
     for position in eye.bscan_positions[input_mask]:
         ax.axhline(position, color=INPUT_LINE_COLOUR, linewidth=0.6, alpha=0.8)
     ax.axhline(eye.bscan_positions[shown], color=GAP_LINE_COLOUR, linewidth=1.6, linestyle="--")
@@ -105,41 +112,65 @@ def _inputs_row(figure: Figure, cells: list[SubplotSpec], truth: Eye, input_mask
     _enface(figure.add_subplot(cells[0]), truth, input_mask, shown)
     inputs = np.flatnonzero(input_mask)
     distance = np.abs(truth.bscan_positions[inputs] - truth.bscan_positions[shown])
-    nearest = np.sort(inputs[np.argsort(distance, kind="stable")[:len(cells) - 1]])
+    nearest = np.sort(inputs[np.argsort(distance, kind="stable")[: len(cells) - 1]])
     for cell, index in zip(cells[1:], nearest):
-        _image(figure.add_subplot(cell), truth.oct[:, :, index],
-               f"input B-scan {index} ({truth.bscan_positions[index]:.3f} mm)")
+        _image(
+            figure.add_subplot(cell),
+            truth.oct[:, :, index],
+            f"input B-scan {index} ({truth.bscan_positions[index]:.3f} mm)",
+        )
 
 
-def _intensity_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray,
-                   predicted: dict[str, np.ndarray]) -> None:
+def _intensity_row(
+    figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, predicted: dict[str, np.ndarray]
+) -> None:
     """The true B-scan, then each method's prediction of it with its PSNR."""
     _image(figure.add_subplot(cells[0]), truth_bscan, "ground truth")
     for cell, (method, bscan) in zip(cells[1:], predicted.items()):
         _image(figure.add_subplot(cell), bscan, f"{method}: PSNR {metrics.psnr(bscan, truth_bscan):.2f} dB")
 
 
-def _labels_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, truth_labels: np.ndarray,
-                predicted: dict[str, np.ndarray], predicted_labels: dict[str, np.ndarray | None],
-                colours: ListedColormap) -> None:
+def _labels_row(
+    figure: Figure,
+    cells: list[SubplotSpec],
+    truth_bscan: np.ndarray,
+    truth_labels: np.ndarray,
+    predicted: dict[str, np.ndarray],
+    predicted_labels: dict[str, np.ndarray | None],
+    colours: ListedColormap,
+) -> None:
     """Label overlays: the truth, then each method with its mean Dice on this B-scan."""
     _overlay(figure.add_subplot(cells[0]), truth_bscan, truth_labels, colours, "true labels")
     for cell, (method, labels) in zip(cells[1:], predicted_labels.items()):
-        title = method if labels is None else (
-            f"{method}: Dice {metrics.mean_dice(labels, truth_labels, colours.N):.3f}")
+        title = (
+            method if labels is None else (f"{method}: Dice {metrics.mean_dice(labels, truth_labels, colours.N):.3f}")
+        )
         _overlay(figure.add_subplot(cell), predicted[method], labels, colours, title)
 
 
-def _error_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray, predicted: dict[str, np.ndarray],
-               colours: ListedColormap | None) -> None:
+def _error_row(
+    figure: Figure,
+    cells: list[SubplotSpec],
+    truth_bscan: np.ndarray,
+    predicted: dict[str, np.ndarray],
+    colours: ListedColormap | None,
+) -> None:
     """The label legend (when there are labels), then each method's absolute error on one scale."""
     legend = figure.add_subplot(cells[0])
     legend.axis("off")
     if colours is not None:
         names = label_names(with_fluid=True)
-        legend.legend(handles=[Patch(color=colours(k), label=f"{k} {names[k] if k < len(names) else ''}")
-                               for k in range(1, colours.N)],
-                      loc="center", ncols=2, fontsize=7, title="labels", title_fontsize=8, frameon=False)
+        legend.legend(
+            handles=[
+                Patch(color=colours(k), label=f"{k} {names[k] if k < len(names) else ''}") for k in range(1, colours.N)
+            ],
+            loc="center",
+            ncols=2,
+            fontsize=7,
+            title="labels",
+            title_fontsize=8,
+            frameon=False,
+        )
     if not predicted:
         return
     errors = {method: np.abs(bscan - truth_bscan) for method, bscan in predicted.items()}
@@ -157,8 +188,15 @@ def _error_row(figure: Figure, cells: list[SubplotSpec], truth_bscan: np.ndarray
     bar.ax.tick_params(labelsize=7)
 
 
-def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, MethodPrediction], path: str | Path,
-               *, bscan: int | None = None, overwrite: bool = False) -> Path:
+def eye_figure(
+    truth: Eye,
+    input_mask: np.ndarray,
+    predictions: dict[str, MethodPrediction],
+    path: str | Path,
+    *,
+    bscan: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Draw the evaluation page of one eye and save it (PNG, atomically) to ``path``.
 
     Args:
@@ -172,8 +210,9 @@ def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, Method
     shown = choose_gap_bscan(truth.bscan_positions, input_mask) if bscan is None else int(bscan)
     truth_bscan = truth.oct[:, :, shown]
     predicted = {method: p.intensity[:, :, shown] for method, p in predictions.items()}
-    predicted_labels = {method: None if p.labels is None else p.labels[:, :, shown]
-                        for method, p in predictions.items()}
+    predicted_labels = {
+        method: None if p.labels is None else p.labels[:, :, shown] for method, p in predictions.items()
+    }
     colours = None
     if truth.labels is not None:
         largest = [int(truth.labels.max())]
@@ -189,8 +228,11 @@ def eye_figure(truth: Eye, input_mask: np.ndarray, predictions: dict[str, Method
     grid = figure.add_gridspec(rows, columns, height_ratios=heights)
     cells = [[grid[row, column] for column in range(columns)] for row in range(rows)]
     where = "input" if input_mask[shown] else "gap"
-    figure.suptitle(f"{truth.eye_id}: {where} B-scan {shown} at {truth.bscan_positions[shown]:.3f} mm "
-                    f"({int(input_mask.sum())} of {input_mask.size} B-scans given)", fontsize=11)
+    figure.suptitle(
+        f"{truth.eye_id}: {where} B-scan {shown} at {truth.bscan_positions[shown]:.3f} mm "
+        f"({int(input_mask.sum())} of {input_mask.size} B-scans given)",
+        fontsize=11,
+    )
 
     _inputs_row(figure, cells[0], truth, input_mask, shown)
     _intensity_row(figure, cells[1], truth_bscan, predicted)

@@ -25,17 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anisotropic_interpolation.checkpoints import interrupt_on_sigterm
 from anisotropic_interpolation.config import ExperimentConfig
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.inference import (
-    DensePrediction, densified_positions, predict_volume, prediction_settings,
+    DensePrediction,
+    densified_positions,
+    predict_volume,
+    prediction_settings,
 )
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.pipeline import (
-    MODEL_FILE, load_model, minmax_normalise_for, precision_notice, select_device,
+    MODEL_FILE,
+    load_model,
+    minmax_normalise_for,
+    precision_notice,
+    select_device,
 )
-from retina_data.commandline import run_cli
+from retina_data.commandline import interrupt_on_sigterm, run_cli
 from retina_data.errors import DataError
 from retina_data.eye import Eye
 from retina_data.files import atomic_save, check_run_dir, prepare_run_dir
@@ -52,9 +58,15 @@ def add_densification_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--factor", type=int, default=None, help="predict F times as many B-scans (default 1)")
     where.add_argument("--positions-mm", type=float, nargs="+", help="predict B-scans at these positions (mm)")
     parser.add_argument("--probabilities", action="store_true", help="also save the class probabilities")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
-                             "schedule (TEST.TOTAL_EPOCHS=50); repeatable")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="change a TEST, SETTINGS or EVALUATION key of the saved config, e.g. the latent-fit "
+        "schedule (TEST.TOTAL_EPOCHS=50); repeatable",
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -64,8 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("eye_id", help="<subject>_<OD|OS>")
     add_densification_arguments(parser)
     parser.add_argument("--output", type=Path, required=True, help="output tree for the dense eye")
-    parser.add_argument("--gpu", type=int, default=None,
-                        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one")
+    parser.add_argument(
+        "--gpu",
+        type=int,
+        default=None,
+        help="CUDA device index (refused without CUDA); -1: the CPU; default: GPU 0 if there is one",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -82,8 +98,15 @@ def model_file(run_dir: Path) -> Path:
     return run_dir / MODEL_FILE if run_dir.is_dir() else run_dir
 
 
-def checked_input(eye: Eye, network: ImplicitNetwork, config: ExperimentConfig, source: str, where: Path | str,
-                  subsample: int, num_labels: int) -> tuple[Eye, Eye]:
+def checked_input(
+    eye: Eye,
+    network: ImplicitNetwork,
+    config: ExperimentConfig,
+    source: str,
+    where: Path | str,
+    subsample: int,
+    num_labels: int,
+) -> tuple[Eye, Eye]:
     """The eye as stored, checked as ``validate`` checks it (``source``, ``where``: see
     :func:`~retina_data.validation.eye_problems`) and min-max normalised if the model was trained so,
     and its sparse input (every ``subsample``-th B-scan)."""
@@ -105,9 +128,18 @@ def output_positions(sparse: Eye, factor: int | None, positions_mm: Sequence[flo
     return densified_positions(sparse.bscan_positions, factor or 1)
 
 
-def densify(network: ImplicitNetwork, config: ExperimentConfig, device: torch.device, sparse: Eye,
-            positions: np.ndarray, model_path: Path, *, fitter: LatentFitter | None = None,
-            probabilities: bool = False, progress: bool = False) -> tuple[Eye, DensePrediction]:
+def densify(
+    network: ImplicitNetwork,
+    config: ExperimentConfig,
+    device: torch.device,
+    sparse: Eye,
+    positions: np.ndarray,
+    model_path: Path,
+    *,
+    fitter: LatentFitter | None = None,
+    probabilities: bool = False,
+    progress: bool = False,
+) -> tuple[Eye, DensePrediction]:
     """Fit the latent code of ``sparse`` (with ``fitter``, default a new one) and predict it at ``positions [n]``.
 
     Returns the dense eye (OCT, labels ``[H, W, n]``, the input's SLO, slow-axis spacing the median
@@ -117,12 +149,25 @@ def densify(network: ImplicitNetwork, config: ExperimentConfig, device: torch.de
     if network.inputs.latent_size:
         fitter = fitter or LatentFitter(network, config, device)
         code = fitter.fit([sparse], progress=progress)[0]
-    dense = predict_volume(network, code, sparse, positions, device=device, probabilities=probabilities,
-                           progress=progress, **prediction_settings(config))
+    dense = predict_volume(
+        network,
+        code,
+        sparse,
+        positions,
+        device=device,
+        probabilities=probabilities,
+        progress=progress,
+        **prediction_settings(config),
+    )
     step = float(np.median(np.diff(positions))) if positions.size > 1 else sparse.spacing[2]
-    result = replace(sparse, oct=dense.intensity, labels=dense.labels, bscan_positions=positions,
-                     spacing=(sparse.spacing[0], sparse.spacing[1], step),
-                     meta={**sparse.meta, "predicted_by": str(model_path)})
+    result = replace(
+        sparse,
+        oct=dense.intensity,
+        labels=dense.labels,
+        bscan_positions=positions,
+        spacing=(sparse.spacing[0], sparse.spacing[1], step),
+        meta={**sparse.meta, "predicted_by": str(model_path)},
+    )
     return result, dense
 
 
@@ -137,17 +182,31 @@ def predict(args: argparse.Namespace) -> int:
     if not subject:
         raise DataError(f"eye id {args.eye_id!r}: expected <subject>_<OD|OS>")
     num_labels = max(label_count(args.data_dir), network.inputs.num_classes)
-    _, sparse = checked_input(read_eye(args.data_dir, subject, laterality), network, config, "tree", args.data_dir,
-                              args.subsample, num_labels)
+    _, sparse = checked_input(
+        read_eye(args.data_dir, subject, laterality), network, config, "tree", args.data_dir, args.subsample, num_labels
+    )
     positions = output_positions(sparse, args.factor, args.positions_mm)
-    result, dense = densify(network, config, device, sparse, positions, model_path,
-                            probabilities=args.probabilities, progress=not args.quiet)
+    result, dense = densify(
+        network,
+        config,
+        device,
+        sparse,
+        positions,
+        model_path,
+        probabilities=args.probabilities,
+        progress=not args.quiet,
+    )
     out = prepare_run_dir(args.output, overwrite=args.overwrite, resumable=False)
     written = write_eye(out, result, overwrite=args.overwrite)
     probabilities = dense.probabilities
     if probabilities is not None:
-        written.append(atomic_save(out / f"probabilities_{args.eye_id}.npy",
-                                   lambda tmp: np.save(tmp, probabilities), overwrite=args.overwrite))
+        written.append(
+            atomic_save(
+                out / f"probabilities_{args.eye_id}.npy",
+                lambda tmp: np.save(tmp, probabilities),
+                overwrite=args.overwrite,
+            )
+        )
     for path in written:
         print(path)
     return 0

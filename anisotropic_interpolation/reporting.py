@@ -104,6 +104,7 @@ def _json_value(value: Any) -> Any:
 
 def to_json(record: Any) -> str:
     """Strict JSON text of nested dicts/lists of scores (see the module note on NaN/inf)."""
+
     def clean(item: Any) -> Any:
         if isinstance(item, dict):
             return {key: clean(value) for key, value in item.items()}
@@ -144,8 +145,9 @@ def existing_outputs(out_dir: Path) -> list[Path]:
     return found
 
 
-def write_eye_metrics(out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: list[dict[str, Any]],
-                      *, overwrite: bool = False) -> tuple[Path, Path]:
+def write_eye_metrics(
+    out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: list[dict[str, Any]], *, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write one eye's rows as CSV and as JSON (with its geometry and input B-scans)."""
     csv_path, json_path = metrics_paths(out_dir, eye.eye_id)
     atomic_write_text(csv_path, csv_text(rows), overwrite=overwrite)
@@ -161,24 +163,50 @@ def write_eye_metrics(out_dir: Path, eye: Eye, input_mask: np.ndarray, rows: lis
     return csv_path, json_path
 
 
-def write_prediction_nifti(out_dir: Path, eye: Eye, method: str, prediction: MethodPrediction,
-                           *, overwrite: bool = False, label_names: list[str] | None = None) -> list[Path]:
+def write_prediction_nifti(
+    out_dir: Path,
+    eye: Eye,
+    method: str,
+    prediction: MethodPrediction,
+    *,
+    overwrite: bool = False,
+    label_names: list[str] | None = None,
+) -> list[Path]:
     """Write a predicted volume (and labels) at the truth's spacing and B-scan positions; with
     labels, the viewers' label tables (``label_names``) go beside them."""
     intensity_path, labels_path = nifti_paths(out_dir, eye.eye_id, method)
     meta = {"eye_id": eye.eye_id, "method": method}
-    written = [write_nifti(intensity_path, prediction.intensity, eye.spacing, eye.bscan_positions,
-                           {**meta, "content": "intensity"}, overwrite=overwrite)]
+    written = [
+        write_nifti(
+            intensity_path,
+            prediction.intensity,
+            eye.spacing,
+            eye.bscan_positions,
+            {**meta, "content": "intensity"},
+            overwrite=overwrite,
+        )
+    ]
     if prediction.labels is not None:
-        written.append(write_nifti(labels_path, prediction.labels, eye.spacing, eye.bscan_positions,
-                                   {**meta, "content": "labels"}, overwrite=overwrite))
+        written.append(
+            write_nifti(
+                labels_path,
+                prediction.labels,
+                eye.spacing,
+                eye.bscan_positions,
+                {**meta, "content": "labels"},
+                overwrite=overwrite,
+            )
+        )
         if label_names:
             written += write_label_tables(labels_path.parent, label_names)
     return written
 
 
-def summarise(rows: list[dict[str, Any]], metrics: tuple[Metric, ...] = SUMMARY_METRICS,
-              method_names: dict[str, str] | None = None) -> Summary:
+def summarise(
+    rows: list[dict[str, Any]],
+    metrics: tuple[Metric, ...] = SUMMARY_METRICS,
+    method_names: dict[str, str] | None = None,
+) -> Summary:
     """Mean ± std over eyes per (method, subset), gap rows first, of rows of
     :func:`~anisotropic_interpolation.evaluation.score_eye` (or of
     :func:`~anisotropic_interpolation.evaluation.score_eye_reference` with :data:`REFERENCE_METRICS`).
@@ -186,8 +214,14 @@ def summarise(rows: list[dict[str, Any]], metrics: tuple[Metric, ...] = SUMMARY_
     ``summary.mean("linear", "gap", "psnr")`` is the mean gap PSNR of linear interpolation over all eyes;
     ``method_names``: method -> name shown in the Markdown table.
     """
-    return Summary.from_rows(rows, GROUP_KEYS, metrics, group_order=lambda group: SUBSET_ORDER.index(group[1]),
-                             headings=HEADINGS, names=method_names)
+    return Summary.from_rows(
+        rows,
+        GROUP_KEYS,
+        metrics,
+        group_order=lambda group: SUBSET_ORDER.index(group[1]),
+        headings=HEADINGS,
+        names=method_names,
+    )
 
 
 def print_summary(summary: Summary, stream: TextIO | None = None) -> None:

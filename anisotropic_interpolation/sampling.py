@@ -89,8 +89,9 @@ class TrainingVolumes(ABC):
         """``num_patches`` random ``patch x patch`` patches from random eyes and input B-scans."""
         return self.patches(*self.draw_patches(num_patches, patch, generator), patch)
 
-    def draw_patches(self, num_patches: int, patch: int, generator: torch.Generator,
-                     num_eyes: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def draw_patches(
+        self, num_patches: int, patch: int, generator: torch.Generator, num_eyes: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Random ``eye, bscan, top, left [P, 1, 1]`` (eye, input B-scan and top-left corner) of
         ``num_patches`` patches among ``num_eyes`` eyes of this shape (``None``: these eyes; the
         eyes of all processes when each holds a shard of them)."""
@@ -137,8 +138,7 @@ class SparseVolumes(TrainingVolumes):
         slice_coords: ``[E, S]`` normalised slow-axis coordinate of every input B-scan.
     """
 
-    def __init__(self, intensity: Tensor, labels: Tensor | None, slo: Tensor | None,
-                 slice_coords: Tensor) -> None:
+    def __init__(self, intensity: Tensor, labels: Tensor | None, slo: Tensor | None, slice_coords: Tensor) -> None:
         self.intensity = intensity
         self.labels = labels
         self.slo = slo
@@ -149,8 +149,9 @@ class SparseVolumes(TrainingVolumes):
         self.columns = axis_coordinates(self.width, intensity.device)
 
     @classmethod
-    def from_eyes(cls, eyes: list[Eye], *, use_labels: bool, use_slo: bool, slice_scale: float,
-                  device: torch.device | str) -> SparseVolumes:
+    def from_eyes(
+        cls, eyes: list[Eye], *, use_labels: bool, use_slo: bool, slice_scale: float, device: torch.device | str
+    ) -> SparseVolumes:
         """Stack the (already sparse) eyes; every eye must have the same shape."""
         if not eyes:
             raise DataError("no eyes to train or fit on")
@@ -165,29 +166,44 @@ class SparseVolumes(TrainingVolumes):
                 unlabelled = ", ".join(eye.eye_id for eye in eyes if eye.labels is None)
                 raise DataError(f"eyes {unlabelled}: no labels; expected labels for every training eye")
             labels = torch.as_tensor(np.stack(stacked).astype(np.uint8), device=device)
-        slo = (torch.as_tensor(np.stack([eye.slo_at(eye.bscan_positions) for eye in eyes]), device=device)
-               if use_slo else None)
-        coords = np.stack([slice_coordinates(eye.bscan_positions, eye.bscan_positions, slice_scale)
-                           for eye in eyes])
+        slo = (
+            torch.as_tensor(np.stack([eye.slo_at(eye.bscan_positions) for eye in eyes]), device=device)
+            if use_slo
+            else None
+        )
+        coords = np.stack([slice_coordinates(eye.bscan_positions, eye.bscan_positions, slice_scale) for eye in eyes])
         return cls(intensity, labels, slo, torch.as_tensor(coords, device=device))
 
     def subset(self, eyes: Sequence[int]) -> SparseVolumes:
         index = torch.as_tensor(list(eyes), dtype=torch.long, device=self.device)
-        return SparseVolumes(self.intensity[index], None if self.labels is None else self.labels[index],
-                             None if self.slo is None else self.slo[index], self.slice_coords[index])
+        return SparseVolumes(
+            self.intensity[index],
+            None if self.labels is None else self.labels[index],
+            None if self.slo is None else self.slo[index],
+            self.slice_coords[index],
+        )
 
     def select_bscans(self, index: Tensor) -> SparseVolumes:
-        return SparseVolumes(self.intensity[..., index], None if self.labels is None else self.labels[..., index],
-                             None if self.slo is None else self.slo[..., index], self.slice_coords[:, index])
+        return SparseVolumes(
+            self.intensity[..., index],
+            None if self.labels is None else self.labels[..., index],
+            None if self.slo is None else self.slo[..., index],
+            self.slice_coords[:, index],
+        )
 
     def gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
         """The points of ``P`` images: ``eye, bscan [P, 1, 1]``, ``rows [P | 1, h, 1]``, ``cols [P | 1, 1, w]``."""
         full = (eye.shape[0], rows.shape[1], cols.shape[2])
-        coords = torch.stack([
-            self.rows[rows].expand(full), self.columns[cols].expand(full),
-            self.slice_coords[eye, bscan].expand(full),
-        ], dim=-1).reshape(-1, 3)
+        coords = torch.stack(
+            [
+                self.rows[rows].expand(full),
+                self.columns[cols].expand(full),
+                self.slice_coords[eye, bscan].expand(full),
+            ],
+            dim=-1,
+        ).reshape(-1, 3)
         extra = self.slo[eye, cols, bscan].expand(full).reshape(-1, 1) if self.slo is not None else None
         labels = self.labels[eye, rows, cols, bscan].reshape(-1).long() if self.labels is not None else None
-        return PointBatch(coords, extra, eye.expand(full).reshape(-1),
-                          self.intensity[eye, rows, cols, bscan].expand(full), labels)
+        return PointBatch(
+            coords, extra, eye.expand(full).reshape(-1), self.intensity[eye, rows, cols, bscan].expand(full), labels
+        )

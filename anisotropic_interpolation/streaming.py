@@ -36,7 +36,6 @@ from retina_data.eye import Eye
 from retina_data.eye_store import EyeInfo, EyeStore
 from retina_data.preprocessing import minmax_normalise_eye
 
-
 STREAM_IMAGES_AT_ONCE = 64
 """Whole B-scans read at once for the held-out loss (at 496 x 512: 81 MB of OCT and labels)."""
 
@@ -115,9 +114,20 @@ class StreamedVolumes(TrainingVolumes):
 
     images_at_once = STREAM_IMAGES_AT_ONCE
 
-    def __init__(self, store: EyeStore, eye_ids: Sequence[str], bscan_index: np.ndarray, slice_coords: Tensor,
-                 height: int, width: int, *, use_labels: bool, use_slo: bool, oct_range: np.ndarray | None,
-                 threads: int = 4) -> None:
+    def __init__(
+        self,
+        store: EyeStore,
+        eye_ids: Sequence[str],
+        bscan_index: np.ndarray,
+        slice_coords: Tensor,
+        height: int,
+        width: int,
+        *,
+        use_labels: bool,
+        use_slo: bool,
+        oct_range: np.ndarray | None,
+        threads: int = 4,
+    ) -> None:
         self.store = store
         self.eye_ids = list(eye_ids)
         self.bscan_index = np.asarray(bscan_index, dtype=np.int32)
@@ -132,10 +142,20 @@ class StreamedVolumes(TrainingVolumes):
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_store(cls, store: EyeStore, eye_ids: Sequence[str], *, factor: int = 1, use_labels: bool,
-                   use_slo: bool, slice_scale: float, device: torch.device | str, normalise: bool = False,
-                   oct_ranges: Sequence[tuple[float, float] | None] | None = None,
-                   threads: int = 4) -> StreamedVolumes:
+    def from_store(
+        cls,
+        store: EyeStore,
+        eye_ids: Sequence[str],
+        *,
+        factor: int = 1,
+        use_labels: bool,
+        use_slo: bool,
+        slice_scale: float,
+        device: torch.device | str,
+        normalise: bool = False,
+        oct_ranges: Sequence[tuple[float, float] | None] | None = None,
+        threads: int = 4,
+    ) -> StreamedVolumes:
         """The every-``factor``-th B-scans (from the first, as :meth:`retina_data.eye.Eye.subsample`)
         of the store's eyes ``eye_ids`` as input B-scans; every eye must then have the same shape.
         Reads only metadata, and with ``normalise`` the input B-scans of each eye whose
@@ -165,25 +185,53 @@ class StreamedVolumes(TrainingVolumes):
                 low, high = float(intensity.min()), float(intensity.max())
                 ranges.append((low, high - low))
         if len(shapes) != 1:
-            raise DataError(f"eyes fitted together need one shape [H, W, input B-scans], got {sorted(shapes)} "
-                            f"(e.g. eyes {', '.join(shapes.values())})")
-        (height, width, _), = shapes
-        return cls(store, eye_ids, np.stack(indices), torch.as_tensor(np.stack(coords), device=device), height, width,
-                   use_labels=use_labels, use_slo=use_slo,
-                   oct_range=np.asarray(ranges, dtype=np.float32) if normalise else None, threads=threads)
+            raise DataError(
+                f"eyes fitted together need one shape [H, W, input B-scans], got {sorted(shapes)} "
+                f"(e.g. eyes {', '.join(shapes.values())})"
+            )
+        ((height, width, _),) = shapes
+        return cls(
+            store,
+            eye_ids,
+            np.stack(indices),
+            torch.as_tensor(np.stack(coords), device=device),
+            height,
+            width,
+            use_labels=use_labels,
+            use_slo=use_slo,
+            oct_range=np.asarray(ranges, dtype=np.float32) if normalise else None,
+            threads=threads,
+        )
 
     def subset(self, eyes: Sequence[int]) -> StreamedVolumes:
         chosen = list(eyes)
         index = torch.as_tensor(chosen, dtype=torch.long, device=self.device)
-        return StreamedVolumes(self.store, [self.eye_ids[eye] for eye in chosen], self.bscan_index[chosen],
-                               self.slice_coords[index], self.height, self.width, use_labels=self.use_labels,
-                               use_slo=self.use_slo, threads=self.threads,
-                               oct_range=None if self.oct_range is None else self.oct_range[chosen])
+        return StreamedVolumes(
+            self.store,
+            [self.eye_ids[eye] for eye in chosen],
+            self.bscan_index[chosen],
+            self.slice_coords[index],
+            self.height,
+            self.width,
+            use_labels=self.use_labels,
+            use_slo=self.use_slo,
+            threads=self.threads,
+            oct_range=None if self.oct_range is None else self.oct_range[chosen],
+        )
 
     def select_bscans(self, index: Tensor) -> StreamedVolumes:
-        return StreamedVolumes(self.store, self.eye_ids, self.bscan_index[:, index.cpu().numpy()],
-                               self.slice_coords[:, index], self.height, self.width, use_labels=self.use_labels,
-                               use_slo=self.use_slo, oct_range=self.oct_range, threads=self.threads)
+        return StreamedVolumes(
+            self.store,
+            self.eye_ids,
+            self.bscan_index[:, index.cpu().numpy()],
+            self.slice_coords[:, index],
+            self.height,
+            self.width,
+            use_labels=self.use_labels,
+            use_slo=self.use_slo,
+            oct_range=self.oct_range,
+            threads=self.threads,
+        )
 
     def gather(self, eye: Tensor, bscan: Tensor, rows: Tensor, cols: Tensor) -> PointBatch:
         """The points of ``P`` images (as :meth:`SparseVolumes.gather`): their distinct B-scans are
@@ -224,8 +272,9 @@ class StreamedVolumes(TrainingVolumes):
             intensity[rows] = np.moveaxis(volume, 2, 0)
             if labels is not None:
                 if classes is None:
-                    raise DataError(f"{self.store.location}: eye {eye_id} has no labels; expected labels for every "
-                                    "training eye")
+                    raise DataError(
+                        f"{self.store.location}: eye {eye_id} has no labels; expected labels for every training eye"
+                    )
                 labels[rows] = np.moveaxis(classes, 2, 0)
                 size += classes.nbytes
             return size
@@ -244,4 +293,5 @@ class StreamedVolumes(TrainingVolumes):
             torch.as_tensor(intensity, device=device)[..., None],
             None if labels is None else torch.as_tensor(labels, device=device)[..., None],
             None if slo is None else torch.as_tensor(slo, device=device)[..., None],
-            self.slice_coords[pair_index // self.num_slices, pair_index % self.num_slices].view(-1, 1))
+            self.slice_coords[pair_index // self.num_slices, pair_index % self.num_slices].view(-1, 1),
+        )

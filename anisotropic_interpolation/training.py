@@ -34,14 +34,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from anisotropic_interpolation.checkpoints import (
-    StopFlag, load_checkpoint, restore_rng_states, rng_states, save_checkpoint, stop_on_signals,
-)
+from anisotropic_interpolation.checkpoints import StopFlag, restore_rng_states, rng_states, stop_on_signals
 from anisotropic_interpolation.config import CodePenalty, ExperimentConfig, LossRecon, LossSeg, LrSchedule, SsimWindow
 from anisotropic_interpolation.distributed import EyeShard
 from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, segmentation_loss
 from anisotropic_interpolation.model import ImplicitNetwork
 from anisotropic_interpolation.sampling import PointBatch, TrainingVolumes
+from retina_data.checkpoints import load_checkpoint, save_checkpoint
 from retina_data.errors import ConfigError, DataError, TrainingDivergedError
 from retina_data.files import atomic_write_text
 from retina_data.precision import native_bf16
@@ -66,9 +65,18 @@ class PointObjective(nn.Module):
         code_weight, code_kind: weight and form of the latent-code penalty.
     """
 
-    def __init__(self, network: ImplicitNetwork, recon: LossRecon, recon_weight: float, seg: LossSeg,
-                 seg_weight: float, code_weight: float, code_kind: CodePenalty = "eye_mean_square",
-                 ssim_weight: float = 0.1, ssim_window: SsimWindow = "gaussian11_zero_padded") -> None:
+    def __init__(
+        self,
+        network: ImplicitNetwork,
+        recon: LossRecon,
+        recon_weight: float,
+        seg: LossSeg,
+        seg_weight: float,
+        code_weight: float,
+        code_kind: CodePenalty = "eye_mean_square",
+        ssim_weight: float = 0.1,
+        ssim_window: SsimWindow = "gaussian11_zero_padded",
+    ) -> None:
         super().__init__()
         self.network = network
         self.recon, self.seg, self.code_kind = recon, seg, code_kind
@@ -77,16 +85,39 @@ class PointObjective(nn.Module):
 
     def without_code_penalty(self) -> PointObjective:
         """The same loss of the same network without the code penalty."""
-        return PointObjective(self.network, self.recon, self.recon_weight, self.seg, self.seg_weight, 0.0,
-                              self.code_kind, self.ssim_weight, self.ssim_window)
+        return PointObjective(
+            self.network,
+            self.recon,
+            self.recon_weight,
+            self.seg,
+            self.seg_weight,
+            0.0,
+            self.code_kind,
+            self.ssim_weight,
+            self.ssim_window,
+        )
 
-    def forward(self, coords: Tensor, extra: Tensor | None, eye: Tensor, intensity: Tensor,
-                labels: Tensor | None, codes: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        coords: Tensor,
+        extra: Tensor | None,
+        eye: Tensor,
+        intensity: Tensor,
+        labels: Tensor | None,
+        codes: Tensor | None,
+    ) -> Tensor:
         logit, class_logits = self.network(coords, extra, codes, eye)
         return self.terms(logit, class_logits, eye, intensity, labels, codes)
 
-    def terms(self, logit: Tensor, class_logits: Tensor | None, eye: Tensor, intensity: Tensor,
-              labels: Tensor | None, codes: Tensor | None) -> Tensor:
+    def terms(
+        self,
+        logit: Tensor,
+        class_logits: Tensor | None,
+        eye: Tensor,
+        intensity: Tensor,
+        labels: Tensor | None,
+        codes: Tensor | None,
+    ) -> Tensor:
         """Loss terms ``[P, 3]`` of network outputs ``logit [N]``, ``class_logits [N, C]`` for the
         points ``eye [N]`` of ``P`` images ``intensity [P, h, w]`` (``labels [N]``)."""
         images = intensity.shape[0]
@@ -106,9 +137,17 @@ def objective_from_config(network: ImplicitNetwork, config: ExperimentConfig) ->
     """The training loss of ``config`` (the test-time fit uses it without labels, so without its
     segmentation term)."""
     train = config.TRAINING
-    return PointObjective(network, train.LOSS_RECON, train.LOSS_WEIGHT_RECON, train.LOSS_SEG, train.LOSS_WEIGHT_SEG,
-                          train.LATENT_CODE.weight(config.MODEL.MODULATION), train.LATENT_CODE.REG_TYPE,
-                          train.SSIM_WEIGHT, train.SSIM_WINDOW)
+    return PointObjective(
+        network,
+        train.LOSS_RECON,
+        train.LOSS_WEIGHT_RECON,
+        train.LOSS_SEG,
+        train.LOSS_WEIGHT_SEG,
+        train.LATENT_CODE.weight(config.MODEL.MODULATION),
+        train.LATENT_CODE.REG_TYPE,
+        train.SSIM_WEIGHT,
+        train.SSIM_WINDOW,
+    )
 
 
 def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
@@ -149,8 +188,15 @@ class StepPlan:
     bscan_points: int = 0
 
     @classmethod
-    def for_data(cls, data: TrainingVolumes, batch_points: int, patch: int, steps_per_epoch: int | None,
-                 micro_batch_points: int | None = None, total_eyes: int | None = None) -> StepPlan:
+    def for_data(
+        cls,
+        data: TrainingVolumes,
+        batch_points: int,
+        patch: int,
+        steps_per_epoch: int | None,
+        micro_batch_points: int | None = None,
+        total_eyes: int | None = None,
+    ) -> StepPlan:
         """Patches: ``batch_points`` in whole patches, split into equal micro-batches of at most
         ``micro_batch_points`` (at least one patch each; ``None``: no split). ``total_eyes``: the
         eyes of all processes when ``data`` holds a shard of them (``None``: ``data``'s)."""
@@ -165,8 +211,14 @@ class StepPlan:
         return cls(per_micro_batch, patch, steps, micro_batches)
 
     @classmethod
-    def for_bscans(cls, data: TrainingVolumes, every_eye: bool, steps_per_epoch: int | None,
-                   micro_batch_points: int | None = None, total_eyes: int | None = None) -> StepPlan:
+    def for_bscans(
+        cls,
+        data: TrainingVolumes,
+        every_eye: bool,
+        steps_per_epoch: int | None,
+        micro_batch_points: int | None = None,
+        total_eyes: int | None = None,
+    ) -> StepPlan:
         """Whole B-scans: one per step (``every_eye=False``: an epoch is every (eye, B-scan) pair)
         or one of every eye per step (an epoch is every B-scan of each eye); ``total_eyes`` as in
         :meth:`for_data` (a step's images and points are then those of all processes)."""
@@ -178,9 +230,17 @@ class StepPlan:
         return cls(images, 0, steps, micro_batches, "bscan", points)
 
     @classmethod
-    def from_config(cls, data: TrainingVolumes, sampling: str, batch_points: int, patch: int,
-                    steps_per_epoch: int | None, micro_batch_points: int | None, every_eye: bool,
-                    total_eyes: int | None = None) -> StepPlan:
+    def from_config(
+        cls,
+        data: TrainingVolumes,
+        sampling: str,
+        batch_points: int,
+        patch: int,
+        steps_per_epoch: int | None,
+        micro_batch_points: int | None,
+        every_eye: bool,
+        total_eyes: int | None = None,
+    ) -> StepPlan:
         """:meth:`for_bscans` or :meth:`for_data`, by ``sampling``."""
         if sampling == "bscan":
             return cls.for_bscans(data, every_eye, steps_per_epoch, micro_batch_points, total_eyes)
@@ -212,7 +272,7 @@ class LocalBatch:
         """``[P]`` the weight of each image of ``batch`` in the global mean: ``1 / global_images``, 0 for padding."""
         assert self.batch is not None
         weights = torch.zeros(self.batch.intensity.shape[0], device=self.batch.intensity.device)
-        weights[:self.images] = 1.0 / self.global_images
+        weights[: self.images] = 1.0 / self.global_images
         return weights
 
 
@@ -230,8 +290,9 @@ class BatchSource:
     its own eyes (``data`` holds only those, as eyes ``0 .. count - 1``).
     """
 
-    def __init__(self, data: TrainingVolumes, plan: StepPlan, generator: torch.Generator,
-                 shard: EyeShard | None = None) -> None:
+    def __init__(
+        self, data: TrainingVolumes, plan: StepPlan, generator: torch.Generator, shard: EyeShard | None = None
+    ) -> None:
         self.data, self.plan, self.generator = data, plan, generator
         self.shard = EyeShard(data.num_eyes) if shard is None else shard
         if self.shard.count != data.num_eyes:
@@ -248,9 +309,11 @@ class BatchSource:
         rows = 1 if self.plan.images == 1 else eyes
         items = data.num_slices * (eyes if rows == 1 else 1)
         repeats = math.ceil(self.plan.steps_per_epoch / items)
-        blocks = [torch.argsort(torch.rand(rows, items, device=device, generator=self.generator), dim=1)
-                  for _ in range(repeats)]
-        self.order = torch.cat(blocks, dim=1)[:, :self.plan.steps_per_epoch]
+        blocks = [
+            torch.argsort(torch.rand(rows, items, device=device, generator=self.generator), dim=1)
+            for _ in range(repeats)
+        ]
+        self.order = torch.cat(blocks, dim=1)[:, : self.plan.steps_per_epoch]
         self.cursor = 0
 
     def _next_column(self) -> Tensor:
@@ -277,14 +340,16 @@ class BatchSource:
         to this process's eyes (the same draws as :meth:`next` of one process holding every eye)."""
         data, plan, shard = self.data, self.plan, self.shard
         if plan.sampling != "bscan":
-            return [self._local_patches(*data.draw_patches(plan.images, plan.patch, self.generator, shard.total))
-                    for _ in range(plan.micro_batches)]
+            return [
+                self._local_patches(*data.draw_patches(plan.images, plan.patch, self.generator, shard.total))
+                for _ in range(plan.micro_batches)
+            ]
         column = self._next_column()
         if plan.images == 1:  # one (eye, B-scan) pair: here or in another process
             eye = column // data.num_slices - shard.first
             here = 0 <= int(eye) < shard.count
             return [LocalBatch(data.bscans(eye, column % data.num_slices) if here else None, int(here), 1)]
-        rows = column[shard.first:shard.first + shard.count]
+        rows = column[shard.first : shard.first + shard.count]
         batch = data.bscans(torch.arange(shard.count, device=column.device), rows) if shard.count else None
         return [LocalBatch(batch, shard.count, shard.total)]
 
@@ -299,8 +364,9 @@ class BatchSource:
         bucket = max(1, math.ceil(images / (PADDING_BUCKETS * shard.world)))
         padded = min(images, math.ceil(count / bucket) * bucket)
         index = torch.cat([keep, keep[:1].expand(padded - count)])
-        return LocalBatch(self.data.patches(local[index], bscan[index], top[index], left[index], self.plan.patch),
-                          count, images)
+        return LocalBatch(
+            self.data.patches(local[index], bscan[index], top[index], left[index], self.plan.patch), count, images
+        )
 
 
 @dataclass
@@ -343,21 +409,29 @@ def sum_gradients(network: nn.Module, codes: Tensor | None, step_terms: Tensor, 
     offset = 0
     for parameter, grad in zip(parameters, grads):
         size = grad.numel()
-        parameter.grad = flat[offset:offset + size].view_as(grad).to(grad.dtype)
+        parameter.grad = flat[offset : offset + size].view_as(grad).to(grad.dtype)
         offset += size
-    step_terms.copy_(flat[offset:offset + 3])
-    for parameter, count in zip(parameters, flat[offset + 3:].tolist()):
+    step_terms.copy_(flat[offset : offset + 3])
+    for parameter, count in zip(parameters, flat[offset + 3 :].tolist()):
         if count == 0:
             parameter.grad = None
     if codes is not None and codes.grad is None:
         codes.grad = torch.zeros_like(codes)
 
 
-def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | None,
-              optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-              mixed_precision: bool, compile_update: bool = False, *, sum_over_images: bool = False,
-              per_eye: StepLosses | None = None,
-              compiled_objective: Callable[..., Tensor] | None = None) -> Callable[[], Tensor]:
+def make_step(
+    objective: PointObjective,
+    source: BatchSource,
+    codes: Tensor | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    mixed_precision: bool,
+    compile_update: bool = False,
+    *,
+    sum_over_images: bool = False,
+    per_eye: StepLosses | None = None,
+    compiled_objective: Callable[..., Tensor] | None = None,
+) -> Callable[[], Tensor]:
     """One optimisation step on the next batch of ``source``; returns the detached loss terms ``[3]``.
 
     The step's loss is the mean (``sum_over_images``: the sum) of its images' losses. With
@@ -388,8 +462,12 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     device = source.data.device
     network = objective.network
     replay_dropout = any(isinstance(module, nn.Dropout) for module in network.modules())
-    shared_penalty = (shard.distributed and codes is not None and objective.code_weight > 0
-                      and objective.code_kind == "all_codes_squared_norm")
+    shared_penalty = (
+        shard.distributed
+        and codes is not None
+        and objective.code_weight > 0
+        and objective.code_kind == "all_codes_squared_norm"
+    )
     penalty_weight = objective.code_weight
     if shared_penalty:
         objective = objective.without_code_penalty()
@@ -414,11 +492,15 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
 
         def outputs(part: slice) -> tuple[Tensor, Tensor | None]:
             with autocast_context(device, mixed_precision):
-                return network(batch.coords[part], None if batch.extra is None else batch.extra[part], codes,
-                               batch.eye[part])
+                return network(
+                    batch.coords[part], None if batch.extra is None else batch.extra[part], codes, batch.eye[part]
+                )
 
-        forked = (torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-                  if replay_dropout else contextlib.nullcontext())
+        forked = (
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+            if replay_dropout
+            else contextlib.nullcontext()
+        )
         with torch.no_grad(), forked:
             first = [outputs(part) for part in chunks]
         logit = torch.cat([out[0] for out in first]).requires_grad_()
@@ -450,8 +532,9 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
     def step() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
         batches = source.next()
-        results = ([two_pass(batches[0])] if two_passes else
-                   [run_accumulate(batch, 1.0 / len(batches)) for batch in batches])
+        results = (
+            [two_pass(batches[0])] if two_passes else [run_accumulate(batch, 1.0 / len(batches)) for batch in batches]
+        )
         run_apply()
         if scheduler is not None:
             scheduler.step()
@@ -468,8 +551,9 @@ def make_step(objective: PointObjective, source: BatchSource, codes: Tensor | No
             if local.batch is None:
                 continue
             weights = local.weights() / len(batches)
-            step_terms += (two_pass(local.batch, weights) if two_passes
-                           else run_accumulate(local.batch, 1.0, weights))[0]
+            step_terms += (two_pass(local.batch, weights) if two_passes else run_accumulate(local.batch, 1.0, weights))[
+                0
+            ]
         if shared_penalty and codes is not None:
             penalty = penalty_weight * codes.float().square().sum() / shard.total
             penalty.backward()
@@ -490,8 +574,10 @@ def holdout_indices(num_slices: int, count: int, key: str) -> list[int]:
     if count == 0:
         return []
     if 2 * count + 1 > num_slices:
-        raise ConfigError(f"{key} = {count}: expected at most {(num_slices - 1) // 2} for eyes of {num_slices} "
-                          "input B-scans (the first and the last input stay in the fit)")
+        raise ConfigError(
+            f"{key} = {count}: expected at most {(num_slices - 1) // 2} for eyes of {num_slices} "
+            "input B-scans (the first and the last input stay in the fit)"
+        )
     spread = torch.linspace(0, num_slices - 1, count + 2, dtype=torch.float64)[1:-1]
     return torch.floor(spread + 0.5).long().tolist()
 
@@ -503,12 +589,19 @@ def split_holdout(data: TrainingVolumes, count: int, key: str) -> tuple[Training
     if not held:
         return data, None
     kept = [index for index in range(data.num_slices) if index not in held]
-    return (data.select_bscans(torch.tensor(kept, device=data.device)),
-            data.select_bscans(torch.tensor(held, device=data.device)))
+    return (
+        data.select_bscans(torch.tensor(kept, device=data.device)),
+        data.select_bscans(torch.tensor(held, device=data.device)),
+    )
 
 
-def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tensor | None, mixed_precision: bool,
-                   chunk_points: int | None) -> Tensor:
+def heldout_losses(
+    objective: PointObjective,
+    data: TrainingVolumes,
+    codes: Tensor | None,
+    mixed_precision: bool,
+    chunk_points: int | None,
+) -> Tensor:
     """``[E]`` each eye's mean loss over its held-out whole B-scans ``data``: the weighted
     reconstruction and segmentation terms of ``objective``, without the code penalty (a
     regulariser, not a measure of fit). No gradients; the network is evaluated in eval mode
@@ -525,9 +618,12 @@ def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tens
             for bscan, start in itertools.product(range(data.num_slices), range(0, data.num_eyes, block)):
                 eyes = torch.arange(start, min(start + block, data.num_eyes), device=device)
                 batch = data.bscans(eyes, torch.full_like(eyes, bscan))
-                outputs = [network(batch.coords[part], None if batch.extra is None else batch.extra[part], codes,
-                                   batch.eye[part])
-                           for part in _chunks(batch.coords.shape[0], chunk_points or batch.coords.shape[0])]
+                outputs = [
+                    network(
+                        batch.coords[part], None if batch.extra is None else batch.extra[part], codes, batch.eye[part]
+                    )
+                    for part in _chunks(batch.coords.shape[0], chunk_points or batch.coords.shape[0])
+                ]
                 logit = torch.cat([out[0] for out in outputs])
                 class_logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
                 terms = objective.terms(logit, class_logits, batch.eye, batch.intensity, batch.labels, None)
@@ -537,8 +633,9 @@ def heldout_losses(objective: PointObjective, data: TrainingVolumes, codes: Tens
     return totals / data.num_slices
 
 
-def check_finite(step_terms: Tensor, weights: list[Tensor], what: str, epoch: int, rate_key: str, rate: float,
-                 kept: str) -> None:
+def check_finite(
+    step_terms: Tensor, weights: list[Tensor], what: str, epoch: int, rate_key: str, rate: float, kept: str
+) -> None:
     """Raise :class:`~retina_data.errors.TrainingDivergedError` unless every step's loss terms
     ``step_terms [steps, 3]`` of epoch ``epoch`` (1-based) and the ``weights`` after it are finite.
 
@@ -556,15 +653,18 @@ def check_finite(step_terms: Tensor, weights: list[Tensor], what: str, epoch: in
         bad = int((~finite_steps).nonzero()[0, 0])
         values = ", ".join(f"{name} {value:.4g}" for name, value in zip(LOSS_NAMES, step_terms[bad].tolist()))
         where = f"step {bad + 1} of {step_terms.shape[0]}: non-finite loss ({values})"
-    raise TrainingDivergedError(f"{what} diverged in epoch {epoch}, {where}; {kept}; "
-                                f"try a lower {rate_key} (now {rate:g})")
+    raise TrainingDivergedError(
+        f"{what} diverged in epoch {epoch}, {where}; {kept}; try a lower {rate_key} (now {rate:g})"
+    )
 
 
 def cosine_schedule(total_steps: int, min_factor: float) -> Callable[[int], float]:
     """Learning-rate factor decaying from 1 to ``min_factor`` over ``total_steps``."""
+
     def factor(step: int) -> float:
         progress = min(step / max(total_steps, 1), 1.0)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     return factor
 
 
@@ -576,8 +676,9 @@ class Schedule:
     per_epoch: bool
 
     @classmethod
-    def make(cls, optimizer: torch.optim.Optimizer, kind: LrSchedule, gamma: float, min_factor: float,
-             total_steps: int) -> Schedule:
+    def make(
+        cls, optimizer: torch.optim.Optimizer, kind: LrSchedule, gamma: float, min_factor: float, total_steps: int
+    ) -> Schedule:
         """``exponential``: times ``gamma`` after every epoch; ``cosine``: per step over
         ``total_steps`` to ``min_factor``; ``constant``: none."""
         if kind == "exponential":
@@ -662,9 +763,19 @@ class NetworkTrainer:
             process's rows, so it may run with another number of processes.
     """
 
-    def __init__(self, network: ImplicitNetwork, data: TrainingVolumes, config: ExperimentConfig,
-                 checkpoint_dir: Path | None, description: str = "training", progress: bool = True, *,
-                 epochs: int | None = None, keep_last: bool = False, shard: EyeShard | None = None) -> None:
+    def __init__(
+        self,
+        network: ImplicitNetwork,
+        data: TrainingVolumes,
+        config: ExperimentConfig,
+        checkpoint_dir: Path | None,
+        description: str = "training",
+        progress: bool = True,
+        *,
+        epochs: int | None = None,
+        keep_last: bool = False,
+        shard: EyeShard | None = None,
+    ) -> None:
         train = config.TRAINING
         device = data.device
         self.shard = EyeShard(data.num_eyes) if shard is None else shard
@@ -677,12 +788,25 @@ class NetworkTrainer:
         self.initial_network = copy.deepcopy(network.state_dict())
         latent_size = network.inputs.latent_size
         torch.manual_seed(train.SEED)
-        self.codes = (nn.Parameter(self.shard.take_rows(
-            torch.randn(self.shard.total, latent_size, device=device) * train.LATENT_CODE.INIT_STD))
-                      if latent_size else None)
-        self.plan = StepPlan.from_config(self.data, train.SAMPLING, train.BATCH_POINTS, config.patch_size,
-                                         train.STEPS_PER_EPOCH, config.micro_batch_points(device, train.SAMPLING),
-                                         every_eye=False, total_eyes=self.shard.total)
+        self.codes = (
+            nn.Parameter(
+                self.shard.take_rows(
+                    torch.randn(self.shard.total, latent_size, device=device) * train.LATENT_CODE.INIT_STD
+                )
+            )
+            if latent_size
+            else None
+        )
+        self.plan = StepPlan.from_config(
+            self.data,
+            train.SAMPLING,
+            train.BATCH_POINTS,
+            config.patch_size,
+            train.STEPS_PER_EPOCH,
+            config.micro_batch_points(device, train.SAMPLING),
+            every_eye=False,
+            total_eyes=self.shard.total,
+        )
         total_steps = train.TOTAL_EPOCHS * self.plan.steps_per_epoch
         compile_update = config.compile_for(total_steps)
 
@@ -693,15 +817,24 @@ class NetworkTrainer:
         if self.codes is not None:
             groups.append({"params": [self.codes], "lr": rate(train.LATENT_LEARNING_RATE or train.LEARNING_RATE)})
         self.optimizer = torch.optim.Adam(groups)
-        self.schedule = Schedule.make(self.optimizer, train.LR_SCHEDULE, train.LR_GAMMA, train.LR_MIN_FACTOR,
-                                      total_steps)
+        self.schedule = Schedule.make(
+            self.optimizer, train.LR_SCHEDULE, train.LR_GAMMA, train.LR_MIN_FACTOR, total_steps
+        )
         self.generator = torch.Generator(device=device).manual_seed(train.SEED)
         self.source = BatchSource(self.data, self.plan, self.generator, self.shard)
         self.objective = objective_from_config(network, config)
-        self.step = make_step(self.objective, self.source, self.codes, self.optimizer,
-                              self.schedule.per_step, train.MIXED_PRECISION, compile_update)
-        self.early_stopping = EarlyStopping(train.EARLY_STOPPING_PATIENCE, train.EARLY_STOPPING_MIN_DELTA,
-                                            train.EARLY_STOPPING_START_EPOCH)
+        self.step = make_step(
+            self.objective,
+            self.source,
+            self.codes,
+            self.optimizer,
+            self.schedule.per_step,
+            train.MIXED_PRECISION,
+            compile_update,
+        )
+        self.early_stopping = EarlyStopping(
+            train.EARLY_STOPPING_PATIENCE, train.EARLY_STOPPING_MIN_DELTA, train.EARLY_STOPPING_START_EPOCH
+        )
         self.epoch = 0
         self.stopped_early = False
         self.best_loss = math.inf
@@ -710,9 +843,11 @@ class NetworkTrainer:
 
     def _weights(self) -> dict[str, Any]:
         """The weights of this epoch (this process's codes)."""
-        return {"epoch": self.epoch,
-                "network": copy.deepcopy(self.network.state_dict()),
-                "codes": None if self.codes is None else self.codes.detach().clone()}
+        return {
+            "epoch": self.epoch,
+            "network": copy.deepcopy(self.network.state_dict()),
+            "codes": None if self.codes is None else self.codes.detach().clone(),
+        }
 
     def _global_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
         """``weights`` with the codes of every process, in global eye order (a collective)."""
@@ -728,8 +863,9 @@ class NetworkTrainer:
             raise DataError(f"{path}: holds latent codes, but this run's network takes none")
         expected = (self.shard.total, *self.codes.shape[1:])
         if tuple(full.shape) != expected:
-            raise DataError(f"{path}: latent codes {tuple(full.shape)} do not match {expected} of this run's "
-                            "training eyes")
+            raise DataError(
+                f"{path}: latent codes {tuple(full.shape)} do not match {expected} of this run's training eyes"
+            )
         return self.shard.take_rows(full)
 
     def _map_code_moments(self, optimizer_state: dict[str, Any], rows: Callable[[Tensor], Tensor]) -> dict[str, Any]:
@@ -738,19 +874,25 @@ class NetworkTrainer:
         moments = optimizer_state["state"].get(index)
         if self.codes is None or moments is None:
             return optimizer_state
-        mapped = {key: rows(value) if isinstance(value, Tensor) and value.dim() == 2 else value
-                  for key, value in moments.items()}
+        mapped = {
+            key: rows(value) if isinstance(value, Tensor) and value.dim() == 2 else value
+            for key, value in moments.items()
+        }
         return {**optimizer_state, "state": {**optimizer_state["state"], index: mapped}}
 
     def _state(self) -> dict[str, Any]:
         """The checkpoint: every process's codes and code moments in global eye order (a collective)."""
         return {
-            "epoch": self.epoch, "stopped_early": self.stopped_early, "best_loss": self.best_loss, "history": self.history,
+            "epoch": self.epoch,
+            "stopped_early": self.stopped_early,
+            "best_loss": self.best_loss,
+            "history": self.history,
             "network": self.network.state_dict(),
             "codes": None if self.codes is None else self.shard.gather_rows(self.codes.detach()),
             "optimizer": self._map_code_moments(self.optimizer.state_dict(), self.shard.gather_rows),
             "scheduler": None if self.schedule.scheduler is None else self.schedule.scheduler.state_dict(),
-            "early_stopping": asdict(self.early_stopping), "best": self._global_weights(self.best_state),
+            "early_stopping": asdict(self.early_stopping),
+            "best": self._global_weights(self.best_state),
             "rng": rng_states(self.generator),
         }
 
@@ -786,12 +928,15 @@ class NetworkTrainer:
                 raise DataError(f"{path}: holds no latent codes; this run trains {self.shard.total}")
             with torch.no_grad():
                 self.codes.copy_(self._local_rows(stored, path))
-        self.optimizer.load_state_dict(self._map_code_moments(state["optimizer"],
-                                                              lambda full: self._local_rows(full, path)))
+        self.optimizer.load_state_dict(
+            self._map_code_moments(state["optimizer"], lambda full: self._local_rows(full, path))
+        )
         scheduler = self.schedule.scheduler
         if (scheduler is None) != (state["scheduler"] is None):
-            raise DataError(f"{path}: written with another TRAINING.LR_SCHEDULE than this config's "
-                            f"{self.config.TRAINING.LR_SCHEDULE!r}")
+            raise DataError(
+                f"{path}: written with another TRAINING.LR_SCHEDULE than this config's "
+                f"{self.config.TRAINING.LR_SCHEDULE!r}"
+            )
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         for key in ("best", "stale"):
@@ -814,16 +959,28 @@ class NetworkTrainer:
             writer.writeheader()
             writer.writerows(self.history)
             atomic_write_text(self.checkpoint_dir / TRAINING_LOG, text.getvalue())
-            log_summary(self, row, self.epoch, self.checkpoint_dir, self.config.SETTINGS.LOGGERS,
-                        key="SETTINGS.LOGGERS", project=self.config.SETTINGS.PROJECT_NAME)
+            log_summary(
+                self,
+                row,
+                self.epoch,
+                self.checkpoint_dir,
+                self.config.SETTINGS.LOGGERS,
+                key="SETTINGS.LOGGERS",
+                project=self.config.SETTINGS.PROJECT_NAME,
+            )
         return row
 
     def _heldout_loss(self) -> float | None:
         """Mean loss of the held-out B-scans over the eyes of all processes (``None`` without a hold-out)."""
         if self.heldout is None:
             return None
-        losses = heldout_losses(self.objective, self.heldout, self.codes, self.config.TRAINING.MIXED_PRECISION,
-                                self.config.micro_batch_points(self.data.device))
+        losses = heldout_losses(
+            self.objective,
+            self.heldout,
+            self.codes,
+            self.config.TRAINING.MIXED_PRECISION,
+            self.config.micro_batch_points(self.data.device),
+        )
         if not self.shard.distributed:
             return float(losses.mean())
         return float(self.shard.sum_(losses.sum().reshape(1))) / self.shard.total
@@ -849,11 +1006,19 @@ class NetworkTrainer:
         kept = "nothing was written"
         if self.checkpoint_dir is not None:
             last = self.checkpoint_dir / LAST_CHECKPOINT
-            kept = (f"{self.checkpoint_dir / BEST_CHECKPOINT} holds the weights of epoch {self.best_state['epoch']}"
-                    + (f", {last} the last finite checkpoint" if last.is_file() else ""))
+            kept = f"{self.checkpoint_dir / BEST_CHECKPOINT} holds the weights of epoch {self.best_state['epoch']}" + (
+                f", {last} the last finite checkpoint" if last.is_file() else ""
+            )
         try:
-            check_finite(step_terms, weights, self.description, self.epoch + 1, "TRAINING.LEARNING_RATE",
-                         self.config.TRAINING.LEARNING_RATE, kept)
+            check_finite(
+                step_terms,
+                weights,
+                self.description,
+                self.epoch + 1,
+                "TRAINING.LEARNING_RATE",
+                self.config.TRAINING.LEARNING_RATE,
+                kept,
+            )
         except TrainingDivergedError:
             self._save_best()
             raise
@@ -874,8 +1039,17 @@ class NetworkTrainer:
         started = time.perf_counter()
         running = torch.zeros(3, device=self.data.device)
         steps = 0
-        with stop_on_signals() as stop, tqdm(total=self.epoch_limit, initial=self.epoch, desc=self.description,
-                                             unit="epoch", leave=False, disable=not self.progress) as bar:
+        with (
+            stop_on_signals() as stop,
+            tqdm(
+                total=self.epoch_limit,
+                initial=self.epoch,
+                desc=self.description,
+                unit="epoch",
+                leave=False,
+                disable=not self.progress,
+            ) as bar,
+        ):
             while not self.stopped_early and self.epoch < self.epoch_limit:
                 epoch_terms = self._run_epoch(stop)
                 if epoch_terms is None:
@@ -912,13 +1086,21 @@ class NetworkTrainer:
         for ``epochs`` epochs (checkpoints in ``REFIT_DIR``), keep the last epoch and write it to
         ``best.pt``; whether it was interrupted."""
         train = self.config.TRAINING
-        config = dataclasses.replace(self.config, TRAINING=dataclasses.replace(
-            train, HOLDOUT_BSCANS=0, EARLY_STOPPING_PATIENCE=0))
+        config = dataclasses.replace(
+            self.config, TRAINING=dataclasses.replace(train, HOLDOUT_BSCANS=0, EARLY_STOPPING_PATIENCE=0)
+        )
         self.network.load_state_dict(self.initial_network)
-        refit = NetworkTrainer(self.network, self.all_data, config,
-                               None if self.checkpoint_dir is None else self.checkpoint_dir / REFIT_DIR,
-                               f"{self.description} (refit on all inputs)", self.progress,
-                               epochs=max(epochs, 1), keep_last=True, shard=self.shard)
+        refit = NetworkTrainer(
+            self.network,
+            self.all_data,
+            config,
+            None if self.checkpoint_dir is None else self.checkpoint_dir / REFIT_DIR,
+            f"{self.description} (refit on all inputs)",
+            self.progress,
+            epochs=max(epochs, 1),
+            keep_last=True,
+            shard=self.shard,
+        )
         interrupted = refit.train(resume=resume).interrupted
         if self.codes is not None and refit.codes is not None:
             with torch.no_grad():

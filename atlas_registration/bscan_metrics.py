@@ -77,11 +77,17 @@ def ssim_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
     _check_volumes(pred, truth)
     if min(pred.shape[:2]) < SSIM_WINDOW:
         return np.full(pred.shape[2], np.nan)
-    metric = SSIMMetric(spatial_dims=2, data_range=data_range, kernel_type="gaussian", win_size=SSIM_WINDOW,
-                        kernel_sigma=1.5, reduction="none")
+    metric = SSIMMetric(
+        spatial_dims=2,
+        data_range=data_range,
+        kernel_type="gaussian",
+        win_size=SSIM_WINDOW,
+        kernel_sigma=1.5,
+        reduction="none",
+    )
 
     def slices(volume: np.ndarray, start: int) -> torch.Tensor:
-        part = np.moveaxis(volume[:, :, start:start + chunk], 2, 0)[:, None]  # [b, 1, H, W]
+        part = np.moveaxis(volume[:, :, start : start + chunk], 2, 0)[:, None]  # [b, 1, H, W]
         return torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
 
     def values(start: int) -> np.ndarray:
@@ -114,8 +120,9 @@ def _symmetric_mean_distance(pred_points: np.ndarray, truth_points: np.ndarray) 
     return float(np.concatenate([to_truth, to_pred]).astype(np.float32).mean(dtype=np.float64))
 
 
-def assd_per_bscan(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int,
-                   spacing_hw_mm: Sequence[float]) -> np.ndarray:
+def assd_per_bscan(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, num_classes: int, spacing_hw_mm: Sequence[float]
+) -> np.ndarray:
     """Symmetric average surface distance (mm) of classes ``1..C-1`` in every B-scan, ``[D, C-1]``.
 
     What MONAI's ``compute_average_surface_distance(include_background=False, symmetric=True)``
@@ -140,8 +147,9 @@ def assd_per_bscan(pred_labels: np.ndarray, truth_labels: np.ndarray, num_classe
     for k in range(1, num_classes):
         pred_edges, truth_edges = bscan_edges(pred_labels == k), bscan_edges(truth_labels == k)
         for d in range(pred_labels.shape[2]):
-            assd[d, k - 1] = _symmetric_mean_distance(np.argwhere(pred_edges[:, :, d]) * scale,
-                                                      np.argwhere(truth_edges[:, :, d]) * scale)
+            assd[d, k - 1] = _symmetric_mean_distance(
+                np.argwhere(pred_edges[:, :, d]) * scale, np.argwhere(truth_edges[:, :, d]) * scale
+            )
     return assd
 
 
@@ -162,14 +170,19 @@ def block_mean(per_bscan: np.ndarray, block: int = BLOCK_BSCANS) -> float:
     if block < 1:
         raise ValueError(f"block must be >= 1 B-scan, got {block}")
     per_bscan = np.asarray(per_bscan, dtype=np.float64)
-    means = np.array([finite_mean(per_bscan[start:start + block]) for start in range(0, per_bscan.size, block)])
+    means = np.array([finite_mean(per_bscan[start : start + block]) for start in range(0, per_bscan.size, block)])
     return float(finite_mean(means)) if means.size else float("nan")
 
 
-def reference_metrics(warped_labels: np.ndarray, target_labels: np.ndarray, num_classes: int,
-                      spacing_hw_mm: Sequence[float], warped_intensity: np.ndarray | None = None,
-                      target_intensity: np.ndarray | None = None, block: int = BLOCK_BSCANS
-                      ) -> dict[str, float]:
+def reference_metrics(
+    warped_labels: np.ndarray,
+    target_labels: np.ndarray,
+    num_classes: int,
+    spacing_hw_mm: Sequence[float],
+    warped_intensity: np.ndarray | None = None,
+    target_intensity: np.ndarray | None = None,
+    block: int = BLOCK_BSCANS,
+) -> dict[str, float]:
     """The paper's metric row of one registered eye (module docstring).
 
     Args:

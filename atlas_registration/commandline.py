@@ -23,8 +23,14 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--devices", help="Lightning devices: auto, a count, or GPU indices like 0,1")
     parser.add_argument("--gpus", type=int, help="number of GPUs (0: CPU; >1: DDP)")
     parser.add_argument("--gpu", type=int, help="one GPU by index (-1: CPU)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set TRAINING.TOTAL_EPOCHS=10 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set TRAINING.TOTAL_EPOCHS=10 (repeatable)",
+    )
     return parser
 
 
@@ -41,13 +47,16 @@ def check_cuda_request(args: argparse.Namespace) -> None:
     """Refuse ``--gpu N``, ``--gpus N`` (N > 0) or ``--accelerator gpu|cuda`` without the CUDA devices
     they name: a run never falls back to the CPU silently."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    asked = [(f"--gpu {args.gpu}", args.gpu + 1) if args.gpu is not None and args.gpu >= 0 else None,
-             (f"--gpus {args.gpus}", args.gpus) if args.gpus is not None and args.gpus > 0 else None,
-             (f"--accelerator {args.accelerator}", 1) if args.accelerator in ("gpu", "cuda") else None]
+    asked = [
+        (f"--gpu {args.gpu}", args.gpu + 1) if args.gpu is not None and args.gpu >= 0 else None,
+        (f"--gpus {args.gpus}", args.gpus) if args.gpus is not None and args.gpus > 0 else None,
+        (f"--accelerator {args.accelerator}", 1) if args.accelerator in ("gpu", "cuda") else None,
+    ]
     for option, needed in filter(None, asked):
         if count == 0:
-            raise ConfigError(f"{option}: no CUDA device present (torch.cuda.is_available() is false); "
-                              "use --gpu -1 for the CPU")
+            raise ConfigError(
+                f"{option}: no CUDA device present (torch.cuda.is_available() is false); use --gpu -1 for the CPU"
+            )
         if needed > count:
             raise ConfigError(f"{option}: only {count} CUDA device(s) present")
 
@@ -69,8 +78,10 @@ def load_from_args(args: argparse.Namespace) -> AtlasConfig:
     if args.devices:
         runtime.DEVICES = _devices(args.devices)
     if runtime.ACCELERATOR in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{args.config}: RUNTIME.ACCELERATOR = {runtime.ACCELERATOR!r}: no CUDA device present; "
-                          "use --gpu -1 (or ACCELERATOR: cpu / auto) for the CPU")
+        raise ConfigError(
+            f"{args.config}: RUNTIME.ACCELERATOR = {runtime.ACCELERATOR!r}: no CUDA device present; "
+            "use --gpu -1 (or ACCELERATOR: cpu / auto) for the CPU"
+        )
     runtime.DETERMINISTIC = runtime.DETERMINISTIC or args.deterministic
     L.seed_everything(cfg.SETTINGS.SEED, workers=True, verbose=False)
     return cfg

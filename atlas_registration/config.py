@@ -20,8 +20,20 @@ from retina_data.run_loggers import LoggerName
 _AT_LEAST_ONE = {"bounds": {"ge": 1}}
 """Field metadata: every item of a list must be >= 1 (checked on load)."""
 
-PrecisionName = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
-                        "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64"]
+PrecisionName = Literal[
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "32",
+    "16",
+    "bf16",
+    "64",
+]
 """Every precision name Lightning's ``Trainer(precision=...)`` takes (the last four its older spellings)."""
 
 
@@ -226,7 +238,8 @@ class Evaluation:
     """(added) The paper's resolution experiment runs on the last N test subjects of the fold
     (reference: the last 2, i.e. 4 eyes; ours scores the first ``MAX_TEST_EYES`` test eyes)."""
     BASELINES: list[Literal["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline", "demons"]] = (
-        field(default_factory=lambda: ["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline"]))
+        field(default_factory=lambda: ["atlas", "reference_affine", "reference_inr", "affine", "idir", "bspline"])
+    )
     """``atlas``: the atlas unregistered; ``reference_affine``, ``reference_inr``: the reference's
     affine-on-coordinates fit and per-eye SIREN (``baselines/inr_fits.py``; the INR to the
     pretrained atlas); ``affine``, ``bspline``, ``demons``: SimpleITK; ``idir``: our IDIR-style fit."""
@@ -251,7 +264,7 @@ class Evaluation:
     """Fraction of voxels the SimpleITK metric samples per evaluation."""
     MAX_TEST_EYES: int | None = None
     """Score only the first N test eyes (``null``: all)."""
-    ATLAS_SHAPES: list[list[int]] = field(default_factory=lambda: [])
+    ATLAS_SHAPES: list[list[int]] = field(default_factory=list)
     """Extra grids ``[H, W, D]`` at which the atlas INR is written (the training grid always is)."""
     CHUNK_POINTS: int = bounded(262144, ge=1)
     """Points per forward pass in dense prediction (bounds memory)."""
@@ -260,12 +273,12 @@ class Evaluation:
     def __post_init__(self) -> None:
         spacing = self.REFERENCE_SPACING_MM
         if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
-            raise ConfigError(f"EVALUATION.REFERENCE_SPACING_MM: expected 2 positive lengths (dH, dW) in mm "
-                              f"or null, got {spacing}")
+            raise ConfigError(
+                f"EVALUATION.REFERENCE_SPACING_MM: expected 2 positive lengths (dH, dW) in mm or null, got {spacing}"
+            )
         for shape in self.ATLAS_SHAPES:
             if len(shape) != 3 or min(shape) < 1:
-                raise ConfigError(f"EVALUATION.ATLAS_SHAPES: expected grids of 3 positive sizes [H, W, D], "
-                                  f"got {shape}")
+                raise ConfigError(f"EVALUATION.ATLAS_SHAPES: expected grids of 3 positive sizes [H, W, D], got {shape}")
 
 
 @dataclass
@@ -310,9 +323,18 @@ class AtlasConfig:
 
 
 RESUME_FREE_KEYS = (
-    "SETTINGS.PROJECT_NAME", "SETTINGS.RESULT_DIR", "TRAINING.CHECKPOINT_EVERY", "DATA.CACHE_DIR",
-    "EVALUATION.FIGURES", "EVALUATION.CHUNK_POINTS", "RUNTIME.ACCELERATOR", "RUNTIME.DEVICES",
-    "RUNTIME.LOGGERS", "RUNTIME.NUM_WORKERS", "RUNTIME.PROGRESS_BAR", "RUNTIME.DETERMINISTIC",
+    "SETTINGS.PROJECT_NAME",
+    "SETTINGS.RESULT_DIR",
+    "TRAINING.CHECKPOINT_EVERY",
+    "DATA.CACHE_DIR",
+    "EVALUATION.FIGURES",
+    "EVALUATION.CHUNK_POINTS",
+    "RUNTIME.ACCELERATOR",
+    "RUNTIME.DEVICES",
+    "RUNTIME.LOGGERS",
+    "RUNTIME.NUM_WORKERS",
+    "RUNTIME.PROGRESS_BAR",
+    "RUNTIME.DETERMINISTIC",
 )
 """Keys a ``--resume`` may change: they name the run folder (PROJECT_NAME, RESULT_DIR: the folder
 is given), say where and how fast the same function is computed (CACHE_DIR, CHUNK_POINTS, the

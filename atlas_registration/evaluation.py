@@ -53,12 +53,16 @@ if TYPE_CHECKING:
     from atlas_registration.pipeline import Fold
 
 
-def registration_metrics(warped_labels: np.ndarray, target_labels: np.ndarray,
-                         spacing_mm: Sequence[float], num_classes: int,
-                         warped_intensity: np.ndarray | None = None,
-                         target_intensity: np.ndarray | None = None,
-                         displacement_mm: np.ndarray | None = None,
-                         seconds: float | None = None) -> dict[str, float]:
+def registration_metrics(
+    warped_labels: np.ndarray,
+    target_labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    num_classes: int,
+    warped_intensity: np.ndarray | None = None,
+    target_intensity: np.ndarray | None = None,
+    displacement_mm: np.ndarray | None = None,
+    seconds: float | None = None,
+) -> dict[str, float]:
     """Metrics of one registered eye (see the module docstring for the columns).
 
     Args:
@@ -100,14 +104,19 @@ def _nanmean(values: np.ndarray) -> float:
 
 def score(registration: EyeRegistration, eye: Eye, num_classes: int) -> dict[str, float]:
     """The metric row of one registration against the dense eye's labels and intensities."""
-    return registration_metrics(registration.labels, eye.required_labels("scoring a registration"), eye.spacing,
-                                num_classes,
-                                warped_intensity=registration.intensity, target_intensity=eye.oct,
-                                displacement_mm=registration.displacement_mm, seconds=registration.seconds)
+    return registration_metrics(
+        registration.labels,
+        eye.required_labels("scoring a registration"),
+        eye.spacing,
+        num_classes,
+        warped_intensity=registration.intensity,
+        target_intensity=eye.oct,
+        displacement_mm=registration.displacement_mm,
+        seconds=registration.seconds,
+    )
 
 
-def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, num_classes: int
-                    ) -> dict[str, float]:
+def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, num_classes: int) -> dict[str, float]:
     """The paper's metric row (2-D, per B-scan, in blocks) of a registration on ``eye``'s own grid.
 
     Adds ``pct_negative_jacobian``: the share of voxels with ``det(I + grad u) < 0`` (the paper's
@@ -115,8 +124,15 @@ def score_reference(cfg: AtlasConfig, registration: EyeRegistration, eye: Eye, n
     """
     ev = cfg.EVALUATION
     spacing_hw = ev.REFERENCE_SPACING_MM or eye.spacing[:2]
-    row = reference_metrics(registration.labels, eye.required_labels("scoring a registration"), num_classes, spacing_hw, registration.intensity,
-                            eye.oct, ev.REFERENCE_BLOCK_BSCANS)
+    row = reference_metrics(
+        registration.labels,
+        eye.required_labels("scoring a registration"),
+        num_classes,
+        spacing_hw,
+        registration.intensity,
+        eye.oct,
+        ev.REFERENCE_BLOCK_BSCANS,
+    )
     folding = float("nan")
     if min(eye.shape) >= 2:
         folding = 100.0 * negative_fraction(jacobian_determinant(registration.displacement_mm, eye.spacing))
@@ -130,12 +146,17 @@ def in_eye_orientation(eye: Eye, labels: np.ndarray | None, flip_os: bool) -> Ey
     own orientation: a left eye the atlas mirrored (``DATA.FLIP_OS``) is mirrored back (views, no copies)."""
     if not (flip_os and eye.laterality == "OS"):
         return replace(eye, labels=labels)
-    return replace(eye, oct=eye.oct[:, ::-1], labels=None if labels is None else labels[:, ::-1],
-                   slo=None if eye.slo is None else eye.slo[::-1])
+    return replace(
+        eye,
+        oct=eye.oct[:, ::-1],
+        labels=None if labels is None else labels[:, ::-1],
+        slo=None if eye.slo is None else eye.slo[::-1],
+    )
 
 
-def thickness_errors(registration: EyeRegistration, eye: Eye, mapping: LabelMapping, flip_os: bool
-                     ) -> list[dict[str, Any]]:
+def thickness_errors(
+    registration: EyeRegistration, eye: Eye, mapping: LabelMapping, flip_os: bool
+) -> list[dict[str, Any]]:
     """Mean absolute layer-thickness error (µm) per ETDRS sector of a registration's atlas labels
     against the eye's (:func:`retina_data.thickness.etdrs_errors`), both on the eye's grid, in the
     eye's own orientation (so that nasal is nasal), per layer group of the atlas classes
@@ -175,14 +196,22 @@ def ginr_jobs(cfg: AtlasConfig, fold: Fold, factors: Sequence[int] | None = None
     jobs = [(i, eye, f) for i, eye in enumerate(fold.eyes.test) if eye.eye_id in fitted for f in factors]
     for _, eye, factor in jobs:
         if eye.shape[2] < factor:
-            raise DataError(f"eye {eye.eye_id}: {eye.shape[2]} B-scans cannot be subsampled by {factor} "
-                            "(EVALUATION.RESOLUTION_FACTORS)")
+            raise DataError(
+                f"eye {eye.eye_id}: {eye.shape[2]} B-scans cannot be subsampled by {factor} "
+                "(EVALUATION.RESOLUTION_FACTORS)"
+            )
     return jobs
 
 
-def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir: Path,
-             factors: Sequence[int] | None = None, baselines: Sequence[str] | None = None,
-             trained_run: Path | None = None) -> EvaluationRows:
+def evaluate(
+    cfg: AtlasConfig,
+    fold: Fold,
+    model: GINRAtlasRegistration,
+    run_dir: Path,
+    factors: Sequence[int] | None = None,
+    baselines: Sequence[str] | None = None,
+    trained_run: Path | None = None,
+) -> EvaluationRows:
     """Register and score the fold's test eyes by both protocols; writes volumes, tables and figures.
 
     The resolution experiment fits GINR on every k-th B-scan (k in ``factors``) of the first
@@ -203,30 +232,57 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
     atlas_shape = fold.eyes.train[0].shape
     num_classes, chunk = fold.mapping.num_classes, ev.CHUNK_POINTS
     for shape in [atlas_shape, *map(tuple, ev.ATLAS_SHAPES)]:
-        write_atlas_volumes(model.atlas, shape, fold.extent_mm, run_dir / "atlas" / "inr_{}x{}x{}".format(*shape),
-                            chunk, fold.mapping.names, ev.FIGURES)
+        write_atlas_volumes(
+            model.atlas,
+            shape,
+            fold.extent_mm,
+            run_dir / "atlas" / "inr_{}x{}x{}".format(*shape),
+            chunk,
+            fold.mapping.names,
+            ev.FIGURES,
+        )
     rows = EvaluationRows([], [])
     for index, eye, factor in tqdm(jobs, desc="GINR inference", unit="fit"):
         seed_fit(cfg.SETTINGS.SEED, index, factor)
         sparse = eye.subsample(factor)
         scored_on = eye if eye.eye_id in ours_ids else sparse
-        registration = register_inr(cfg, latent_fit(cfg, model.atlas, model.deformation), sparse, scored_on,
-                                    fold.extent_mm, cfg.TEST.TOTAL_EPOCHS)
+        registration = register_inr(
+            cfg,
+            latent_fit(cfg, model.atlas, model.deformation),
+            sparse,
+            scored_on,
+            fold.extent_mm,
+            cfg.TEST.TOTAL_EPOCHS,
+        )
         key = {"eye_id": eye.eye_id, "method": "ginr", "factor": factor, "bscans": sparse.shape[2]}
         if eye.eye_id in ours_ids:
             rows.ours.append({**key, **score(registration, eye, num_classes)})
-            rows.thickness += [{**key, **row} for row in thickness_errors(registration, eye, fold.mapping,
-                                                                           cfg.DATA.FLIP_OS)]
+            rows.thickness += [
+                {**key, **row} for row in thickness_errors(registration, eye, fold.mapping, cfg.DATA.FLIP_OS)
+            ]
         if eye.eye_id in paper_ids or (factor == 1 and eye.eye_id in ours_ids):
             on_sparse = registration.bscans(factor) if scored_on is eye else registration
             rows.reference.append({**key, **score_reference(cfg, on_sparse, sparse, num_classes)})
         if factor == 1 and eye.eye_id in ours_ids:
             before = atlas_on_eye_grid(model.atlas, eye, fold.extent_mm, chunk).labels
-            write_eye_outputs(registration, eye, run_dir / "eyes" / eye.eye_id, cfg.DATA.FLIP_OS, atlas_shape,
-                              fold.extent_mm, chunk, before, inference_device(cfg.RUNTIME), ev.FIGURES,
-                              fold.mapping.names)
-    pretrained = (pretrained_atlas(cfg, trained_run or run_dir, num_classes).to(inference_device(cfg.RUNTIME))
-                  if "reference_inr" in baselines else None)
+            write_eye_outputs(
+                registration,
+                eye,
+                run_dir / "eyes" / eye.eye_id,
+                cfg.DATA.FLIP_OS,
+                atlas_shape,
+                fold.extent_mm,
+                chunk,
+                before,
+                inference_device(cfg.RUNTIME),
+                ev.FIGURES,
+                fold.mapping.names,
+            )
+    pretrained = (
+        pretrained_atlas(cfg, trained_run or run_dir, num_classes).to(inference_device(cfg.RUNTIME))
+        if "reference_inr" in baselines
+        else None
+    )
     for index, eye in enumerate(tqdm(ours_eyes, desc="baselines", unit="eye")):
         atlas_grid = atlas_on_eye_grid(model.atlas, eye, fold.extent_mm, chunk)
         for method in baselines:
@@ -234,7 +290,8 @@ def evaluate(cfg: AtlasConfig, fold: Fold, model: GINRAtlasRegistration, run_dir
             key = {"eye_id": eye.eye_id, "method": method, "factor": 1, "bscans": eye.shape[2]}
             rows.ours.append({**key, **score(registration, eye, num_classes)})
             rows.reference.append({**key, **score_reference(cfg, registration, eye, num_classes)})
-            rows.thickness += [{**key, **row} for row in thickness_errors(registration, eye, fold.mapping,
-                                                                           cfg.DATA.FLIP_OS)]
+            rows.thickness += [
+                {**key, **row} for row in thickness_errors(registration, eye, fold.mapping, cfg.DATA.FLIP_OS)
+            ]
     write_tables(rows, run_dir / "results", factors, ev.FIGURES)
     return rows

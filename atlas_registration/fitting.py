@@ -52,28 +52,45 @@ class EyeRegistration:
 
     def bscans(self, step: int) -> EyeRegistration:
         """The registration on every ``step``-th B-scan (the grid of ``eye.subsample(step)``)."""
-        return EyeRegistration(self.labels[:, :, ::step], self.intensity[:, :, ::step],
-                               self.displacement_mm[:, :, :, ::step], self.seconds, self.displacement_fn)
+        return EyeRegistration(
+            self.labels[:, :, ::step],
+            self.intensity[:, :, ::step],
+            self.displacement_mm[:, :, :, ::step],
+            self.seconds,
+            self.displacement_fn,
+        )
 
 
 def test_weights(cfg: AtlasConfig) -> LossWeights:
     """Loss of the per-eye fits (``TEST``): intensity MSE, optional SSIM, regularisation; no labels."""
-    return LossWeights(mse=1.0, seg=0.0, ssim=cfg.TEST.SSIM_WEIGHT, reg=cfg.TEST.REG_WEIGHT,
-                       reg_type=cfg.TRAINING.REG_TYPE, reg_points=cfg.TRAINING.REG_POINTS)
+    return LossWeights(
+        mse=1.0,
+        seg=0.0,
+        ssim=cfg.TEST.SSIM_WEIGHT,
+        reg=cfg.TEST.REG_WEIGHT,
+        reg_type=cfg.TRAINING.REG_TYPE,
+        reg_points=cfg.TRAINING.REG_POINTS,
+    )
 
 
 def fit_eye(cfg: AtlasConfig, module: EyeFit, eye: Eye, extent_mm: Sequence[float], epochs: int) -> None:
     """Optimise ``module`` on random strided patches of ``eye`` for ``epochs`` epochs."""
-    patches = StridedPatchDataset([eye], extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE,
-                                  cfg.TEST.STEPS_PER_EPOCH)
+    patches = StridedPatchDataset([eye], extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE, cfg.TEST.STEPS_PER_EPOCH)
     loader = DataLoader(patches, batch_size=cfg.TEST.BATCH_SIZE, shuffle=True, num_workers=0)
     build_fit_trainer(cfg.RUNTIME, epochs).fit(module, loader)
 
 
 def latent_fit(cfg: AtlasConfig, atlas: AtlasINR, deformation: DeformationNetwork) -> LatentFit:
     """GINR inference for one unseen eye: only a fresh latent code trains."""
-    return LatentFit(atlas, deformation, test_weights(cfg), cfg.TEST.LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA,
-                     cfg.TRAINING.LATENT_CODE.INIT_STD, cfg.TRAINING.LATENT_CODE.INIT)
+    return LatentFit(
+        atlas,
+        deformation,
+        test_weights(cfg),
+        cfg.TEST.LEARNING_RATE,
+        cfg.TEST.LR_SCHEDULER_GAMMA,
+        cfg.TRAINING.LATENT_CODE.INIT_STD,
+        cfg.TRAINING.LATENT_CODE.INIT,
+    )
 
 
 def _to_mm(prediction: GridPrediction, extent_mm: Sequence[float]) -> np.ndarray:
@@ -81,8 +98,9 @@ def _to_mm(prediction: GridPrediction, extent_mm: Sequence[float]) -> np.ndarray
     return np.moveaxis(prediction.displacement * mm_per_unit(extent_mm).numpy(), -1, 0).astype(np.float32)
 
 
-def register_inr(cfg: AtlasConfig, module: EyeFit, fit_on: Eye, dense: Eye, extent_mm: Sequence[float],
-                 epochs: int) -> EyeRegistration:
+def register_inr(
+    cfg: AtlasConfig, module: EyeFit, fit_on: Eye, dense: Eye, extent_mm: Sequence[float], epochs: int
+) -> EyeRegistration:
     """Fit ``module`` on ``fit_on`` (the dense eye or a sparse copy) and predict on ``dense``'s grid."""
     started = time.perf_counter()
     fit_eye(cfg, module, fit_on, extent_mm, epochs)
@@ -91,10 +109,16 @@ def register_inr(cfg: AtlasConfig, module: EyeFit, fit_on: Eye, dense: Eye, exte
     def displacement(coords: torch.Tensor) -> torch.Tensor:
         return module.displacement(coords)
 
-    prediction = predict_on_grid(module.atlas, grid_coordinates(eye_axes(dense, extent_mm)), displacement,
-                                 cfg.EVALUATION.CHUNK_POINTS)
-    return EyeRegistration(prediction.labels, prediction.intensity, _to_mm(prediction, extent_mm),
-                           time.perf_counter() - started, displacement)
+    prediction = predict_on_grid(
+        module.atlas, grid_coordinates(eye_axes(dense, extent_mm)), displacement, cfg.EVALUATION.CHUNK_POINTS
+    )
+    return EyeRegistration(
+        prediction.labels,
+        prediction.intensity,
+        _to_mm(prediction, extent_mm),
+        time.perf_counter() - started,
+        displacement,
+    )
 
 
 def seed_fit(seed: int, eye_index: int, factor: int) -> None:

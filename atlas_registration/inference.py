@@ -43,8 +43,9 @@ def _chunks(flat: torch.Tensor, chunk: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_on_grid(atlas: AtlasINR, coords: torch.Tensor, displacement_fn: DisplacementFn | None = None,
-                    chunk: int = 262144) -> GridPrediction:
+def predict_on_grid(
+    atlas: AtlasINR, coords: torch.Tensor, displacement_fn: DisplacementFn | None = None, chunk: int = 262144
+) -> GridPrediction:
     """Query the (deformed) atlas at every point of ``coords [h, w, d, 3]``, ``chunk`` points at a time."""
     device = next(atlas.parameters()).device
     shape = coords.shape[:3]
@@ -69,8 +70,13 @@ def atlas_on_eye_grid(atlas: AtlasINR, eye: Eye, extent_mm: Sequence[float], chu
 
 
 @torch.no_grad()
-def inverse_displacement(displacement_fn: DisplacementFn, coords: torch.Tensor, iterations: int = 10,
-                         chunk: int = 262144, device: torch.device | str = "cpu") -> torch.Tensor:
+def inverse_displacement(
+    displacement_fn: DisplacementFn,
+    coords: torch.Tensor,
+    iterations: int = 10,
+    chunk: int = 262144,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """``v [h, w, d, 3]`` (CPU) with ``y + v + u(y + v) = y`` at the atlas points ``coords [h, w, d, 3]``.
 
     ``u`` is evaluated on ``device`` (where its network lives).
@@ -85,8 +91,9 @@ def inverse_displacement(displacement_fn: DisplacementFn, coords: torch.Tensor, 
     return torch.cat(parts).reshape(coords.shape)
 
 
-def sample_volume(volume: np.ndarray, coords: torch.Tensor, axes: Sequence[np.ndarray], nearest: bool = False
-                  ) -> np.ndarray:
+def sample_volume(
+    volume: np.ndarray, coords: torch.Tensor, axes: Sequence[np.ndarray], nearest: bool = False
+) -> np.ndarray:
     """Values of ``volume [H, W, D]`` at normalised ``coords [h, w, d, 3]`` (0 outside).
 
     ``axes`` are the volume's normalised coordinates per axis (``[H]``, ``[W]``, ``[D]``),
@@ -96,6 +103,7 @@ def sample_volume(volume: np.ndarray, coords: torch.Tensor, axes: Sequence[np.nd
     highs = torch.tensor([float(a[-1]) if len(a) > 1 else float(a[0]) + 1.0 for a in axes])
     grid = 2.0 * (coords.cpu() - lows) / (highs - lows) - 1.0
     source = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
-    out = F.grid_sample(source, grid.flip(-1)[None], mode="nearest" if nearest else "bilinear",
-                        padding_mode="zeros", align_corners=True)[0, 0]
+    out = F.grid_sample(
+        source, grid.flip(-1)[None], mode="nearest" if nearest else "bilinear", padding_mode="zeros", align_corners=True
+    )[0, 0]
     return out.numpy().astype(volume.dtype if nearest else np.float32)

@@ -33,11 +33,18 @@ def run_inference(description: str, argv: Sequence[str] | None, subfolder: str, 
     factors: list[int] | None = None if resolution else [1]
     baselines: list[str] | None = [] if resolution else None
     ginr_jobs(cfg, fold, factors)
-    check_unseen_test_eyes(trained_run, [eye.eye_id for eye in fold.eyes.test], "SETTINGS.DATA_DIR",
-                           cfg.SETTINGS.DATA_DIR, str(checkpoint))
+    check_unseen_test_eyes(
+        trained_run, [eye.eye_id for eye in fold.eyes.test], "SETTINGS.DATA_DIR", cfg.SETTINGS.DATA_DIR, str(checkpoint)
+    )
     model = load_trained(checkpoint, fold)
-    run_dir = start_run(cfg, fold, f"{subfolder} of GINR_Atlas_base", args.output or str(trained_run / subfolder),
-                        args.overwrite, args.resume)
+    run_dir = start_run(
+        cfg,
+        fold,
+        f"{subfolder} of GINR_Atlas_base",
+        args.output or str(trained_run / subfolder),
+        args.overwrite,
+        args.resume,
+    )
     if evaluate_until_stopped(lambda: evaluate(cfg, fold, model, run_dir, factors, baselines, trained_run), run_dir):
         return EXIT_INTERRUPTED
     print(f"results in {run_dir / 'results'}")

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def jacobian_determinant(displacement: np.ndarray, spacing_mm: Sequence[float],
-                         chunk_size: int = 32) -> np.ndarray:
+def jacobian_determinant(displacement: np.ndarray, spacing_mm: Sequence[float], chunk_size: int = 32) -> np.ndarray:
     """Determinant of the Jacobian of ``x + u(x)`` at every voxel.
 
     The volume is processed in chunks of ``chunk_size`` B-scans (last axis) with a
@@ -45,7 +44,7 @@ def jacobian_determinant(displacement: np.ndarray, spacing_mm: Sequence[float],
         stop = min(start + step, depth)
         low, high = max(start - 1, 0), min(stop + 1, depth)
         piece = _determinant(displacement[:, :, :, low:high].astype(dtype, copy=False), spacing_mm)
-        det[:, :, start:stop] = piece[:, :, start - low:stop - low]
+        det[:, :, start:stop] = piece[:, :, start - low : stop - low]
     return det
 
 

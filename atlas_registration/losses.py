@@ -68,8 +68,12 @@ def displacement_l1(displacement: torch.Tensor) -> torch.Tensor:
     return displacement.float().abs().mean()
 
 
-def registration_loss(atlas: AtlasINR, displacement_fn: Callable[[torch.Tensor], torch.Tensor],
-                      batch: dict[str, torch.Tensor], weights: LossWeights) -> dict[str, torch.Tensor]:
+def registration_loss(
+    atlas: AtlasINR,
+    displacement_fn: Callable[[torch.Tensor], torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
     """Terms of the loss on a batch of patches.
 
     The atlas is read at ``x + u(x)`` formed in fp32 (see ``architectures/siren.py``).
@@ -97,8 +101,11 @@ def registration_loss(atlas: AtlasINR, displacement_fn: Callable[[torch.Tensor],
         terms["ssim"] = ssim_loss(intensity.reshape(patch), batch["intensity"])
         total = total + weights.ssim * terms["ssim"]
     if weights.reg > 0:
-        terms["reg"] = (displacement_l1(displacement) if weights.reg_type == "l1"
-                        else regularisation(displacement_fn, coords, weights.reg_type, weights.reg_points))
+        terms["reg"] = (
+            displacement_l1(displacement)
+            if weights.reg_type == "l1"
+            else regularisation(displacement_fn, coords, weights.reg_type, weights.reg_points)
+        )
         total = total + weights.reg * terms["reg"]
     terms["loss"] = total
     return terms

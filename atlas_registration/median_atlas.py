@@ -92,9 +92,7 @@ class _FolderSource:
     def __post_init__(self) -> None:
         self.laterality = self.folder.name
         if self.laterality not in LATERALITIES:
-            raise DataError(
-                f"{self.folder}: an eye folder must be named OD or OS (<data>/<subject>/<OD|OS>)"
-            )
+            raise DataError(f"{self.folder}: an eye folder must be named OD or OS (<data>/<subject>/<OD|OS>)")
         subject = self.folder.parent.name
         self.eye_id = f"{subject}_{self.laterality}"
         files = eye_files(self.folder.parent.parent, subject, self.laterality)
@@ -110,8 +108,7 @@ class _FolderSource:
         self.spacing = (zooms[0], zooms[1], zooms[2])
 
     def slab(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        return (np.asarray(self._oct.dataobj[:, :, start:stop]),
-                np.asarray(self._labels.dataobj[:, :, start:stop]))
+        return (np.asarray(self._oct.dataobj[:, :, start:stop]), np.asarray(self._labels.dataobj[:, :, start:stop]))
 
 
 def _load(path: Path) -> nib.Nifti1Image:
@@ -176,9 +173,14 @@ def lower_median(stack: np.ndarray) -> np.ndarray:
     return np.partition(stack, middle, axis=0)[middle]
 
 
-def median_atlas(eyes: Iterable[Eye | str | Path | _Source], *, mirror_os: bool = False,
-                 label_mapping: LabelMapping | None = None, memory_mb: float = 512.0,
-                 progress: bool = False) -> AtlasVolumes:
+def median_atlas(
+    eyes: Iterable[Eye | str | Path | _Source],
+    *,
+    mirror_os: bool = False,
+    label_mapping: LabelMapping | None = None,
+    memory_mb: float = 512.0,
+    progress: bool = False,
+) -> AtlasVolumes:
     """Voxel-wise lower median of the intensities and of the label indices of eyes that share one grid.
 
     Args:
@@ -217,12 +219,17 @@ def median_atlas(eyes: Iterable[Eye | str | Path | _Source], *, mirror_os: bool 
             label_stack[index] = label_slab if label_mapping is None else label_mapping.apply(label_slab)
         intensity[:, :, start:stop] = lower_median(oct_stack)
         labels[:, :, start:stop] = lower_median(label_stack)
-    return AtlasVolumes(intensity=intensity, labels=labels, spacing=sources[0].spacing,
-                        eye_ids=tuple(source.eye_id for source in sources))
+    return AtlasVolumes(
+        intensity=intensity,
+        labels=labels,
+        spacing=sources[0].spacing,
+        eye_ids=tuple(source.eye_id for source in sources),
+    )
 
 
-def save_atlas_nifti(atlas: AtlasVolumes, out_dir: str | Path,
-                     spacing: Sequence[float] | None = None, *, overwrite: bool = False) -> list[Path]:
+def save_atlas_nifti(
+    atlas: AtlasVolumes, out_dir: str | Path, spacing: Sequence[float] | None = None, *, overwrite: bool = False
+) -> list[Path]:
     """Write ``atlas_intensity.nii.gz`` and ``atlas_labels.nii.gz`` into ``out_dir``.
 
     Args:
@@ -245,15 +252,26 @@ def save_atlas_nifti(atlas: AtlasVolumes, out_dir: str | Path,
         refuse_existing(out_dir / name, overwrite)
     meta = {"atlas": "median", "eyes": list(atlas.eye_ids)}
     return [
-        write_nifti(out_dir / ATLAS_INTENSITY_FILE, atlas.intensity.astype(np.float32, copy=False),
-                    spacing, meta=meta, overwrite=overwrite),
-        write_nifti(out_dir / ATLAS_LABELS_FILE, atlas.labels.astype(np.uint8, copy=False),
-                    spacing, meta=meta, overwrite=overwrite),
+        write_nifti(
+            out_dir / ATLAS_INTENSITY_FILE,
+            atlas.intensity.astype(np.float32, copy=False),
+            spacing,
+            meta=meta,
+            overwrite=overwrite,
+        ),
+        write_nifti(
+            out_dir / ATLAS_LABELS_FILE,
+            atlas.labels.astype(np.uint8, copy=False),
+            spacing,
+            meta=meta,
+            overwrite=overwrite,
+        ),
     ]
 
 
-def build_median_atlas(train_eyes: Sequence[Eye | _Source], out_dir: Path, reuse: bool,
-                       class_names: Sequence[str] | None = None) -> AtlasVolumes:
+def build_median_atlas(
+    train_eyes: Sequence[Eye | _Source], out_dir: Path, reuse: bool, class_names: Sequence[str] | None = None
+) -> AtlasVolumes:
     """The median atlas of the (prepared) training eyes, written as NIfTI into ``out_dir`` (with the
     ITK-SNAP / Slicer label tables of ``class_names`` beside its labels).
 
@@ -267,8 +285,9 @@ def build_median_atlas(train_eyes: Sequence[Eye | _Source], out_dir: Path, reuse
         if len(intensity.spacing) != 3:
             raise DataError(f"{intensity_path}: a {len(intensity.spacing)}-D image; expected the atlas [H, W, D]")
         d_h, d_w, d_d = intensity.spacing
-        return AtlasVolumes(intensity.array, read_nifti(labels_path).array, (d_h, d_w, d_d),
-                            tuple(eye.eye_id for eye in train_eyes))
+        return AtlasVolumes(
+            intensity.array, read_nifti(labels_path).array, (d_h, d_w, d_d), tuple(eye.eye_id for eye in train_eyes)
+        )
     atlas = median_atlas(train_eyes, mirror_os=False, progress=True)
     save_atlas_nifti(atlas, out_dir, overwrite=True)
     if class_names:

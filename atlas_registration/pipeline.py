@@ -38,8 +38,15 @@ from atlas_registration.median_atlas import build_median_atlas
 from atlas_registration.routines.atlas_pretraining import AtlasPretraining
 from atlas_registration.routines.registration import GINRAtlasRegistration
 from atlas_registration.trainers import device_name, end_distributed, inference_device, precision, resume_checkpoint
-from atlas_registration.training import (PRETRAIN_STAGE, REGISTRATION_STAGE, load_pretrained_atlas, pretrain_atlas,
-                                         pretraining_module, registration_module, train_registration)
+from atlas_registration.training import (
+    PRETRAIN_STAGE,
+    REGISTRATION_STAGE,
+    load_pretrained_atlas,
+    pretrain_atlas,
+    pretraining_module,
+    registration_module,
+    train_registration,
+)
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
 from retina_data.commandline import EXIT_INTERRUPTED, interrupt_on_sigterm, notice
 from retina_data.config import save_config, to_dict
@@ -78,8 +85,7 @@ def run_folder(cfg: AtlasConfig, output: str | None) -> Path:
     return Path(cfg.SETTINGS.RESULT_DIR or ".") / f"{cfg.SETTINGS.PROJECT_NAME}_fold{cfg.SETTINGS.FOLD}"
 
 
-def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, overwrite: bool,
-              resume: bool) -> Path:
+def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, overwrite: bool, resume: bool) -> Path:
     """Prepare the run folder of ``script`` and its records; nothing is written before every check passed.
 
     Refused: a folder that holds results without ``--overwrite``/``--resume``; with ``--resume``, a
@@ -105,8 +111,11 @@ def start_run(cfg: AtlasConfig, fold: Fold, script: str, output: str | None, ove
     if not resuming:
         save_config(cfg, run_dir / CONFIG_FILE)
         write_run_identity(run_dir, identity)
-        write_run_record(run_dir, device_name(cfg.RUNTIME), {"script": script, "precision": precision(cfg.RUNTIME),
-                                                             "resume": resume, "overwrite": overwrite})
+        write_run_record(
+            run_dir,
+            device_name(cfg.RUNTIME),
+            {"script": script, "precision": precision(cfg.RUNTIME), "resume": resume, "overwrite": overwrite},
+        )
     return run_dir
 
 
@@ -114,11 +123,16 @@ def check_networks_fit(cfg: AtlasConfig, fold: Fold) -> None:
     """Refuse, before anything is allocated or written, networks (deformation, atlas, latent codes)
     whose weights and optimiser state alone exceed the memory of the device they train on."""
     disp, atlas = cfg.DISP_MODEL, cfg.ATLAS_MODEL
-    settings = (f"DISP_MODEL.HIDDEN_SIZE = {disp.HIDDEN_SIZE}, NUM_LAYERS = "
-                f"{disp.NUM_LAYERS}, ATLAS_MODEL.HIDDEN_SIZE = {atlas.HIDDEN_SIZE}, NUM_LAYERS = {atlas.NUM_LAYERS}, "
-                f"TRAINING.LATENT_CODE.SIZE = {cfg.TRAINING.LATENT_CODE.SIZE}")
-    check_fits_for_training(lambda: registration_module(cfg, len(fold.eyes.train), fold.mapping.num_classes),
-                            inference_device(cfg.RUNTIME), settings)
+    settings = (
+        f"DISP_MODEL.HIDDEN_SIZE = {disp.HIDDEN_SIZE}, NUM_LAYERS = "
+        f"{disp.NUM_LAYERS}, ATLAS_MODEL.HIDDEN_SIZE = {atlas.HIDDEN_SIZE}, NUM_LAYERS = {atlas.NUM_LAYERS}, "
+        f"TRAINING.LATENT_CODE.SIZE = {cfg.TRAINING.LATENT_CODE.SIZE}"
+    )
+    check_fits_for_training(
+        lambda: registration_module(cfg, len(fold.eyes.train), fold.mapping.num_classes),
+        inference_device(cfg.RUNTIME),
+        settings,
+    )
 
 
 def evaluated_test_eyes(cfg: AtlasConfig, fold: Fold) -> list[Eye]:
@@ -177,8 +191,9 @@ def check_resumable_run(cfg: AtlasConfig, fold: Fold, run_dir: Path, identity: R
 def _identity_from_saved_config(saved: Path, identity: RunIdentity) -> tuple[RunIdentity, RunIdentity]:
     """A run folder of an older version: its ``config.yaml`` read as a config (keys added since take
     their defaults); the eyes and files are unknown."""
-    recorded = RunIdentity.of(identity.script or "", _resolved(load_atlas_config(saved)), RESUME_FREE_KEYS, {}, [],
-                              saved.parent)
+    recorded = RunIdentity.of(
+        identity.script or "", _resolved(load_atlas_config(saved)), RESUME_FREE_KEYS, {}, [], saved.parent
+    )
     return replace(recorded, script=None, eyes=None, files=None), identity
 
 
@@ -188,7 +203,8 @@ def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
     line, before Lightning restores anything or a failed restore could write)."""
     classes = fold.mapping.num_classes
     stages: dict[str, Callable[[], GINRAtlasRegistration | AtlasPretraining]] = {
-        REGISTRATION_STAGE: lambda: registration_module(cfg, len(fold.eyes.train), classes)}
+        REGISTRATION_STAGE: lambda: registration_module(cfg, len(fold.eyes.train), classes)
+    }
     if not cfg.ATLAS_MODEL.PATH:
         stages[PRETRAIN_STAGE] = lambda: pretraining_module(cfg, classes)
     for stage, module in stages.items():
@@ -196,8 +212,12 @@ def check_restorable(cfg: AtlasConfig, fold: Fold, run_dir: Path) -> None:
         if path is None:
             continue
         state = load_checkpoint(path)
-        require_keys(state, ("state_dict", "optimizer_states", "epoch"), path,
-                     f"a Lightning training checkpoint of the {stage} stage")
+        require_keys(
+            state,
+            ("state_dict", "optimizer_states", "epoch"),
+            path,
+            f"a Lightning training checkpoint of the {stage} stage",
+        )
         check_state_matches(module(), state["state_dict"], path, NETWORK_SETTINGS)
 
 
@@ -210,20 +230,37 @@ def load_fold(cfg: AtlasConfig) -> Fold:
     """
     data = cfg.SETTINGS.DATA_DIR
     if not data:
-        raise ConfigError("SETTINGS.DATA_DIR is empty: set it to the retina_data NIfTI tree "
-                          "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or an eye store (.zarr), or pass "
-                          "--set SETTINGS.DATA_DIR=PATH")
+        raise ConfigError(
+            "SETTINGS.DATA_DIR is empty: set it to the retina_data NIfTI tree "
+            "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz) or an eye store (.zarr), or pass "
+            "--set SETTINGS.DATA_DIR=PATH"
+        )
     mapping = LabelMapping.from_config(cfg.LABELS.MAPPING, cfg.LABELS.NAMES)
     if is_store(data):
         if cfg.DATA.CACHE_DIR:
-            raise ConfigError(f"DATA.CACHE_DIR = {cfg.DATA.CACHE_DIR!r}: not used with an eye store "
-                              f"(SETTINGS.DATA_DIR = {data!r} is read lazily); expected ''")
-        eyes = read_store_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
-                                    cfg.DATA.SUBSMPL_FACTOR, progress=cfg.RUNTIME.PROGRESS_BAR
-                                    and global_rank() == 0)
+            raise ConfigError(
+                f"DATA.CACHE_DIR = {cfg.DATA.CACHE_DIR!r}: not used with an eye store "
+                f"(SETTINGS.DATA_DIR = {data!r} is read lazily); expected ''"
+            )
+        eyes = read_store_fold_eyes(
+            data,
+            cfg.SETTINGS.FOLD_FILE,
+            cfg.SETTINGS.FOLD,
+            mapping,
+            cfg.DATA.FLIP_OS,
+            cfg.DATA.SUBSMPL_FACTOR,
+            progress=cfg.RUNTIME.PROGRESS_BAR and global_rank() == 0,
+        )
     else:
-        eyes = read_fold_eyes(data, cfg.SETTINGS.FOLD_FILE, cfg.SETTINGS.FOLD, mapping, cfg.DATA.FLIP_OS,
-                              cfg.DATA.SUBSMPL_FACTOR, cfg.DATA.CACHE_DIR or None)
+        eyes = read_fold_eyes(
+            data,
+            cfg.SETTINGS.FOLD_FILE,
+            cfg.SETTINGS.FOLD,
+            mapping,
+            cfg.DATA.FLIP_OS,
+            cfg.DATA.SUBSMPL_FACTOR,
+            cfg.DATA.CACHE_DIR or None,
+        )
     reference = eyes.train[0]
     extent = triple(cfg.DATA.EXTENT_MM) if cfg.DATA.EXTENT_MM else grid_extent(reference.shape, reference.spacing)
     return Fold(eyes, mapping, extent)
@@ -231,8 +268,9 @@ def load_fold(cfg: AtlasConfig) -> Fold:
 
 def build_atlas(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> AtlasPretraining:
     """The median atlas (NIfTI) and the atlas INR: pretrained here or loaded from ``ATLAS_MODEL.PATH``."""
-    median = build_median_atlas(fold.eyes.train, run_dir / "atlas" / "median", reuse=resume,
-                                class_names=fold.mapping.names)
+    median = build_median_atlas(
+        fold.eyes.train, run_dir / "atlas" / "median", reuse=resume, class_names=fold.mapping.names
+    )
     if cfg.ATLAS_MODEL.PATH:
         return load_pretrained_atlas(cfg, cfg.ATLAS_MODEL.PATH, fold.mapping.num_classes)
     return pretrain_atlas(cfg, median, fold.eyes.train[0], fold.extent_mm, fold.mapping.num_classes, run_dir, resume)
@@ -245,8 +283,9 @@ def train(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> GINRAtla
     (``model.trainer.is_global_zero``) should go on to evaluate.
     """
     pretrained = build_atlas(cfg, fold, run_dir, resume)
-    model = train_registration(cfg, fold.eyes.train, fold.extent_mm, pretrained.atlas, fold.mapping.num_classes,
-                               run_dir, resume)
+    model = train_registration(
+        cfg, fold.eyes.train, fold.extent_mm, pretrained.atlas, fold.mapping.num_classes, run_dir, resume
+    )
     end_distributed()
     return model
 
@@ -255,8 +294,9 @@ def _is_stop(exc: BaseException) -> bool:
     """Whether ``exc`` is how SIGTERM or Ctrl-C ends a block: :class:`KeyboardInterrupt`, Lightning's
     :class:`SIGTERMException` (a silent exit 0) in a per-eye fit, or the ``exit(1)`` Lightning makes
     of a :class:`KeyboardInterrupt` in a fit."""
-    return (isinstance(exc, (KeyboardInterrupt, SIGTERMException))
-            or (isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)))
+    return isinstance(exc, (KeyboardInterrupt, SIGTERMException)) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+    )
 
 
 def evaluate_until_stopped(evaluation: Callable[[], object], run_dir: Path) -> int:
@@ -269,8 +309,10 @@ def evaluate_until_stopped(evaluation: Callable[[], object], run_dir: Path) -> i
     except BaseException as exc:  # only stops are handled, anything else is re-raised
         if not _is_stop(exc):
             raise
-        notice(f"stopped during the evaluation; {run_dir} holds no complete results; continue with --resume "
-               "(finished training is kept; the evaluation starts again)")
+        notice(
+            f"stopped during the evaluation; {run_dir} holds no complete results; continue with --resume "
+            "(finished training is kept; the evaluation starts again)"
+        )
         return EXIT_INTERRUPTED
     return 0
 
@@ -298,6 +340,5 @@ def load_trained(checkpoint: str | Path, fold: Fold) -> GINRAtlasRegistration:
     check_state_matches(model, state["state_dict"], checkpoint, NETWORK_SETTINGS)
     model.load_state_dict(state["state_dict"])
     if model.num_classes != fold.mapping.num_classes:
-        raise DataError(f"{checkpoint}: atlas has {model.num_classes} classes, "
-                        f"LABELS gives {fold.mapping.num_classes}")
+        raise DataError(f"{checkpoint}: atlas has {model.num_classes} classes, LABELS gives {fold.mapping.num_classes}")
     return model

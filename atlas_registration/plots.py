@@ -22,8 +22,24 @@ from matplotlib.patches import Patch
 from retina_data.files import atomic_save
 
 _LABEL_COLOURS = ListedColormap(
-    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
-     "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"], name="layers")
+    [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#bcbd22",
+        "#17becf",
+        "#aec7e8",
+        "#ffbb78",
+        "#98df8a",
+        "#ff9896",
+        "#c5b0d5",
+    ],
+    name="layers",
+)
 """One colour per label 1..14 (label 0, the vitreous, stays transparent)."""
 
 _TRUTH_COLOUR, _PREDICTION_COLOUR = "#39ff14", "#ff2fd0"
@@ -31,8 +47,7 @@ _TRUTH_COLOUR, _PREDICTION_COLOUR = "#39ff14", "#ff2fd0"
 
 def _save(figure: Figure, path: str | Path, overwrite: bool, dpi: int = 120) -> Path:
     FigureCanvasAgg(figure)
-    return atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=dpi, bbox_inches="tight"),
-                       overwrite=overwrite)
+    return atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=dpi, bbox_inches="tight"), overwrite=overwrite)
 
 
 def _extent(rows: int, cols: int, row_mm: float, col_mm: float) -> tuple[float, float, float, float]:
@@ -42,8 +57,16 @@ def _extent(rows: int, cols: int, row_mm: float, col_mm: float) -> tuple[float, 
 
 def _overlay(ax, labels: np.ndarray, extent: tuple[float, float, float, float], alpha: float = 0.35) -> None:
     shown = np.ma.masked_equal(labels.astype(np.int16), 0)
-    ax.imshow(shown, cmap=_LABEL_COLOURS, vmin=0.5, vmax=_LABEL_COLOURS.N + 0.5, alpha=alpha,
-              extent=extent, aspect="auto", interpolation="nearest")
+    ax.imshow(
+        shown,
+        cmap=_LABEL_COLOURS,
+        vmin=0.5,
+        vmax=_LABEL_COLOURS.N + 0.5,
+        alpha=alpha,
+        extent=extent,
+        aspect="auto",
+        interpolation="nearest",
+    )
 
 
 def _enface_row(labels: np.ndarray) -> int:
@@ -54,10 +77,17 @@ def _enface_row(labels: np.ndarray) -> int:
     return int(np.median(rows)) if rows.size else labels.shape[0] // 2
 
 
-def plot_atlas_slices(intensity: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
-                      path: str | Path, *, class_names: Sequence[str] | None = None,
-                      bscan: int | None = None, enface_row: int | None = None,
-                      overwrite: bool = False) -> Path:
+def plot_atlas_slices(
+    intensity: np.ndarray,
+    labels: np.ndarray,
+    spacing: Sequence[float],
+    path: str | Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    bscan: int | None = None,
+    enface_row: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """A B-scan, an en-face slice and a slow-axis cross-section of the atlas, labels overlaid.
 
     Args:
@@ -78,12 +108,30 @@ def plot_atlas_slices(intensity: np.ndarray, labels: np.ndarray, spacing: Sequen
     figure = Figure(figsize=(15, 4.6))
     axes = figure.subplots(1, 3)
     panels = [
-        (intensity[:, :, bscan], labels[:, :, bscan], (height, width, d_h, d_w),
-         f"B-scan {bscan}", "W (mm)", "depth (mm)"),
-        (intensity[enface_row], labels[enface_row], (width, depth, d_w, d_d),
-         f"en-face, depth row {enface_row}", "B-scan position (mm)", "W (mm)"),
-        (intensity[:, column], labels[:, column], (height, depth, d_h, d_d),
-         f"cross-section at W = {column}", "B-scan position (mm)", "depth (mm)"),
+        (
+            intensity[:, :, bscan],
+            labels[:, :, bscan],
+            (height, width, d_h, d_w),
+            f"B-scan {bscan}",
+            "W (mm)",
+            "depth (mm)",
+        ),
+        (
+            intensity[enface_row],
+            labels[enface_row],
+            (width, depth, d_w, d_d),
+            f"en-face, depth row {enface_row}",
+            "B-scan position (mm)",
+            "W (mm)",
+        ),
+        (
+            intensity[:, column],
+            labels[:, column],
+            (height, depth, d_h, d_d),
+            f"cross-section at W = {column}",
+            "B-scan position (mm)",
+            "depth (mm)",
+        ),
     ]
     for ax, (image, label_image, grid, title, xlabel, ylabel) in zip(axes, panels):
         extent = _extent(*grid)
@@ -93,8 +141,7 @@ def plot_atlas_slices(intensity: np.ndarray, labels: np.ndarray, spacing: Sequen
     axes[1].axvline(bscan * d_d, color="w", lw=0.8, ls="--")
     axes[2].axhline(enface_row * d_h, color="w", lw=0.8, ls="--")
     present = [int(k) for k in np.unique(labels) if k > 0]
-    names = [class_names[k] if class_names is not None and k < len(class_names) else f"label {k}"
-             for k in present]
+    names = [class_names[k] if class_names is not None and k < len(class_names) else f"label {k}" for k in present]
     handles = [Patch(color=_LABEL_COLOURS((k - 1) % _LABEL_COLOURS.N), label=n) for k, n in zip(present, names)]
     figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     figure.subplots_adjust(right=0.88, wspace=0.3)
@@ -108,14 +155,28 @@ def _contours(ax, labels: np.ndarray, row_mm: float, col_mm: float, colour: str,
     if levels.size == 0:
         return
     rows, cols = labels.shape
-    ax.contour(np.arange(cols) * col_mm, np.arange(rows) * row_mm, labels.astype(np.float32),
-               levels=levels, colors=colour, linewidths=0.8, linestyles=style)
+    ax.contour(
+        np.arange(cols) * col_mm,
+        np.arange(rows) * row_mm,
+        labels.astype(np.float32),
+        levels=levels,
+        colors=colour,
+        linewidths=0.8,
+        linestyles=style,
+    )
 
 
-def plot_registration(eye_intensity: np.ndarray, eye_labels: np.ndarray, warped_atlas_labels: np.ndarray,
-                      before_labels: np.ndarray, path: str | Path, *,
-                      spacing: Sequence[float] = (1.0, 1.0, 1.0), bscan: int | None = None,
-                      overwrite: bool = False) -> Path:
+def plot_registration(
+    eye_intensity: np.ndarray,
+    eye_labels: np.ndarray,
+    warped_atlas_labels: np.ndarray,
+    before_labels: np.ndarray,
+    path: str | Path,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    bscan: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """One eye B-scan with the eye's layer boundaries and the atlas's, before and after.
 
     Args:
@@ -134,23 +195,32 @@ def plot_registration(eye_intensity: np.ndarray, eye_labels: np.ndarray, warped_
     extent = _extent(height, width, d_h, d_w)
     figure = Figure(figsize=(12, 4.6))
     axes = figure.subplots(1, 2, sharey=True)
-    for ax, atlas_labels, title in zip(axes, (before_labels, warped_atlas_labels),
-                                       ("before registration", "after registration")):
-        ax.imshow(eye_intensity[:, :, bscan], cmap="gray", extent=extent, aspect="auto",
-                  interpolation="nearest")
+    for ax, atlas_labels, title in zip(
+        axes, (before_labels, warped_atlas_labels), ("before registration", "after registration")
+    ):
+        ax.imshow(eye_intensity[:, :, bscan], cmap="gray", extent=extent, aspect="auto", interpolation="nearest")
         _contours(ax, eye_labels[:, :, bscan], d_h, d_w, _TRUTH_COLOUR, "solid")
         _contours(ax, atlas_labels[:, :, bscan], d_h, d_w, _PREDICTION_COLOUR, "dashed")
         ax.set(title=f"{title} (B-scan {bscan})", xlabel="W (mm)")
     axes[0].set_ylabel("depth (mm)")
-    figure.legend(handles=[Patch(color=_TRUTH_COLOUR, label="eye labels"),
-                           Patch(color=_PREDICTION_COLOUR, label="atlas labels")],
-                  loc="lower center", ncol=2, frameon=False)
+    figure.legend(
+        handles=[Patch(color=_TRUTH_COLOUR, label="eye labels"), Patch(color=_PREDICTION_COLOUR, label="atlas labels")],
+        loc="lower center",
+        ncol=2,
+        frameon=False,
+    )
     figure.subplots_adjust(bottom=0.18)
     return _save(figure, path, overwrite)
 
 
-def plot_jacobian(det: np.ndarray, path: str | Path, *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                  bscan: int | None = None, overwrite: bool = False) -> Path:
+def plot_jacobian(
+    det: np.ndarray,
+    path: str | Path,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    bscan: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """The Jacobian determinant on a B-scan and its en-face minimum, folds highlighted.
 
     Colours are centred at 1 (volume kept); voxels with ``det <= 0`` are painted solid
@@ -174,24 +244,45 @@ def plot_jacobian(det: np.ndarray, path: str | Path, *, spacing: Sequence[float]
     figure = Figure(figsize=(12, 4.6))
     axes = figure.subplots(1, 2)
     panels = [
-        (det[:, :, bscan], folds[:, :, bscan], _extent(height, width, d_h, d_w),
-         f"B-scan {bscan}", "W (mm)", "depth (mm)"),
-        (det.min(axis=0), folds.any(axis=0), _extent(width, depth, d_w, d_d),
-         "en-face minimum over depth", "B-scan position (mm)", "W (mm)"),
+        (
+            det[:, :, bscan],
+            folds[:, :, bscan],
+            _extent(height, width, d_h, d_w),
+            f"B-scan {bscan}",
+            "W (mm)",
+            "depth (mm)",
+        ),
+        (
+            det.min(axis=0),
+            folds.any(axis=0),
+            _extent(width, depth, d_w, d_d),
+            "en-face minimum over depth",
+            "B-scan position (mm)",
+            "W (mm)",
+        ),
     ]
     for ax, (image, mask, extent, title, xlabel, ylabel) in zip(axes, panels):
-        shown = ax.imshow(image, cmap="coolwarm", norm=norm, extent=extent, aspect="auto",
-                          interpolation="nearest")
-        ax.imshow(np.ma.masked_where(~mask, mask.astype(np.float32)), cmap=ListedColormap(["yellow"]),
-                  extent=extent, aspect="auto", interpolation="nearest")
+        shown = ax.imshow(image, cmap="coolwarm", norm=norm, extent=extent, aspect="auto", interpolation="nearest")
+        ax.imshow(
+            np.ma.masked_where(~mask, mask.astype(np.float32)),
+            cmap=ListedColormap(["yellow"]),
+            extent=extent,
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         figure.colorbar(shown, ax=ax, label="det J")
     figure.suptitle(f"Jacobian determinant: {100.0 * folds.mean():.3g}% of voxels <= 0 (yellow)")
     return _save(figure, path, overwrite)
 
 
-def plot_resolution(results: Mapping[str, Mapping[int, tuple[float, float]]], path: str | Path, *,
-                    metric_label: str = "mean Dice", overwrite: bool = False) -> Path:
+def plot_resolution(
+    results: Mapping[str, Mapping[int, tuple[float, float]]],
+    path: str | Path,
+    *,
+    metric_label: str = "mean Dice",
+    overwrite: bool = False,
+) -> Path:
     """A metric (mean ± std over eyes) against the B-scan subsampling factor, one line per method.
 
     Args:
@@ -212,8 +303,11 @@ def plot_resolution(results: Mapping[str, Mapping[int, tuple[float, float]]], pa
     ax.set_xscale("log", base=2)
     ax.set_xticks(factors, [str(f) for f in factors])
     ax.minorticks_off()
-    ax.set(xlabel="B-scan subsampling factor (every k-th B-scan)", ylabel=metric_label,
-           title=f"{metric_label} vs B-scan spacing")
+    ax.set(
+        xlabel="B-scan subsampling factor (every k-th B-scan)",
+        ylabel=metric_label,
+        title=f"{metric_label} vs B-scan spacing",
+    )
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     return _save(figure, path, overwrite)

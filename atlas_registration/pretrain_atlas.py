@@ -31,9 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = build_atlas(cfg, fold, run_dir, args.resume)
     shape = fold.eyes.train[0].shape
     code = evaluate_until_stopped(
-        lambda: write_atlas_volumes(module.atlas, shape, fold.extent_mm,
-                                    run_dir / "atlas" / "inr_{}x{}x{}".format(*shape), cfg.EVALUATION.CHUNK_POINTS,
-                                    fold.mapping.names, cfg.EVALUATION.FIGURES), run_dir)
+        lambda: write_atlas_volumes(
+            module.atlas,
+            shape,
+            fold.extent_mm,
+            run_dir / "atlas" / "inr_{}x{}x{}".format(*shape),
+            cfg.EVALUATION.CHUNK_POINTS,
+            fold.mapping.names,
+            cfg.EVALUATION.FIGURES,
+        ),
+        run_dir,
+    )
     print(f"atlas INR: {checkpoint_path(run_dir, PRETRAIN_STAGE)}")
     return code
 

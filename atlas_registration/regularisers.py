@@ -11,8 +11,9 @@ from collections.abc import Callable
 import torch
 
 
-def displacement_jacobian(displacement_fn: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor
-                          ) -> torch.Tensor:
+def displacement_jacobian(
+    displacement_fn: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor
+) -> torch.Tensor:
     """``grad u [B, N, 3, 3]`` (``[..., i, j] = d u_i / d x_j``) at ``coords [B, N, 3]``.
 
     The graph is kept, so a loss built on it trains the network; gradients are enabled
@@ -21,8 +22,7 @@ def displacement_jacobian(displacement_fn: Callable[[torch.Tensor], torch.Tensor
     with torch.enable_grad():
         coords = coords.detach().requires_grad_(True)
         disp = displacement_fn(coords)
-        rows = [torch.autograd.grad(disp[..., i].sum(), coords, create_graph=True)[0]
-                for i in range(disp.shape[-1])]
+        rows = [torch.autograd.grad(disp[..., i].sum(), coords, create_graph=True)[0] for i in range(disp.shape[-1])]
         return torch.stack(rows, dim=-2)
 
 
@@ -44,8 +44,9 @@ PENALTIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def regularisation(displacement_fn: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor,
-                   kind: str, num_points: int) -> torch.Tensor:
+def regularisation(
+    displacement_fn: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor, kind: str, num_points: int
+) -> torch.Tensor:
     """The ``kind`` penalty at ``num_points`` random points of ``coords [B, N, 3]``."""
     count = min(num_points, coords.shape[1])
     index = torch.randperm(coords.shape[1], device=coords.device)[:count]

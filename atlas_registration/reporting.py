@@ -65,15 +65,19 @@ def _resolution_statistics(rows: list[dict[str, Any]], metric: str) -> dict[str,
     return results
 
 
-def resolution_summary(rows: list[dict[str, Any]], metric: str = "dice_mean"
-                       ) -> dict[str, dict[int, tuple[float, float]]]:
+def resolution_summary(
+    rows: list[dict[str, Any]], metric: str = "dice_mean"
+) -> dict[str, dict[int, tuple[float, float]]]:
     """``{method: {factor: (mean, std)}}`` of ``metric`` over eyes, from rows with a ``factor``."""
-    return {method: {factor: (stat.mean, stat.std) for factor, stat in by_factor.items()}
-            for method, by_factor in _resolution_statistics(rows, metric).items()}
+    return {
+        method: {factor: (stat.mean, stat.std) for factor, stat in by_factor.items()}
+        for method, by_factor in _resolution_statistics(rows, metric).items()
+    }
 
 
-def resolution_table(rows: list[dict[str, Any]], metric: str = "dice_mean",
-                     factors: Sequence[int] = RESOLUTION_FACTORS) -> str:
+def resolution_table(
+    rows: list[dict[str, Any]], metric: str = "dice_mean", factors: Sequence[int] = RESOLUTION_FACTORS
+) -> str:
     """Markdown table of ``metric`` (mean ± std over eyes): methods × B-scan factors.
 
     Args:
@@ -100,14 +104,14 @@ SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
 def write_tables(rows: EvaluationRows, out_dir: Path, factors: Sequence[int], figures: bool) -> None:
     """Both protocols' tables (per-eye CSVs, summary CSV + Markdown, resolution table), the thickness-error
     tables, the plot, and both summaries printed."""
-    titles = {"": "Our protocol: every B-scan of the dense eye, 3-D metrics (ASSD/HD95 in mm)",
-              "reference": "The paper's protocol: 2-D metrics per B-scan on the B-scans fitted, in blocks "
-                           "(ASSD in µm)"}
+    titles = {
+        "": "Our protocol: every B-scan of the dense eye, 3-D metrics (ASSD/HD95 in mm)",
+        "reference": "The paper's protocol: 2-D metrics per B-scan on the B-scans fitted, in blocks (ASSD in µm)",
+    }
     for protocol, protocol_rows in (("", rows.ours), ("reference", rows.reference)):
         summary = summarise(protocol_rows)
         write_result_tables(out_dir, summary, protocol=protocol, overwrite=True)
-        table = resolution_table([r for r in protocol_rows if r["method"] in ("ginr", "atlas")], "dice_mean",
-                                 factors)
+        table = resolution_table([r for r in protocol_rows if r["method"] in ("ginr", "atlas")], "dice_mean", factors)
         suffix = f"_{protocol}" if protocol else ""
         atomic_write_text(out_dir / f"resolution{suffix}.md", table + "\n")
         print(f"\n{titles[protocol]} ({out_dir / table_names(protocol).summary_md}):\n")
@@ -120,26 +124,48 @@ def write_tables(rows: EvaluationRows, out_dir: Path, factors: Sequence[int], fi
         plot_resolution(resolution_summary(ginr_rows, "dice_mean"), out_dir / "resolution.png", overwrite=True)
 
 
-def write_atlas_volumes(atlas: AtlasINR, shape: Sequence[int], extent_mm: Sequence[float], out_dir: Path,
-                        chunk: int, class_names: Sequence[str] | None = None, figure: bool = True) -> list[Path]:
+def write_atlas_volumes(
+    atlas: AtlasINR,
+    shape: Sequence[int],
+    extent_mm: Sequence[float],
+    out_dir: Path,
+    chunk: int,
+    class_names: Sequence[str] | None = None,
+    figure: bool = True,
+) -> list[Path]:
     """The atlas INR rendered on a regular ``shape`` grid over the fixed extent, as NIfTI (+ a figure), with
     the ITK-SNAP / Slicer label tables of ``class_names`` beside the labels."""
     prediction = predict_on_grid(atlas, grid_coordinates(regular_axes(shape)), None, chunk)
     spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, shape))
     meta = {"atlas": "INR", "extent_mm": list(extent_mm)}
-    written = [write_nifti(out_dir / ATLAS_INTENSITY_FILE, prediction.intensity, spacing, meta=meta, overwrite=True),
-               write_nifti(out_dir / ATLAS_LABELS_FILE, prediction.labels, spacing, meta=meta, overwrite=True)]
+    written = [
+        write_nifti(out_dir / ATLAS_INTENSITY_FILE, prediction.intensity, spacing, meta=meta, overwrite=True),
+        write_nifti(out_dir / ATLAS_LABELS_FILE, prediction.labels, spacing, meta=meta, overwrite=True),
+    ]
     if class_names:
         written += write_label_tables(out_dir, list(class_names))
     if figure:
-        written.append(plot_atlas_slices(prediction.intensity, prediction.labels, spacing, out_dir / "atlas.png",
-                                         class_names=class_names, overwrite=True))
+        written.append(
+            plot_atlas_slices(
+                prediction.intensity,
+                prediction.labels,
+                spacing,
+                out_dir / "atlas.png",
+                class_names=class_names,
+                overwrite=True,
+            )
+        )
     return written
 
 
-def eye_in_atlas_space(displacement_fn: DisplacementFn, eye: Eye, atlas_shape: Sequence[int],
-                       extent_mm: Sequence[float], chunk: int, device: torch.device
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def eye_in_atlas_space(
+    displacement_fn: DisplacementFn,
+    eye: Eye,
+    atlas_shape: Sequence[int],
+    extent_mm: Sequence[float],
+    chunk: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
     """The eye's intensities and labels warped onto the atlas grid by the inverse of an INR registration's
     displacement ``displacement_fn`` (normalised coordinates).
 
@@ -152,10 +178,19 @@ def eye_in_atlas_space(displacement_fn: DisplacementFn, eye: Eye, atlas_shape: S
     return sample_volume(eye.oct, source, axes), sample_volume(labels, source, axes, nearest=True)
 
 
-def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, flip_os: bool,
-                      atlas_shape: Sequence[int], extent_mm: Sequence[float], chunk: int,
-                      before_labels: np.ndarray, device: torch.device, figures: bool = True,
-                      class_names: Sequence[str] | None = None) -> list[Path]:
+def write_eye_outputs(
+    registration: EyeRegistration,
+    eye: Eye,
+    out_dir: Path,
+    flip_os: bool,
+    atlas_shape: Sequence[int],
+    extent_mm: Sequence[float],
+    chunk: int,
+    before_labels: np.ndarray,
+    device: torch.device,
+    figures: bool = True,
+    class_names: Sequence[str] | None = None,
+) -> list[Path]:
     """Per-eye volumes of a registration (in the eye's own orientation) and its figures.
 
     Writes ``atlas_labels_in_eye``, ``atlas_in_eye``, ``displacement_mm`` (an ITK displacement
@@ -164,6 +199,7 @@ def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, fl
     registration, ``eye_in_atlas`` / ``eye_labels_in_atlas`` on the atlas grid (atlas orientation);
     with ``class_names`` the ITK-SNAP / Slicer label tables beside the label volumes.
     """
+
     def back(volume: np.ndarray) -> np.ndarray:
         return from_atlas_orientation(volume, eye.laterality, flip_os)
 
@@ -171,25 +207,45 @@ def write_eye_outputs(registration: EyeRegistration, eye: Eye, out_dir: Path, fl
     if flip_os and eye.laterality == "OS":  # mirrored along W: the W component changes sign
         displacement = displacement * np.array([1.0, -1.0, 1.0], dtype=np.float32)[:, None, None, None]
     written = [
-        write_nifti(out_dir / "atlas_labels_in_eye.nii.gz", back(registration.labels), eye.spacing,
-                    eye.bscan_positions, overwrite=True),
-        write_nifti(out_dir / "atlas_in_eye.nii.gz", back(registration.intensity), eye.spacing,
-                    eye.bscan_positions, overwrite=True),
-        write_displacement_field(out_dir / "displacement_mm.nii.gz", displacement, eye.spacing, eye.bscan_positions,
-                                 overwrite=True),
+        write_nifti(
+            out_dir / "atlas_labels_in_eye.nii.gz",
+            back(registration.labels),
+            eye.spacing,
+            eye.bscan_positions,
+            overwrite=True,
+        ),
+        write_nifti(
+            out_dir / "atlas_in_eye.nii.gz",
+            back(registration.intensity),
+            eye.spacing,
+            eye.bscan_positions,
+            overwrite=True,
+        ),
+        write_displacement_field(
+            out_dir / "displacement_mm.nii.gz", displacement, eye.spacing, eye.bscan_positions, overwrite=True
+        ),
     ]
     if class_names:
         written += write_label_tables(out_dir, list(class_names))
     if registration.displacement_fn is not None:
-        intensity, labels = eye_in_atlas_space(registration.displacement_fn, eye, atlas_shape, extent_mm, chunk,
-                                               device)
+        intensity, labels = eye_in_atlas_space(registration.displacement_fn, eye, atlas_shape, extent_mm, chunk, device)
         spacing = tuple(e / max(n - 1, 1) for e, n in zip(extent_mm, atlas_shape))
-        written += [write_nifti(out_dir / "eye_in_atlas.nii.gz", intensity, spacing, overwrite=True),
-                    write_nifti(out_dir / "eye_labels_in_atlas.nii.gz", labels, spacing, overwrite=True)]
+        written += [
+            write_nifti(out_dir / "eye_in_atlas.nii.gz", intensity, spacing, overwrite=True),
+            write_nifti(out_dir / "eye_labels_in_atlas.nii.gz", labels, spacing, overwrite=True),
+        ]
     if figures:
-        written.append(plot_registration(eye.oct, eye.required_labels("the registration figure"),
-                                         registration.labels, before_labels,
-                                         out_dir / "registration.png", spacing=eye.spacing, overwrite=True))
+        written.append(
+            plot_registration(
+                eye.oct,
+                eye.required_labels("the registration figure"),
+                registration.labels,
+                before_labels,
+                out_dir / "registration.png",
+                spacing=eye.spacing,
+                overwrite=True,
+            )
+        )
         det = jacobian_determinant(registration.displacement_mm, eye.spacing)
         written.append(plot_jacobian(det, out_dir / "jacobian.png", spacing=eye.spacing, overwrite=True))
     return written

@@ -58,17 +58,24 @@ Lightning's best-k bookkeeping), and a deprecation inside Lightning itself."""
 def quiet_lightning() -> None:
     """Silence Lightning's info lines (GPU/TPU banner, tips, "`Trainer.fit` stopped") and the
     warnings of :data:`LIGHTNING_NOISE`; its other warnings, and ours, still show."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.pytorch.accelerators.cuda"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     for message in LIGHTNING_NOISE:
         warnings.filterwarnings("ignore", message=message)
 
 
-def _diverged(module: L.LightningModule, batch_idx: int, what: str, rate_key: str, rate: float) -> TrainingDivergedError:
-    return TrainingDivergedError(f"{type(module).__name__} diverged in epoch {module.current_epoch + 1}, step "
-                                 f"{batch_idx + 1} (global step {module.global_step + 1}): {what}; try a lower "
-                                 f"{rate_key} (now {rate:g})")
+def _diverged(
+    module: L.LightningModule, batch_idx: int, what: str, rate_key: str, rate: float
+) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"{type(module).__name__} diverged in epoch {module.current_epoch + 1}, step "
+        f"{batch_idx + 1} (global step {module.global_step + 1}): {what}; try a lower "
+        f"{rate_key} (now {rate:g})"
+    )
 
 
 def check_finite_weights(module: L.LightningModule, batch_idx: int, rate_key: str, rate: float) -> None:
@@ -79,12 +86,14 @@ def check_finite_weights(module: L.LightningModule, batch_idx: int, rate_key: st
     if not weights or bool(torch.stack([value.detach().isfinite().all() for _, value in weights]).all()):
         return
     bad = [name for name, value in weights if not bool(value.detach().isfinite().all())]
-    raise _diverged(module, batch_idx, f"non-finite weights {', '.join(bad[:3])} after the previous update",
-                    rate_key, rate)
+    raise _diverged(
+        module, batch_idx, f"non-finite weights {', '.join(bad[:3])} after the previous update", rate_key, rate
+    )
 
 
-def check_finite_loss(module: L.LightningModule, terms: Mapping[str, torch.Tensor], batch_idx: int,
-                      rate_key: str, rate: float) -> None:
+def check_finite_loss(
+    module: L.LightningModule, terms: Mapping[str, torch.Tensor], batch_idx: int, rate_key: str, rate: float
+) -> None:
     """Raise :class:`~retina_data.errors.TrainingDivergedError` if a loss term of this step is not
     finite, naming the module, the step and epoch, every term and the learning rate ``rate_key``
     (now ``rate``) to lower; :func:`fit` adds where the last finite checkpoint is."""
@@ -101,11 +110,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         weights = checkpoint.get("state_dict", {})
-        bad = [name for name, value in weights.items()
-               if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())]
+        bad = [
+            name
+            for name, value in weights.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())
+        ]
         if bad:
-            raise TrainingDivergedError(f"{path}: not written: the weights {', '.join(bad[:3])} are not finite; "
-                                        "try a lower learning rate")
+            raise TrainingDivergedError(
+                f"{path}: not written: the weights {', '.join(bad[:3])} are not finite; try a lower learning rate"
+            )
         save_checkpoint(path, checkpoint, keep_previous=Path(path).name == LAST_CHECKPOINT)
 
 
@@ -126,12 +139,19 @@ class CheckpointOnInterrupt(Callback):
         if trainer.state.fn != "fit" or not self.started or isinstance(exception, TrainingDivergedError):
             return
         trainer.save_checkpoint(self.path, weights_only=False)
-        stop = ("SIGTERM" if isinstance(exception, SIGTERMException)  # a SystemExit that would exit 0, silently
-                else "Ctrl-C (SIGINT)" if isinstance(exception, KeyboardInterrupt) else None)
+        stop = (
+            "SIGTERM"
+            if isinstance(exception, SIGTERMException)  # a SystemExit that would exit 0, silently
+            else "Ctrl-C (SIGINT)"
+            if isinstance(exception, KeyboardInterrupt)
+            else None
+        )
         if stop is not None:
             self.interrupted = True
-            notice(f"stopped by {stop} in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
-                   "continue with --resume")
+            notice(
+                f"stopped by {stop} in epoch {trainer.current_epoch}; the checkpoint is {self.path}; "
+                "continue with --resume"
+            )
         if isinstance(exception, SIGTERMException):
             exception.code = EXIT_INTERRUPTED
 
@@ -156,8 +176,11 @@ def fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         raise
     except TrainingDivergedError as exc:
         last = next((callback.path for callback in _interrupt_checkpoints(trainer)), None)
-        kept = (f"{last} is the last finite checkpoint" if last is not None and last.is_file()
-                else "no checkpoint of this stage was written")
+        kept = (
+            f"{last} is the last finite checkpoint"
+            if last is not None and last.is_file()
+            else "no checkpoint of this stage was written"
+        )
         raise TrainingDivergedError(f"{exc}; {kept}") from exc
 
 
@@ -165,12 +188,10 @@ class RandomStateCheckpoint(Callback):
     """Stores the Python, NumPy, torch (and CUDA) random states in each checkpoint and restores
     them on ``--resume``, so patch offsets and shuffling continue where the run stopped."""
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["random_states"] = capture_random_states()
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("random_states")
         if states is not None:  # None: a checkpoint written before random states were stored
             restore_random_states(states)
@@ -199,24 +220,39 @@ def device_name(runtime: Runtime) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def build_trainer(runtime: Runtime, run_dir: Path, name: str, max_epochs: int, checkpoint_every: int,
-                  val_every: int | None = None) -> L.Trainer:
+def build_trainer(
+    runtime: Runtime, run_dir: Path, name: str, max_epochs: int, checkpoint_every: int, val_every: int | None = None
+) -> L.Trainer:
     """A Trainer for a long run: the loggers of ``RUNTIME.LOGGERS`` (:func:`retina_data.run_loggers.build_loggers`:
     CSV always, each (re)start its own ``version_<k>``), periodic + last + on-interrupt checkpoints under
     ``run_dir/<name>``."""
     quiet_lightning()
     torch.set_float32_matmul_precision(runtime.MATMUL_PRECISION)
     checkpoint_dir = run_dir / "checkpoints" / name
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="{epoch:05d}", every_n_epochs=checkpoint_every,
-                                  save_top_k=1, monitor=None, save_last=True, save_on_train_epoch_end=True)
+    checkpoints = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="{epoch:05d}",
+        every_n_epochs=checkpoint_every,
+        save_top_k=1,
+        monitor=None,
+        save_last=True,
+        save_on_train_epoch_end=True,
+    )
     return L.Trainer(
-        accelerator=runtime.ACCELERATOR, devices=runtime.DEVICES, precision=precision(runtime),
-        max_epochs=max_epochs, logger=build_loggers(runtime.LOGGERS, run_dir, name, key="RUNTIME.LOGGERS"),
+        accelerator=runtime.ACCELERATOR,
+        devices=runtime.DEVICES,
+        precision=precision(runtime),
+        max_epochs=max_epochs,
+        logger=build_loggers(runtime.LOGGERS, run_dir, name, key="RUNTIME.LOGGERS"),
         callbacks=[checkpoints, CheckpointOnInterrupt(checkpoint_dir), RandomStateCheckpoint()],
         plugins=[AtomicCheckpointIO()],
-        deterministic=runtime.DETERMINISTIC, default_root_dir=run_dir, log_every_n_steps=1,
-        check_val_every_n_epoch=val_every or 1, num_sanity_val_steps=0,
-        enable_progress_bar=runtime.PROGRESS_BAR, enable_model_summary=False,
+        deterministic=runtime.DETERMINISTIC,
+        default_root_dir=run_dir,
+        log_every_n_steps=1,
+        check_val_every_n_epoch=val_every or 1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=runtime.PROGRESS_BAR,
+        enable_model_summary=False,
     )
 
 
@@ -225,9 +261,17 @@ def build_fit_trainer(runtime: Runtime, max_epochs: int) -> L.Trainer:
     quiet_lightning()
     torch.set_float32_matmul_precision(runtime.MATMUL_PRECISION)
     return L.Trainer(
-        accelerator=runtime.ACCELERATOR, devices=1, precision=precision(runtime), max_epochs=max_epochs,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        deterministic=runtime.DETERMINISTIC, num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator=runtime.ACCELERATOR,
+        devices=1,
+        precision=precision(runtime),
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=runtime.DETERMINISTIC,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
 
 
@@ -249,9 +293,11 @@ def resume_checkpoint(run_dir: Path, name: str) -> Path | None:
     others = [previous_path(last), *sorted(last.parent.glob(PERIODIC_CHECKPOINTS))]
     present = [path.name for path in others if path.is_file()]
     if present:
-        raise DataError(f"{last}: not found, but {', '.join(present)} (earlier checkpoints of this stage) "
-                        f"{'is' if len(present) == 1 else 'are'} there; copy one of them to {LAST_CHECKPOINT} to "
-                        "continue from it with --resume, or pass --overwrite to train again")
+        raise DataError(
+            f"{last}: not found, but {', '.join(present)} (earlier checkpoints of this stage) "
+            f"{'is' if len(present) == 1 else 'are'} there; copy one of them to {LAST_CHECKPOINT} to "
+            "continue from it with --resume, or pass --overwrite to train again"
+        )
     return None
 
 

@@ -37,23 +37,45 @@ REGISTRATION_STAGE = "registration"
 def pretraining_module(cfg: AtlasConfig, num_classes: int) -> AtlasPretraining:
     """A fresh atlas-pretraining module with the ``ATLAS_MODEL`` / ``ATLAS_PRETRAINING`` settings."""
     model, pre = cfg.ATLAS_MODEL, cfg.ATLAS_PRETRAINING
-    return AtlasPretraining(model.HIDDEN_SIZE, model.NUM_LAYERS, num_classes, model.OMEGA, pre.LEARNING_RATE,
-                            pre.SEG_WEIGHT, pre.LR_SCHEDULER_GAMMA, cfg.TRAINING.SEG_LOSS, model.LINEAR_LAST,
-                            model.INTENSITY_SIGMOID)
+    return AtlasPretraining(
+        model.HIDDEN_SIZE,
+        model.NUM_LAYERS,
+        num_classes,
+        model.OMEGA,
+        pre.LEARNING_RATE,
+        pre.SEG_WEIGHT,
+        pre.LR_SCHEDULER_GAMMA,
+        cfg.TRAINING.SEG_LOSS,
+        model.LINEAR_LAST,
+        model.INTENSITY_SIGMOID,
+    )
 
 
-def pretrain_atlas(cfg: AtlasConfig, atlas: AtlasVolumes, reference: AtlasEye, extent_mm: Sequence[float],
-                   num_classes: int, run_dir: Path, resume: bool) -> AtlasPretraining:
+def pretrain_atlas(
+    cfg: AtlasConfig,
+    atlas: AtlasVolumes,
+    reference: AtlasEye,
+    extent_mm: Sequence[float],
+    num_classes: int,
+    run_dir: Path,
+    resume: bool,
+) -> AtlasPretraining:
     """Fit the atlas INR to the median atlas (on the grid of ``reference``, a training eye)."""
     pre = cfg.ATLAS_PRETRAINING
     module = pretraining_module(cfg, num_classes)
-    data = AtlasPointsDataset(atlas.intensity, atlas.labels, eye_axes(reference, extent_mm), pre.POINTS_PER_STEP,
-                              pre.STEPS_PER_EPOCH)
-    trainer = build_trainer(cfg.RUNTIME, run_dir, PRETRAIN_STAGE, pre.TOTAL_EPOCHS,
-                            checkpoint_every=max(pre.TOTAL_EPOCHS // 4, 1))
+    data = AtlasPointsDataset(
+        atlas.intensity, atlas.labels, eye_axes(reference, extent_mm), pre.POINTS_PER_STEP, pre.STEPS_PER_EPOCH
+    )
+    trainer = build_trainer(
+        cfg.RUNTIME, run_dir, PRETRAIN_STAGE, pre.TOTAL_EPOCHS, checkpoint_every=max(pre.TOTAL_EPOCHS // 4, 1)
+    )
     last = checkpoint_path(run_dir, PRETRAIN_STAGE)
-    fit(trainer, module, DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
-        ckpt_path=str(last) if resume and last.is_file() else None)
+    fit(
+        trainer,
+        module,
+        DataLoader(data, batch_size=None, num_workers=cfg.RUNTIME.NUM_WORKERS),
+        ckpt_path=str(last) if resume and last.is_file() else None,
+    )
     trainer.save_checkpoint(last, weights_only=False)
     return module
 
@@ -72,11 +94,13 @@ def load_pretrained_atlas(cfg: AtlasConfig, path: str | Path, num_classes: int) 
         raise DataError(f"{path}: not {what}: {exc}") from exc
     wanted = pretraining_module(cfg, num_classes).hparams
     keys = ("hidden", "num_layers", "num_classes", "omega", "linear_last", "intensity_sigmoid")
-    different = [f"{k}={module.hparams.get(k)} (config: {wanted[k]})" for k in keys
-                 if module.hparams.get(k) != wanted[k]]
+    different = [
+        f"{k}={module.hparams.get(k)} (config: {wanted[k]})" for k in keys if module.hparams.get(k) != wanted[k]
+    ]
     if different:
-        raise ConfigError(f"ATLAS_MODEL.PATH = {str(path)!r}: the atlas does not match ATLAS_MODEL/LABELS: "
-                          + ", ".join(different))
+        raise ConfigError(
+            f"ATLAS_MODEL.PATH = {str(path)!r}: the atlas does not match ATLAS_MODEL/LABELS: " + ", ".join(different)
+        )
     check_state_matches(module, state["state_dict"], path, "ATLAS_MODEL")
     module.load_state_dict(state["state_dict"])
     return module
@@ -91,39 +115,73 @@ def pretrained_atlas(cfg: AtlasConfig, trained_run: Path, num_classes: int) -> A
 def training_weights(cfg: AtlasConfig) -> LossWeights:
     """Loss weights of joint training (``TRAINING``)."""
     t = cfg.TRAINING
-    return LossWeights(mse=t.MSE_WEIGHT, seg=t.SEG_WEIGHT, ssim=0.0, reg=t.REG_WEIGHT, reg_type=t.REG_TYPE,
-                       reg_points=t.REG_POINTS, seg_loss=t.SEG_LOSS)
+    return LossWeights(
+        mse=t.MSE_WEIGHT,
+        seg=t.SEG_WEIGHT,
+        ssim=0.0,
+        reg=t.REG_WEIGHT,
+        reg_type=t.REG_TYPE,
+        reg_points=t.REG_POINTS,
+        seg_loss=t.SEG_LOSS,
+    )
 
 
 def deformation_settings(cfg: AtlasConfig) -> dict:
     """The ``DISP_MODEL`` keys as :func:`~atlas_registration.architectures.siren.deformation_network` reads them."""
     disp = cfg.DISP_MODEL
-    return {"film": disp.FILM, "hidden": disp.HIDDEN_SIZE, "num_layers": disp.NUM_LAYERS, "omega": disp.OMEGA,
-            "siren_init": disp.SIREN_INIT, "skip_last": disp.SKIP_LAST_LAYER, "out_scale": disp.OUT_INIT_SCALE}
+    return {
+        "film": disp.FILM,
+        "hidden": disp.HIDDEN_SIZE,
+        "num_layers": disp.NUM_LAYERS,
+        "omega": disp.OMEGA,
+        "siren_init": disp.SIREN_INIT,
+        "skip_last": disp.SKIP_LAST_LAYER,
+        "out_scale": disp.OUT_INIT_SCALE,
+    }
 
 
 def atlas_settings(cfg: AtlasConfig) -> dict:
     """The ``ATLAS_MODEL`` keys as :class:`~atlas_registration.architectures.atlas.AtlasINR` reads them."""
     atlas = cfg.ATLAS_MODEL
-    return {"hidden": atlas.HIDDEN_SIZE, "num_layers": atlas.NUM_LAYERS, "omega": atlas.OMEGA,
-            "linear_last": atlas.LINEAR_LAST, "intensity_sigmoid": atlas.INTENSITY_SIGMOID}
+    return {
+        "hidden": atlas.HIDDEN_SIZE,
+        "num_layers": atlas.NUM_LAYERS,
+        "omega": atlas.OMEGA,
+        "linear_last": atlas.LINEAR_LAST,
+        "intensity_sigmoid": atlas.INTENSITY_SIGMOID,
+    }
 
 
 def registration_module(cfg: AtlasConfig, num_eyes: int, num_classes: int) -> GINRAtlasRegistration:
     """A fresh GINR registration module with the config's networks and optimiser settings."""
     t = cfg.TRAINING
     return GINRAtlasRegistration(
-        num_eyes=num_eyes, num_classes=num_classes, latent_size=t.LATENT_CODE.SIZE,
-        latent_std=t.LATENT_CODE.INIT_STD, latent_init=t.LATENT_CODE.INIT,
-        disp=deformation_settings(cfg), atlas=atlas_settings(cfg),
-        learning_rate=t.LEARNING_RATE, latent_lr_factor=t.LATENT_LR_FACTOR, atlas_lr_factor=t.ATLAS_LR_FACTOR,
-        gamma=t.LR_SCHEDULER_GAMMA, weights=asdict(training_weights(cfg)), latent_weight=t.LATENT_WEIGHT,
+        num_eyes=num_eyes,
+        num_classes=num_classes,
+        latent_size=t.LATENT_CODE.SIZE,
+        latent_std=t.LATENT_CODE.INIT_STD,
+        latent_init=t.LATENT_CODE.INIT,
+        disp=deformation_settings(cfg),
+        atlas=atlas_settings(cfg),
+        learning_rate=t.LEARNING_RATE,
+        latent_lr_factor=t.LATENT_LR_FACTOR,
+        atlas_lr_factor=t.ATLAS_LR_FACTOR,
+        gamma=t.LR_SCHEDULER_GAMMA,
+        weights=asdict(training_weights(cfg)),
+        latent_weight=t.LATENT_WEIGHT,
         chunk=cfg.EVALUATION.CHUNK_POINTS,
     )
 
 
-def train_registration(cfg: AtlasConfig, train_eyes: Sequence[AtlasEye], extent_mm: Sequence[float], atlas: AtlasINR,
-                       num_classes: int, run_dir: Path, resume: bool) -> GINRAtlasRegistration:
+def train_registration(
+    cfg: AtlasConfig,
+    train_eyes: Sequence[AtlasEye],
+    extent_mm: Sequence[float],
+    atlas: AtlasINR,
+    num_classes: int,
+    run_dir: Path,
+    resume: bool,
+) -> GINRAtlasRegistration:
     """Train (or, with ``resume``, continue training) GINR registration of ``train_eyes``.
 
     The atlas starts from ``atlas`` (pretrained) unless a checkpoint is resumed, which
@@ -136,16 +194,19 @@ def train_registration(cfg: AtlasConfig, train_eyes: Sequence[AtlasEye], extent_
     t = cfg.TRAINING
     module = registration_module(cfg, len(train_eyes), num_classes)
     module.atlas.load_state_dict(atlas.state_dict())
-    patches = StridedPatchDataset(train_eyes, extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE,
-                                  t.PATCHES_PER_EYE)
+    patches = StridedPatchDataset(train_eyes, extent_mm, cfg.DATA.PATCH_SIZE, cfg.DATA.SAMPLE_MODE, t.PATCHES_PER_EYE)
     val_count = min(t.VAL_EYES, len(train_eyes))
-    loaders = {"train_dataloaders": DataLoader(patches, batch_size=t.BATCH_SIZE, shuffle=t.SHUFFLE,
-                                               num_workers=cfg.RUNTIME.NUM_WORKERS)}
+    loaders = {
+        "train_dataloaders": DataLoader(
+            patches, batch_size=t.BATCH_SIZE, shuffle=t.SHUFFLE, num_workers=cfg.RUNTIME.NUM_WORKERS
+        )
+    }
     if val_count:
         full = FullEyeDataset(train_eyes[:val_count], extent_mm)
         loaders["val_dataloaders"] = DataLoader(full, batch_size=1, num_workers=cfg.RUNTIME.NUM_WORKERS)
-    trainer = build_trainer(cfg.RUNTIME, run_dir, REGISTRATION_STAGE, t.TOTAL_EPOCHS, t.CHECKPOINT_EVERY,
-                            t.VAL_EVERY if val_count else None)
+    trainer = build_trainer(
+        cfg.RUNTIME, run_dir, REGISTRATION_STAGE, t.TOTAL_EPOCHS, t.CHECKPOINT_EVERY, t.VAL_EVERY if val_count else None
+    )
     last = checkpoint_path(run_dir, REGISTRATION_STAGE)
     fit(trainer, module, **loaders, ckpt_path=str(last) if resume and last.is_file() else None)
     trainer.save_checkpoint(last, weights_only=False)

@@ -25,8 +25,9 @@ def _matches(key: str, pattern: str) -> bool:
     return key == pattern or (pattern.endswith(".*") and key.startswith(pattern[:-1]))
 
 
-def grouped_improvements(differing: Mapping[str, Any], groups: Mapping[str, Iterable[str]],
-                         no_effect: Iterable[str]) -> dict[str, dict[str, Any]]:
+def grouped_improvements(
+    differing: Mapping[str, Any], groups: Mapping[str, Iterable[str]], no_effect: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     """Improvement name -> {dotted key: fast value}: the groups, then every other differing key alone
     (``no_effect`` keys left out)."""
     left_out = set(no_effect)

@@ -50,8 +50,11 @@ FAST_CONFIG = ROOT / "configs" / "atlas" / "fit_GINR_Atlas_fast.yml"
 DEMO_CONFIG = ROOT / "configs" / "atlas" / "demo_atlas.yml"
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "cross-entropy label loss at weight 0.1 (training and pretraining)": ("TRAINING.SEG_WEIGHT", "TRAINING.SEG_LOSS",
-                                                                          "ATLAS_PRETRAINING.SEG_WEIGHT"),
+    "cross-entropy label loss at weight 0.1 (training and pretraining)": (
+        "TRAINING.SEG_WEIGHT",
+        "TRAINING.SEG_LOSS",
+        "ATLAS_PRETRAINING.SEG_WEIGHT",
+    ),
     "pi-GAN FiLM SIREN, every layer used": ("DISP_MODEL.FILM", "DISP_MODEL.SKIP_LAST_LAYER"),
     "atlas of 5 sine layers, no linear last layer": ("ATLAS_MODEL.NUM_LAYERS", "ATLAS_MODEL.LINEAR_LAST"),
 }
@@ -64,7 +67,7 @@ atlas's depth and its last layer are one architecture."""
 
 NO_EFFECT: dict[str, str] = {
     "RUNTIME.PRECISION": "null means bf16-mixed only on GPUs with native bf16; this runs on the CPU in fp32, "
-                         "as '32-true'",
+    "as '32-true'",
 }
 """Differing keys that cannot change this experiment's numbers, with the reason."""
 
@@ -85,13 +88,15 @@ class Scale:
 
     def describe(self) -> str:
         height, width, depth = self.shape
-        return (f"phantom eyes of {height} x {width} x {depth} (paper 231 x 496 x 64 at SUBSMPL_FACTOR 8), "
-                f"{2 * self.train_subjects} training eyes of {self.train_subjects} subjects (paper 80 eyes), "
-                f"{2 * self.test_subjects} held-out eyes of {self.test_subjects} other subject(s) fitted from all "
-                f"their B-scans; the keys of {', '.join(SCALE_SECTIONS)} that demo_atlas.yml sets (and the "
-                f"ablation does not vary) from the demo, with TRAINING.TOTAL_EPOCHS {self.train_epochs} (paper "
-                f"2000) and ATLAS_PRETRAINING.TOTAL_EPOCHS {self.pretrain_epochs} (paper 500); every variant run "
-                f"with SETTINGS.SEED {', '.join(map(str, self.seeds))} and averaged")
+        return (
+            f"phantom eyes of {height} x {width} x {depth} (paper 231 x 496 x 64 at SUBSMPL_FACTOR 8), "
+            f"{2 * self.train_subjects} training eyes of {self.train_subjects} subjects (paper 80 eyes), "
+            f"{2 * self.test_subjects} held-out eyes of {self.test_subjects} other subject(s) fitted from all "
+            f"their B-scans; the keys of {', '.join(SCALE_SECTIONS)} that demo_atlas.yml sets (and the "
+            f"ablation does not vary) from the demo, with TRAINING.TOTAL_EPOCHS {self.train_epochs} (paper "
+            f"2000) and ATLAS_PRETRAINING.TOTAL_EPOCHS {self.pretrain_epochs} (paper 500); every variant run "
+            f"with SETTINGS.SEED {', '.join(map(str, self.seeds))} and averaged"
+        )
 
 
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
@@ -120,8 +125,9 @@ def scale_keys(varied: set[str], demo: Path = DEMO_CONFIG) -> dict[str, Any]:
     return {key: value for key, value in flatten_config(given).items() if key not in varied}
 
 
-def variant_config(changes: dict[str, Any], scale: Scale, data_dir: Path, fold_file: Path, seed: int = 0
-                   ) -> AtlasConfig:
+def variant_config(
+    changes: dict[str, Any], scale: Scale, data_dir: Path, fold_file: Path, seed: int = 0
+) -> AtlasConfig:
     """The paper config scaled down by ``scale`` (demo keys, epochs, the phantom) with ``changes``."""
     raw = to_dict(load_atlas_config(PAPER_CONFIG))
     for key, value in scale_keys(set(differing_keys())).items():
@@ -131,14 +137,22 @@ def variant_config(changes: dict[str, Any], scale: Scale, data_dir: Path, fold_f
     settings = {"DATA_DIR": str(data_dir), "FOLD_FILE": str(fold_file), "FOLD": 0, "SEED": seed}
     for key, value in settings.items():
         _set(raw, f"SETTINGS.{key}", value)
-    for key, value in {"TRAINING.TOTAL_EPOCHS": scale.train_epochs,
-                       "ATLAS_PRETRAINING.TOTAL_EPOCHS": scale.pretrain_epochs,
-                       "TRAINING.VAL_EVERY": scale.train_epochs + 1, "TRAINING.CHECKPOINT_EVERY": scale.train_epochs,
-                       "EVALUATION.MAX_TEST_EYES": None, "EVALUATION.RESOLUTION_SUBJECTS": scale.test_subjects,
-                       "EVALUATION.RESOLUTION_FACTORS": [1], "EVALUATION.BASELINES": [],
-                       "EVALUATION.ATLAS_SHAPES": [], "EVALUATION.FIGURES": False,
-                       "RUNTIME.ACCELERATOR": "cpu", "RUNTIME.DEVICES": 1, "RUNTIME.LOGGERS": ["csv"],
-                       "RUNTIME.PROGRESS_BAR": False}.items():
+    for key, value in {
+        "TRAINING.TOTAL_EPOCHS": scale.train_epochs,
+        "ATLAS_PRETRAINING.TOTAL_EPOCHS": scale.pretrain_epochs,
+        "TRAINING.VAL_EVERY": scale.train_epochs + 1,
+        "TRAINING.CHECKPOINT_EVERY": scale.train_epochs,
+        "EVALUATION.MAX_TEST_EYES": None,
+        "EVALUATION.RESOLUTION_SUBJECTS": scale.test_subjects,
+        "EVALUATION.RESOLUTION_FACTORS": [1],
+        "EVALUATION.BASELINES": [],
+        "EVALUATION.ATLAS_SHAPES": [],
+        "EVALUATION.FIGURES": False,
+        "RUNTIME.ACCELERATOR": "cpu",
+        "RUNTIME.DEVICES": 1,
+        "RUNTIME.LOGGERS": ["csv"],
+        "RUNTIME.PROGRESS_BAR": False,
+    }.items():
         _set(raw, key, value)
     return from_dict(raw, AtlasConfig, source="atlas ablation variant")
 
@@ -149,8 +163,9 @@ def write_fold_data(root: Path, scale: Scale) -> tuple[Path, Path]:
     data_dir = root / "phantom"
     eye_ids = write_phantom(data_dir, PhantomConfig(n_subjects=subjects, shape=scale.shape), progress=False)
     names = list(dict.fromkeys(eye_id.split("_")[0] for eye_id in eye_ids))
-    fold_file = write_folds(root / "folds.yml", {0: {"TRAIN": names[:scale.train_subjects],
-                                                     "TEST": names[scale.train_subjects:]}})
+    fold_file = write_folds(
+        root / "folds.yml", {0: {"TRAIN": names[: scale.train_subjects], "TEST": names[scale.train_subjects :]}}
+    )
     return data_dir, fold_file
 
 
@@ -169,10 +184,17 @@ def run_variant(cfg: AtlasConfig, run_dir: Path) -> dict[str, float]:
     def mean(selected: list[dict[str, Any]], column: str) -> float:
         return statistics.fmean(float(row[column]) for row in selected)
 
-    return {"dice": mean(ours, "dice_mean"), "assd_mm": mean(ours, "assd_mean"),
-            "folding_pct": mean(ours, "pct_nonpositive_jacobian"), "paper_dice": mean(paper, "dice_mean"),
-            "paper_assd_um": mean(paper, "assd_um"), "paper_folding_pct": mean(paper, "pct_negative_jacobian"),
-            "fit_s": mean(ours, "time_s"), "train_s": trained - started, "total_s": finished - started}
+    return {
+        "dice": mean(ours, "dice_mean"),
+        "assd_mm": mean(ours, "assd_mean"),
+        "folding_pct": mean(ours, "pct_nonpositive_jacobian"),
+        "paper_dice": mean(paper, "dice_mean"),
+        "paper_assd_um": mean(paper, "assd_um"),
+        "paper_folding_pct": mean(paper, "pct_negative_jacobian"),
+        "fit_s": mean(ours, "time_s"),
+        "train_s": trained - started,
+        "total_s": finished - started,
+    }
 
 
 def run(scale: Scale | None = None) -> dict[str, Any]:
@@ -185,15 +207,18 @@ def run(scale: Scale | None = None) -> dict[str, Any]:
     chosen = improvements()
     variants: dict[str, dict[str, Any]] = {"paper mode (fit_GINR_Atlas_base.yml)": {}}
     variants.update({f"+ {name}": changes for name, changes in chosen.items()})
-    variants["all together (fit_GINR_Atlas_fast.yml)"] = {key: value for changes in chosen.values()
-                                                          for key, value in changes.items()}
+    variants["all together (fit_GINR_Atlas_fast.yml)"] = {
+        key: value for changes in chosen.values() for key, value in changes.items()
+    }
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         data_dir, fold_file = write_fold_data(root, scale)
         for index, (name, changes) in enumerate(variants.items()):
-            runs = [run_variant(variant_config(changes, scale, data_dir, fold_file, seed), root / f"run{index}_{seed}")
-                    for seed in scale.seeds]
+            runs = [
+                run_variant(variant_config(changes, scale, data_dir, fold_file, seed), root / f"run{index}_{seed}")
+                for seed in scale.seeds
+            ]
             result = {column: statistics.fmean(run[column] for run in runs) for column in runs[0]}
             result["dice_seed_spread"] = max(run["dice"] for run in runs) - min(run["dice"] for run in runs)
             rows.append({"variant": name, "keys": sorted(changes), **result})

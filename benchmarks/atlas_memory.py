@@ -57,8 +57,9 @@ def held_eyes(count: int, shape: tuple[int, int, int], cache: Path, mode: str, f
     """``count`` synthetic eyes held as ``mode`` (``memory-mapped``, ``in memory``, ``store``) says."""
     if mode == "store":
         location = str(cache / "eyes.zarr")
-        writer = multiprocessing.get_context("spawn").Process(target=write_synthetic_store,
-                                                              args=(location, count, shape))
+        writer = multiprocessing.get_context("spawn").Process(
+            target=write_synthetic_store, args=(location, count, shape)
+        )
         writer.start()
         writer.join()
         if writer.exitcode != 0:
@@ -70,8 +71,11 @@ def held_eyes(count: int, shape: tuple[int, int, int], cache: Path, mode: str, f
     held: list[AtlasEye] = []
     for index in range(count):
         eye = memory_mapped(synthetic_eye(index, shape), cache, factor)
-        held.append(Eye(oct=np.array(eye.oct), spacing=eye.spacing, subject=eye.subject, labels=np.array(eye.labels))
-                    if mode == "in memory" else eye)
+        held.append(
+            Eye(oct=np.array(eye.oct), spacing=eye.spacing, subject=eye.subject, labels=np.array(eye.labels))
+            if mode == "in memory"
+            else eye
+        )
     return held
 
 
@@ -94,13 +98,22 @@ def main() -> None:
     drawing = time.perf_counter()
     points = sum(int(data[i]["intensity"].numel()) for i in range(len(data)))
     patch_ms = (time.perf_counter() - drawing) / len(data) * 1000
-    result = {"eyes": args.eyes, "shape": list(shape), "mode": mode, "points": points,
-              "peak_rss_mib": peak_rss_mib(),
-              "anonymous_mib": process_status_kib("RssAnon") / 1024, "file_mib": process_status_kib("RssFile") / 1024,
-              "patch_ms": patch_ms, "wall_s": time.perf_counter() - started}
-    print(f"{args.eyes} eyes {shape} ({mode}), one patch each ({points} points): peak RSS "
-          f"{result['peak_rss_mib']:.0f} MiB; now RssAnon {result['anonymous_mib']:.0f} MiB, RssFile "
-          f"{result['file_mib']:.0f} MiB; {patch_ms:.1f} ms per patch")
+    result = {
+        "eyes": args.eyes,
+        "shape": list(shape),
+        "mode": mode,
+        "points": points,
+        "peak_rss_mib": peak_rss_mib(),
+        "anonymous_mib": process_status_kib("RssAnon") / 1024,
+        "file_mib": process_status_kib("RssFile") / 1024,
+        "patch_ms": patch_ms,
+        "wall_s": time.perf_counter() - started,
+    }
+    print(
+        f"{args.eyes} eyes {shape} ({mode}), one patch each ({points} points): peak RSS "
+        f"{result['peak_rss_mib']:.0f} MiB; now RssAnon {result['anonymous_mib']:.0f} MiB, RssFile "
+        f"{result['file_mib']:.0f} MiB; {patch_ms:.1f} ms per patch"
+    )
     print(json.dumps(result))
 
 

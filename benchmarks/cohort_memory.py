@@ -62,8 +62,12 @@ def epoch_cost(eyes: int, sampling: str, batch_points: int = 65536, patch: int =
         per_step = batch_points // (patch * patch)
         steps = -(-points // (per_step * patch * patch))
         reads = steps * per_step
-    return {"points": points, "steps": steps, "bytes": reads * (bscan_bytes + slo_bytes),
-            "store_bytes": eyes * (PAPER_INPUTS * bscan_bytes + slo_bytes)}
+    return {
+        "points": points,
+        "steps": steps,
+        "bytes": reads * (bscan_bytes + slo_bytes),
+        "store_bytes": eyes * (PAPER_INPUTS * bscan_bytes + slo_bytes),
+    }
 
 
 def write_cohort(location: Path, count: int) -> float:
@@ -75,8 +79,10 @@ def write_cohort(location: Path, count: int) -> float:
     started = time.perf_counter()
     config = PhantomConfig(n_subjects=DISTINCT // 2, shape=SHAPE)
     base = [make_eye(config, subject, laterality) for subject in range(DISTINCT // 2) for laterality in ("OD", "OS")]
-    eyes = (dataclasses.replace(base[index % DISTINCT], subject=f"cohort{index // 2:05d}", meta={})
-            for index in range(count))
+    eyes = (
+        dataclasses.replace(base[index % DISTINCT], subject=f"cohort{index // 2:05d}", meta={})
+        for index in range(count)
+    )
     write_store(location, eyes, progress=False)
     return time.perf_counter() - started
 
@@ -95,19 +101,31 @@ def train(location: Path, eyes: int, steps: int, on_device: bool) -> dict[str, f
     from retina_data.memory import peak_rss_mib, process_status_kib
 
     torch.set_num_threads(1)
-    config = from_dict({
-        "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 1, "SLICE_COORD_SCALE": 1.0},
-        "TRAINING": {"LATENT_CODE": {"SIZE": LATENT}, "TOTAL_EPOCHS": 1, "STEPS_PER_EPOCH": steps,
-                     "SAMPLING": "patches", "BATCH_POINTS": BATCH_POINTS, "PATCH_SIZE": PATCH,
-                     "LOSS_RECON": "MSE", "LR_SCHEDULE": "constant"},
-        "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
-    }, ExperimentConfig, source="cohort benchmark")
+    config = from_dict(
+        {
+            "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 1, "SLICE_COORD_SCALE": 1.0},
+            "TRAINING": {
+                "LATENT_CODE": {"SIZE": LATENT},
+                "TOTAL_EPOCHS": 1,
+                "STEPS_PER_EPOCH": steps,
+                "SAMPLING": "patches",
+                "BATCH_POINTS": BATCH_POINTS,
+                "PATCH_SIZE": PATCH,
+                "LOSS_RECON": "MSE",
+                "LR_SCHEDULE": "constant",
+            },
+            "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
+        },
+        ExperimentConfig,
+        source="cohort benchmark",
+    )
     store = EyeStore.open(location)
     ids = store.eye_ids[:eyes]
     data: TrainingVolumes
     if on_device:
-        data = SparseVolumes.from_eyes([store.read_eye(eye_id) for eye_id in ids], use_labels=True, use_slo=True,
-                                       slice_scale=1.0, device="cpu")
+        data = SparseVolumes.from_eyes(
+            [store.read_eye(eye_id) for eye_id in ids], use_labels=True, use_slo=True, slice_scale=1.0, device="cpu"
+        )
     else:
         data = StreamedVolumes.from_store(store, ids, use_labels=True, use_slo=True, slice_scale=1.0, device="cpu")
     torch.manual_seed(0)
@@ -121,10 +139,16 @@ def train(location: Path, eyes: int, steps: int, on_device: bool) -> dict[str, f
         trainer.step()
         times.append(time.perf_counter() - started)
     read = (data.bscans_read, data.bytes_read) if isinstance(data, StreamedVolumes) else (0, 0)
-    return {"eyes": eyes, "on_device": on_device, "ready_mib": ready,
-            "peak_mib": peak_rss_mib(),
-            "step_s": statistics.median(times[WARMUP:] or times), "points": trainer.plan.points,
-            "bscans_per_step": read[0] / steps, "bytes_per_step": read[1] / steps}
+    return {
+        "eyes": eyes,
+        "on_device": on_device,
+        "ready_mib": ready,
+        "peak_mib": peak_rss_mib(),
+        "step_s": statistics.median(times[WARMUP:] or times),
+        "points": trainer.plan.points,
+        "bscans_per_step": read[0] / steps,
+        "bytes_per_step": read[1] / steps,
+    }
 
 
 SCRIPT_STEPS = 20
@@ -147,20 +171,50 @@ def script_config(location: Path, eyes: int, steps: int, on_device: bool, folder
     from anisotropic_interpolation.config import ExperimentConfig
     from retina_data.config import from_dict, save_config
 
-    config = from_dict({
-        "SETTINGS": {"PROJECT_NAME": "cohort", "IMG_DIR": str(location), "FOLD": 0,
-                     "FOLDS_FILE": write_folds(location, eyes), "RESULT_DIR": str(folder), "COMPILE": False},
-        "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": SCRIPT_FACTOR, "SLICE_COORD_SCALE": 1.0},
-        "TRAINING": {"LATENT_CODE": {"SIZE": LATENT}, "NUM_SAMPLES": eyes, "TOTAL_EPOCHS": 1,
-                     "STEPS_PER_EPOCH": steps, "SAMPLING": "patches", "BATCH_POINTS": BATCH_POINTS,
-                     "PATCH_SIZE": PATCH, "LOSS_RECON": "MSE", "LR_SCHEDULE": "constant",
-                     "EARLY_STOPPING_PATIENCE": 0, "DATA_ON_DEVICE": on_device, "MIXED_PRECISION": False},
-        "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
-        "TEST": {"TOTAL_EPOCHS": 2, "STEPS_PER_EPOCH": 2, "SAMPLING": "patches", "BATCH_POINTS": BATCH_POINTS,
-                 "LR_SCHEDULE": "constant"},
-        "EVALUATION": {"SINGLE_INR_BASELINE": False, "CLASSICAL_BASELINES": False, "SAVE_NIFTI": False,
-                       "FIGURES": False, "LPIPS": False},
-    }, ExperimentConfig, source="cohort benchmark")
+    config = from_dict(
+        {
+            "SETTINGS": {
+                "PROJECT_NAME": "cohort",
+                "IMG_DIR": str(location),
+                "FOLD": 0,
+                "FOLDS_FILE": write_folds(location, eyes),
+                "RESULT_DIR": str(folder),
+                "COMPILE": False,
+            },
+            "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": SCRIPT_FACTOR, "SLICE_COORD_SCALE": 1.0},
+            "TRAINING": {
+                "LATENT_CODE": {"SIZE": LATENT},
+                "NUM_SAMPLES": eyes,
+                "TOTAL_EPOCHS": 1,
+                "STEPS_PER_EPOCH": steps,
+                "SAMPLING": "patches",
+                "BATCH_POINTS": BATCH_POINTS,
+                "PATCH_SIZE": PATCH,
+                "LOSS_RECON": "MSE",
+                "LR_SCHEDULE": "constant",
+                "EARLY_STOPPING_PATIENCE": 0,
+                "DATA_ON_DEVICE": on_device,
+                "MIXED_PRECISION": False,
+            },
+            "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
+            "TEST": {
+                "TOTAL_EPOCHS": 2,
+                "STEPS_PER_EPOCH": 2,
+                "SAMPLING": "patches",
+                "BATCH_POINTS": BATCH_POINTS,
+                "LR_SCHEDULE": "constant",
+            },
+            "EVALUATION": {
+                "SINGLE_INR_BASELINE": False,
+                "CLASSICAL_BASELINES": False,
+                "SAVE_NIFTI": False,
+                "FIGURES": False,
+                "LPIPS": False,
+            },
+        },
+        ExperimentConfig,
+        source="cohort benchmark",
+    )
     path = folder / f"config_{eyes}_{'device' if on_device else 'streamed'}.yaml"
     save_config(config, path)
     return path
@@ -190,40 +244,66 @@ def run_script(location: Path, eyes: tuple[int, ...], steps: int, rounds: int) -
     measured: dict[tuple[int, bool], list[dict]] = {setting: [] for setting in settings}
     for _ in range(rounds):
         for count, on_device in settings:
-            command = [sys.executable, "-m", "benchmarks.cohort_memory", "--script-child", str(location),
-                       "--eyes", str(count), "--steps", str(steps)] + (["--on-device"] if on_device else [])
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.cohort_memory",
+                "--script-child",
+                str(location),
+                "--eyes",
+                str(count),
+                "--steps",
+                str(steps),
+            ] + (["--on-device"] if on_device else [])
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[(count, on_device)].append(json.loads(output.strip().splitlines()[-1]))
     rows = []
     for results in measured.values():
         walls = [result["wall_s"] for result in results]
-        rows.append({**results[0], "peak_mib": statistics.median(result["peak_mib"] for result in results),
-                     "peak_spread_mib": max(r["peak_mib"] for r in results) - min(r["peak_mib"] for r in results),
-                     "wall_s": statistics.median(walls), "spread": max(walls) / min(walls),
-                     "exit": max(result["exit"] for result in results)})
+        rows.append(
+            {
+                **results[0],
+                "peak_mib": statistics.median(result["peak_mib"] for result in results),
+                "peak_spread_mib": max(r["peak_mib"] for r in results) - min(r["peak_mib"] for r in results),
+                "wall_s": statistics.median(walls),
+                "spread": max(walls) / min(walls),
+                "exit": max(result["exit"] for result in results),
+            }
+        )
     return rows
 
 
 def script_table(rows: list[dict]) -> list[str]:
     """The script rows of :func:`run` as a markdown table, with the 2,000-against-200 ratios."""
-    lines = ["| eyes | training eyes | peak RSS (VmHWM, MiB) | peak spread (MiB) | wall s | spread | exit |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {row['eyes']:,} | {'kept (DATA_ON_DEVICE true)' if row['on_device'] else 'streamed'} | "
-              f"{row['peak_mib']:,.0f} | {row['peak_spread_mib']:,.1f} | {row['wall_s']:.1f} | {row['spread']:.2f} | "
-              f"{row['exit']} |" for row in rows]
+    lines = [
+        "| eyes | training eyes | peak RSS (VmHWM, MiB) | peak spread (MiB) | wall s | spread | exit |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {row['eyes']:,} | {'kept (DATA_ON_DEVICE true)' if row['on_device'] else 'streamed'} | "
+        f"{row['peak_mib']:,.0f} | {row['peak_spread_mib']:,.1f} | {row['wall_s']:.1f} | {row['spread']:.2f} | "
+        f"{row['exit']} |"
+        for row in rows
+    ]
     by_setting = {(row["eyes"], row["on_device"]): row for row in rows}
     for on_device, name in ((False, "streamed"), (True, "kept")):
         counts = sorted(eyes for eyes, kept in by_setting if kept == on_device)
         if len(counts) > 1:
             small, large = by_setting[(counts[0], on_device)], by_setting[(counts[-1], on_device)]
-            lines += ["", (f"{name}, {counts[-1]:,} eyes against {counts[0]:,}: peak RSS "
-                           f"{large['peak_mib'] - small['peak_mib']:+,.0f} MiB "
-                           f"({large['peak_mib'] / small['peak_mib'] - 1:+.1%}).")]
+            lines += [
+                "",
+                (
+                    f"{name}, {counts[-1]:,} eyes against {counts[0]:,}: peak RSS "
+                    f"{large['peak_mib'] - small['peak_mib']:+,.0f} MiB "
+                    f"({large['peak_mib'] / small['peak_mib'] - 1:+.1%})."
+                ),
+            ]
     return lines
 
 
-def run(eyes: tuple[int, ...] = (200, 2000), steps: int = 60, rounds: int = 3,
-        script_steps: int = SCRIPT_STEPS) -> dict:
+def run(
+    eyes: tuple[int, ...] = (200, 2000), steps: int = 60, rounds: int = 3, script_steps: int = SCRIPT_STEPS
+) -> dict:
     """Write the store, then measure every setting in its own interpreter, ``rounds`` interleaved
     rounds; per setting the median of the rounds and the spread (largest / smallest step time)."""
     settings = [(count, on_device) for on_device in (False, True) for count in eyes]
@@ -236,27 +316,49 @@ def run(eyes: tuple[int, ...] = (200, 2000), steps: int = 60, rounds: int = 3,
         script_rows = run_script(location, eyes, script_steps, rounds) if script_steps else []
         for _ in range(rounds):
             for count, on_device in settings:
-                command = [sys.executable, "-m", "benchmarks.cohort_memory", "--child", str(location),
-                           "--eyes", str(count), "--steps", str(steps)] + (["--on-device"] if on_device else [])
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.cohort_memory",
+                    "--child",
+                    str(location),
+                    "--eyes",
+                    str(count),
+                    "--steps",
+                    str(steps),
+                ] + (["--on-device"] if on_device else [])
                 output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 measured[(count, on_device)].append(json.loads(output.strip().splitlines()[-1]))
     rows = []
-    for setting, results in measured.items():
+    for results in measured.values():
         times = [result["step_s"] for result in results]
-        row = {key: statistics.median(result[key] for result in results)
-               for key in ("ready_mib", "peak_mib", "step_s", "bscans_per_step", "bytes_per_step")}
+        row = {
+            key: statistics.median(result[key] for result in results)
+            for key in ("ready_mib", "peak_mib", "step_s", "bscans_per_step", "bytes_per_step")
+        }
         rows.append({**results[0], **row, "spread": max(times) / min(times)})
-    return {"rows": rows, "script_rows": script_rows, "write_s": write_s, "store_bytes": store_bytes, "load": load,
-            "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"), "steps": steps,
-            "rounds": rounds}
+    return {
+        "rows": rows,
+        "script_rows": script_rows,
+        "write_s": write_s,
+        "store_bytes": store_bytes,
+        "load": load,
+        "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+        "steps": steps,
+        "rounds": rounds,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=Path, help="measure one setting on this store (internal)")
     parser.add_argument("--script-child", type=Path, help="measure one script run on this store (internal)")
-    parser.add_argument("--script-steps", type=int, default=SCRIPT_STEPS,
-                        help="training steps of each script run (0: leave the script path out)")
+    parser.add_argument(
+        "--script-steps",
+        type=int,
+        default=SCRIPT_STEPS,
+        help="training steps of each script run (0: leave the script path out)",
+    )
     parser.add_argument("--eyes", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)

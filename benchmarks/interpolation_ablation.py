@@ -43,7 +43,14 @@ import torch
 from anisotropic_interpolation.config import ExperimentConfig, load_experiment_config
 from anisotropic_interpolation.evaluation import input_mask_from_positions, score_eye, score_eye_reference
 from anisotropic_interpolation.pipeline import (
-    GEN_INR, Experiment, FoldData, minmax_normalise_for, predict_gen_inr, seed_everything, train_population)
+    GEN_INR,
+    Experiment,
+    FoldData,
+    minmax_normalise_for,
+    predict_gen_inr,
+    seed_everything,
+    train_population,
+)
 from benchmarks import ablation_keys
 from benchmarks.interpolation_throughput import FAST_CONFIG, PAPER_CONFIG
 from retina_data.config import from_dict, to_dict
@@ -57,24 +64,26 @@ PAPER_BSCAN_PIXELS = 230 * 496
 SCRIPT = "train_test_geninr"
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "latent penalty 1e-4 x squared norm, over all codes": ("TRAINING.LATENT_CODE.REG_WEIGHT",
-                                                            "TRAINING.LATENT_CODE.REG_TYPE"),
+    "latent penalty 1e-4 x squared norm, over all codes": (
+        "TRAINING.LATENT_CODE.REG_WEIGHT",
+        "TRAINING.LATENT_CODE.REG_TYPE",
+    ),
     "short cosine test fit (100 patch steps, lr 0.01, last code)": ("TEST.*",),
 }
 """Improvements of several keys that only make sense together (``SECTION.*``: every differing key there)."""
 
 NO_EFFECT: dict[str, str] = {
     "PREPROCESSING.MINMAX_NORMALISE": "phantom eyes (and their input B-scans) span [0, 1] already: per-eye min-max "
-                                      "normalisation leaves them unchanged",
+    "normalisation leaves them unchanged",
     "TRAINING.EARLY_STOPPING_PATIENCE": "early stopping starts at epoch 100 (EARLY_STOPPING_START_EPOCH), after the "
-                                        "scaled-down training has ended: it cannot fire here",
+    "scaled-down training has ended: it cannot fire here",
     "TRAINING.MIXED_PRECISION": "bf16 autocast only on GPUs with native bf16; this runs on the CPU, in fp32",
     "MODEL.FILM": "only used with MODEL.MODULATION (a FiLM SIREN); the paper network is a WIRE MLP",
     "POS_ENCODING.COORD_FACTOR": "reference null means pi for SIREN and 1 otherwise; with WIRE both are 1",
     "POS_ENCODING.HASHGRID.DENSE_COARSE_LEVELS": "only used with POS_ENCODING.TYPE 'Hashgrid'; the paper network "
-                                                 "has no encoding",
+    "has no encoding",
     "EVALUATION.TRUTH_CONTAINER": "chooses among reference containers; eyes given directly are scored against "
-                                  "their dense volume",
+    "their dense volume",
     "EVALUATION.BORDER_SAMPLING": "changes only the border distances (ASSD/HD), not the PSNR and Dice reported",
 }
 """Differing keys that cannot change this experiment's numbers, with the reason."""
@@ -98,13 +107,15 @@ class Scale:
     def describe(self) -> str:
         height, width, depth = self.shape
         inputs = len(range(0, depth, self.factor))
-        return (f"phantom B-scans of {height} x {width} (paper 230 x 496), {depth} per eye, one in {self.factor} "
-                f"input ({inputs} inputs, {depth - inputs} gaps scored); population {2 * self.train_subjects} eyes of "
-                f"{self.train_subjects} subjects (paper 80 eyes), {2 * self.test_subjects} held-out eyes of "
-                f"{self.test_subjects} other subject(s); TRAINING.TOTAL_EPOCHS {self.train_epochs} (paper 1500); "
-                f"the reference test fit {self.test_epochs} epochs (paper 200), our fit its 100 steps; patch-mode "
-                f"BATCH_POINTS x {self.pixel_ratio:.4f} (the B-scan's pixels relative to the paper's); no "
-                "torch.compile")
+        return (
+            f"phantom B-scans of {height} x {width} (paper 230 x 496), {depth} per eye, one in {self.factor} "
+            f"input ({inputs} inputs, {depth - inputs} gaps scored); population {2 * self.train_subjects} eyes of "
+            f"{self.train_subjects} subjects (paper 80 eyes), {2 * self.test_subjects} held-out eyes of "
+            f"{self.test_subjects} other subject(s); TRAINING.TOTAL_EPOCHS {self.train_epochs} (paper 1500); "
+            f"the reference test fit {self.test_epochs} epochs (paper 200), our fit its 100 steps; patch-mode "
+            f"BATCH_POINTS x {self.pixel_ratio:.4f} (the B-scan's pixels relative to the paper's); no "
+            "torch.compile"
+        )
 
 
 def differing_keys(paper: Path = PAPER_CONFIG, fast: Path = FAST_CONFIG) -> dict[str, Any]:
@@ -145,7 +156,7 @@ def phantom_eyes(scale: Scale) -> tuple[list[Eye], list[Eye]]:
     phantom = PhantomConfig(n_subjects=scale.train_subjects + scale.test_subjects, shape=scale.shape)
     eyes = [[make_eye(phantom, subject, side) for side in ("OD", "OS")] for subject in range(phantom.n_subjects)]
     flat = [eye for pair in eyes for eye in pair]
-    return flat[:2 * scale.train_subjects], flat[2 * scale.train_subjects:]
+    return flat[: 2 * scale.train_subjects], flat[2 * scale.train_subjects :]
 
 
 def fold_data(config: ExperimentConfig, population: list[Eye], held_out: list[Eye], factor: int) -> FoldData:
@@ -171,8 +182,9 @@ def run_variant(config: ExperimentConfig, data: FoldData) -> dict[str, float]:
     signal as "stop after this step"; the run must not go on to score a half-trained network).
     """
     with tempfile.TemporaryDirectory() as run_dir:
-        experiment = Experiment(config, PAPER_CONFIG, CPU, Path(run_dir), resume=False, overwrite=True,
-                                progress=False, data=data)
+        experiment = Experiment(
+            config, PAPER_CONFIG, CPU, Path(run_dir), resume=False, overwrite=True, progress=False, data=data
+        )
         seed_everything(config.TRAINING.SEED)
         started = time.perf_counter()
         network, _, finished = train_population(experiment, data)
@@ -191,8 +203,12 @@ def run_variant(config: ExperimentConfig, data: FoldData) -> dict[str, float]:
         scores["dice"].append(_gap(ours, "dice_mean"))
         scores["paper_psnr"].append(_gap(paper, "psnr"))
         scores["paper_dice"].append(_gap(paper, "dice_pct"))
-    return {**{name: statistics.fmean(values) for name, values in scores.items()},
-            "train_s": trained - started, "fit_s": fitted - trained, "total_s": time.perf_counter() - started}
+    return {
+        **{name: statistics.fmean(values) for name, values in scores.items()},
+        "train_s": trained - started,
+        "fit_s": fitted - trained,
+        "total_s": time.perf_counter() - started,
+    }
 
 
 def run(scale: Scale | None = None) -> dict[str, Any]:

@@ -60,19 +60,43 @@ PAPER_SHAPE = (230, 496, 31)
 PAPER_FACTOR = 2
 DENSE_BSCANS = 496
 
-POPULATION = {"TOTAL_EPOCHS": 60, "STEPS_PER_EPOCH": 10, "BATCH_POINTS": 8192, "LEARNING_RATE": 0.001,
-              "LR_SCHEDULE": "cosine", "EPOCHS_TIL_SUMMARY": 10, "SAMPLING": "patches",
-              "EARLY_STOPPING_PATIENCE": 0}
+POPULATION = {
+    "TOTAL_EPOCHS": 60,
+    "STEPS_PER_EPOCH": 10,
+    "BATCH_POINTS": 8192,
+    "LEARNING_RATE": 0.001,
+    "LR_SCHEDULE": "cosine",
+    "EPOCHS_TIL_SUMMARY": 10,
+    "SAMPLING": "patches",
+    "EARLY_STOPPING_PATIENCE": 0,
+}
 """The brief population training that gives the fits a network (patches, a fixed budget)."""
 REFERENCE_EPOCHS = 200
 """TEST.TOTAL_EPOCHS of the reference's test-time fit (one step per input B-scan each)."""
 REFERENCE_SCHEDULE: dict[str, object] = {
-    "TOTAL_EPOCHS": REFERENCE_EPOCHS, "EPOCHS_TIL_SUMMARY": 50, "LEARNING_RATE": 0.001, "SAMPLING": "bscan",
-    "STEPS_PER_EPOCH": None, "LR_SCHEDULE": "exponential", "LR_GAMMA": 0.99, "KEEP": "best", "CONVERGENCE_TOL": 0.0}
+    "TOTAL_EPOCHS": REFERENCE_EPOCHS,
+    "EPOCHS_TIL_SUMMARY": 50,
+    "LEARNING_RATE": 0.001,
+    "SAMPLING": "bscan",
+    "STEPS_PER_EPOCH": None,
+    "LR_SCHEDULE": "exponential",
+    "LR_GAMMA": 0.99,
+    "KEEP": "best",
+    "CONVERGENCE_TOL": 0.0,
+}
 """The reference's test-time fit: the TEST section of geninr_config.yaml, written out."""
-OUR_SCHEDULE = {"TOTAL_EPOCHS": 100, "EPOCHS_TIL_SUMMARY": 50, "LEARNING_RATE": 0.01, "SAMPLING": "patches",
-                "BATCH_POINTS": 8192, "STEPS_PER_EPOCH": 1, "LR_SCHEDULE": "cosine", "LR_MIN_FACTOR": 0.01,
-                "KEEP": "last", "CONVERGENCE_TOL": 0.0}
+OUR_SCHEDULE = {
+    "TOTAL_EPOCHS": 100,
+    "EPOCHS_TIL_SUMMARY": 50,
+    "LEARNING_RATE": 0.01,
+    "SAMPLING": "patches",
+    "BATCH_POINTS": 8192,
+    "STEPS_PER_EPOCH": 1,
+    "LR_SCHEDULE": "cosine",
+    "LR_MIN_FACTOR": 0.01,
+    "KEEP": "last",
+    "CONVERGENCE_TOL": 0.0,
+}
 """Our short fit: the TEST section of geninr_fast.yaml, written out."""
 
 
@@ -82,6 +106,7 @@ EXTRA_HELD_OUT = ((4, "OD"), (5, "OS"))
 
 def _config(training: dict | None = None, test: dict | None = None) -> ExperimentConfig:
     """The paper config with ``TRAINING.*`` / ``TEST.*`` overrides; nothing compiled during fits."""
+
     def value_text(value: object) -> str:
         return "null" if value is None else str(value)
 
@@ -101,8 +126,9 @@ def trained_population(shape: tuple[int, int, int] = SMALL_SHAPE) -> tuple[Impli
     phantom = PhantomConfig(n_subjects=4, shape=shape)
     eyes = [make_eye(phantom, subject, side) for subject in range(4) for side in ("OD", "OS")]
     network = _network(_config(POPULATION))
-    data = SparseVolumes.from_eyes([eye.subsample(SMALL_FACTOR) for eye in eyes[:-1]], use_labels=True,
-                                   use_slo=True, slice_scale=1.0, device=CPU)
+    data = SparseVolumes.from_eyes(
+        [eye.subsample(SMALL_FACTOR) for eye in eyes[:-1]], use_labels=True, use_slo=True, slice_scale=1.0, device=CPU
+    )
     NetworkTrainer(network, data, _config(POPULATION), None, progress=False).train()
     return network, eyes[-1]
 
@@ -124,8 +150,13 @@ def timed_densify(network: ImplicitNetwork, truth: Eye, config: ExperimentConfig
     fitted = time.perf_counter()
     prediction = predict_volume(network, code, sparse, truth.bscan_positions, device=CPU)
     done = time.perf_counter()
-    return {"fit_s": fitted - started, "predict_s": done - fitted, "total_s": done - started,
-            "epochs": float(fitter.epochs_run[-1]), "gap_psnr": gap_psnr(prediction.intensity, truth, factor)}
+    return {
+        "fit_s": fitted - started,
+        "predict_s": done - fitted,
+        "total_s": done - started,
+        "epochs": float(fitter.epochs_run[-1]),
+        "gap_psnr": gap_psnr(prediction.intensity, truth, factor),
+    }
 
 
 def reference_fit_step_seconds(eye: Eye, steps: int = 2) -> float:
@@ -144,7 +175,7 @@ def reference_fit_step_seconds(eye: Eye, steps: int = 2) -> float:
 
     def step() -> None:
         intensity, _ = reference(points, code)
-        loss = RECON_WEIGHT * reference_recon(intensity.view(height, width), truth) + (code ** 2).mean()
+        loss = RECON_WEIGHT * reference_recon(intensity.view(height, width), truth) + (code**2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -201,8 +232,7 @@ class DensifyResults(TypedDict):
 def run() -> DensifyResults:
     """Both parts; the paper-shape part uses the population network of the equal-quality part."""
     network, truth = trained_population()
-    return {"eyes": [equal_quality(network, eye) for eye in held_out_eyes(truth)],
-            "paper": paper_shape_timing(network)}
+    return {"eyes": [equal_quality(network, eye) for eye in held_out_eyes(truth)], "paper": paper_shape_timing(network)}
 
 
 def equal_quality(network: ImplicitNetwork, truth: Eye) -> EqualQuality:
@@ -213,9 +243,13 @@ def equal_quality(network: ImplicitNetwork, truth: Eye) -> EqualQuality:
     ours = timed_densify(network, truth, _config(test=OUR_SCHEDULE), SMALL_FACTOR)
     steps = REFERENCE_EPOCHS * sparse.shape[2]  # one step per input B-scan
     implementation = reference_fit_step_seconds(sparse, steps=10) * steps + reference["predict_s"]
-    return {"eye": truth.eye_id, "reference": reference, "ours": ours,
-            "reference_implementation_s": implementation,
-            "initial_gap_psnr": gap_psnr(initial.intensity, truth, SMALL_FACTOR)}
+    return {
+        "eye": truth.eye_id,
+        "reference": reference,
+        "ours": ours,
+        "reference_implementation_s": implementation,
+        "initial_gap_psnr": gap_psnr(initial.intensity, truth, SMALL_FACTOR),
+    }
 
 
 def equal_quality_larger(side: int = 128) -> EqualQuality:

@@ -78,7 +78,7 @@ def _rate(step: Callable[[], object], points: int, repeats: int, workload: Workl
 def reference_step(workload: Workload) -> tuple[Callable[[], object], int]:
     """The reference-style step (one whole B-scan per step) and its points per step."""
     trainer = ReferenceTrainer(*workload.data())
-    counter = iter(range(10 ** 9))
+    counter = iter(range(10**9))
 
     def step() -> float:
         i = next(counter)
@@ -128,7 +128,12 @@ def run(compile_step: bool = True, rounds: int = 3, workload: Workload | None = 
     for _ in range(rounds):
         for name, (step, points) in steps.items():
             rates[name].append(_rate(step, points, repeats[name], workload))
-    return {name: {"rate": statistics.median(values),
-                   "ratio": statistics.median(v / r for v, r in zip(values, rates["reference"])),
-                   "spread": max(values) / min(values), "points": steps[name][1]}
-            for name, values in rates.items()}
+    return {
+        name: {
+            "rate": statistics.median(values),
+            "ratio": statistics.median(v / r for v, r in zip(values, rates["reference"])),
+            "spread": max(values) / min(values),
+            "points": steps[name][1],
+        }
+        for name, values in rates.items()
+    }

@@ -34,7 +34,7 @@ RECON_WEIGHT, SSIM_WEIGHT, SEG_WEIGHT = 5.0, 0.1, 1.0
 def gaussian_ssim(prediction: Tensor, truth: Tensor, size: int = 11, sigma: float = 1.5) -> Tensor:
     """Mean SSIM of two images ``[H, W]`` with a Gaussian window and zero padding."""
     offsets = torch.arange(size, dtype=prediction.dtype, device=prediction.device) - (size - 1) / 2
-    line = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    line = torch.exp(-(offsets**2) / (2 * sigma**2))
     line = line / line.sum()
     window = (line[:, None] * line[None, :])[None, None]
 
@@ -42,11 +42,11 @@ def gaussian_ssim(prediction: Tensor, truth: Tensor, size: int = 11, sigma: floa
         return F.conv2d(image[None, None], window, padding=size // 2)[0, 0]
 
     mu_p, mu_t = blur(prediction), blur(truth)
-    var_p = blur(prediction * prediction) - mu_p ** 2
-    var_t = blur(truth * truth) - mu_t ** 2
+    var_p = blur(prediction * prediction) - mu_p**2
+    var_t = blur(truth * truth) - mu_t**2
     cov = blur(prediction * truth) - mu_p * mu_t
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return ssim_map.mean()
 
 
@@ -64,7 +64,7 @@ class ReferenceWireLayer(nn.Module):
                 linear.weight.uniform_(-bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cos(self.omega_0 * self.freq(x)) * torch.exp(-(self.scale_0 * self.scale(x)) ** 2)
+        return torch.cos(self.omega_0 * self.freq(x)) * torch.exp(-((self.scale_0 * self.scale(x)) ** 2))
 
 
 class ReferenceNetwork(nn.Module):
@@ -77,8 +77,9 @@ class ReferenceNetwork(nn.Module):
         super().__init__()
         point_dim = 4
         self.first = ReferenceWireLayer(point_dim + latent_size, hidden, first=True)
-        self.later = nn.ModuleList(ReferenceWireLayer(point_dim + hidden, hidden, first=False)
-                                   for _ in range(layers - 1))
+        self.later = nn.ModuleList(
+            ReferenceWireLayer(point_dim + hidden, hidden, first=False) for _ in range(layers - 1)
+        )
         self.intensity_head = nn.Linear(hidden, 1)
         self.class_head = nn.Linear(hidden, classes)
 
@@ -99,7 +100,7 @@ def reference_loss(intensity: Tensor, probabilities: Tensor, truth: Tensor, labe
     recon = reference_recon(intensity, truth)
     one_hot = F.one_hot(labels.reshape(-1).long(), probabilities.shape[-1]).float()
     seg = F.binary_cross_entropy(probabilities, one_hot)
-    return RECON_WEIGHT * recon + SEG_WEIGHT * seg + (code ** 2).mean()
+    return RECON_WEIGHT * recon + SEG_WEIGHT * seg + (code**2).mean()
 
 
 class ReferenceTrainer:
@@ -108,16 +109,16 @@ class ReferenceTrainer:
     ``volumes``/``labels`` ``[E, H, W, S]``, ``slo [E, W, S]`` (the eyes' input B-scans).
     """
 
-    def __init__(self, volumes: Tensor, labels: Tensor, slo: Tensor, latent_size: int = 128,
-                 lr: float = 1e-4) -> None:
+    def __init__(self, volumes: Tensor, labels: Tensor, slo: Tensor, latent_size: int = 128, lr: float = 1e-4) -> None:
         self.volumes, self.labels, self.slo = volumes, labels, slo
         eyes, height, width, slices = volumes.shape
         device = volumes.device
         self.codes = nn.Parameter(torch.randn(eyes, latent_size, device=device) * 0.01)
         self.network = ReferenceNetwork(latent_size).to(device)
         self.optimizer = torch.optim.Adam([*self.network.parameters(), self.codes], lr=lr)
-        rows, cols = torch.meshgrid(torch.linspace(-1, 1, height, device=device),
-                                    torch.linspace(-1, 1, width, device=device), indexing="ij")
+        rows, cols = torch.meshgrid(
+            torch.linspace(-1, 1, height, device=device), torch.linspace(-1, 1, width, device=device), indexing="ij"
+        )
         self.plane = torch.stack([rows, cols], -1).reshape(-1, 2)  # [H W, 2]
         self.slice_z = torch.linspace(-1, 1, slices, device=device) * SLICE_SCALE
         self.height, self.width = height, width
@@ -135,8 +136,13 @@ class ReferenceTrainer:
 
     def step(self, eye: int, bscan: int) -> float:
         intensity, probabilities = self.network(self.points(eye, bscan), self.codes[eye])
-        loss = reference_loss(intensity.view(self.height, self.width), probabilities,
-                              self.volumes[eye, :, :, bscan], self.labels[eye, :, :, bscan], self.codes[eye])
+        loss = reference_loss(
+            intensity.view(self.height, self.width),
+            probabilities,
+            self.volumes[eye, :, :, bscan],
+            self.labels[eye, :, :, bscan],
+            self.codes[eye],
+        )
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()

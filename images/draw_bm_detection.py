@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from retina_data.bm_detection import detect_bm_rows
-from retina_data.phantom import PhantomConfig, make_scanned_eye
 from retina_data.importers.spectralis import import_spectralis
+from retina_data.phantom import PhantomConfig, make_scanned_eye
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VOL = ROOT.parent / "shared" / "testdata" / "spectralis_synthetic_10x40x50.vol"

@@ -7,7 +7,20 @@ from retina_data.labels import FLUID_LABEL, LAYER_LABEL_NAMES, NUM_LAYER_CLASSES
 from retina_data.tree import eye_files, list_eyes, read_dataset, read_eye, write_eye
 
 __all__ = [
-    "ConfigError", "DataError", "Eye", "FLUID_LABEL", "LAYER_LABEL_NAMES", "NUM_LAYER_CLASSES",
-    "OutputExistsError", "RetinaError", "container_name", "eye_files", "list_eyes",
-    "read_container", "read_dataset", "read_eye", "write_container", "write_eye",
+    "FLUID_LABEL",
+    "LAYER_LABEL_NAMES",
+    "NUM_LAYER_CLASSES",
+    "ConfigError",
+    "DataError",
+    "Eye",
+    "OutputExistsError",
+    "RetinaError",
+    "container_name",
+    "eye_files",
+    "list_eyes",
+    "read_container",
+    "read_dataset",
+    "read_eye",
+    "write_container",
+    "write_eye",
 ]

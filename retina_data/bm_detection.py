@@ -24,9 +24,15 @@ from scipy import ndimage
 from retina_data.errors import DataError
 
 
-def detect_bm_rows(oct_volume: np.ndarray, spacing: tuple[float, float, float], *, peak_fraction: float = 0.75,
-                   search_um: float = 40.0, smooth_um: float = 8.0,
-                   outlier_um: float = 15.0) -> np.ndarray:
+def detect_bm_rows(
+    oct_volume: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    peak_fraction: float = 0.75,
+    search_um: float = 40.0,
+    smooth_um: float = 8.0,
+    outlier_um: float = 15.0,
+) -> np.ndarray:
     """BM row per A-scan ``[W, D]`` (fractional) of an unflattened OCT volume ``[H, W, D]``.
 
     Args:
@@ -52,7 +58,7 @@ def detect_bm_rows(oct_volume: np.ndarray, spacing: tuple[float, float, float], 
     peak = np.where(bright, rows, -1).max(axis=0)  # deepest bright local maximum, [W, D]
     peak = np.where(peak < 0, np.argmax(smooth, axis=0), peak)
     gradient = np.diff(smooth, axis=0, append=smooth[-1:])  # fall from row r to r + 1 at index r
-    window = max(int(round(search_um / 1000.0 / d_h)), 2)
+    window = max(round(search_um / 1000.0 / d_h), 2)
     offsets = np.arange(window + 1)
     candidates = np.clip(peak[None] + offsets[:, None, None], 0, height - 2)  # [window + 1, W, D]
     falls = np.take_along_axis(gradient, candidates, axis=0)
@@ -63,8 +69,11 @@ def detect_bm_rows(oct_volume: np.ndarray, spacing: tuple[float, float, float], 
     curvature = left - 2 * centre + right
     offset = np.where(curvature > 1e-12, 0.5 * (left - right) / np.where(curvature > 1e-12, curvature, 1.0), 0.0)
     bm = steepest + np.clip(offset, -0.5, 0.5) + 1.0  # the fall from row r into r + 1: r + 1 is the first choroid row
-    return _regularised(bm, tolerance_rows=max(outlier_um / 1000.0 / d_h, 1.0),
-                        window=(_odd(min(bm.shape[0], max(int(round(0.75 / d_w)), 3))), _odd(min(bm.shape[1], 5))))
+    return _regularised(
+        bm,
+        tolerance_rows=max(outlier_um / 1000.0 / d_h, 1.0),
+        window=(_odd(min(bm.shape[0], max(round(0.75 / d_w), 3))), _odd(min(bm.shape[1], 5))),
+    )
 
 
 def _odd(n: int) -> int:

@@ -38,10 +38,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
         raise DataError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - unpickling a foreign or damaged file can raise anything
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch file?): "
-                        f"{reason}") from exc
+        raise DataError(
+            f"{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch file?): {reason}"
+        ) from exc
     if not isinstance(state, dict):
         raise DataError(f"{path}: holds a {type(state).__name__}, not a checkpoint of this toolkit")
     return state
@@ -61,8 +62,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: b
             torch.save(state, tmp)
         except RuntimeError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OSError(errno.EIO, f"writing the checkpoint failed ({reason}; disk full?); any earlier "
-                                     "one of this name is kept", str(path)) from exc
+            raise OSError(
+                errno.EIO,
+                f"writing the checkpoint failed ({reason}; disk full?); any earlier one of this name is kept",
+                str(path),
+            ) from exc
     return path
 
 
@@ -76,8 +80,9 @@ def require_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path, what:
         raise DataError(f"{path}: not {what}: it lacks {', '.join(missing)} and holds {held}{hint}")
 
 
-def check_state_matches(network: torch.nn.Module, weights: Any, path: Path,
-                        settings: str = "MODEL/POS_ENCODING") -> None:
+def check_state_matches(
+    network: torch.nn.Module, weights: Any, path: Path, settings: str = "MODEL/POS_ENCODING"
+) -> None:
     """Refuse weights whose names or shapes differ from ``network``'s (a checkpoint of another
     architecture, e.g. saved before a config key changed the layers), naming the first differences
     and the config sections (``settings``) that shape the network."""
@@ -85,11 +90,16 @@ def check_state_matches(network: torch.nn.Module, weights: Any, path: Path,
         raise DataError(f"{path}: holds no network weights")
     expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
     stored = {name: tuple(value.shape) for name, value in weights.items() if isinstance(value, torch.Tensor)}
-    problems = [f"{name} {stored[name]} here, {shape} in the config" for name, shape in expected.items()
-                if name in stored and stored[name] != shape]
+    problems = [
+        f"{name} {stored[name]} here, {shape} in the config"
+        for name, shape in expected.items()
+        if name in stored and stored[name] != shape
+    ]
     problems += [f"{name} missing" for name in expected if name not in stored]
     problems += [f"{name} unexpected" for name in stored if name not in expected]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise DataError(f"{path}: the checkpoint does not match the network of the config ({shown}); it was "
-                        f"saved with other {settings} settings or by another version")
+        raise DataError(
+            f"{path}: the checkpoint does not match the network of the config ({shown}); it was "
+            f"saved with other {settings} settings or by another version"
+        )

@@ -19,8 +19,15 @@ from retina_data.containers import read_container
 from retina_data.errors import DataError, OutputExistsError
 from retina_data.eye import LATERALITIES, Eye
 from retina_data.files import refuse_existing, staged_folder
-from retina_data.tree import (DATASET_FILE, list_eyes, read_dataset_info, read_eye, refuse_existing_eye,
-                              write_dataset_info, write_eye)
+from retina_data.tree import (
+    DATASET_FILE,
+    list_eyes,
+    read_dataset_info,
+    read_eye,
+    refuse_existing_eye,
+    write_dataset_info,
+    write_eye,
+)
 
 EXIT_PROBLEMS = 2
 
@@ -31,8 +38,9 @@ def _add_overwrite(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per command."""
-    parser = argparse.ArgumentParser(prog="python -m retina_data",
-                                     description="Make, import, check, subsample, split and export OCT data sets.")
+    parser = argparse.ArgumentParser(
+        prog="python -m retina_data", description="Make, import, check, subsample, split and export OCT data sets."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("phantom", help="write a seeded phantom data set (NIfTI tree + folds)")
@@ -46,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.set_defaults(run=_phantom)
 
-    p = commands.add_parser("validate", help="check a tree, eye folder, .nii.gz, .npz or eye store and list every problem")
+    p = commands.add_parser(
+        "validate", help="check a tree, eye folder, .nii.gz, .npz or eye store and list every problem"
+    )
     p.add_argument("path", help="data folder, eye folder, .nii.gz, .npz container or eye store (.zarr path or URL)")
     p.set_defaults(run=_validate)
 
@@ -64,22 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
     s.add_argument("--subject", default=None, help="subject id (default: the file name)")
     s.add_argument("--laterality", choices=LATERALITIES, default=None, help="override the file's laterality")
-    s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), default=None,
-                   help="voxel size in mm (needed when the file stores none, e.g. .e2e)")
+    s.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("dH", "dW", "dD"),
+        default=None,
+        help="voxel size in mm (needed when the file stores none, e.g. .e2e)",
+    )
     _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_spectralis)
     s = sources.add_parser("stack", help="folder of PNG/TIFF B-scans or a multi-page TIFF")
     s.add_argument("folder", type=Path, help="B-scan images (natural filename order) or multi-page TIFF")
     s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
-    s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), required=True,
-                   help="voxel size in mm")
+    s.add_argument("--spacing", type=float, nargs=3, metavar=("dH", "dW", "dD"), required=True, help="voxel size in mm")
     s.add_argument("--subject", required=True, help="subject id")
     s.add_argument("--laterality", choices=LATERALITIES, required=True, help="OD (right) or OS (left)")
     s.add_argument("--labels", type=Path, default=None, help="label stack of the same shape")
     s.add_argument("--slo", type=Path, default=None, help="en-face SLO image (rows = B-scans)")
-    s.add_argument("--label-colours", type=Path, default=None,
-                   help="colour table {label: [R, G, B]} (YAML/JSON) for colour label images")
+    s.add_argument(
+        "--label-colours",
+        type=Path,
+        default=None,
+        help="colour table {label: [R, G, B]} (YAML/JSON) for colour label images",
+    )
     _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_stack)
@@ -88,25 +107,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
     s.add_argument("--subject", required=True, help="subject id")
     s.add_argument("--laterality", choices=LATERALITIES, default=None, help="override the file's Image Laterality")
-    s.add_argument("--slo", type=Path, default=None,
-                   help="the referenced Ophthalmic Photography SLO (default: found beside the file)")
+    s.add_argument(
+        "--slo",
+        type=Path,
+        default=None,
+        help="the referenced Ophthalmic Photography SLO (default: found beside the file)",
+    )
     _add_flatten(s)
     _add_overwrite(s)
     s.set_defaults(run=_import_dicom)
-    for name, what in (("duke-amd", "Duke AMD (Farsiu 2013) .mat file"), ("duke-dme", "Duke DME (Chiu 2014) .mat file"),
-                       ("retouch", "RETOUCH case folder (oct.mhd, reference.mhd)")):
+    for name, what in (
+        ("duke-amd", "Duke AMD (Farsiu 2013) .mat file"),
+        ("duke-dme", "Duke DME (Chiu 2014) .mat file"),
+        ("retouch", "RETOUCH case folder (oct.mhd, reference.mhd)"),
+    ):
         s = sources.add_parser(name, help=what + ("" if name == "retouch" else " (needs eyepy)"))
         s.add_argument("file", type=Path, help=what)
         s.add_argument("out_dir", type=Path, help="data folder to add the eye to")
         s.add_argument("--subject", required=True, help="subject id")
-        s.add_argument("--laterality", choices=LATERALITIES, required=True,
-                       help="OD (right) or OS (left): the set does not store it")
+        s.add_argument(
+            "--laterality",
+            choices=LATERALITIES,
+            required=True,
+            help="OD (right) or OS (left): the set does not store it",
+        )
         if name != "retouch":
-            s.add_argument("--all-bscans", action="store_true",
-                           help="keep every B-scan, without labels (default: only the annotated ones, labelled)")
+            s.add_argument(
+                "--all-bscans",
+                action="store_true",
+                help="keep every B-scan, without labels (default: only the annotated ones, labelled)",
+            )
         if name == "duke-dme":
-            s.add_argument("--grader", choices=("manual1", "manual2", "automatic"), default="manual1",
-                           help="whose layers and fluid: expert 1 (default), expert 2 or the paper's automatic ones")
+            s.add_argument(
+                "--grader",
+                choices=("manual1", "manual2", "automatic"),
+                default="manual1",
+                help="whose layers and fluid: expert 1 (default), expert 2 or the paper's automatic ones",
+            )
         _add_flatten(s)
         _add_overwrite(s)
         s.set_defaults(run=_import_public_set)
@@ -155,9 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_flatten(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flatten", choices=("auto", "labels", "detect", "none"), default="auto",
-                        help="flatten at Bruch's membrane from the RPE labels or found in the image "
-                             "(auto: labels when they hold the RPE, else detection; none: store as scanned)")
+    parser.add_argument(
+        "--flatten",
+        choices=("auto", "labels", "detect", "none"),
+        default="auto",
+        help="flatten at Bruch's membrane from the RPE labels or found in the image "
+        "(auto: labels when they hold the RPE, else detection; none: store as scanned)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,8 +213,12 @@ def _phantom(args: argparse.Namespace) -> int:
 
     if args.paper_shape and args.shape:
         raise DataError("give either --shape or --paper-shape, not both")
-    options = {"n_subjects": args.subjects, "seed": args.seed, "pathology_fraction": args.pathology_fraction,
-               "shape": tuple(args.shape) if args.shape else None}
+    options = {
+        "n_subjects": args.subjects,
+        "seed": args.seed,
+        "pathology_fraction": args.pathology_fraction,
+        "shape": tuple(args.shape) if args.shape else None,
+    }
     options = {k: v for k, v in options.items() if v is not None}
     cfg = paper_shape_config(**options) if args.paper_shape else PhantomConfig(**options)
     if cfg.n_subjects >= 2 and args.folds < 2:
@@ -214,15 +259,18 @@ def _save_imported(eye: Eye, out_dir: Path, source: str, overwrite: bool, flatte
     paths = [out_dir / path.relative_to(staging) for path in staged]
     for note in eye.meta.get("import_notes", []):
         print(f"note: {note}")
-    print(f"wrote eye {eye.eye_id} {eye.shape} (H, W, D) spacing {eye.spacing} mm: "
-          + ", ".join(str(p) for p in paths))
+    print(f"wrote eye {eye.eye_id} {eye.shape} (H, W, D) spacing {eye.spacing} mm: " + ", ".join(str(p) for p in paths))
 
 
 def _import_spectralis(args: argparse.Namespace) -> int:
     from retina_data.importers.spectralis import import_spectralis
 
-    eye = import_spectralis(args.file, subject=args.subject, laterality=args.laterality,
-                            spacing=tuple(args.spacing) if args.spacing else None)
+    eye = import_spectralis(
+        args.file,
+        subject=args.subject,
+        laterality=args.laterality,
+        spacing=tuple(args.spacing) if args.spacing else None,
+    )
     _save_imported(eye, args.out_dir, f"spectralis {args.file}", args.overwrite, args.flatten)
     return 0
 
@@ -230,8 +278,15 @@ def _import_spectralis(args: argparse.Namespace) -> int:
 def _import_stack(args: argparse.Namespace) -> int:
     from retina_data.importers.stacks import import_stack
 
-    eye = import_stack(args.folder, tuple(args.spacing), args.subject, args.laterality,
-                       labels=args.labels, slo=args.slo, label_colours=args.label_colours)
+    eye = import_stack(
+        args.folder,
+        tuple(args.spacing),
+        args.subject,
+        args.laterality,
+        labels=args.labels,
+        slo=args.slo,
+        label_colours=args.label_colours,
+    )
     _save_imported(eye, args.out_dir, f"stack {args.folder}", args.overwrite, args.flatten)
     return 0
 
@@ -256,8 +311,9 @@ def _import_public_set(args: argparse.Namespace) -> int:
     else:
         from retina_data.importers.duke import import_duke_dme
 
-        eye = import_duke_dme(args.file, args.subject, args.laterality, grader=args.grader,
-                              annotated_only=not args.all_bscans)
+        eye = import_duke_dme(
+            args.file, args.subject, args.laterality, grader=args.grader, annotated_only=not args.all_bscans
+        )
     _save_imported(eye, args.out_dir, f"{args.source} {args.file}", args.overwrite, args.flatten)
     return 0
 
@@ -286,8 +342,9 @@ def _folds(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from retina_data.export import export_containers
 
-    for path in export_containers(args.data_dir, args.folds, args.fold, args.subsample, args.output,
-                                  overwrite=args.overwrite):
+    for path in export_containers(
+        args.data_dir, args.folds, args.fold, args.subsample, args.output, overwrite=args.overwrite
+    ):
         print(f"wrote {path}")
     return 0
 
@@ -297,9 +354,11 @@ def describe_eye(eye: Eye) -> str:
     labels = "none" if eye.labels is None else " ".join(str(v) for v in np.unique(eye.labels))
     slo = "none" if eye.slo is None else f"{eye.slo.shape[0]}x{eye.slo.shape[1]}"
     spacing = ", ".join(f"{s:.5g}" for s in eye.spacing)
-    return (f"{eye.eye_id}: shape (H, W, D) {eye.shape}, spacing ({spacing}) mm, "
-            f"B-scans {eye.bscan_positions[0]:.4g}..{eye.bscan_positions[-1]:.4g} mm, "
-            f"labels {labels}, SLO {slo}")
+    return (
+        f"{eye.eye_id}: shape (H, W, D) {eye.shape}, spacing ({spacing}) mm, "
+        f"B-scans {eye.bscan_positions[0]:.4g}..{eye.bscan_positions[-1]:.4g} mm, "
+        f"labels {labels}, SLO {slo}"
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -315,8 +374,10 @@ def _info(args: argparse.Namespace) -> int:
         from retina_data.nifti import read_nifti
 
         image = read_nifti(path)
-        print(f"{path}: shape {image.array.shape}, dtype {image.array.dtype}, spacing {image.spacing} mm, "
-              f"range {image.array.min()}..{image.array.max()}")
+        print(
+            f"{path}: shape {image.array.shape}, dtype {image.array.dtype}, spacing {image.spacing} mm, "
+            f"range {image.array.min()}..{image.array.max()}"
+        )
         return 0
     elif path.is_dir() and path.name in LATERALITIES:
         eyes = [read_eye(path.parent.parent, path.parent.name, path.name)]
@@ -326,8 +387,10 @@ def _info(args: argparse.Namespace) -> int:
             raise DataError(f"{path}: no eyes found")
         info = read_dataset_info(path)
         subjects = sorted({s for s, _ in found})
-        print(f"{path}: data set {info.get('name')!r}, {len(subjects)} subject(s), {len(found)} eye(s), "
-              f"{len(info['label_names'])} label names")
+        print(
+            f"{path}: data set {info.get('name')!r}, {len(subjects)} subject(s), {len(found)} eye(s), "
+            f"{len(info['label_names'])} label names"
+        )
         eyes = [read_eye(path, s, lat) for s, lat in found]
     for eye in eyes:
         print("  " + describe_eye(eye))
@@ -340,15 +403,19 @@ def _store_info(location: str) -> int:
 
     store = EyeStore.open(location)
     subjects = {eye_id.rsplit("_", 1)[0] for eye_id in store.eye_ids}
-    print(f"{location}: eye store (format {FORMAT_VERSION}), {len(subjects)} subject(s), {len(store)} eye(s), "
-          f"{store.num_labels} label classes")
+    print(
+        f"{location}: eye store (format {FORMAT_VERSION}), {len(subjects)} subject(s), {len(store)} eye(s), "
+        f"{store.num_labels} label classes"
+    )
     for eye_id in store.eye_ids:
         info = store.info(eye_id)
         spacing = ", ".join(f"{s:.5g}" for s in info.spacing)
         slo = "none" if info.slo_positions is None else f"{info.shape[1]}x{info.slo_positions.size}"
-        print(f"  {eye_id}: shape (H, W, D) {info.shape}, spacing ({spacing}) mm, B-scans "
-              f"{info.bscan_positions[0]:.4g}..{info.bscan_positions[-1]:.4g} mm, "
-              f"labels {'yes' if info.has_labels else 'none'}, SLO {slo}")
+        print(
+            f"  {eye_id}: shape (H, W, D) {info.shape}, spacing ({spacing}) mm, B-scans "
+            f"{info.bscan_positions[0]:.4g}..{info.bscan_positions[-1]:.4g} mm, "
+            f"labels {'yes' if info.has_labels else 'none'}, SLO {slo}"
+        )
     return 0
 
 
@@ -360,8 +427,9 @@ def _source_eyes(sources: list[Path], subsample: int) -> Iterator[Eye]:
         elif source.is_dir():
             found = list_eyes(source)
             if not found:
-                raise DataError(f"{source}: no eyes found; expected a retina_data tree "
-                                "(<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)")
+                raise DataError(
+                    f"{source}: no eyes found; expected a retina_data tree (<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)"
+                )
             eyes = (read_eye(source, subject, laterality) for subject, laterality in found)
         else:
             raise DataError(f"{source}: not found or not a tree folder or .npz container; expected one of them")
@@ -382,8 +450,9 @@ def _store(args: argparse.Namespace) -> int:
             raise DataError(f"{source}: not found; expected a retina_data tree folder or an .npz container")
     trees = [source for source in args.sources if source.is_dir()]
     num_labels = max(label_count(tree) for tree in trees) if trees else None
-    location = write_store(args.out, _source_eyes(args.sources, args.subsample), overwrite=args.overwrite,
-                           num_labels=num_labels)
+    location = write_store(
+        args.out, _source_eyes(args.sources, args.subsample), overwrite=args.overwrite, num_labels=num_labels
+    )
     count = len(EyeStore.open(location))
     local = local_path(location)
     folds = trees[0] / FOLDS_FILE if len(trees) == 1 else None
@@ -405,7 +474,9 @@ def _chosen_eyes(data_dir: Path, eye_id: str | None) -> list[tuple[str, str]]:
         return found
     match = [e for e in found if f"{e[0]}_{e[1]}" == eye_id]
     if not match:
-        raise DataError(f"{data_dir}: no eye {eye_id!r}; available: " + ", ".join(f"{s}_{lat}" for s, lat in found[:10]))
+        raise DataError(
+            f"{data_dir}: no eye {eye_id!r}; available: " + ", ".join(f"{s}_{lat}" for s, lat in found[:10])
+        )
     return match
 
 
@@ -421,7 +492,9 @@ def _figure(args: argparse.Namespace) -> int:
 def _thickness(args: argparse.Namespace) -> int:
     from retina_data.thickness import write_thickness_outputs
 
-    eyes = [read_eye(args.data_dir, subject, laterality) for subject, laterality in _chosen_eyes(args.data_dir, args.eye)]
+    eyes = [
+        read_eye(args.data_dir, subject, laterality) for subject, laterality in _chosen_eyes(args.data_dir, args.eye)
+    ]
     labelled = [eye for eye in eyes if eye.labels is not None]
     if not labelled:
         raise DataError(f"{args.data_dir}: no labelled eye; thickness maps need layer labels")
@@ -431,6 +504,8 @@ def _thickness(args: argparse.Namespace) -> int:
         for eye in labelled:
             write_thickness_outputs(eye, staging, overwrite=True)
     skipped = len(eyes) - len(labelled)
-    print(f"wrote thickness maps and ETDRS tables of {len(labelled)} eye(s) to {args.output}"
-          + (f"; {skipped} eye(s) without labels skipped" if skipped else ""))
+    print(
+        f"wrote thickness maps and ETDRS tables of {len(labelled)} eye(s) to {args.output}"
+        + (f"; {skipped} eye(s) without labels skipped" if skipped else "")
+    )
     return 0

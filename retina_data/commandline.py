@@ -50,9 +50,13 @@ def interrupt_on_sigterm() -> Iterator[None]:
 def os_error_line(exc: OSError) -> str:
     """``<path>: <reason>`` of a file-system error (``<reason>`` alone when it names no path)."""
     reason = exc.strerror or str(exc)
-    hint = {errno.ENOSPC: " (disk full?)", errno.EROFS: " (read-only file system)",
-            errno.EACCES: " (no permission)", errno.ENOTDIR: " (a part of the path is a file)",
-            errno.EEXIST: " (a file is in the way of a folder)"}.get(exc.errno or 0, "")
+    hint = {
+        errno.ENOSPC: " (disk full?)",
+        errno.EROFS: " (read-only file system)",
+        errno.EACCES: " (no permission)",
+        errno.ENOTDIR: " (a part of the path is a file)",
+        errno.EEXIST: " (a file is in the way of a folder)",
+    }.get(exc.errno or 0, "")
     return f"{exc.filename}: {reason}{hint}" if exc.filename else f"{reason}{hint}"
 
 

@@ -46,8 +46,15 @@ _BOUND_OPS = {
 }
 
 
-def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, doc: str = "") -> Any:
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    doc: str = "",
+) -> Any:
     """A dataclass field with numeric bounds checked on load."""
     bounds = {name: value for name, value in zip(_BOUND_OPS, (ge, gt, le, lt)) if value is not None}
     return dataclasses.field(default=default, metadata={"bounds": bounds, "doc": doc})
@@ -134,7 +141,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
             return value
         names = [str(c) for c in choices]
         close = [n for n in names if n.lower() == str(value).lower()] or difflib.get_close_matches(
-            str(value), names, n=1)
+            str(value), names, n=1
+        )
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{source}: {key} = {value!r}: expected {_type_name(tp)}{hint}")
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):

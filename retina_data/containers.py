@@ -108,8 +108,10 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
     except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read .npz container (truncated or corrupt?): {exc}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds a single array (a .npy file named .npz?); expected an .npz container "
-                        f"with the keys {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+        raise DataError(
+            f"{path}: holds a single array (a .npy file named .npz?); expected an .npz container "
+            f"with the keys {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+        )
     try:
         with loaded as data:
             arrays = {key: data[key] for key in data.files}
@@ -120,8 +122,10 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}; expected {REQUIRED_KEYS + OPTIONAL_KEYS}")
     for key in ("oct_vols", "seg_vols", "enface_imgs", "spacing_oct"):
         if key in arrays and not (np.issubdtype(arrays[key].dtype, np.number) and arrays[key].dtype.kind != "c"):
-            raise DataError(f"{path}: {key} has dtype {arrays[key].dtype}; expected numbers"
-                            + (" (3 voxel sizes in mm)" if key == "spacing_oct" else ""))
+            raise DataError(
+                f"{path}: {key} has dtype {arrays[key].dtype}; expected numbers"
+                + (" (3 voxel sizes in mm)" if key == "spacing_oct" else "")
+            )
     if arrays["subject_names"].dtype.kind not in "US":
         raise DataError(f"{path}: subject_names has dtype {arrays['subject_names'].dtype}; expected text")
     if arrays["subject_names"].dtype.kind == "S":
@@ -137,16 +141,20 @@ def read_container_arrays(path: str | Path) -> dict[str, np.ndarray]:
     seen: dict[str, str] = {}
     for name in (str(name) for name in arrays["subject_names"]):
         if name.casefold() in seen:
-            raise DataError(f"{path}: subject_names lists {name!r} twice (as {seen[name.casefold()]!r}, ignoring "
-                            "letter case); expected each eye once")
+            raise DataError(
+                f"{path}: subject_names lists {name!r} twice (as {seen[name.casefold()]!r}, ignoring "
+                "letter case); expected each eye once"
+            )
         seen[name.casefold()] = name
     if "seg_vols" in arrays and arrays["seg_vols"].shape != oct_vols.shape:
         raise DataError(f"{path}: seg_vols shape {arrays['seg_vols'].shape} != oct_vols shape {oct_vols.shape}")
     if "enface_imgs" in arrays:
         enface = arrays["enface_imgs"]
         if enface.ndim != 3 or enface.shape[0] != n or oct_vols.shape[2] not in enface.shape[1:]:
-            raise DataError(f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D] or "
-                            f"[N={n}, D, W={oct_vols.shape[2]}], got {enface.shape}")
+            raise DataError(
+                f"{path}: enface_imgs must be [N={n}, W={oct_vols.shape[2]}, D] or "
+                f"[N={n}, D, W={oct_vols.shape[2]}], got {enface.shape}"
+            )
     return arrays
 
 
@@ -156,12 +164,15 @@ def refuse_shared_subjects(train: list[Eye], train_path: str | Path, test: list[
     shared = sorted({eye.subject for eye in train} & {eye.subject for eye in test})
     if shared:
         shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
-        raise DataError(f"{test_path}: subject(s) {shown} also in the training container {Path(train_path).name}; "
-                        "expected disjoint subjects in the train and test containers of a fold")
+        raise DataError(
+            f"{test_path}: subject(s) {shown} also in the training container {Path(train_path).name}; "
+            "expected disjoint subjects in the train and test containers of a fold"
+        )
 
 
-def resolve_enface_layout(path: str | Path, oct_shape: tuple[int, ...], enface_shape: tuple[int, ...],
-                          layout: EnfaceLayout = "auto") -> Literal["NDW", "NWD"]:
+def resolve_enface_layout(
+    path: str | Path, oct_shape: tuple[int, ...], enface_shape: tuple[int, ...], layout: EnfaceLayout = "auto"
+) -> Literal["NDW", "NWD"]:
     """Which layout ``enface_imgs`` of ``enface_shape`` has beside ``oct_vols`` of ``oct_shape [N, H, W, D]``.
 
     Raises:
@@ -177,9 +188,11 @@ def resolve_enface_layout(path: str | Path, oct_shape: tuple[int, ...], enface_s
             raise DataError(f"{path}: enface_imgs {enface_shape} is not {layout} beside oct_vols {oct_shape}")
         return layout
     if all(fits.values()):
-        raise DataError(f"{path}: enface_imgs {enface_shape} has W = D = {width}, so its layout is ambiguous; "
-                        "state it: SETTINGS.ENFACE_LAYOUT = 'NDW' (per eye [B-scan, A-scan], as the reference "
-                        "code writes it) or 'NWD' ([A-scan, B-scan])")
+        raise DataError(
+            f"{path}: enface_imgs {enface_shape} has W = D = {width}, so its layout is ambiguous; "
+            "state it: SETTINGS.ENFACE_LAYOUT = 'NDW' (per eye [B-scan, A-scan], as the reference "
+            "code writes it) or 'NWD' ([A-scan, B-scan])"
+        )
     return "NWD" if fits["NWD"] else "NDW"
 
 
@@ -210,11 +223,22 @@ def read_container(path: str | Path, enface_layout: EnfaceLayout = "auto") -> li
         slo_positions = None
         if slo is not None and slo.shape[1] != depth:
             slo_positions = np.arange(slo.shape[1]) * spacing[2] * depth / slo.shape[1]
-        eyes.append(Eye(
-            oct=arrays["oct_vols"][i], spacing=spacing, subject=subject, laterality=laterality,
-            labels=arrays["seg_vols"][i].astype(np.uint8) if "seg_vols" in arrays else None, slo=slo,
-            bscan_positions=positions, slo_positions=slo_positions,
-            meta={"container": str(path), "container_name": str(name), "container_dtypes": dtypes,
-                  "container_enface_layout": layout},
-        ))
+        eyes.append(
+            Eye(
+                oct=arrays["oct_vols"][i],
+                spacing=spacing,
+                subject=subject,
+                laterality=laterality,
+                labels=arrays["seg_vols"][i].astype(np.uint8) if "seg_vols" in arrays else None,
+                slo=slo,
+                bscan_positions=positions,
+                slo_positions=slo_positions,
+                meta={
+                    "container": str(path),
+                    "container_name": str(name),
+                    "container_dtypes": dtypes,
+                    "container_enface_layout": layout,
+                },
+            )
+        )
     return eyes

@@ -40,8 +40,14 @@ def to_physical(displacement_mm: np.ndarray, direction: np.ndarray) -> np.ndarra
     return np.einsum("ij,jhwd->hwdi", direction, np.asarray(displacement_mm, dtype=np.float64))
 
 
-def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, spacing: Sequence[float],
-                             positions: np.ndarray | None = None, *, overwrite: bool = False) -> Path:
+def write_displacement_field(
+    path: str | Path,
+    displacement_mm: np.ndarray,
+    spacing: Sequence[float],
+    positions: np.ndarray | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``displacement_mm [3, H, W, D]`` (mm along our axes H, W, D) as an ITK displacement field.
 
     Args:
@@ -60,8 +66,10 @@ def write_displacement_field(path: str | Path, displacement_mm: np.ndarray, spac
     path = refuse_existing(path, overwrite)
     displacement_mm = np.asarray(displacement_mm)
     if displacement_mm.ndim != 4 or displacement_mm.shape[0] != 3 or len(spacing) != 3:
-        raise ValueError(f"{path}: expected a displacement [3, H, W, D] and three spacings, got "
-                         f"{displacement_mm.shape} and {len(spacing)}")
+        raise ValueError(
+            f"{path}: expected a displacement [3, H, W, D] and three spacings, got "
+            f"{displacement_mm.shape} and {len(spacing)}"
+        )
     origin, direction = itk_geometry(spacing, float(positions[0]) if positions is not None and len(positions) else 0.0)
     vectors = to_physical(displacement_mm, direction).astype(np.float32)
     # SimpleITK's arrays are [z, y, x, component] with x the first image index: our H

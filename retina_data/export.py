@@ -21,8 +21,16 @@ def read_subsampled_eye(data_dir: str | Path, subject: str, laterality: str, sub
     return read_eye(data_dir, subject, laterality).subsample(subsample)
 
 
-def export_containers(data_dir: str | Path, folds_file: str | Path, fold: int, subsample: int,
-                      out_dir: str | Path, *, overwrite: bool = False, progress: bool = True) -> list[Path]:
+def export_containers(
+    data_dir: str | Path,
+    folds_file: str | Path,
+    fold: int,
+    subsample: int,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Write ``dataset_flat_subsmpl<k>_train_fold<f>.npz`` and ``..._test_fold<f>.npz``.
 
     The TRAIN and TEST subjects of fold ``fold`` (every eye of each) are stacked at every
@@ -43,7 +51,9 @@ def export_containers(data_dir: str | Path, folds_file: str | Path, fold: int, s
     with staged_folder(out_dir) as staging:  # both containers or neither
         for name, path in targets.items():
             wanted = [(s, lat) for s in split[name.upper()] for (t, lat) in eyes_on_disk if t == s]
-            eyes = [read_subsampled_eye(data_dir, s, lat, subsample)
-                    for s, lat in tqdm(wanted, desc=f"export {name}", unit="eye", disable=not progress)]
+            eyes = [
+                read_subsampled_eye(data_dir, s, lat, subsample)
+                for s, lat in tqdm(wanted, desc=f"export {name}", unit="eye", disable=not progress)
+            ]
             write_container(staging / path.name, eyes, overwrite=True)
     return list(targets.values())

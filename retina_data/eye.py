@@ -62,10 +62,18 @@ class Eye:
     slo_positions: np.ndarray | None
     meta: dict[str, Any]
 
-    def __init__(self, oct: ArrayLike, spacing: Sequence[float], subject: str, laterality: str = "OD",
-                 labels: ArrayLike | None = None, slo: ArrayLike | None = None,
-                 bscan_positions: ArrayLike | None = None, slo_positions: ArrayLike | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        oct: ArrayLike,
+        spacing: Sequence[float],
+        subject: str,
+        laterality: str = "OD",
+        labels: ArrayLike | None = None,
+        slo: ArrayLike | None = None,
+        bscan_positions: ArrayLike | None = None,
+        slo_positions: ArrayLike | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         """Check and normalise the record; inputs may be array-likes, attributes are arrays.
 
         Raises:
@@ -90,16 +98,12 @@ class Eye:
         _, width, depth = self.oct.shape
         self.labels = None if labels is None else np.asarray(labels)
         if self.labels is not None and self.labels.shape != self.oct.shape:
-            raise DataError(
-                f"{where}: labels shape {self.labels.shape} does not match OCT shape {self.oct.shape}"
-            )
+            raise DataError(f"{where}: labels shape {self.labels.shape} does not match OCT shape {self.oct.shape}")
         if bscan_positions is None:
             bscan_positions = np.arange(depth, dtype=np.float64) * self.spacing[2]
         self.bscan_positions = np.asarray(bscan_positions, dtype=np.float64)
         if self.bscan_positions.shape != (depth,):
-            raise DataError(
-                f"{where}: {self.bscan_positions.shape[0]} B-scan positions for {depth} B-scans"
-            )
+            raise DataError(f"{where}: {self.bscan_positions.shape[0]} B-scan positions for {depth} B-scans")
         problem = positions_problem(self.bscan_positions)
         if problem is not None:
             raise DataError(f"{where}: {problem}")
@@ -119,9 +123,7 @@ class Eye:
             slo_positions = self.bscan_positions.copy()
         self.slo_positions = np.asarray(slo_positions, dtype=np.float64)
         if self.slo_positions.shape != (self.slo.shape[1],):
-            raise DataError(
-                f"{where}: {self.slo_positions.shape[0]} SLO positions for {self.slo.shape[1]} SLO columns"
-            )
+            raise DataError(f"{where}: {self.slo_positions.shape[0]} SLO positions for {self.slo.shape[1]} SLO columns")
         problem = positions_problem(self.slo_positions, "SLO positions")
         if problem is not None:
             raise DataError(f"{where}: {problem}")

@@ -151,17 +151,29 @@ def _url_holds_root_format(url: str) -> bool:
 
 # --- writing ------------------------------------------------------------------------------
 
+
 def _ome_attributes(eye: Eye) -> dict[str, Any]:
     """OME-Zarr ``multiscales`` of one eye: one scale, axes ``z, y, x`` in millimetres; the
     translation puts the first B-scan at its position."""
     d_h, d_w, d_d = eye.spacing
-    return {"version": OME_VERSION, "multiscales": [{
-        "name": eye.eye_id,
-        "axes": [{"name": axis, "type": "space", "unit": "millimeter"} for axis in AXES],
-        "datasets": [{"path": "oct", "coordinateTransformations": [
-            {"type": "scale", "scale": [d_d, d_h, d_w]},
-            {"type": "translation", "translation": [float(eye.bscan_positions[0]), 0.0, 0.0]}]}],
-    }]}
+    return {
+        "version": OME_VERSION,
+        "multiscales": [
+            {
+                "name": eye.eye_id,
+                "axes": [{"name": axis, "type": "space", "unit": "millimeter"} for axis in AXES],
+                "datasets": [
+                    {
+                        "path": "oct",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": [d_d, d_h, d_w]},
+                            {"type": "translation", "translation": [float(eye.bscan_positions[0]), 0.0, 0.0]},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
 
 
 def _json_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
@@ -169,8 +181,9 @@ def _json_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(meta, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{where}: meta cannot be stored as JSON ({exc}); expected numbers, text, lists "
-                        "and mappings") from exc
+        raise DataError(
+            f"{where}: meta cannot be stored as JSON ({exc}); expected numbers, text, lists and mappings"
+        ) from exc
 
 
 def _write_eye(root: zarr.Group, eye: Eye, label: str) -> None:
@@ -184,23 +197,45 @@ def _write_eye(root: zarr.Group, eye: Eye, label: str) -> None:
     if eye.slo is not None:
         check_values(f"{where}: SLO", eye.slo)
     height, width, depth = eye.shape
-    group = root.create_group(eye.eye_id, attributes={
-        "subject": eye.subject, "laterality": eye.laterality, "spacing": list(eye.spacing),
-        "bscan_positions": eye.bscan_positions.tolist(),
-        "slo_positions": None if eye.slo_positions is None else eye.slo_positions.tolist(),
-        "has_labels": eye.labels is not None, "meta": _json_meta(eye.meta, where), "ome": _ome_attributes(eye)})
+    group = root.create_group(
+        eye.eye_id,
+        attributes={
+            "subject": eye.subject,
+            "laterality": eye.laterality,
+            "spacing": list(eye.spacing),
+            "bscan_positions": eye.bscan_positions.tolist(),
+            "slo_positions": None if eye.slo_positions is None else eye.slo_positions.tolist(),
+            "has_labels": eye.labels is not None,
+            "meta": _json_meta(eye.meta, where),
+            "ome": _ome_attributes(eye),
+        },
+    )
     volumes = {"oct": (eye.oct, np.float32, OCT_FILL), "labels": (eye.labels, np.uint8, LABEL_FILL)}
     for name, (volume, dtype, fill) in volumes.items():
         if volume is None:
             continue
-        array = group.create_array(name, shape=(depth, height, width), chunks=(1, height, width), dtype=dtype,
-                                   fill_value=fill, compressors=_COMPRESSOR, dimension_names=AXES,
-                                   config={"write_empty_chunks": True})
+        array = group.create_array(
+            name,
+            shape=(depth, height, width),
+            chunks=(1, height, width),
+            dtype=dtype,
+            fill_value=fill,
+            compressors=_COMPRESSOR,
+            dimension_names=AXES,
+            config={"write_empty_chunks": True},
+        )
         array[:] = np.moveaxis(volume.astype(dtype, copy=False), 2, 0)
     if eye.slo is not None:
-        slo = group.create_array("slo", shape=eye.slo.shape, chunks=eye.slo.shape, dtype=np.float32,
-                                 fill_value=OCT_FILL, compressors=_COMPRESSOR, dimension_names=("x", "slo_column"),
-                                 config={"write_empty_chunks": True})
+        slo = group.create_array(
+            "slo",
+            shape=eye.slo.shape,
+            chunks=eye.slo.shape,
+            dtype=np.float32,
+            fill_value=OCT_FILL,
+            compressors=_COMPRESSOR,
+            dimension_names=("x", "slo_column"),
+            config={"write_empty_chunks": True},
+        )
         slo[:] = eye.slo.astype(np.float32, copy=False)
 
 
@@ -213,16 +248,24 @@ def _write_eyes(target: str, label: str, eyes: Iterable[Eye], progress: bool, nu
     for eye in tqdm(eyes, desc="store", unit="eye", disable=not progress):
         eye_id = check_id(eye.eye_id, f"{label}: eye id")
         if eye_id.casefold() in seen:
-            raise DataError(f"{label}: eye {eye_id} given twice (as {seen[eye_id.casefold()]}, ignoring letter "
-                            "case); expected each eye once")
+            raise DataError(
+                f"{label}: eye {eye_id} given twice (as {seen[eye_id.casefold()]}, ignoring letter "
+                "case); expected each eye once"
+            )
         seen[eye_id.casefold()] = eye_id
         _write_eye(root, eye, label)
         ids.append(eye_id)
         fluid = fluid or (eye.labels is not None and eye.labels.size > 0 and int(eye.labels.max()) >= FLUID_LABEL)
     if not ids:
         raise DataError(f"{label}: no eyes to write")
-    root.attrs.update({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "eye_ids": ids,
-                       "num_labels": len(label_names(fluid)) if num_labels is None else int(num_labels)})
+    root.attrs.update(
+        {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "eye_ids": ids,
+            "num_labels": len(label_names(fluid)) if num_labels is None else int(num_labels),
+        }
+    )
 
 
 def _refuse_existing(location: str, local: Path | None, overwrite: bool) -> None:
@@ -240,12 +283,19 @@ def _refuse_existing(location: str, local: Path | None, overwrite: bool) -> None
     if exists and not overwrite:
         raise OutputExistsError(f"{location}: already exists; pass --overwrite to replace it")
     if exists and not store:
-        raise OutputExistsError(f"{location}: exists and is not an eye store; expected a new path or a store "
-                                "to replace")
+        raise OutputExistsError(
+            f"{location}: exists and is not an eye store; expected a new path or a store to replace"
+        )
 
 
-def write_store(location: str | os.PathLike, eyes: Iterable[Eye], *, overwrite: bool = False,
-                progress: bool = True, num_labels: int | None = None) -> str:
+def write_store(
+    location: str | os.PathLike,
+    eyes: Iterable[Eye],
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_labels: int | None = None,
+) -> str:
     """Write ``eyes`` (an iterable: one eye in memory at a time) into a new eye store.
 
     A local store is written under a temporary name beside ``location`` and renamed into place
@@ -279,6 +329,7 @@ def write_store(location: str | os.PathLike, eyes: Iterable[Eye], *, overwrite: 
 
 # --- reading ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _OpenEye:
     """One eye's metadata as checked on its first use (kept by the store; no chunk): its info,
@@ -301,15 +352,19 @@ class EyeStore:
         """Check the root attributes of ``root`` (opened from ``location``, named in errors)."""
         self.location = location
         attributes = root.attrs.asdict()
-        expected = f"expected an eye store written by `python -m retina_data store` (root attribute format = " \
-                   f"{FORMAT_NAME!r})"
+        expected = (
+            f"expected an eye store written by `python -m retina_data store` (root attribute format = {FORMAT_NAME!r})"
+        )
         if not _root_format(attributes):
-            raise DataError(f"{location}: not an eye store: root attribute format = {attributes.get('format')!r}; "
-                            f"{expected}")
+            raise DataError(
+                f"{location}: not an eye store: root attribute format = {attributes.get('format')!r}; {expected}"
+            )
         version = attributes.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-            raise DataError(f"{location}: eye store format_version = {version!r}; expected 1..{FORMAT_VERSION} "
-                            "(written by a newer version of this toolkit?)")
+            raise DataError(
+                f"{location}: eye store format_version = {version!r}; expected 1..{FORMAT_VERSION} "
+                "(written by a newer version of this toolkit?)"
+            )
         ids = attributes.get("eye_ids")
         if not isinstance(ids, list) or not ids:
             raise DataError(f"{location}: root attribute eye_ids = {ids!r}; expected a non-empty list of eye ids")
@@ -347,8 +402,10 @@ class EyeStore:
         try:
             root = zarr.open_group(text, mode="r", zarr_format=3, use_consolidated=False)
         except (*_READ_ERRORS, KeyError, ImportError) as exc:
-            raise DataError(f"{text}: cannot open as an eye store ({type(exc).__name__}: {exc}); expected a zarr "
-                            "group written by `python -m retina_data store`") from exc
+            raise DataError(
+                f"{text}: cannot open as an eye store ({type(exc).__name__}: {exc}); expected a zarr "
+                "group written by `python -m retina_data store`"
+            ) from exc
         return cls(root, text)
 
     def __len__(self) -> int:
@@ -380,20 +437,26 @@ class EyeStore:
         try:
             group = self._root[eye_id]
         except (*_READ_ERRORS, KeyError) as exc:
-            raise DataError(f"{where}: listed in the root attributes but its group cannot be read "
-                            f"({type(exc).__name__}: {exc}); expected a zarr group") from exc
+            raise DataError(
+                f"{where}: listed in the root attributes but its group cannot be read "
+                f"({type(exc).__name__}: {exc}); expected a zarr group"
+            ) from exc
         if not isinstance(group, zarr.Group):
             raise DataError(f"{where}: is an array; expected a group holding oct, labels and slo")
         attributes = group.attrs.asdict()
         match = _EYE_ID.match(eye_id)
         assert match is not None
         if (attributes.get("subject"), attributes.get("laterality")) != (match["subject"], match["laterality"]):
-            raise DataError(f"{where}: attributes subject = {attributes.get('subject')!r}, laterality = "
-                            f"{attributes.get('laterality')!r}; expected {match['subject']!r} and one of "
-                            f"{LATERALITIES} matching the eye id")
+            raise DataError(
+                f"{where}: attributes subject = {attributes.get('subject')!r}, laterality = "
+                f"{attributes.get('laterality')!r}; expected {match['subject']!r} and one of "
+                f"{LATERALITIES} matching the eye id"
+            )
         spacing = attributes.get("spacing")
         if not _number_list(spacing) or len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise DataError(f"{where}: attribute spacing = {spacing!r}; expected 3 positive voxel sizes (dH, dW, dD) mm")
+            raise DataError(
+                f"{where}: attribute spacing = {spacing!r}; expected 3 positive voxel sizes (dH, dW, dD) mm"
+            )
         has_labels = attributes.get("has_labels")
         if not isinstance(has_labels, bool):
             raise DataError(f"{where}: attribute has_labels = {has_labels!r}; expected true or false")
@@ -409,13 +472,23 @@ class EyeStore:
             if slo.shape[0] != width:
                 raise DataError(f"{where}: slo shape {slo.shape}; expected [W={width}, Ds]")
             slo_positions = self._positions(attributes, "slo_positions", slo.shape[1], where)
-        info = EyeInfo(eye_id=eye_id, subject=match["subject"], laterality=match["laterality"],
-                       shape=(height, width, depth), spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
-                       bscan_positions=positions, slo_positions=slo_positions, has_labels=labels is not None,
-                       has_slo=slo is not None)
+        info = EyeInfo(
+            eye_id=eye_id,
+            subject=match["subject"],
+            laterality=match["laterality"],
+            shape=(height, width, depth),
+            spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+            bscan_positions=positions,
+            slo_positions=slo_positions,
+            has_labels=labels is not None,
+            has_slo=slo is not None,
+        )
         meta = attributes.get("meta")
-        arrays = {name: self._shared_metadata(array) for name, array in
-                  (("oct", oct_array), ("labels", labels), ("slo", slo)) if array is not None}
+        arrays = {
+            name: self._shared_metadata(array)
+            for name, array in (("oct", oct_array), ("labels", labels), ("slo", slo))
+            if array is not None
+        }
         return _OpenEye(info, dict(meta) if isinstance(meta, dict) else {}, arrays)
 
     def _shared_metadata(self, array: zarr.Array) -> Any:
@@ -426,8 +499,9 @@ class EyeStore:
 
     def _handle(self, opened: _OpenEye, name: str) -> zarr.Array:
         """The eye's array ``name`` made from its kept metadata (reads nothing)."""
-        return zarr.Array(zarr.AsyncArray(metadata=opened.arrays[name],
-                                          store_path=self._root.store_path / opened.info.eye_id / name))
+        return zarr.Array(
+            zarr.AsyncArray(metadata=opened.arrays[name], store_path=self._root.store_path / opened.info.eye_id / name)
+        )
 
     @staticmethod
     def _array(group: zarr.Group, name: str, dtype: type, where: str, ndim: int = 3) -> zarr.Array:
@@ -435,14 +509,17 @@ class EyeStore:
         try:
             array = group[name]
         except (*_READ_ERRORS, KeyError) as exc:
-            raise DataError(f"{where}: {name} array missing or unreadable ({type(exc).__name__}: {exc}); expected "
-                            f"a {np.dtype(dtype)} array") from exc
+            raise DataError(
+                f"{where}: {name} array missing or unreadable ({type(exc).__name__}: {exc}); expected "
+                f"a {np.dtype(dtype)} array"
+            ) from exc
         if not isinstance(array, zarr.Array) or array.dtype != np.dtype(dtype) or array.ndim != ndim:
             found = f"dtype {array.dtype}, shape {array.shape}" if isinstance(array, zarr.Array) else "a group"
             raise DataError(f"{where}: {name} is {found}; expected a {ndim}-D {np.dtype(dtype)} array")
         if ndim == 3 and array.chunks != (1, *array.shape[1:]):
-            raise DataError(f"{where}: {name} chunks {array.chunks}; expected one chunk per B-scan "
-                            f"{(1, *array.shape[1:])}")
+            raise DataError(
+                f"{where}: {name} chunks {array.chunks}; expected one chunk per B-scan {(1, *array.shape[1:])}"
+            )
         return array
 
     @staticmethod
@@ -489,19 +566,26 @@ class EyeStore:
                 try:
                     array[bscan]
                 except _READ_ERRORS as exc:
-                    raise DataError(f"{where}: {name} chunk of B-scan {bscan} cannot be read (corrupt?): "
-                                    f"{type(exc).__name__}: {exc}") from exc
+                    raise DataError(
+                        f"{where}: {name} chunk of B-scan {bscan} cannot be read (corrupt?): "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
             raise DataError(f"{where}: {name} cannot be read: {type(whole).__name__}: {whole}") from whole
         missing = index[fill_is(planes[:, 0, 0])]
         if missing.size:
-            raise DataError(f"{where}: {name} chunk(s) of B-scan(s) {', '.join(map(str, missing[:10].tolist()))} "
-                            "missing; expected one chunk per B-scan (write the store again)")
+            raise DataError(
+                f"{where}: {name} chunk(s) of B-scan(s) {', '.join(map(str, missing[:10].tolist()))} "
+                "missing; expected one chunk per B-scan (write the store again)"
+            )
         return np.ascontiguousarray(np.moveaxis(planes, 0, 2))
 
     def _read(self, opened: _OpenEye, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         oct_volume = self._read_volume(opened, "oct", index, np.isnan)
-        labels = None if "labels" not in opened.arrays else self._read_volume(
-            opened, "labels", index, lambda values: values == LABEL_FILL)
+        labels = (
+            None
+            if "labels" not in opened.arrays
+            else self._read_volume(opened, "labels", index, lambda values: values == LABEL_FILL)
+        )
         return oct_volume, labels
 
     def read_bscans(self, eye_id: str, bscans: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -516,23 +600,33 @@ class EyeStore:
         stays whole."""
         opened = self._open_eye(eye_id)
         info = opened.info
-        index = (np.arange(info.shape[2]) if bscans is None
-                 else self._check_bscans(opened, bscans, increasing=True))
+        index = np.arange(info.shape[2]) if bscans is None else self._check_bscans(opened, bscans, increasing=True)
         oct_volume, labels = self._read(opened, index)
         slo = None
         if "slo" in opened.arrays:
             try:
                 slo = self._handle(opened, "slo")[:]
             except _READ_ERRORS as exc:
-                raise DataError(f"{self.location}: eye {eye_id}: slo chunk cannot be read (corrupt?): "
-                                f"{type(exc).__name__}: {exc}") from exc
+                raise DataError(
+                    f"{self.location}: eye {eye_id}: slo chunk cannot be read (corrupt?): {type(exc).__name__}: {exc}"
+                ) from exc
             if np.isnan(slo).any():
-                raise DataError(f"{self.location}: eye {eye_id}: slo chunk missing or holding NaN; expected "
-                                "the SLO image (write the store again)")
+                raise DataError(
+                    f"{self.location}: eye {eye_id}: slo chunk missing or holding NaN; expected "
+                    "the SLO image (write the store again)"
+                )
         try:
-            eye = Eye(oct=oct_volume, spacing=info.spacing, subject=info.subject, laterality=info.laterality,
-                      labels=labels, slo=slo, bscan_positions=info.bscan_positions[index],
-                      slo_positions=info.slo_positions, meta=copy.deepcopy(opened.meta))
+            eye = Eye(
+                oct=oct_volume,
+                spacing=info.spacing,
+                subject=info.subject,
+                laterality=info.laterality,
+                labels=labels,
+                slo=slo,
+                bscan_positions=info.bscan_positions[index],
+                slo_positions=info.slo_positions,
+                meta=copy.deepcopy(opened.meta),
+            )
         except DataError as exc:
             raise DataError(f"{self.location}: {exc}") from exc
         return eye if bscans is None else eye.select_bscans(slice(None))

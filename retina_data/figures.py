@@ -47,8 +47,9 @@ def _enface_extent(eye: Eye, positions: np.ndarray) -> tuple[float, float, float
     return (0.0, eye.shape[1] * eye.spacing[1], float(positions[-1]) + step / 2, float(positions[0]) - step / 2)
 
 
-def plot_phantom_overview(eye: Eye, path: str | Path, *, bscan_index: int | None = None,
-                          overwrite: bool = False) -> Path:
+def plot_phantom_overview(
+    eye: Eye, path: str | Path, *, bscan_index: int | None = None, overwrite: bool = False
+) -> Path:
     """Write a PNG overview of ``eye``: a B-scan, its labels, the SLO and the en-face OCT.
 
     Panels without data (no labels, no SLO) are left out. The B-scan's position is marked
@@ -74,8 +75,10 @@ def plot_phantom_overview(eye: Eye, path: str | Path, *, bscan_index: int | None
     fig = Figure(figsize=(6.5 * columns, 9.5), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, columns, height_ratios=(1.0, 1.25))
-    fig.suptitle(f"{eye.eye_id}: OCT {eye.shape[0]} x {eye.shape[1]} x {eye.shape[2]} (H x W x D), "
-                 f"spacing {eye.spacing[0] * 1e3:.2f} x {eye.spacing[1] * 1e3:.1f} x {eye.spacing[2] * 1e3:.1f} µm")
+    fig.suptitle(
+        f"{eye.eye_id}: OCT {eye.shape[0]} x {eye.shape[1]} x {eye.shape[2]} (H x W x D), "
+        f"spacing {eye.spacing[0] * 1e3:.2f} x {eye.spacing[1] * 1e3:.1f} x {eye.spacing[2] * 1e3:.1f} µm"
+    )
 
     bscan = eye.oct[:, :, index]
     extent = _bscan_extent(eye)
@@ -87,14 +90,20 @@ def plot_phantom_overview(eye: Eye, path: str | Path, *, bscan_index: int | None
 
     enface = eye.oct.mean(axis=0).T
     axes = fig.add_subplot(grid[1, enface_panels - 1])
-    axes.imshow(enface, cmap="gray", extent=_enface_extent(eye, eye.bscan_positions), aspect="equal",
-                interpolation="nearest")
+    axes.imshow(
+        enface, cmap="gray", extent=_enface_extent(eye, eye.bscan_positions), aspect="equal", interpolation="nearest"
+    )
     _mark_position(axes, position)
     axes.set(title="en-face OCT (mean over depth)", xlabel="along the B-scan (mm)", ylabel="slow axis (mm)")
     if eye.slo is not None and eye.slo_positions is not None:
         axes = fig.add_subplot(grid[1, 0])
-        axes.imshow(eye.slo.T, cmap="gray", extent=_enface_extent(eye, eye.slo_positions), aspect="equal",
-                    interpolation="nearest")
+        axes.imshow(
+            eye.slo.T,
+            cmap="gray",
+            extent=_enface_extent(eye, eye.slo_positions),
+            aspect="equal",
+            interpolation="nearest",
+        )
         _mark_position(axes, position)
         axes.set(title="SLO (dashed: B-scan position)", xlabel="along the B-scan (mm)", ylabel="slow axis (mm)")
     return atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
@@ -105,16 +114,27 @@ def _mark_position(axes: Axes, position: float) -> None:
     axes.axhline(position, color="#ff3030", linewidth=1.0, linestyle="--")
 
 
-def _plot_labels(axes: Axes, bscan: np.ndarray, labels: np.ndarray,
-                 extent: tuple[float, float, float, float]) -> None:
+def _plot_labels(axes: Axes, bscan: np.ndarray, labels: np.ndarray, extent: tuple[float, float, float, float]) -> None:
     """The B-scan with its labels over it and a legend of the classes it shows."""
     names = label_names(with_fluid=True)
     colours = ListedColormap(LABEL_COLOURS)
     norm = BoundaryNorm(np.arange(len(LABEL_COLOURS) + 1) - 0.5, len(LABEL_COLOURS))
     axes.imshow(bscan, cmap="gray", extent=extent, aspect="auto", interpolation="nearest")
-    axes.imshow(np.ma.masked_equal(labels, 0), cmap=colours, norm=norm, alpha=0.45, extent=extent,
-                aspect="auto", interpolation="nearest")
+    axes.imshow(
+        np.ma.masked_equal(labels, 0),
+        cmap=colours,
+        norm=norm,
+        alpha=0.45,
+        extent=extent,
+        aspect="auto",
+        interpolation="nearest",
+    )
     present = [int(v) for v in np.unique(labels) if 0 < v <= FLUID_LABEL]
-    axes.legend(handles=[Patch(color=LABEL_COLOURS[v], label=names[v]) for v in present],
-                loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    axes.legend(
+        handles=[Patch(color=LABEL_COLOURS[v], label=names[v]) for v in present],
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
     axes.set(title="labels", xlabel="along the B-scan (mm)", yticks=[])

@@ -94,8 +94,9 @@ def atomic_path(path: str | Path, *, overwrite: bool = True, keep_previous: bool
             tmp.unlink()
 
 
-def atomic_save(path: str | Path, writer: Callable[[Path], object], *, overwrite: bool = True,
-                keep_previous: bool = False) -> Path:
+def atomic_save(
+    path: str | Path, writer: Callable[[Path], object], *, overwrite: bool = True, keep_previous: bool = False
+) -> Path:
     """Call ``writer(tmp_path)`` and rename the result to ``path`` (``keep_previous``: see :func:`atomic_path`)."""
     with atomic_path(path, overwrite=overwrite, keep_previous=keep_previous) as tmp:
         writer(tmp)
@@ -140,8 +141,7 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
-                  resumable: bool = True) -> Path:
+def check_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False, resumable: bool = True) -> Path:
     """Refuse a run folder that already holds results, without creating anything.
 
     A folder that exists and is not empty is accepted only with ``resume`` (continue the
@@ -157,8 +157,7 @@ def check_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = F
     return path
 
 
-def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
-                    resumable: bool = True) -> Path:
+def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False, resumable: bool = True) -> Path:
     """Create a run folder, refusing one that already holds results (see :func:`check_run_dir`)."""
     path = check_run_dir(path, overwrite=overwrite, resume=resume, resumable=resumable)
     path.mkdir(parents=True, exist_ok=True)

@@ -51,19 +51,25 @@ def subjects_on_disk(data_dir: str | Path) -> list[str]:
     """Subject ids of the tree that have at least one eye; an empty tree raises :class:`DataError`."""
     subjects = sorted({subject for subject, _ in list_eyes(data_dir)})
     if not subjects:
-        raise DataError(f"{data_dir}: empty data set, no eyes found (expected <subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)")
+        raise DataError(
+            f"{data_dir}: empty data set, no eyes found (expected <subject>/<OD|OS>/oct_flat_<od|os>.nii.gz)"
+        )
     return subjects
 
 
 def write_folds(path: str | Path, folds: Folds, *, overwrite: bool = False) -> Path:
     """Write folds in the reference format ``FOLD: {k: {TRAIN: [...], TEST: [...]}}``."""
-    data = {"FOLD": {int(fold): {"TRAIN": list(split["TRAIN"]), "TEST": list(split["TEST"])}
-                     for fold, split in folds.items()}}
+    data = {
+        "FOLD": {
+            int(fold): {"TRAIN": list(split["TRAIN"]), "TEST": list(split["TEST"])} for fold, split in folds.items()
+        }
+    }
     return atomic_write_text(path, dump_yaml(data), overwrite=overwrite)
 
 
-def write_folds_for_tree(data_dir: str | Path, path: str | Path, k: int = 5, seed: int = 0,
-                         *, overwrite: bool = False) -> Path:
+def write_folds_for_tree(
+    data_dir: str | Path, path: str | Path, k: int = 5, seed: int = 0, *, overwrite: bool = False
+) -> Path:
     """Folds over the subjects of a tree; ``k`` shrinks to the number of subjects if fewer."""
     subjects = subjects_on_disk(data_dir)
     if len(subjects) < 2:
@@ -110,8 +116,9 @@ def read_folds(path: str | Path, data_dir: str | Path | None = None) -> Folds:
             for key in ("TRAIN", "TEST"):
                 missing = [s for s in split[key] if s not in on_disk]
                 if missing:
-                    raise DataError(f"{path}: FOLD.{fold}.{key} names subject(s) not found in {data_dir}: "
-                                    f"{', '.join(missing)}")
+                    raise DataError(
+                        f"{path}: FOLD.{fold}.{key} names subject(s) not found in {data_dir}: {', '.join(missing)}"
+                    )
     return folds
 
 

@@ -19,9 +19,25 @@ from retina_data.files import atomic_write_text
 ITKSNAP_FILE = "label_names.itksnap.txt"
 SLICER_FILE = "label_names.ctbl"
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
-    (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
 )
 """Distinct colours by label value (0, background, black)."""
 _ITKSNAP_ROW = re.compile(r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d)\s+(\d)\s+"(.*)"\s*$')
@@ -35,10 +51,15 @@ def _colour(label: int) -> tuple[int, int, int]:
 def write_label_tables(folder: str | Path, names: list[str]) -> list[Path]:
     """Write both tables for labels ``0 .. len(names) - 1`` into ``folder``; returns their paths."""
     folder = Path(folder)
-    itksnap = ["# ITK-SNAP Label Description File", "# written by retina_data from the data set's label names",
-               "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL"]
-    slicer = ["# 3D Slicer colour table, written by retina_data from the data set's label names",
-              "# index name R G B A"]
+    itksnap = [
+        "# ITK-SNAP Label Description File",
+        "# written by retina_data from the data set's label names",
+        "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL",
+    ]
+    slicer = [
+        "# 3D Slicer colour table, written by retina_data from the data set's label names",
+        "# index name R G B A",
+    ]
     for label, name in enumerate(names):
         red, green, blue = _colour(label)
         alpha, visible = (0, 0) if label == 0 else (1, 1)
@@ -46,8 +67,10 @@ def write_label_tables(folder: str | Path, names: list[str]) -> list[Path]:
         itksnap.append(f'{label:5d} {red:5d} {green:4d} {blue:4d} {alpha:8d} {visible:2d} {visible:2d}    "{quoted}"')
         token = re.sub(r"\s+", "_", name) or f"label_{label}"
         slicer.append(f"{label} {token} {red} {green} {blue} {0 if label == 0 else 255}")
-    return [atomic_write_text(folder / ITKSNAP_FILE, "\n".join(itksnap) + "\n"),
-            atomic_write_text(folder / SLICER_FILE, "\n".join(slicer) + "\n")]
+    return [
+        atomic_write_text(folder / ITKSNAP_FILE, "\n".join(itksnap) + "\n"),
+        atomic_write_text(folder / SLICER_FILE, "\n".join(slicer) + "\n"),
+    ]
 
 
 def read_itksnap_labels(path: str | Path) -> dict[int, tuple[str, tuple[int, int, int]]]:

@@ -60,8 +60,9 @@ def device_memory_bytes(device: Any) -> int:
     return machine_memory_bytes()
 
 
-def check_fits_for_training(build: Callable[[], Any], device: Any, settings: str, step_bytes: int = 0,
-                            step: str = "") -> None:
+def check_fits_for_training(
+    build: Callable[[], Any], device: Any, settings: str, step_bytes: int = 0, step: str = ""
+) -> None:
     """Refuse, before any allocation, a network whose weights and optimiser state alone (and the
     ``step_bytes`` a training step holds at least) exceed the memory of ``device``.
 
@@ -83,6 +84,8 @@ def check_fits_for_training(build: Callable[[], Any], device: Any, settings: str
     parameters = sum(parameter.numel() for parameter in network.parameters())
     needed, available = parameters * TRAINING_BYTES_PER_PARAMETER + step_bytes, device_memory_bytes(device)
     if needed > available:
-        raise ConfigError(f"{settings} give {parameters:,} parameters{step}, {needed / 2**30:.1f} GiB to train, "
-                          f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network"
-                          + (" or batch" if step else ""))
+        raise ConfigError(
+            f"{settings} give {parameters:,} parameters{step}, {needed / 2**30:.1f} GiB to train, "
+            f"more than the {available / 2**30:.1f} GiB of {device}; expected a smaller network"
+            + (" or batch" if step else "")
+        )

@@ -37,11 +37,34 @@ from retina_data.surface_distance import (
 )
 
 __all__ = [
-    "boundary_depths", "boundary_errors_per_ascan", "boundary_surface_errors", "confusion_matrix",
-    "confusion_per_bscan", "dice_from_confusion", "dice_per_class", "fluid_dice", "foreground_mean",
-    "group_dice", "ilm_assd", "lpips_available", "lpips_distance", "lpips_per_bscan", "mae", "mae_per_bscan",
-    "mean_dice", "mean_ignoring_nan", "mse", "mse_per_bscan", "psnr", "psnr_from_mse", "retina_dice", "ssim",
-    "ssim_per_bscan", "summarise_boundary_errors", "surface_distances", "RETINA_WITH_FLUID",
+    "RETINA_WITH_FLUID",
+    "boundary_depths",
+    "boundary_errors_per_ascan",
+    "boundary_surface_errors",
+    "confusion_matrix",
+    "confusion_per_bscan",
+    "dice_from_confusion",
+    "dice_per_class",
+    "fluid_dice",
+    "foreground_mean",
+    "group_dice",
+    "ilm_assd",
+    "lpips_available",
+    "lpips_distance",
+    "lpips_per_bscan",
+    "mae",
+    "mae_per_bscan",
+    "mean_dice",
+    "mean_ignoring_nan",
+    "mse",
+    "mse_per_bscan",
+    "psnr",
+    "psnr_from_mse",
+    "retina_dice",
+    "ssim",
+    "ssim_per_bscan",
+    "summarise_boundary_errors",
+    "surface_distances",
 ]
 
 _CONFUSION_CHUNK = 1 << 23
@@ -111,11 +134,14 @@ def ssim_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0)
     pred, truth = _as_pair(pred, truth)
     if pred.ndim != 3:
         raise ValueError(f"expected [H, W, D] volumes, got shape {pred.shape}")
-    return np.array([
-        structural_similarity(pred[:, :, d].astype(np.float64), truth[:, :, d].astype(np.float64),
-                              data_range=data_range)
-        for d in range(pred.shape[2])
-    ])
+    return np.array(
+        [
+            structural_similarity(
+                pred[:, :, d].astype(np.float64), truth[:, :, d].astype(np.float64), data_range=data_range
+            )
+            for d in range(pred.shape[2])
+        ]
+    )
 
 
 def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
@@ -138,8 +164,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
 def _check_label_range(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> None:
     for name, labels in (("predicted", pred), ("true", truth)):
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} labels span {labels.min()}..{labels.max()}, "
-                             f"expected 0..{num_classes - 1}")
+            raise ValueError(f"{name} labels span {labels.min()}..{labels.max()}, expected 0..{num_classes - 1}")
 
 
 def _grouped_confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
@@ -151,7 +176,7 @@ def _grouped_confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int) ->
     counts = np.zeros(groups * pairs, dtype=np.int64)
     rows = max(1, _CONFUSION_CHUNK // max(groups, 1))
     for start in range(0, pred.shape[0], rows):
-        codes = truth[start:start + rows].astype(np.int64) * num_classes + pred[start:start + rows] + offsets
+        codes = truth[start : start + rows].astype(np.int64) * num_classes + pred[start : start + rows] + offsets
         counts += np.bincount(codes.reshape(-1), minlength=groups * pairs)
     return counts.reshape(groups, num_classes, num_classes)
 
@@ -273,8 +298,9 @@ def lpips_available() -> bool:
     return _lpips_model() is not None
 
 
-def lpips_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0,
-                    batch_size: int = 8) -> np.ndarray | None:
+def lpips_per_bscan(
+    pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0, batch_size: int = 8
+) -> np.ndarray | None:
     """LPIPS (AlexNet) distance of each B-scan ``[D]``, or ``None`` when LPIPS is not available offline.
 
     Args:
@@ -292,13 +318,15 @@ def lpips_per_bscan(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0
     device = next(model.parameters()).device
 
     def as_batch(volume: np.ndarray, start: int) -> torch.Tensor:
-        slices = np.moveaxis(volume[:, :, start:start + batch_size], 2, 0)[:, None]  # [b, 1, H, W]
+        slices = np.moveaxis(volume[:, :, start : start + batch_size], 2, 0)[:, None]  # [b, 1, H, W]
         tensor = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32)).to(device)
         return (tensor * (2.0 / data_range) - 1.0).expand(-1, 3, -1, -1)
 
     with torch.inference_mode():
-        distances = [model(as_batch(pred, start), as_batch(truth, start)).reshape(-1).cpu().numpy()
-                     for start in range(0, pred.shape[2], batch_size)]
+        distances = [
+            model(as_batch(pred, start), as_batch(truth, start)).reshape(-1).cpu().numpy()
+            for start in range(0, pred.shape[2], batch_size)
+        ]
     return np.concatenate(distances).astype(np.float64)
 
 

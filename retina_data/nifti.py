@@ -104,9 +104,15 @@ def our_axcodes(ndim: int) -> tuple[str, ...]:
     return tuple(nib.aff2axcodes(oriented_affine((1.0,) * 4, ndim)))[: len(_axes_of(ndim, Path("array")))]
 
 
-def write_nifti(path: str | Path, array: np.ndarray, spacing: tuple[float, ...],
-                positions: np.ndarray | None = None, meta: dict[str, Any] | None = None,
-                *, overwrite: bool = False) -> Path:
+def write_nifti(
+    path: str | Path,
+    array: np.ndarray,
+    spacing: tuple[float, ...],
+    positions: np.ndarray | None = None,
+    meta: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``array`` (our axes, see the module doc) with ``spacing`` (mm, one per axis) and
     last-spatial-axis ``positions`` (mm) in our anatomical orientation."""
     path = refuse_existing(path, overwrite)
@@ -123,15 +129,18 @@ def write_nifti(path: str | Path, array: np.ndarray, spacing: tuple[float, ...],
     image.set_sform(affine, code=1)
     atomic_save(path, lambda tmp: nib.save(image, str(tmp)), overwrite=overwrite)
     if positions is not None or meta:
-        record = {"spacing_mm": [float(s) for s in spacing],
-                  "positions_mm": None if positions is None else [float(p) for p in positions],
-                  "meta": meta or {}}
+        record = {
+            "spacing_mm": [float(s) for s in spacing],
+            "positions_mm": None if positions is None else [float(p) for p in positions],
+            "meta": meta or {},
+        }
         atomic_write_text(sidecar_path(path), json.dumps(record, indent=1) + "\n", overwrite=True)
     return path
 
 
-def _to_our_axes(path: Path, array: np.ndarray, spacing: tuple[float, ...],
-                 affine: np.ndarray) -> tuple[np.ndarray, tuple[float, ...], float, str | None]:
+def _to_our_axes(
+    path: Path, array: np.ndarray, spacing: tuple[float, ...], affine: np.ndarray
+) -> tuple[np.ndarray, tuple[float, ...], float, str | None]:
     """``(array, spacing, slow origin, reoriented_from)`` of a file in our axis order."""
     ndim = array.ndim
     if ndim not in SPATIAL_AXES:
@@ -149,16 +158,25 @@ def _to_our_axes(path: Path, array: np.ndarray, spacing: tuple[float, ...],
     columns = linear[:, :spatial]
     norms = np.linalg.norm(columns, axis=0)
     if np.any(norms == 0) or np.any(np.max(np.abs(columns), axis=0) / norms < 1 - 1e-4):
-        raise DataError(f"{path}: oblique orientation {''.join(codes)} (the image axes are rotated against "
-                        "the anatomical axes); expected an axis-aligned image")
+        raise DataError(
+            f"{path}: oblique orientation {''.join(codes)} (the image axes are rotated against "
+            "the anatomical axes); expected an axis-aligned image"
+        )
     current = nib.orientations.io_orientation(affine)[:spatial]
     wanted = nib.orientations.axcodes2ornt(ours)
     if sorted(current[:, 0]) != sorted(wanted[:, 0]):
-        raise DataError(f"{path}: orientation {''.join(codes)} cannot be mapped onto our axes "
-                        f"{''.join(ours)} ({SPATIAL_AXES[ndim]}); expected a file of the same anatomy")
+        raise DataError(
+            f"{path}: orientation {''.join(codes)} cannot be mapped onto our axes "
+            f"{''.join(ours)} ({SPATIAL_AXES[ndim]}); expected a file of the same anatomy"
+        )
     transform = nib.orientations.ornt_transform(current, wanted)
-    oriented = nib.orientations.apply_orientation(array, transform) if ndim == spatial else np.stack(
-        [nib.orientations.apply_orientation(array[..., c], transform) for c in range(array.shape[-1])], axis=-1)
+    oriented = (
+        nib.orientations.apply_orientation(array, transform)
+        if ndim == spatial
+        else np.stack(
+            [nib.orientations.apply_orientation(array[..., c], transform) for c in range(array.shape[-1])], axis=-1
+        )
+    )
     new_spacing = list(spacing)
     for source, (target, _) in enumerate(transform):
         new_spacing[int(target)] = spacing[source]
@@ -174,7 +192,7 @@ def _stored_zooms(path: Path, image: nib.Nifti1Image, ndim: int) -> tuple[float,
     """Voxel sizes as stored: nibabel's loader silently turns 0 into 1 and negatives positive."""
     with nib.openers.ImageOpener(str(path)) as handle:
         header = type(image.header).from_fileobj(handle, check=False)
-    return tuple(float(z) for z in header["pixdim"][1: ndim + 1])
+    return tuple(float(z) for z in header["pixdim"][1 : ndim + 1])
 
 
 def _load_quietly(path: Path) -> nib.Nifti1Image:
@@ -201,20 +219,23 @@ def _check_declared_size(path: Path, image: nib.Nifti1Image) -> None:
     """Refuse a header that declares more data than the file can hold, before reading it
     (a corrupt dimension would otherwise allocate gigabytes or decompress for minutes)."""
     header = image.header
-    declared = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.float64)
-                                                   * header.get_data_dtype().itemsize)
+    declared = int(header.get_data_offset()) + int(
+        np.prod(header.get_data_shape(), dtype=np.float64) * header.get_data_dtype().itemsize
+    )
     stored = path.stat().st_size
     if path.name.endswith(".gz"):
         with path.open("rb") as handle:
             handle.seek(-4, 2)
             isize = int.from_bytes(handle.read(4), "little")  # uncompressed size mod 2**32
-        possible = DEFLATE_MAX_RATIO * stored if declared >= 2 ** 32 else isize
+        possible = DEFLATE_MAX_RATIO * stored if declared >= 2**32 else isize
     else:
         possible = stored
     if declared > possible:
-        raise DataError(f"{path}: header declares shape {tuple(header.get_data_shape())} of "
-                        f"{header.get_data_dtype()} ({declared:,} bytes) but the file holds at most "
-                        f"{possible:,} (truncated or corrupt file?)")
+        raise DataError(
+            f"{path}: header declares shape {tuple(header.get_data_shape())} of "
+            f"{header.get_data_dtype()} ({declared:,} bytes) but the file holds at most "
+            f"{possible:,} (truncated or corrupt file?)"
+        )
 
 
 def _numbers(value: object) -> np.ndarray | None:
@@ -264,12 +285,21 @@ def read_nifti(path: str | Path) -> Image:
         image = _load_quietly(path)
         _check_declared_size(path, image)
         array = np.asanyarray(image.dataobj)
-    except (OSError, EOFError, ValueError, OverflowError, MemoryError, zlib.error,
-            nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        OverflowError,
+        MemoryError,
+        zlib.error,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as exc:
         raise DataError(f"{path}: cannot read NIfTI (truncated or corrupt file?): {exc}") from exc
     if array.dtype.names is not None or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise DataError(f"{path}: {array.dtype} voxels (an RGB or other multi-component image?); "
-                        "expected one grey value per voxel")
+        raise DataError(
+            f"{path}: {array.dtype} voxels (an RGB or other multi-component image?); expected one grey value per voxel"
+        )
     if array.ndim == 0:
         raise DataError(f"{path}: a NIfTI without dimensions; expected a 2-D or 3-D image")
     spacing = _stored_zooms(path, image, array.ndim)
@@ -287,6 +317,7 @@ def read_nifti(path: str | Path) -> Image:
         if listed is not None:
             positions = listed
             if positions.shape != (array.shape[slow_axis],):
-                raise DataError(f"{side}: {positions.size} positions for {array.shape[slow_axis]} slices in "
-                                f"{path.name}")
+                raise DataError(
+                    f"{side}: {positions.size} positions for {array.shape[slow_axis]} slices in {path.name}"
+                )
     return Image(array=array, spacing=spacing, positions=np.asarray(positions, dtype=np.float64), meta=meta)

@@ -124,8 +124,10 @@ class PhantomConfig:
             raise ConfigError(f"phantom shape {self.shape}: expected at least {minimum} (H, W, D)")
         needed, available = math.prod(self.shape) * PHANTOM_BYTES_PER_VOXEL, machine_memory_bytes()
         if needed > available:
-            raise ConfigError(f"phantom shape {self.shape}: about {needed / 2**30:.1f} GiB to build one eye, more than "
-                              f"the {available / 2**30:.1f} GiB of this machine; expected a smaller shape")
+            raise ConfigError(
+                f"phantom shape {self.shape}: about {needed / 2**30:.1f} GiB to build one eye, more than "
+                f"the {available / 2**30:.1f} GiB of this machine; expected a smaller shape"
+            )
         if len(extent) != 3 or min(extent) <= 0:
             raise ConfigError(f"phantom extent_mm must be three positive sizes in mm, got {extent}")
         self.extent_mm = (extent[0], extent[1], extent[2])
@@ -144,18 +146,21 @@ class PhantomConfig:
         if above < 0.55:
             raise ConfigError(
                 f"phantom extent_mm[0] * bm_depth_fraction = {above:.3f} mm leaves too little room above "
-                "Bruch's membrane for the retina and a fluid dome; expected at least 0.55 mm")
+                "Bruch's membrane for the retina and a fluid dome; expected at least 0.55 mm"
+            )
         if above - self.tilt_mm < 0.5:
             raise ConfigError(
                 f"phantom tilt_mm = {self.tilt_mm} raises Bruch's membrane before flattening to "
                 f"{above - self.tilt_mm:.3f} mm below the top of the scan; the retina and a fluid dome need "
-                "at least 0.5 mm: lower tilt_mm or raise extent_mm[0] * bm_depth_fraction")
+                "at least 0.5 mm: lower tilt_mm or raise extent_mm[0] * bm_depth_fraction"
+            )
         lowest = above + self.tilt_mm + self.curvature_mm
         if lowest > self.extent_mm[0] - self.spacing[0]:
             raise ConfigError(
                 f"phantom tilt_mm + curvature_mm = {self.tilt_mm + self.curvature_mm} lowers Bruch's membrane "
                 f"before flattening to {lowest:.3f} mm, below the last row of the {self.extent_mm[0]} mm deep "
-                "scan; lower them or bm_depth_fraction")
+                "scan; lower them or bm_depth_fraction"
+            )
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -170,8 +175,9 @@ def _check_range(name: str, value: float, low: float | None, high: float | None)
     if not np.isfinite(value):
         raise ConfigError(f"phantom {name} = {value!r}: expected a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
-        wanted = " and ".join(t for t in (f">= {low}" if low is not None else "",
-                                          f"<= {high}" if high is not None else "") if t)
+        wanted = " and ".join(
+            t for t in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if t
+        )
         raise ConfigError(f"phantom {name} = {value!r}: expected a value {wanted}")
 
 
@@ -189,7 +195,7 @@ def pathology_eyes(cfg: PhantomConfig) -> frozenset[tuple[int, str]]:
     if cfg.pathology_fraction <= 0:
         return frozenset()
     eyes = [(s, lat) for s in range(cfg.n_subjects) for lat in LATERALITIES]
-    count = max(1, int(round(cfg.pathology_fraction * len(eyes))))
+    count = max(1, round(cfg.pathology_fraction * len(eyes)))
     order = _rng(cfg, 0, 0, _SELECTION).permutation(len(eyes))
     return frozenset(eyes[i] for i in order[:count])
 
@@ -208,11 +214,18 @@ class _Subject:
     @classmethod
     def draw(cls, rng: np.random.Generator) -> _Subject:
         offset = (float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.3, 0.3)))
-        fovea = Fovea((0.0, 0.0), float(rng.uniform(0.32, 0.5)), float(rng.uniform(0.85, 1.0)),
-                      float(rng.uniform(35.0, 60.0)))
+        fovea = Fovea(
+            (0.0, 0.0), float(rng.uniform(0.32, 0.5)), float(rng.uniform(0.85, 1.0)), float(rng.uniform(35.0, 60.0))
+        )
         fields = tuple(SmoothField.draw(rng) for _ in range(RETINA_LAYERS))
-        return cls(offset, fovea, float(rng.uniform(0.92, 1.08)), fields, SmoothField.draw(rng, 8, (1.0, 5.0)),
-                   ArcadeLayout.draw(rng))
+        return cls(
+            offset,
+            fovea,
+            float(rng.uniform(0.92, 1.08)),
+            fields,
+            SmoothField.draw(rng, 8, (1.0, 5.0)),
+            ArcadeLayout.draw(rng),
+        )
 
 
 def _row_edges(cfg: PhantomConfig) -> np.ndarray:
@@ -270,27 +283,41 @@ def make_scanned_eye(cfg: PhantomConfig, subject_index: int, laterality: str) ->
 
     jitter = rng.normal(0.0, 0.05, 2)
     centre = (side * subject.fovea_offset_mm[0] + float(jitter[0]), subject.fovea_offset_mm[1] + float(jitter[1]))
-    fovea = replace(subject.fovea, centre_mm=centre,
-                    width_mm=subject.fovea.width_mm * float(rng.uniform(0.95, 1.05)),
-                    depth=min(1.0, subject.fovea.depth * float(rng.uniform(0.97, 1.03))),
-                    onl_gain_um=subject.fovea.onl_gain_um * float(rng.uniform(0.95, 1.05)))
+    fovea = replace(
+        subject.fovea,
+        centre_mm=centre,
+        width_mm=subject.fovea.width_mm * float(rng.uniform(0.95, 1.05)),
+        depth=min(1.0, subject.fovea.depth * float(rng.uniform(0.97, 1.03))),
+        onl_gain_um=subject.fovea.onl_gain_um * float(rng.uniform(0.95, 1.05)),
+    )
     nasal, superior = anatomical_coordinates(x, y, centre, side)
     own_fields = [SmoothField.draw(rng) for _ in range(RETINA_LAYERS)]
-    variation = np.stack([0.07 * shared(nasal, superior) + 0.02 * own(nasal, superior)
-                          for shared, own in zip(subject.layer_fields, own_fields)])
-    thickness = layer_thicknesses_mm(nasal, superior, fovea, variation,
-                                     subject.thickness_scale * float(rng.uniform(0.98, 1.02)))
+    variation = np.stack(
+        [
+            0.07 * shared(nasal, superior) + 0.02 * own(nasal, superior)
+            for shared, own in zip(subject.layer_fields, own_fields)
+        ]
+    )
+    thickness = layer_thicknesses_mm(
+        nasal, superior, fovea, variation, subject.thickness_scale * float(rng.uniform(0.98, 1.02))
+    )
     tilt = rng.uniform(-1.0, 1.0, 2) * cfg.tilt_mm
     curvature = float(rng.uniform(0.5, 1.0)) * cfg.curvature_mm
     half = np.array(cfg.extent_mm[1:]) / 2
-    scan_offset = (tilt[0] * x / (2 * half[0]) + tilt[1] * y / (2 * half[1])
-                   + curvature * ((x / half[0]) ** 2 + (y / half[1]) ** 2) / 2)
+    scan_offset = (
+        tilt[0] * x / (2 * half[0])
+        + tilt[1] * y / (2 * half[1])
+        + curvature * ((x / half[0]) ** 2 + (y / half[1]) ** 2) / 2
+    )
     reflectivity = np.clip(REFLECTIVITY * rng.uniform(0.94, 1.06, REFLECTIVITY.size), 0.0, 1.0)
     choroid = ChoroidTexture.draw(rng)
 
     fluid_rng = _rng(cfg, subject_index, code, _FLUID)
-    dome = FluidDome((centre[0] + float(fluid_rng.uniform(-0.4, 0.4)), centre[1] + float(fluid_rng.uniform(-0.4, 0.4))),
-                     float(fluid_rng.uniform(0.7, 1.4)), float(fluid_rng.uniform(0.06, 0.15)))
+    dome = FluidDome(
+        (centre[0] + float(fluid_rng.uniform(-0.4, 0.4)), centre[1] + float(fluid_rng.uniform(-0.4, 0.4))),
+        float(fluid_rng.uniform(0.7, 1.4)),
+        float(fluid_rng.uniform(0.06, 0.15)),
+    )
     sick = (subject_index, laterality) in pathology_eyes(cfg)
     bm_depth = cfg.bm_depth_fraction * cfg.extent_mm[0]
     geometry = layer_geometry(thickness, bm_depth, dome.height(x, y) if sick else None).shifted(scan_offset)
@@ -302,13 +329,19 @@ def make_scanned_eye(cfg: PhantomConfig, subject_index: int, laterality: str) ->
     strength, radius = vessel_maps(tree, nasal, superior, float(np.sqrt(d_w * d_d)))
 
     noise_rng = _rng(cfg, subject_index, code, _NOISE)
-    optics = OctOptics(cfg.dynamic_range_db, cfg.attenuation_per_mm, cfg.rolloff_mm, cfg.speckle_looks,
-                       cfg.noise_floor, cfg.vessel_shadow)
+    optics = OctOptics(
+        cfg.dynamic_range_db,
+        cfg.attenuation_per_mm,
+        cfg.rolloff_mm,
+        cfg.speckle_looks,
+        cfg.noise_floor,
+        cfg.vessel_shadow,
+    )
     gain = np.exp(noise_rng.normal(0.0, cfg.gain_jitter, cfg.shape[2]))
-    oct_volume = render_oct(geometry, reflectivity, row_edges, x, y, choroid, strength, radius, gain, optics,
-                            noise_rng)
-    slo = render_slo(x, y, nasal, superior, fovea, subject.background(nasal, superior), strength,
-                     cfg.slo_noise, noise_rng)
+    oct_volume = render_oct(geometry, reflectivity, row_edges, x, y, choroid, strength, radius, gain, optics, noise_rng)
+    slo = render_slo(
+        x, y, nasal, superior, fovea, subject.background(nasal, superior), strength, cfg.slo_noise, noise_rng
+    )
     meta = {
         "source": "retina_data.phantom",
         "phantom_version": PHANTOM_VERSION,
@@ -322,11 +355,22 @@ def make_scanned_eye(cfg: PhantomConfig, subject_index: int, laterality: str) ->
         "tilt_mm": [float(t) for t in tilt],
         "curvature_mm": curvature,
         "pathology": sick,
-        "fluid": ({"centre_mm": list(dome.centre_mm), "radius_mm": dome.radius_mm, "height_mm": dome.height_mm}
-                  if sick else None),
+        "fluid": (
+            {"centre_mm": list(dome.centre_mm), "radius_mm": dome.radius_mm, "height_mm": dome.height_mm}
+            if sick
+            else None
+        ),
     }
-    eye = Eye(oct=oct_volume, spacing=(d_h, d_w, d_d), subject=f"sub{subject_index + 1:03d}",
-              laterality=laterality, labels=labels, slo=slo, bscan_positions=positions, meta=meta)
+    eye = Eye(
+        oct=oct_volume,
+        spacing=(d_h, d_w, d_d),
+        subject=f"sub{subject_index + 1:03d}",
+        laterality=laterality,
+        labels=labels,
+        slo=slo,
+        bscan_positions=positions,
+        meta=meta,
+    )
     return eye, first_rows_below(geometry.bm_mm, row_centres)
 
 
@@ -355,8 +399,9 @@ def _earlier_phantom_subjects(data_dir: Path) -> set[str]:
     return {p.name for p in data_dir.iterdir() if p.is_dir() and re.fullmatch(r"sub\d{3,}", p.name)}
 
 
-def write_phantom(data_dir: str | Path, cfg: PhantomConfig, *, overwrite: bool = False,
-                  progress: bool = True) -> list[str]:
+def write_phantom(
+    data_dir: str | Path, cfg: PhantomConfig, *, overwrite: bool = False, progress: bool = True
+) -> list[str]:
     """Generate the population into a NIfTI tree with ``dataset.yaml``; returns the eye ids.
 
     A ``data_dir`` that exists and is not empty is refused unless ``overwrite``; files of
@@ -379,8 +424,9 @@ def write_phantom(data_dir: str | Path, cfg: PhantomConfig, *, overwrite: bool =
             eye_ids.append(eye.eye_id)
             stale.discard(eye.subject)
         provenance = {"generator": "retina_data.phantom", "phantom_version": PHANTOM_VERSION, "config": to_dict(cfg)}
-        write_dataset_info(staging, "retina phantom", with_fluid=cfg.pathology_fraction > 0,
-                           provenance=provenance, overwrite=True)
+        write_dataset_info(
+            staging, "retina phantom", with_fluid=cfg.pathology_fraction > 0, provenance=provenance, overwrite=True
+        )
     for subject in sorted(stale):
         shutil.rmtree(data_dir / subject)
     return eye_ids

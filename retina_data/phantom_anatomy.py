@@ -48,8 +48,9 @@ class SmoothField:
     amplitudes: np.ndarray
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, n_waves: int = 5,
-             wavelength_mm: tuple[float, float] = (3.0, 14.0)) -> SmoothField:
+    def draw(
+        cls, rng: np.random.Generator, n_waves: int = 5, wavelength_mm: tuple[float, float] = (3.0, 14.0)
+    ) -> SmoothField:
         """Waves with random direction and phase and wavelengths in ``wavelength_mm``."""
         angle = rng.uniform(0.0, 2.0 * np.pi, n_waves)
         wavelength = rng.uniform(*wavelength_mm, n_waves)
@@ -60,8 +61,7 @@ class SmoothField:
 
     def __call__(self, nasal: np.ndarray, superior: np.ndarray) -> np.ndarray:
         """Field values at the points ``nasal``, ``superior`` (any equal shapes, mm)."""
-        phase = (nasal[..., None] * self.frequencies[:, 0] + superior[..., None] * self.frequencies[:, 1]
-                 + self.phases)
+        phase = nasal[..., None] * self.frequencies[:, 0] + superior[..., None] * self.frequencies[:, 1] + self.phases
         return np.sum(self.amplitudes * np.cos(phase), axis=-1)
 
 
@@ -136,8 +136,9 @@ class Geometry:
         return Geometry(self.boundaries_mm[:, :, bscans], self.rpe_top_mm[:, bscans])
 
 
-def anatomical_coordinates(x: np.ndarray, y: np.ndarray, fovea_mm: tuple[float, float],
-                           side: int) -> tuple[np.ndarray, np.ndarray]:
+def anatomical_coordinates(
+    x: np.ndarray, y: np.ndarray, fovea_mm: tuple[float, float], side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(nasal, superior)`` mm relative to the fovea for scan points ``x``, ``y``.
 
     ``side`` is +1 for a right eye (the optic disc lies towards +x, as seen on a fundus
@@ -146,8 +147,9 @@ def anatomical_coordinates(x: np.ndarray, y: np.ndarray, fovea_mm: tuple[float, 
     return side * (x - fovea_mm[0]), -(y - fovea_mm[1])
 
 
-def layer_thicknesses_mm(nasal: np.ndarray, superior: np.ndarray, fovea: Fovea,
-                         variation: np.ndarray, scale: float) -> np.ndarray:
+def layer_thicknesses_mm(
+    nasal: np.ndarray, superior: np.ndarray, fovea: Fovea, variation: np.ndarray, scale: float
+) -> np.ndarray:
     """Thickness of the classes RNFL .. RPE ``[11, *grid]`` in mm.
 
     Args:
@@ -164,19 +166,21 @@ def layer_thicknesses_mm(nasal: np.ndarray, superior: np.ndarray, fovea: Fovea,
     rnfl = (8.0 + 30.0 * towards_disc + 16.0 * arcades) * (1.0 - fovea.profile(nasal, superior, 1.8))
     inner_loss = 1.0 - fovea.depth * pit
     flat = np.ones_like(pit)
-    microns = np.stack([
-        rnfl,
-        (28.0 + 26.0 * ring) * inner_loss,               # GCL
-        (26.0 + 12.0 * ring) * inner_loss,               # IPL
-        (26.0 + 12.0 * ring) * inner_loss,               # INL
-        (20.0 + 7.0 * ring) * (1.0 - 0.85 * fovea.depth * pit),  # OPL
-        62.0 + fovea.onl_gain_um * pit,                  # ONL
-        24.0 + 8.0 * pit,                                # IS (ELM to EZ)
-        14.0 * flat,                                     # EZ
-        24.0 + 12.0 * pit,                               # OS
-        10.0 * flat,                                     # IZ
-        18.0 * flat,                                     # RPE
-    ])
+    microns = np.stack(
+        [
+            rnfl,
+            (28.0 + 26.0 * ring) * inner_loss,  # GCL
+            (26.0 + 12.0 * ring) * inner_loss,  # IPL
+            (26.0 + 12.0 * ring) * inner_loss,  # INL
+            (20.0 + 7.0 * ring) * (1.0 - 0.85 * fovea.depth * pit),  # OPL
+            62.0 + fovea.onl_gain_um * pit,  # ONL
+            24.0 + 8.0 * pit,  # IS (ELM to EZ)
+            14.0 * flat,  # EZ
+            24.0 + 12.0 * pit,  # OS
+            10.0 * flat,  # IZ
+            18.0 * flat,  # RPE
+        ]
+    )
     return microns * np.exp(variation) * scale * 1e-3
 
 

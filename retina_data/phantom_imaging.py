@@ -27,22 +27,24 @@ from retina_data.labels import FLUID_LABEL
 from retina_data.phantom_anatomy import Fovea, Geometry
 from retina_data.preprocessing import normalize_bscans
 
-REFLECTIVITY = np.array([
-    0.0,   # 0 vitreous
-    0.80,  # 1 RNFL
-    0.45,  # 2 GCL
-    0.62,  # 3 IPL
-    0.28,  # 4 INL
-    0.60,  # 5 OPL
-    0.12,  # 6 ONL
-    0.30,  # 7 IS
-    0.90,  # 8 EZ
-    0.42,  # 9 OS
-    0.72,  # 10 IZ
-    0.96,  # 11 RPE
-    0.66,  # 12 choroid (just below BM; fades with depth)
-    0.06,  # 13 subretinal fluid
-])
+REFLECTIVITY = np.array(
+    [
+        0.0,  # 0 vitreous
+        0.80,  # 1 RNFL
+        0.45,  # 2 GCL
+        0.62,  # 3 IPL
+        0.28,  # 4 INL
+        0.60,  # 5 OPL
+        0.12,  # 6 ONL
+        0.30,  # 7 IS
+        0.90,  # 8 EZ
+        0.42,  # 9 OS
+        0.72,  # 10 IZ
+        0.96,  # 11 RPE
+        0.66,  # 12 choroid (just below BM; fades with depth)
+        0.06,  # 13 subretinal fluid
+    ]
+)
 """Display-scale reflectivity of each label (0 = far below the noise floor, 1 = brightest)."""
 
 ELM_REFLECTIVITY = 0.55
@@ -123,8 +125,14 @@ def _breakpoints(geometry: Geometry, reflectivity: np.ndarray) -> tuple[np.ndarr
     b = geometry.boundaries_mm
     elm_end = np.minimum(b[6] + ELM_THICKNESS_MM, 0.5 * (b[6] + b[7]))
     depths = [*b[:7], elm_end, *b[7:11], geometry.rpe_top_mm, b[11]]
-    below = [*reflectivity[1:7], ELM_REFLECTIVITY, *reflectivity[7:11], reflectivity[FLUID_LABEL],
-             reflectivity[11], reflectivity[12]]
+    below = [
+        *reflectivity[1:7],
+        ELM_REFLECTIVITY,
+        *reflectivity[7:11],
+        reflectivity[FLUID_LABEL],
+        reflectivity[11],
+        reflectivity[12],
+    ]
     return np.stack(depths), np.asarray(below)
 
 
@@ -147,9 +155,14 @@ def layer_reflectivity(geometry: Geometry, reflectivity: np.ndarray, row_edges_m
     flat = row.astype(np.int64).reshape(len(steps), columns) * columns + np.arange(columns)
     increments = np.bincount(
         np.concatenate([flat.ravel(), (flat + columns).ravel()]),
-        np.concatenate([(steps[:, None] * (1.0 - fraction.reshape(len(steps), columns))).ravel(),
-                        (steps[:, None] * fraction.reshape(len(steps), columns)).ravel()]),
-        minlength=(height + 2) * columns)
+        np.concatenate(
+            [
+                (steps[:, None] * (1.0 - fraction.reshape(len(steps), columns))).ravel(),
+                (steps[:, None] * fraction.reshape(len(steps), columns)).ravel(),
+            ]
+        ),
+        minlength=(height + 2) * columns,
+    )
     display = increments[: height * columns].reshape(height, *depths.shape[1:]).astype(np.float32)
     display[0] += np.float32(reflectivity[0])
     for row in range(1, height):  # row by row: far faster than np.cumsum along the first axis
@@ -157,9 +170,19 @@ def layer_reflectivity(geometry: Geometry, reflectivity: np.ndarray, row_edges_m
     return display
 
 
-def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
-               y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
-               gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+def render_oct(
+    geometry: Geometry,
+    reflectivity: np.ndarray,
+    row_edges_mm: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    choroid: ChoroidTexture,
+    vessel_strength: np.ndarray,
+    vessel_radius: np.ndarray,
+    gain: np.ndarray,
+    optics: OctOptics,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The OCT volume ``[H, W, D]`` float32 in ``[0, 1]``, as scanned (not flattened).
 
     Args:
@@ -180,14 +203,25 @@ def render_oct(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.nd
     out = np.empty((height, width, depth), np.float32)
     for start in range(0, depth, step):
         part = slice(start, min(start + step, depth))
-        out[:, :, part] = _render_chunk(geometry.select(part), reflectivity, row_edges_mm, x[:, part], y[:, part],
-                                        choroid, vessel_strength[:, part], vessel_radius[:, part], gain[part],
-                                        optics, rng)
+        out[:, :, part] = _render_chunk(
+            geometry.select(part),
+            reflectivity,
+            row_edges_mm,
+            x[:, part],
+            y[:, part],
+            choroid,
+            vessel_strength[:, part],
+            vessel_radius[:, part],
+            gain[part],
+            optics,
+            rng,
+        )
     return out
 
 
-def _choroid_fading(rows: np.ndarray, bm_mm: np.ndarray, x: np.ndarray, y: np.ndarray,
-                    choroid: ChoroidTexture) -> np.ndarray:
+def _choroid_fading(
+    rows: np.ndarray, bm_mm: np.ndarray, x: np.ndarray, y: np.ndarray, choroid: ChoroidTexture
+) -> np.ndarray:
     """Factor ``[n, W, d]`` (1 above BM) on the rows at depths ``rows [n]`` reaching below ``bm_mm [W, d]``.
 
     Below BM the choroid fades as ``exp(-below / CHOROID_DECAY_MM)``, written as a product of
@@ -196,15 +230,27 @@ def _choroid_fading(rows: np.ndarray, bm_mm: np.ndarray, x: np.ndarray, y: np.nd
     top = np.float32(bm_mm.min())
     bm = bm_mm.astype(np.float32)
     below = rows[:, None, None] - bm[None]
-    fading = (np.exp(-(rows - top) / np.float32(CHOROID_DECAY_MM))[:, None, None]
-              * np.exp((bm - top) / np.float32(CHOROID_DECAY_MM))[None])
+    fading = (
+        np.exp(-(rows - top) / np.float32(CHOROID_DECAY_MM))[:, None, None]
+        * np.exp((bm - top) / np.float32(CHOROID_DECAY_MM))[None]
+    )
     lumens = choroid.lumens(rows, bm_mm, x, y) * np.clip(below / np.float32(CHORIOCAPILLARIS_MM), 0.0, 1.0)
     return np.minimum(fading, 1.0) * (1.0 - 0.6 * lumens)
 
 
-def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np.ndarray, x: np.ndarray,
-                  y: np.ndarray, choroid: ChoroidTexture, vessel_strength: np.ndarray, vessel_radius: np.ndarray,
-                  gain: np.ndarray, optics: OctOptics, rng: np.random.Generator) -> np.ndarray:
+def _render_chunk(
+    geometry: Geometry,
+    reflectivity: np.ndarray,
+    row_edges_mm: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    choroid: ChoroidTexture,
+    vessel_strength: np.ndarray,
+    vessel_radius: np.ndarray,
+    gain: np.ndarray,
+    optics: OctOptics,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """:func:`render_oct` for a few B-scans ``[H, W, d]``."""
     scale = optics.log_scale
     rows = (0.5 * (row_edges_mm[1:] + row_edges_mm[:-1])).astype(np.float32)[:, None, None]
@@ -222,8 +268,11 @@ def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np
     display[:, columns[0], columns[1]] += (VESSEL_REFLECTIVITY - display[:, columns[0], columns[1]]) * blob
 
     depth_in_tissue = np.maximum(rows - b[0][None].astype(np.float32), 0.0)
-    linear = np.exp(np.float32(scale) * (display - 1.0) - np.float32(2.0 * optics.attenuation_per_mm) * depth_in_tissue
-                    - rows / np.float32(optics.rolloff_mm))
+    linear = np.exp(
+        np.float32(scale) * (display - 1.0)
+        - np.float32(2.0 * optics.attenuation_per_mm) * depth_in_tissue
+        - rows / np.float32(optics.rolloff_mm)
+    )
     calibre = np.minimum(1.0, radius / 0.05) ** 0.5
     below = 1.0 / (1.0 + np.exp(-3.0 * np.clip(offset, -20.0, 20.0)))
     shadow = np.float32(1.0 - optics.vessel_shadow) ** (strength * calibre * below)
@@ -236,9 +285,17 @@ def _render_chunk(geometry: Geometry, reflectivity: np.ndarray, row_edges_mm: np
     return normalize_bscans(above_floor, "percentile", (0.0, 99.9))
 
 
-def render_slo(x: np.ndarray, y: np.ndarray, nasal: np.ndarray, superior: np.ndarray, fovea: Fovea,
-               background: np.ndarray, vessel_strength: np.ndarray, noise: float,
-               rng: np.random.Generator) -> np.ndarray:
+def render_slo(
+    x: np.ndarray,
+    y: np.ndarray,
+    nasal: np.ndarray,
+    superior: np.ndarray,
+    fovea: Fovea,
+    background: np.ndarray,
+    vessel_strength: np.ndarray,
+    noise: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The SLO image ``[W, D]`` float32 in ``[0, 1]``.
 
     Args:

@@ -76,8 +76,11 @@ def _arcade_path(layout: ArcadeLayout, index: int) -> np.ndarray:
     """Centre line ``[N, 2]`` of main arcade ``index``: from the disc around the fovea."""
     direction = 1.0 if index < 2 else -1.0
     theta = np.linspace(0.0, 2.3, 1200)
-    radius = (layout.radii_mm[index] + 0.8 * np.clip(theta - np.pi / 2, 0.0, None)
-              + 0.08 * np.sin(3.0 * theta + layout.wiggle_phase[index]))
+    radius = (
+        layout.radii_mm[index]
+        + 0.8 * np.clip(theta - np.pi / 2, 0.0, None)
+        + 0.08 * np.sin(3.0 * theta + layout.wiggle_phase[index])
+    )
     around = np.stack([radius * np.cos(theta), direction * radius * np.sin(theta)], axis=1)
     blend = np.clip(theta / 0.9, 0.0, 1.0)
     blend = (blend * blend * (3.0 - 2.0 * blend))[:, None]
@@ -93,8 +96,7 @@ def _resample(path: np.ndarray, step: float) -> np.ndarray:
 
 def _clip_to_retina(path: np.ndarray) -> np.ndarray:
     """The part of ``path [N, 2]`` before it enters the avascular zone or leaves the reach."""
-    outside = (np.hypot(path[:, 0], path[:, 1]) < FOVEAL_AVASCULAR_RADIUS_MM) | np.any(
-        np.abs(path) > REACH_MM, axis=1)
+    outside = (np.hypot(path[:, 0], path[:, 1]) < FOVEAL_AVASCULAR_RADIUS_MM) | np.any(np.abs(path) > REACH_MM, axis=1)
     stop = int(np.argmax(outside)) if outside.any() else path.shape[0]
     return path[:stop]
 
@@ -108,8 +110,15 @@ def _curving_path(rng: np.random.Generator, start: np.ndarray, heading: float, l
     return start + np.cumsum(steps, axis=0) - steps[0]
 
 
-def _grow(rng: np.random.Generator, path: np.ndarray, radius0: float, level: int, max_level: int,
-          points: list[np.ndarray], radii: list[np.ndarray]) -> None:
+def _grow(
+    rng: np.random.Generator,
+    path: np.ndarray,
+    radius0: float,
+    level: int,
+    max_level: int,
+    points: list[np.ndarray],
+    radii: list[np.ndarray],
+) -> None:
     """Add the vessel ``path [N, 2]`` (tapering from ``radius0``) and, recursively, its branches."""
     path = _clip_to_retina(path)
     if path.shape[0] < 2:
@@ -143,8 +152,12 @@ def grow_tree(layout: ArcadeLayout, rng: np.random.Generator, max_level: int = 3
         for start in arcade[rng.integers(arcade.shape[0] // 4, 3 * arcade.shape[0] // 4, 2)]:
             target = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-0.5, 0.5)])
             towards = target - start
-            path = _curving_path(rng, start, float(np.arctan2(towards[1], towards[0])),
-                                 float(np.linalg.norm(towards)) * rng.uniform(1.0, 1.5))
+            path = _curving_path(
+                rng,
+                start,
+                float(np.arctan2(towards[1], towards[0])),
+                float(np.linalg.norm(towards)) * rng.uniform(1.0, 1.5),
+            )
             _grow(rng, path, rng.uniform(0.025, 0.035), 2, max_level, points, radii)
     disc = np.asarray(layout.disc_mm)
     for heading in np.pi + np.linspace(-0.5, 0.5, int(rng.integers(2, 5))) + rng.uniform(-0.15, 0.15):
@@ -153,8 +166,9 @@ def grow_tree(layout: ArcadeLayout, rng: np.random.Generator, max_level: int = 3
     return VesselTree(np.concatenate(points), np.concatenate(radii))
 
 
-def vessel_maps(tree: VesselTree, nasal: np.ndarray, superior: np.ndarray,
-                pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def vessel_maps(
+    tree: VesselTree, nasal: np.ndarray, superior: np.ndarray, pixel_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
     """En-face vessel strength and calibre on a grid.
 
     Each vessel has a Gaussian cross-section widened by the pixel footprint (so thin
@@ -173,13 +187,15 @@ def vessel_maps(tree: VesselTree, nasal: np.ndarray, superior: np.ndarray,
     grid = np.stack([nasal.ravel(), superior.ravel()], axis=1)
     neighbours = min(6, tree.radius_mm.size)
     effective = np.sqrt(tree.radius_mm**2 + (0.5 * pixel_mm) ** 2)
-    distance, index = cKDTree(tree.points_mm).query(grid, k=neighbours,
-                                                     distance_upper_bound=3.0 * float(effective.max()))
+    distance, index = cKDTree(tree.points_mm).query(
+        grid, k=neighbours, distance_upper_bound=3.0 * float(effective.max())
+    )
     distance = np.asarray(distance).reshape(grid.shape[0], neighbours)
     index = np.minimum(np.asarray(index).reshape(grid.shape[0], neighbours), tree.radius_mm.size - 1)
     width = effective[index]
-    strength = np.where(np.isfinite(distance),
-                        tree.radius_mm[index] / width * np.exp(-2.0 * (distance / width) ** 2), 0.0)
+    strength = np.where(
+        np.isfinite(distance), tree.radius_mm[index] / width * np.exp(-2.0 * (distance / width) ** 2), 0.0
+    )
     best = np.argmax(strength, axis=1)
     rows = np.arange(grid.shape[0])
     radius = np.where(strength[rows, best] > 0.0, tree.radius_mm[index[rows, best]], 0.0)

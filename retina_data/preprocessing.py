@@ -57,8 +57,9 @@ BLOCK_VOXELS = 1 << 24
 """Voxels shifted at once by :func:`shift_ascans`: bounds its temporaries to a few hundred MB."""
 
 
-def shift_ascans(volume: np.ndarray, shifts: np.ndarray, *, order: Literal[0, 1],
-                 fill: Literal["zero", "edge"]) -> np.ndarray:
+def shift_ascans(
+    volume: np.ndarray, shifts: np.ndarray, *, order: Literal[0, 1], fill: Literal["zero", "edge"]
+) -> np.ndarray:
     """Move every A-scan of ``volume [H, W, D]`` down by ``shifts [W, D]`` rows (up when negative).
 
     ``order=1`` interpolates linearly for fractional shifts (intensities); ``order=0`` rounds
@@ -189,8 +190,11 @@ def scale_to_unit(array: np.ndarray) -> np.ndarray:
     return ((data - low) / (high - low)).astype(np.float32) if high > low else np.zeros_like(data)
 
 
-def normalize_bscans(oct_volume: np.ndarray, method: Literal["minmax", "percentile"] = "minmax",
-                     percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
+def normalize_bscans(
+    oct_volume: np.ndarray,
+    method: Literal["minmax", "percentile"] = "minmax",
+    percentiles: tuple[float, float] = (1.0, 99.0),
+) -> np.ndarray:
     """Scale every B-scan of ``oct_volume [H, W, D]`` to ``[0, 1]`` on its own.
 
     ``"minmax"`` maps each B-scan's minimum to 0 and maximum to 1; ``"percentile"`` maps the
@@ -215,8 +219,9 @@ def normalize_bscans(oct_volume: np.ndarray, method: Literal["minmax", "percenti
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
-def normalize_eye(eye: Eye, method: Literal["minmax", "percentile"] = "minmax",
-                  percentiles: tuple[float, float] = (1.0, 99.0)) -> Eye:
+def normalize_eye(
+    eye: Eye, method: Literal["minmax", "percentile"] = "minmax", percentiles: tuple[float, float] = (1.0, 99.0)
+) -> Eye:
     """The eye with its OCT normalised B-scan by B-scan (see :func:`normalize_bscans`)."""
     return replace(eye, oct=normalize_bscans(eye.oct, method, percentiles), meta=dict(eye.meta))
 
@@ -248,8 +253,12 @@ def _window(volume: np.ndarray, start: int, stop: int, axis: int, fill: Literal[
     return np.pad(inner, pad, mode="constant")
 
 
-def crop(eye: Eye, rows: tuple[int, int] | None = None, columns: tuple[int, int] | None = None,
-         bscans: tuple[int, int] | None = None) -> Eye:
+def crop(
+    eye: Eye,
+    rows: tuple[int, int] | None = None,
+    columns: tuple[int, int] | None = None,
+    bscans: tuple[int, int] | None = None,
+) -> Eye:
     """Crop ``[rows, columns, bscans]`` index ranges (``(start, stop)``, stop exclusive).
 
     Rows outside the volume are padded (OCT with 0, labels with the edge label), so a
@@ -278,9 +287,16 @@ def crop(eye: Eye, rows: tuple[int, int] | None = None, columns: tuple[int, int]
         slo, slo_positions = eye.slo[c0:c1, keep], eye.slo_positions[keep]
     origin = np.add(eye.meta.get("crop_origin", [0, 0, 0]), [r0, c0, b0]).tolist()
     spacing_d = float(np.median(np.diff(positions))) if positions.size > 1 else eye.spacing[2]
-    return replace(eye, oct=oct_volume, labels=labels, slo=slo, bscan_positions=positions,
-                   slo_positions=slo_positions, spacing=(eye.spacing[0], eye.spacing[1], spacing_d),
-                   meta={**eye.meta, "crop_origin": origin})
+    return replace(
+        eye,
+        oct=oct_volume,
+        labels=labels,
+        slo=slo,
+        bscan_positions=positions,
+        slo_positions=slo_positions,
+        spacing=(eye.spacing[0], eye.spacing[1], spacing_d),
+        meta={**eye.meta, "crop_origin": origin},
+    )
 
 
 def crop_around_bm(eye: Eye, above: int, below: int, bm_rows: np.ndarray | None = None) -> Eye:
@@ -304,8 +320,9 @@ def subsample(eye: Eye, factor: int, offset: int = 0) -> Eye:
     return eye.subsample(factor, offset)
 
 
-def write_subsampled(data_dir: str | Path, factors: list[int], *, overwrite: bool = False,
-                     progress: bool = True) -> list[Path]:
+def write_subsampled(
+    data_dir: str | Path, factors: list[int], *, overwrite: bool = False, progress: bool = True
+) -> list[Path]:
     """Write ``oct_flat_subsmpl<k>_`` (and ``oct_seg_flat_subsmpl<k>_``) files for every eye.
 
     Existing files are refused unless ``overwrite``; all targets are checked before
@@ -332,6 +349,8 @@ def write_subsampled(data_dir: str | Path, factors: list[int], *, overwrite: boo
                 sparse = subsample(eye, k)
                 if keep_slo:  # the tree's SLO stays as it is
                     sparse = replace(sparse, slo=None, slo_positions=None)
-                written += [Path(data_dir) / p.relative_to(staging)
-                            for p in write_eye(staging, sparse, subsample=k, overwrite=True)]
+                written += [
+                    Path(data_dir) / p.relative_to(staging)
+                    for p in write_eye(staging, sparse, subsample=k, overwrite=True)
+                ]
     return written

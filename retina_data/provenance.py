@@ -14,8 +14,17 @@ from typing import Any
 from retina_data.files import atomic_write_text
 
 TRACKED_PACKAGES = (
-    "torch", "numpy", "scipy", "SimpleITK", "nibabel", "scikit-image", "monai",
-    "lightning", "ruamel.yaml", "eyepy", "lpips",
+    "torch",
+    "numpy",
+    "scipy",
+    "SimpleITK",
+    "nibabel",
+    "scikit-image",
+    "monai",
+    "lightning",
+    "ruamel.yaml",
+    "eyepy",
+    "lpips",
 )
 
 
@@ -34,10 +43,17 @@ def git_commit(start: Path | None = None) -> str | None:
     """Commit hash of the checkout holding this package (with ``+dirty``), if any."""
     where = start or Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
@@ -47,7 +63,7 @@ def run_record(device: str, extra: dict[str, Any] | None = None) -> dict[str, An
     """Everything needed to tell later how a result was made."""
     record: dict[str, Any] = {
         "command_line": [sys.executable, *sys.argv],
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device,
@@ -58,8 +74,9 @@ def run_record(device: str, extra: dict[str, Any] | None = None) -> dict[str, An
     return record
 
 
-def write_run_record(run_dir: str | Path, device: str, extra: dict[str, Any] | None = None,
-                     name: str = "run_info.json") -> Path:
+def write_run_record(
+    run_dir: str | Path, device: str, extra: dict[str, Any] | None = None, name: str = "run_info.json"
+) -> Path:
     """Write :func:`run_record` as JSON into the run folder (atomically)."""
     text = json.dumps(run_record(device, extra), indent=2, default=str)
     return atomic_write_text(Path(run_dir) / name, text + "\n")

@@ -151,8 +151,9 @@ def border_sampling(spacing_hw: Sequence[float], sampling: BorderSampling) -> tu
     raise ValueError(f"sampling must be 'swapped' or 'correct', got {sampling!r}")
 
 
-def border_distances(pred_border: np.ndarray, truth_border: np.ndarray,
-                     sampling: tuple[float, float]) -> np.ndarray | None:
+def border_distances(
+    pred_border: np.ndarray, truth_border: np.ndarray, sampling: tuple[float, float]
+) -> np.ndarray | None:
     """Symmetric distances between two borders ``[H, W]``: from every pixel of each to the other, pooled.
 
     The distance from a pixel to the other border is what the reference reads from the
@@ -179,9 +180,13 @@ def _mean_or_nan(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def border_metrics_per_bscan(pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_hw: Sequence[float],
-                             sampling: BorderSampling = "swapped",
-                             labels: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def border_metrics_per_bscan(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    spacing_hw: Sequence[float],
+    sampling: BorderSampling = "swapped",
+    labels: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
     """ASSD, HD95 and HD of the labels' upper borders in each B-scan ``[D]``.
 
     Args:
@@ -200,16 +205,19 @@ def border_metrics_per_bscan(pred_labels: np.ndarray, truth_labels: np.ndarray, 
     result = {name: np.full(pred.shape[2], np.nan) for name in ("assd", "hd95", "hd")}
     for d in range(pred.shape[2]):
         chosen = _scored_labels(truth[:, :, d]) if labels is None else labels
-        per_label = [border_distances(upper_border(pred[:, :, d] == label), upper_border(truth[:, :, d] == label),
-                                      axes) for label in chosen]
+        per_label = [
+            border_distances(upper_border(pred[:, :, d] == label), upper_border(truth[:, :, d] == label), axes)
+            for label in chosen
+        ]
         summaries = [_summarise_distances(found) for found in per_label if found is not None]
         for k, name in enumerate(("assd", "hd95", "hd")):
             result[name][d] = _mean_or_nan([summary[k] for summary in summaries])
     return result
 
 
-def fluid_metrics_per_bscan(pred_cscr: np.ndarray, truth_cscr: np.ndarray, spacing_hw: Sequence[float],
-                            sampling: BorderSampling = "swapped") -> dict[str, np.ndarray]:
+def fluid_metrics_per_bscan(
+    pred_cscr: np.ndarray, truth_cscr: np.ndarray, spacing_hw: Sequence[float], sampling: BorderSampling = "swapped"
+) -> dict[str, np.ndarray]:
     """The CSCR metrics of each B-scan ``[D]`` of labels in the CSCR labelling ``[H, W, D]``.
 
     Returns:
@@ -219,9 +227,19 @@ def fluid_metrics_per_bscan(pred_cscr: np.ndarray, truth_cscr: np.ndarray, spaci
     pred, truth = _check_volumes(pred_cscr, truth_cscr)
     depth = pred.shape[2]
     retina = np.array([smooth_dice(pred[:, :, d] > 0, truth[:, :, d] > 0) for d in range(depth)])
-    fluid = np.array([smooth_dice(pred[:, :, d] > 1, truth[:, :, d] > 1) if np.any(truth[:, :, d] > 1)
-                      else np.nan for d in range(depth)])
-    ilm = border_metrics_per_bscan((pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), spacing_hw,
-                                   sampling, labels=[1])
-    return {"retina_dice": retina, "fluid_dice": fluid,
-            "ilm_assd": ilm["assd"], "ilm_hd95": ilm["hd95"], "ilm_hd": ilm["hd"]}
+    fluid = np.array(
+        [
+            smooth_dice(pred[:, :, d] > 1, truth[:, :, d] > 1) if np.any(truth[:, :, d] > 1) else np.nan
+            for d in range(depth)
+        ]
+    )
+    ilm = border_metrics_per_bscan(
+        (pred > 0).astype(np.uint8), (truth > 0).astype(np.uint8), spacing_hw, sampling, labels=[1]
+    )
+    return {
+        "retina_dice": retina,
+        "fluid_dice": fluid,
+        "ilm_assd": ilm["assd"],
+        "ilm_hd95": ilm["hd95"],
+        "ilm_hd": ilm["hd"],
+    }

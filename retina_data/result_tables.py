@@ -74,8 +74,11 @@ def columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
 def numeric_columns(rows: Sequence[dict[str, Any]], exclude: Iterable[str] = ()) -> list[str]:
     """The columns (first-seen order, less ``exclude``) that hold a number in some row."""
     left_out = set(exclude)
-    return [column for column in columns_of(rows)
-            if column not in left_out and any(is_number(row.get(column)) for row in rows)]
+    return [
+        column
+        for column in columns_of(rows)
+        if column not in left_out and any(is_number(row.get(column)) for row in rows)
+    ]
 
 
 def cell_text(value: Any) -> str:
@@ -176,9 +179,16 @@ class Summary:
     names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[Metric], *,
-                  group_order: Callable[[tuple[Any, ...]], Any] | None = None,
-                  headings: Mapping[str, str] | None = None, names: Mapping[str, str] | None = None) -> Summary:
+    def from_rows(
+        cls,
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str],
+        metrics: Sequence[Metric],
+        *,
+        group_order: Callable[[tuple[Any, ...]], Any] | None = None,
+        headings: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> Summary:
         """Group ``rows`` by ``keys`` (first-seen order, then stably sorted by ``group_order`` if given)
         and summarise every metric of ``metrics`` that has a value in some row."""
         rows = list(rows)
@@ -202,8 +212,10 @@ class Summary:
         try:
             return self.statistics[group_and_column]
         except KeyError:
-            raise KeyError(f"no statistic for {group_and_column!r}; groups {self.keys}: {self.groups}, "
-                           f"metrics: {[metric.column for metric in self.metrics]}") from None
+            raise KeyError(
+                f"no statistic for {group_and_column!r}; groups {self.keys}: {self.groups}, "
+                f"metrics: {[metric.column for metric in self.metrics]}"
+            ) from None
 
     def mean(self, *group_and_column: Any) -> float:
         """Mean of a metric over the group's eyes."""
@@ -243,8 +255,10 @@ class Summary:
         by_column = {metric.column: metric for metric in self.metrics}
         shown = self.metrics if columns is None else [by_column[c] for c in columns if c in by_column]
         header = [self.headings.get(key, key) for key in (*self.keys, COUNT_COLUMN)] + [m.heading for m in shown]
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] * (len(self.keys) + 1) + ["---:"] * len(shown)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] * (len(self.keys) + 1) + ["---:"] * len(shown)) + "|",
+        ]
         counts = self.eye_counts()
         for group in self.groups:
             cells = [self.names.get(str(value), str(value)) for value in group] + [str(counts.get(group, 0))]
@@ -263,8 +277,15 @@ def eye_table_path(out_dir: str | Path, eye_id: str, protocol: str = "") -> Path
     return Path(out_dir) / table_names(protocol).eye_folder / f"{eye_id}.csv"
 
 
-def write_result_tables(out_dir: str | Path, summary: Summary, *, all_rows: Sequence[dict[str, Any]] | None = None,
-                        protocol: str = "", per_eye: bool = True, overwrite: bool = False) -> list[Path]:
+def write_result_tables(
+    out_dir: str | Path,
+    summary: Summary,
+    *,
+    all_rows: Sequence[dict[str, Any]] | None = None,
+    protocol: str = "",
+    per_eye: bool = True,
+    overwrite: bool = False,
+) -> list[Path]:
     """Write one protocol's tables: per-eye CSVs (``per_eye``), every row, the summary as CSV and Markdown.
 
     Args:
@@ -293,8 +314,9 @@ def write_result_tables(out_dir: str | Path, summary: Summary, *, all_rows: Sequ
         per_eye_rows: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             per_eye_rows.setdefault(str(row["eye_id"]), []).append(row)
-        texts.update({eye_table_path(out_dir, eye, protocol): csv_text(eye_rows)
-                      for eye, eye_rows in per_eye_rows.items()})
+        texts.update(
+            {eye_table_path(out_dir, eye, protocol): csv_text(eye_rows) for eye, eye_rows in per_eye_rows.items()}
+        )
     texts[out_dir / names.all_rows] = csv_text(rows)
     texts[out_dir / names.summary_csv] = csv_text(summary.table_rows())
     texts[out_dir / names.summary_md] = summary.table_markdown()

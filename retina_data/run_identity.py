@@ -88,18 +88,31 @@ class RunIdentity:
     files: dict[str, list[int]] | None = field(default=None)
 
     @classmethod
-    def of(cls, script: str, config: Mapping[str, Any], free_keys: Iterable[str], eyes: Mapping[str, list[str]],
-           files: Iterable[Path], data_root: Path) -> RunIdentity:
+    def of(
+        cls,
+        script: str,
+        config: Mapping[str, Any],
+        free_keys: Iterable[str],
+        eyes: Mapping[str, list[str]],
+        files: Iterable[Path],
+        data_root: Path,
+    ) -> RunIdentity:
         """The identity of a run of ``script`` with the resolved ``config`` (a nested mapping),
         leaving out ``free_keys`` (dotted; a section name frees all its keys)."""
         free = list(free_keys)
         flat = {key: value for key, value in flatten_config(config).items() if not _is_free(key, free)}
-        return cls(script, _as_json(flat), _as_json({role: list(ids) for role, ids in eyes.items()}),
-                   file_fingerprints(files, data_root))
+        return cls(
+            script,
+            _as_json(flat),
+            _as_json({role: list(ids) for role, ids in eyes.items()}),
+            file_fingerprints(files, data_root),
+        )
 
     def to_json(self) -> str:
-        return json.dumps({"script": self.script, "config": self.config, "eyes": self.eyes, "files": self.files},
-                          indent=1) + "\n"
+        return (
+            json.dumps({"script": self.script, "config": self.config, "eyes": self.eyes, "files": self.files}, indent=1)
+            + "\n"
+        )
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> RunIdentity:
@@ -109,10 +122,13 @@ class RunIdentity:
         except ValueError as exc:
             raise DataError(f"{where}: cannot read the run record (not JSON: {exc})") from exc
         expected = {"script": str, "config": dict, "eyes": dict, "files": dict}
-        if not isinstance(data, dict) or any(key in data and data[key] is not None and not isinstance(data[key], kind)
-                                             for key, kind in expected.items()):
-            raise DataError(f"{where}: cannot read the run record; expected a mapping of "
-                            f"{', '.join(expected)} as written by this toolkit")
+        if not isinstance(data, dict) or any(
+            key in data and data[key] is not None and not isinstance(data[key], kind) for key, kind in expected.items()
+        ):
+            raise DataError(
+                f"{where}: cannot read the run record; expected a mapping of "
+                f"{', '.join(expected)} as written by this toolkit"
+            )
         return cls(data.get("script"), data.get("config"), data.get("eyes"), data.get("files"))
 
     def differences(self, now: RunIdentity) -> list[str]:
@@ -134,7 +150,7 @@ def _show(value: Any) -> str:
     text = "absent" if value is _ABSENT else json.dumps(value, default=str)
     if isinstance(value, str) or len(text) <= SHOWN_VALUE_CHARS:
         return text
-    return text[:SHOWN_VALUE_CHARS - 3] + "..."
+    return text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def _show_file(value: Any) -> str:
@@ -149,8 +165,11 @@ _ABSENT = object()
 
 
 def _mapping_differences(was: Mapping[str, Any], now: Mapping[str, Any], prefix: str, show=_show) -> list[str]:
-    return [f"{prefix}{key} (was {show(was.get(key, _ABSENT))}, now {show(now.get(key, _ABSENT))})"
-            for key in sorted(set(was) | set(now)) if was.get(key, _ABSENT) != now.get(key, _ABSENT)]
+    return [
+        f"{prefix}{key} (was {show(was.get(key, _ABSENT))}, now {show(now.get(key, _ABSENT))})"
+        for key in sorted(set(was) | set(now))
+        if was.get(key, _ABSENT) != now.get(key, _ABSENT)
+    ]
 
 
 def write_run_identity(run_dir: str | Path, identity: RunIdentity) -> Path:
@@ -174,8 +193,10 @@ def resume_refusal(run_dir: str | Path, differences: list[str]) -> str:
     """The one-line refusal: ``RUN: --resume with a different run: KEY (was A, now B), ...``."""
     shown = ", ".join(differences[:SHOWN_DIFFERENCES])
     more = f", and {len(differences) - SHOWN_DIFFERENCES} more" if len(differences) > SHOWN_DIFFERENCES else ""
-    return (f"{run_dir}: --resume with a different run: {shown}{more}; run the original command again with "
-            "--resume, or start a new run (another --output, or --overwrite to replace this one)")
+    return (
+        f"{run_dir}: --resume with a different run: {shown}{more}; run the original command again with "
+        "--resume, or start a new run (another --output, or --overwrite to replace this one)"
+    )
 
 
 def check_resume(run_dir: str | Path, recorded: RunIdentity | None, now: RunIdentity) -> None:
@@ -192,8 +213,9 @@ RUN_CONFIG_FILE = "config.yaml"
 """The resolved config both trees save in a run folder."""
 
 
-def check_unseen_test_eyes(trained_run: str | Path, test_eyes: Iterable[str], data_dir_key: str,
-                           data_dir: str | Path, where: str) -> None:
+def check_unseen_test_eyes(
+    trained_run: str | Path, test_eyes: Iterable[str], data_dir_key: str, data_dir: str | Path, where: str
+) -> None:
     """Refuse to evaluate a trained run on eyes it was trained on (another ``SETTINGS.FOLD`` of the
     same data folder), as its ``run_identity.json`` records them; a run without a record, or
     evaluated on another data folder (``data_dir_key`` of the record), is not checked.
@@ -209,13 +231,17 @@ def check_unseen_test_eyes(trained_run: str | Path, test_eyes: Iterable[str], da
     seen = sorted(set(recorded.eyes.get("train", [])) & set(test_eyes))
     if seen:
         shown = ", ".join(seen[:SHOWN_DIFFERENCES]) + (", ..." if len(seen) > SHOWN_DIFFERENCES else "")
-        raise DataError(f"{where}: test eye(s) {shown} are training eyes of the run in {trained_run} "
-                        f"({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data")
+        raise DataError(
+            f"{where}: test eye(s) {shown} are training eyes of the run in {trained_run} "
+            f"({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data"
+        )
 
 
-def resume_identities(run_dir: str | Path, identity: RunIdentity,
-                      from_saved_config: Callable[[Path, RunIdentity], tuple[RunIdentity, RunIdentity]],
-                      ) -> tuple[RunIdentity, RunIdentity] | None:
+def resume_identities(
+    run_dir: str | Path,
+    identity: RunIdentity,
+    from_saved_config: Callable[[Path, RunIdentity], tuple[RunIdentity, RunIdentity]],
+) -> tuple[RunIdentity, RunIdentity] | None:
     """What a ``--resume`` compares, ``(recorded, now)``; ``None`` when ``run_dir`` is empty or new
     (the run starts from the beginning, with a notice). The record is the run's
     ``run_identity.json``; a folder of an older version without one is compared through
@@ -231,6 +257,8 @@ def resume_identities(run_dir: str | Path, identity: RunIdentity,
         return recorded, identity
     saved = run_dir / RUN_CONFIG_FILE
     if not saved.is_file():
-        raise DataError(f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {RUN_CONFIG_FILE} is there, so this is "
-                        "not a run folder of this script (or not a whole one); pass --overwrite to start again")
+        raise DataError(
+            f"{run_dir}: --resume: neither {IDENTITY_FILE} nor {RUN_CONFIG_FILE} is there, so this is "
+            "not a run folder of this script (or not a whole one); pass --overwrite to start again"
+        )
     return from_saved_config(saved, identity)

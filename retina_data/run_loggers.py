@@ -61,13 +61,16 @@ def available_loggers(names: Sequence[str], key: str) -> list[str]:
             chosen.append(logger)
         elif (key, logger) not in _noticed:
             _noticed.add((key, logger))
-            notice(f"{key} asks for {logger}, which is not installed; logging to CSV without it "
-                   f"(pip install '{PACKAGE}[{logger}]')")
+            notice(
+                f"{key} asks for {logger}, which is not installed; logging to CSV without it "
+                f"(pip install '{PACKAGE}[{logger}]')"
+            )
     return chosen
 
 
-def build_loggers(names: Sequence[str], save_dir: Path, name: str, *, key: str,
-                  project: str | None = None) -> list[Logger]:
+def build_loggers(
+    names: Sequence[str], save_dir: Path, name: str, *, key: str, project: str | None = None
+) -> list[Logger]:
     """The Lightning loggers of ``names`` (see the module docstring) under ``save_dir``.
 
     Args:
@@ -88,13 +91,13 @@ def build_loggers(names: Sequence[str], save_dir: Path, name: str, *, key: str,
         elif logger == "wandb":
             from lightning.pytorch.loggers import WandbLogger
 
-            loggers.append(WandbLogger(project=project or name, name=name if project else None,
-                                       save_dir=str(save_dir)))
+            loggers.append(WandbLogger(project=project or name, name=name if project else None, save_dir=str(save_dir)))
     return loggers
 
 
-def log_summary(owner: object, row: Mapping[str, float], step: int, save_dir: Path, names: Sequence[str], *,
-                key: str, project: str) -> None:
+def log_summary(
+    owner: object, row: Mapping[str, float], step: int, save_dir: Path, names: Sequence[str], *, key: str, project: str
+) -> None:
     """Record one summary ``row`` (metric name -> value) at ``step`` through the loggers of ``owner``
     (a training loop), written to disk at once.
 

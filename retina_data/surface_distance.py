@@ -33,8 +33,9 @@ def _check_labels(pred_labels: np.ndarray, truth_labels: np.ndarray) -> None:
         raise ValueError(f"label volumes differ in shape: {pred_labels.shape} vs {truth_labels.shape}")
 
 
-def surface_distances(pred_labels: np.ndarray, truth_labels: np.ndarray,
-                      spacing_mm: Sequence[float], classes: Sequence[int]) -> dict[str, np.ndarray]:
+def surface_distances(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_mm: Sequence[float], classes: Sequence[int]
+) -> dict[str, np.ndarray]:
     """Symmetric ASSD and HD95 (mm) between the surfaces of each class region.
 
     Args:
@@ -65,10 +66,16 @@ def surface_distances(pred_labels: np.ndarray, truth_labels: np.ndarray,
             continue
         with warnings.catch_warnings():  # MONAI passes its own deprecated argument internally
             warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
-            assd[k] = float(compute_average_surface_distance(
-                pred_mask, truth_mask, include_background=True, symmetric=True, spacing=spacing)[0, 0])
-            hd95[k] = float(compute_hausdorff_distance(
-                pred_mask, truth_mask, include_background=True, percentile=95, spacing=spacing)[0, 0])
+            assd[k] = float(
+                compute_average_surface_distance(
+                    pred_mask, truth_mask, include_background=True, symmetric=True, spacing=spacing
+                )[0, 0]
+            )
+            hd95[k] = float(
+                compute_hausdorff_distance(
+                    pred_mask, truth_mask, include_background=True, percentile=95, spacing=spacing
+                )[0, 0]
+            )
     return {"assd": assd, "hd95": hd95}
 
 
@@ -106,14 +113,18 @@ def boundary_depths(labels: np.ndarray, boundaries: Sequence[int] | None = None)
     counts = np.zeros(ascans * levels, dtype=np.int64)
     rows = max(1, _COUNT_CHUNK // max(ascans, 1))
     for start in range(0, height, rows):
-        counts += np.bincount((deepest_so_far[start:start + rows] + offsets).reshape(-1), minlength=ascans * levels)
+        counts += np.bincount((deepest_so_far[start : start + rows] + offsets).reshape(-1), minlength=ascans * levels)
     rows_at_most = np.cumsum(counts.reshape(ascans, levels), axis=1)  # [A, levels]: rows with maximum <= level
     depths = rows_at_most[:, np.minimum(chosen, levels - 1)].T  # [B, A]
     return depths.reshape(len(chosen), *labels.shape[1:])
 
 
-def boundary_errors_per_ascan(pred_labels: np.ndarray, truth_labels: np.ndarray, spacing_mm: Sequence[float],
-                              boundaries: Sequence[int] | None = None) -> np.ndarray:
+def boundary_errors_per_ascan(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    boundaries: Sequence[int] | None = None,
+) -> np.ndarray:
     """A-scan-wise error (mm) of each layer boundary: ``[B, W, D]``.
 
     The error is ``|depth_pred - depth_truth| * dH``; NaN in A-scans where the true
@@ -151,9 +162,12 @@ def summarise_boundary_errors(errors: np.ndarray) -> dict[str, np.ndarray]:
     return {"assd": assd, "hd95": hd95}
 
 
-def boundary_surface_errors(pred_labels: np.ndarray, truth_labels: np.ndarray,
-                            spacing_mm: Sequence[float],
-                            boundaries: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def boundary_surface_errors(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    boundaries: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-boundary A-scan-wise error (mm) between predicted and true layer boundaries.
 
     See :func:`boundary_errors_per_ascan` for the per-A-scan error.

@@ -52,8 +52,11 @@ def relabelled_groups(table: Mapping[int, int], names: Sequence[str]) -> dict[st
     (one per class). A merged class is the thickness between the outer boundaries of its layers;
     a class holding a non-retinal label (background, choroid, fluid) is in no group."""
     classes = sorted(set(table.values()))
-    retinal = tuple(target for target in classes
-                    if all(source in RETINA_LABELS for source, value in table.items() if value == target))
+    retinal = tuple(
+        target
+        for target in classes
+        if all(source in RETINA_LABELS for source, value in table.items() if value == target)
+    )
     return {"retina": retinal, **{names[target]: (target,) for target in retinal}}
 
 
@@ -113,8 +116,11 @@ def etdrs_grid(eye: Eye, centre_mm: tuple[float, float] | None = None) -> EtdrsG
     superior = -(y - centre[1])
     radius = np.hypot(nasal, superior)
     angle = np.degrees(np.arctan2(superior, nasal)) % 360.0  # 0 nasal, 90 superior, 180 temporal, 270 inferior
-    quadrant = np.select([(angle >= 45) & (angle < 135), (angle < 45) | (angle >= 315),
-                          (angle >= 225) & (angle < 315)], [0, 1, 2], default=3)  # S, N, I, T
+    quadrant = np.select(
+        [(angle >= 45) & (angle < 135), (angle < 45) | (angle >= 315), (angle >= 225) & (angle < 315)],
+        [0, 1, 2],
+        default=3,
+    )  # S, N, I, T
     inner, middle, outer = (d / 2 for d in RING_DIAMETERS_MM)
     sector = np.full(radius.shape, -1, dtype=np.int64)
     sector[radius < inner] = 0
@@ -127,19 +133,26 @@ def etdrs_grid(eye: Eye, centre_mm: tuple[float, float] | None = None) -> EtdrsG
 
 def etdrs_means(thickness_um: np.ndarray, grid: EtdrsGrid) -> dict[str, float]:
     """Mean thickness of each sector (NaN for a sector without A-scans)."""
-    return {name: float(thickness_um[grid.sector == index].mean()) if np.any(grid.sector == index) else float("nan")
-            for index, name in enumerate(SECTORS)}
+    return {
+        name: float(thickness_um[grid.sector == index].mean()) if np.any(grid.sector == index) else float("nan")
+        for index, name in enumerate(SECTORS)
+    }
 
 
-def etdrs_table(eye: Eye, grid: EtdrsGrid | None = None,
-                groups: dict[str, tuple[int, ...]] | None = None) -> list[dict[str, object]]:
+def etdrs_table(
+    eye: Eye, grid: EtdrsGrid | None = None, groups: dict[str, tuple[int, ...]] | None = None
+) -> list[dict[str, object]]:
     """One row per layer group: ``{"eye_id", "group", C, S1, ..., T2}`` (µm)."""
     grid = grid or etdrs_grid(eye)
-    return [{"eye_id": eye.eye_id, "group": name, **etdrs_means(values, grid)}
-            for name, values in thickness_maps(eye, groups).items()]
+    return [
+        {"eye_id": eye.eye_id, "group": name, **etdrs_means(values, grid)}
+        for name, values in thickness_maps(eye, groups).items()
+    ]
 
 
-def etdrs_errors(prediction: Eye, truth: Eye, groups: dict[str, tuple[int, ...]] | None = None) -> list[dict[str, object]]:
+def etdrs_errors(
+    prediction: Eye, truth: Eye, groups: dict[str, tuple[int, ...]] | None = None
+) -> list[dict[str, object]]:
     """Mean absolute thickness error (µm) per ETDRS sector of ``prediction`` against ``truth``
     (same grid of A-scans), the grid centred on the truth's fovea (the thinnest point of its
     ``retina`` group when ``groups`` has one); one row per layer group."""
@@ -147,12 +160,20 @@ def etdrs_errors(prediction: Eye, truth: Eye, groups: dict[str, tuple[int, ...]]
         raise DataError(f"eye {truth.eye_id}: prediction {prediction.shape} and truth {truth.shape} differ in shape")
     predicted, true = thickness_maps(prediction, groups), thickness_maps(truth, groups)
     grid = etdrs_grid(truth, find_fovea(truth, true["retina"]) if "retina" in true else None)
-    return [{"eye_id": truth.eye_id, "group": name, **etdrs_means(np.abs(predicted[name] - true[name]), grid)}
-            for name in true]
+    return [
+        {"eye_id": truth.eye_id, "group": name, **etdrs_means(np.abs(predicted[name] - true[name]), grid)}
+        for name in true
+    ]
 
 
-def plot_thickness_maps(eye: Eye, path: str | Path, groups: tuple[str, ...] = ("retina", "RNFL", "GCL", "ONL"),
-                        title: str = "", *, overwrite: bool = False) -> Path:
+def plot_thickness_maps(
+    eye: Eye,
+    path: str | Path,
+    groups: tuple[str, ...] = ("retina", "RNFL", "GCL", "ONL"),
+    title: str = "",
+    *,
+    overwrite: bool = False,
+) -> Path:
     """A PNG of thickness maps (µm) with the ETDRS rings drawn around the fovea, written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -166,8 +187,13 @@ def plot_thickness_maps(eye: Eye, path: str | Path, groups: tuple[str, ...] = ("
     figure.suptitle(title or f"{eye.eye_id}: layer thickness, ETDRS rings of 1, 3, 6 mm", fontsize=10)
     for index, name in enumerate(groups):
         axis = figure.add_subplot(1, len(groups), index + 1)
-        image = axis.imshow(maps[name].T, cmap="viridis", aspect="equal", interpolation="nearest",
-                            extent=(float(x.min()), float(x.max()), float(y.max()), float(y.min())))
+        image = axis.imshow(
+            maps[name].T,
+            cmap="viridis",
+            aspect="equal",
+            interpolation="nearest",
+            extent=(float(x.min()), float(x.max()), float(y.max()), float(y.min())),
+        )
         for diameter in RING_DIAMETERS_MM:
             axis.add_patch(Circle(grid.centre_mm, diameter / 2, fill=False, color="white", lw=0.8))
         axis.set(title=f"{name} (µm)", xlabel="along the B-scan (mm)")
@@ -186,8 +212,13 @@ def write_thickness_outputs(eye: Eye, out_dir: str | Path, *, overwrite: bool = 
     lines += [",".join([str(row["eye_id"]), str(row["group"]), *(f"{row[s]:.2f}" for s in SECTORS)]) for row in rows]
     table = atomic_write_text(refuse_existing(out_dir / f"{eye.eye_id}_etdrs.csv", overwrite), "\n".join(lines) + "\n")
     retina = thickness_maps(eye, {"retina": GROUPS["retina"]})["retina"].astype(np.float32)
-    nifti = write_nifti(out_dir / f"{eye.eye_id}_retina_thickness.nii.gz", retina, eye.spacing[1:],
-                        eye.bscan_positions, {"unit": "um", "what": "total retinal thickness (ILM to BM)"},
-                        overwrite=overwrite)
+    nifti = write_nifti(
+        out_dir / f"{eye.eye_id}_retina_thickness.nii.gz",
+        retina,
+        eye.spacing[1:],
+        eye.bscan_positions,
+        {"unit": "um", "what": "total retinal thickness (ILM to BM)"},
+        overwrite=overwrite,
+    )
     figure = plot_thickness_maps(eye, out_dir / f"{eye.eye_id}_thickness.png", overwrite=overwrite)
     return [table, nifti, figure]

@@ -60,8 +60,14 @@ def eye_files(data_dir: str | Path, subject: str, laterality: str, subsample: in
     )
 
 
-def write_dataset_info(data_dir: str | Path, name: str, *, with_fluid: bool = False,
-                       provenance: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+def write_dataset_info(
+    data_dir: str | Path,
+    name: str,
+    *,
+    with_fluid: bool = False,
+    provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write ``dataset.yaml`` (name, label names, provenance, layout version)."""
     info = {
         "name": name,
@@ -76,8 +82,12 @@ def read_dataset_info(data_dir: str | Path) -> dict[str, Any]:
     """``dataset.yaml`` as a mapping; a tree without one gets the 13 default classes."""
     path = Path(data_dir) / DATASET_FILE
     if not path.is_file():
-        return {"name": Path(data_dir).name, "layout_version": LAYOUT_VERSION,
-                "label_names": label_names(), "provenance": {}}
+        return {
+            "name": Path(data_dir).name,
+            "layout_version": LAYOUT_VERSION,
+            "label_names": label_names(),
+            "provenance": {},
+        }
     try:
         info = read_yaml(path)
     except ConfigError as exc:
@@ -110,17 +120,35 @@ def write_eye(data_dir: str | Path, eye: Eye, *, subsample: int = 1, overwrite: 
     files, write_slo = _eye_targets(data_dir, eye, subsample)
     refuse_existing_eye(data_dir, eye, subsample=subsample, overwrite=overwrite)
     meta = {"subject": eye.subject, "laterality": eye.laterality, **eye.meta}
-    written = [write_nifti(files.oct, eye.oct.astype(np.float32, copy=False), eye.spacing,
-                           eye.bscan_positions, meta, overwrite=overwrite)]
+    written = [
+        write_nifti(
+            files.oct,
+            eye.oct.astype(np.float32, copy=False),
+            eye.spacing,
+            eye.bscan_positions,
+            meta,
+            overwrite=overwrite,
+        )
+    ]
     if eye.labels is not None:
-        written.append(write_nifti(files.labels, eye.labels.astype(np.uint8, copy=False), eye.spacing,
-                                   eye.bscan_positions, overwrite=overwrite))
+        written.append(
+            write_nifti(
+                files.labels,
+                eye.labels.astype(np.uint8, copy=False),
+                eye.spacing,
+                eye.bscan_positions,
+                overwrite=overwrite,
+            )
+        )
         with_fluid = bool(eye.labels.size) and int(eye.labels.max()) >= FLUID_LABEL
         written += write_label_tables(files.labels.parent, label_names(with_fluid))
     if write_slo and eye.slo is not None and eye.slo_positions is not None:
         slo_spacing = (eye.spacing[1], _uniform_step(eye.slo_positions, eye.spacing[2]))
-        written.append(write_nifti(files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing,
-                                   eye.slo_positions, overwrite=overwrite))
+        written.append(
+            write_nifti(
+                files.slo, eye.slo.astype(np.float32, copy=False), slo_spacing, eye.slo_positions, overwrite=overwrite
+            )
+        )
     return written
 
 
@@ -131,15 +159,18 @@ def _uniform_step(positions: np.ndarray, fallback: float) -> float:
 def check_values(path: str | Path, array: np.ndarray, *, labels: bool = False) -> None:
     """Refuse NaN/Inf values, and label values outside ``0..FLUID_LABEL``, naming ``path``."""
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise DataError(f"{path}: holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} Inf "
-                        "values; expected finite values")
+        raise DataError(
+            f"{path}: holds {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} Inf "
+            "values; expected finite values"
+        )
     if labels and array.size:
         low, high = array.min(), array.max()
         fractional = np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array))
         if fractional:
             example = array[array != np.round(array)].flat[0]
-            raise DataError(f"{path}: label values that are not whole numbers (e.g. {example}); "
-                            f"expected integers 0..{FLUID_LABEL}")
+            raise DataError(
+                f"{path}: label values that are not whole numbers (e.g. {example}); expected integers 0..{FLUID_LABEL}"
+            )
         if low < 0 or high > FLUID_LABEL:
             raise DataError(f"{path}: label values {low}..{high}; expected integers 0..{FLUID_LABEL}")
 
@@ -156,8 +187,9 @@ def _from_reference_layout(oct_volume: np.ndarray, spacing: tuple[float, ...]) -
     return volume, (spacing[1], spacing[0], spacing[2])
 
 
-def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int = 1,
-             layout: TreeLayout = "retina_data") -> Eye:
+def read_eye(
+    data_dir: str | Path, subject: str, laterality: str, subsample: int = 1, layout: TreeLayout = "retina_data"
+) -> Eye:
     """Read one eye; labels and SLO are optional, the OCT is required.
 
     ``layout="reference"`` reads a tree written by the reference code, whose volumes are
@@ -175,8 +207,9 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
         raise DataError(f"{files.oct}: expected a 3-D OCT volume [H, W, D], got shape {oct_image.array.shape}")
     check_values(files.oct, oct_image.array)
     if not all(np.isfinite(step) and step > 0 for step in oct_image.spacing):
-        raise DataError(f"{files.oct}: voxel spacing {tuple(oct_image.spacing)} mm in the header must be "
-                        "positive and finite")
+        raise DataError(
+            f"{files.oct}: voxel spacing {tuple(oct_image.spacing)} mm in the header must be positive and finite"
+        )
     oct_volume, spacing = oct_image.array, oct_image.spacing
     if layout == "reference":
         oct_volume, spacing = _from_reference_layout(oct_volume, spacing)
@@ -194,8 +227,14 @@ def read_eye(data_dir: str | Path, subject: str, laterality: str, subsample: int
             slo = slo[..., 0]
     try:
         return Eye(
-            oct=oct_volume, spacing=spacing, subject=subject, laterality=laterality,
-            labels=labels, slo=slo, bscan_positions=oct_image.positions, slo_positions=slo_positions,
+            oct=oct_volume,
+            spacing=spacing,
+            subject=subject,
+            laterality=laterality,
+            labels=labels,
+            slo=slo,
+            bscan_positions=oct_image.positions,
+            slo_positions=slo_positions,
             meta={k: v for k, v in oct_image.meta.items() if k not in ("subject", "laterality")},
         )
     except DataError as exc:
@@ -215,8 +254,9 @@ def list_eyes(data_dir: str | Path, subsample: int = 1) -> list[tuple[str, str]]
     return eyes
 
 
-def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsample: int = 1,
-                 layout: TreeLayout = "retina_data") -> list[Eye]:
+def read_dataset(
+    data_dir: str | Path, subjects: list[str] | None = None, subsample: int = 1, layout: TreeLayout = "retina_data"
+) -> list[Eye]:
     """Every eye of the given subjects (all subjects when ``None``), in subject order
     (``layout``: see :func:`read_eye`).
 
@@ -224,7 +264,9 @@ def read_dataset(data_dir: str | Path, subjects: list[str] | None = None, subsam
     """
     available = list_eyes(data_dir, subsample)
     if not available:
-        raise DataError(f"{data_dir}: no eyes found (expected <subject>/<OD|OS>/oct_flat{_infix(subsample)}_<od|os>.nii.gz)")
+        raise DataError(
+            f"{data_dir}: no eyes found (expected <subject>/<OD|OS>/oct_flat{_infix(subsample)}_<od|os>.nii.gz)"
+        )
     if subjects is not None:
         on_disk = {subject for subject, _ in available}
         missing = [s for s in subjects if s not in on_disk]

@@ -42,8 +42,9 @@ EXPECTED_DTYPES = {"oct": np.float32, "labels": np.uint8, "slo": np.float32}
 CONTAINER_ARRAYS = {"oct": "oct_vols", "labels": "seg_vols", "slo": "enface_imgs"}
 INTENSITY_TOLERANCE = 1e-6
 """How far flattened OCT may leave [0, 1] (rounding of a resampled volume)."""
-NORMALISE_HINT = ("stored 0..255? re-import it, or set PREPROCESSING.MINMAX_NORMALISE: true to min-max "
-                  "normalise each eye on load")
+NORMALISE_HINT = (
+    "stored 0..255? re-import it, or set PREPROCESSING.MINMAX_NORMALISE: true to min-max normalise each eye on load"
+)
 EXPECTED_NDIM = {"oct": 3, "labels": 3, "slo": 2}
 _SUBSAMPLED = re.compile(r"^oct(_seg)?_flat_subsmpl(\d+)_(od|os)\.nii\.gz$")
 
@@ -93,8 +94,10 @@ def validate_store(location: str, *, progress: bool = False) -> list[Problem]:
         store = EyeStore.open(location)
     except DataError as exc:
         return [Problem(where, str(exc).removeprefix(prefix))]
-    problems = [Problem(where, f"group {name!r} is not listed in the root attribute eye_ids; expected only "
-                               "the listed eyes") for name in store.unlisted_groups()]
+    problems = [
+        Problem(where, f"group {name!r} is not listed in the root attribute eye_ids; expected only the listed eyes")
+        for name in store.unlisted_groups()
+    ]
     for eye_id in tqdm(store.eye_ids, desc="validate", unit="eye", disable=not progress):
         try:
             info = store.info(eye_id)
@@ -155,9 +158,14 @@ def validate_tree(data_dir: Path, num_labels: int = NUM_LAYER_CLASSES, *, progre
     for subject_dir in subjects:
         key = subject_dir.name.casefold()
         if key in seen:
-            problems.append(Problem(subject_dir, f"subject id {subject_dir.name!r} duplicates "
-                                                 f"{seen[key].name!r}; subject ids must be unique "
-                                                 "(ignoring letter case)"))
+            problems.append(
+                Problem(
+                    subject_dir,
+                    f"subject id {subject_dir.name!r} duplicates "
+                    f"{seen[key].name!r}; subject ids must be unique "
+                    "(ignoring letter case)",
+                )
+            )
         seen.setdefault(key, subject_dir)
         found = False
         for child in sorted(p for p in subject_dir.iterdir() if p.is_dir()):
@@ -165,7 +173,9 @@ def validate_tree(data_dir: Path, num_labels: int = NUM_LAYER_CLASSES, *, progre
                 eye_dirs.append(child)
                 found = True
             else:
-                problems.append(Problem(child, f"unexpected folder; expected eye folders named {' or '.join(LATERALITIES)}"))
+                problems.append(
+                    Problem(child, f"unexpected folder; expected eye folders named {' or '.join(LATERALITIES)}")
+                )
         if not found:
             problems.append(Problem(subject_dir, "no eye folder; expected <subject>/OD or <subject>/OS"))
     if not eye_dirs:
@@ -190,8 +200,13 @@ def validate_eye_folder(folder: Path, num_labels: int = NUM_LAYER_CLASSES) -> li
             _check_agreement(oct_image, dense.oct, labels, dense.labels, problems)
         if slo is not None:
             _check_slo(oct_image, dense.oct, slo, dense.slo, problems)
-    factors = sorted({int(m.group(2)) for p in folder.iterdir()
-                      if (m := _SUBSAMPLED.match(p.name)) and m.group(3) == laterality.lower()})
+    factors = sorted(
+        {
+            int(m.group(2))
+            for p in folder.iterdir()
+            if (m := _SUBSAMPLED.match(p.name)) and m.group(3) == laterality.lower()
+        }
+    )
     for k in factors:
         files = eye_files(folder.parent.parent, folder.parent.name, laterality, k)
         sub_oct = _read_checked(files.oct, "oct", num_labels, problems, required=True)
@@ -222,8 +237,9 @@ def _kind_of(name: str) -> str | None:
     return None
 
 
-def _read_checked(path: Path, kind: str | None, num_labels: int, problems: list[Problem],
-                  required: bool = False) -> Image | None:
+def _read_checked(
+    path: Path, kind: str | None, num_labels: int, problems: list[Problem], required: bool = False
+) -> Image | None:
     """Read one NIfTI and check its array and spacing; ``None`` when absent or unreadable."""
     if not path.is_file():
         if required:
@@ -244,8 +260,15 @@ def _read_checked(path: Path, kind: str | None, num_labels: int, problems: list[
     return image if image.array.ndim in (expected_ndim, 3) else None
 
 
-def _check_array(path: Path, array: np.ndarray, kind: str | None, num_labels: int,
-                 problems: list[Problem], name: str = "array", intensity_range: bool = True) -> None:
+def _check_array(
+    path: Path,
+    array: np.ndarray,
+    kind: str | None,
+    num_labels: int,
+    problems: list[Problem],
+    name: str = "array",
+    intensity_range: bool = True,
+) -> None:
     """dtype, dimensions, NaN/Inf, the [0, 1] range of OCT (``intensity_range``) and label range of
     one tree array of role ``kind``."""
     if kind is not None:
@@ -259,27 +282,43 @@ def _check_array(path: Path, array: np.ndarray, kind: str | None, num_labels: in
     _check_values(path, array, kind, num_labels, problems, name, intensity_range)
 
 
-def _check_values(path: Path | str, array: np.ndarray, kind: str | None, num_labels: int, problems: list[Problem],
-                  name: str, intensity_range: bool) -> None:
+def _check_values(
+    path: Path | str,
+    array: np.ndarray,
+    kind: str | None,
+    num_labels: int,
+    problems: list[Problem],
+    name: str,
+    intensity_range: bool,
+) -> None:
     """NaN/Inf; flattened OCT in [0, 1] (``intensity_range``); labels in ``0..num_labels - 1``."""
     finite = True
     if np.issubdtype(array.dtype, np.floating):
         bad = ~np.isfinite(array)
         if bad.any():
             finite = False
-            problems.append(Problem(path, f"{name} holds {int(np.isnan(array).sum())} NaN and "
-                                          f"{int(np.isinf(array).sum())} Inf values; expected finite values"))
+            problems.append(
+                Problem(
+                    path,
+                    f"{name} holds {int(np.isnan(array).sum())} NaN and "
+                    f"{int(np.isinf(array).sum())} Inf values; expected finite values",
+                )
+            )
     if kind == "oct" and intensity_range and finite and array.size and np.issubdtype(array.dtype, np.number):
         low, high = float(array.min()), float(array.max())
         if low < -INTENSITY_TOLERANCE or high > 1 + INTENSITY_TOLERANCE:
-            problems.append(Problem(path, f"{name} values {low:.4g}..{high:.4g}; expected flattened OCT in "
-                                          f"[0, 1] ({NORMALISE_HINT})"))
+            problems.append(
+                Problem(
+                    path, f"{name} values {low:.4g}..{high:.4g}; expected flattened OCT in [0, 1] ({NORMALISE_HINT})"
+                )
+            )
     if kind == "labels":
         _check_label_range(path, array, num_labels, problems, name)
 
 
-def _check_label_range(path: Path | str, labels: np.ndarray, num_labels: int, problems: list[Problem],
-                       name: str) -> None:
+def _check_label_range(
+    path: Path | str, labels: np.ndarray, num_labels: int, problems: list[Problem], name: str
+) -> None:
     if labels.size == 0 or not np.issubdtype(labels.dtype, np.number):
         return
     finite = labels[np.isfinite(labels)] if np.issubdtype(labels.dtype, np.floating) else labels
@@ -287,27 +326,42 @@ def _check_label_range(path: Path | str, labels: np.ndarray, num_labels: int, pr
     outside = values[(values < 0) | (values > num_labels - 1) | (values != np.round(values))]
     if outside.size:
         shown = ", ".join(str(v) for v in outside[:10].tolist())
-        problems.append(Problem(path, f"{name} holds label value(s) {shown} outside 0..{num_labels - 1} "
-                                      f"({num_labels} label names in {DATASET_FILE})"))
+        problems.append(
+            Problem(
+                path,
+                f"{name} holds label value(s) {shown} outside 0..{num_labels - 1} "
+                f"({num_labels} label names in {DATASET_FILE})",
+            )
+        )
 
 
-def _check_spacing(path: Path, spacing: tuple[float, ...] | np.ndarray, problems: list[Problem],
-                   name: str = "spacing") -> None:
+def _check_spacing(
+    path: Path, spacing: tuple[float, ...] | np.ndarray, problems: list[Problem], name: str = "spacing"
+) -> None:
     values = np.asarray(spacing, dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         problems.append(Problem(path, f"{name} {tuple(values.tolist())} mm; expected positive finite values"))
 
 
-def _check_agreement(oct_image: Image, oct_path: Path, labels: Image, labels_path: Path,
-                     problems: list[Problem]) -> None:
+def _check_agreement(
+    oct_image: Image, oct_path: Path, labels: Image, labels_path: Path, problems: list[Problem]
+) -> None:
     """Labels must match the OCT in shape, spacing and B-scan positions."""
     if labels.array.shape != oct_image.array.shape:
-        problems.append(Problem(labels_path, f"label shape {labels.array.shape} does not match OCT shape "
-                                             f"{oct_image.array.shape} of {oct_path.name}"))
+        problems.append(
+            Problem(
+                labels_path,
+                f"label shape {labels.array.shape} does not match OCT shape {oct_image.array.shape} of {oct_path.name}",
+            )
+        )
         return
     if min(oct_image.spacing) > 0 and not np.allclose(labels.spacing, oct_image.spacing, rtol=1e-5):
-        problems.append(Problem(labels_path, f"spacing {labels.spacing} mm differs from OCT spacing "
-                                             f"{oct_image.spacing} mm of {oct_path.name}"))
+        problems.append(
+            Problem(
+                labels_path,
+                f"spacing {labels.spacing} mm differs from OCT spacing {oct_image.spacing} mm of {oct_path.name}",
+            )
+        )
     if not np.allclose(labels.positions, oct_image.positions, atol=1e-6):
         problems.append(Problem(labels_path, f"B-scan positions differ from those of {oct_path.name}"))
 
@@ -317,11 +371,20 @@ def _check_slo(oct_image: Image, oct_path: Path, slo: Image, slo_path: Path, pro
     array = slo.array[..., 0] if slo.array.ndim == 3 else slo.array
     _, width, depth = oct_image.array.shape
     if array.shape[0] != width:
-        problems.append(Problem(slo_path, f"SLO shape {array.shape} does not match the OCT {oct_path.name}: "
-                                          f"expected [W={width}, D] with W the OCT width"))
+        problems.append(
+            Problem(
+                slo_path,
+                f"SLO shape {array.shape} does not match the OCT {oct_path.name}: "
+                f"expected [W={width}, D] with W the OCT width",
+            )
+        )
     if array.shape[1] != depth and not sidecar_path(slo_path).is_file():
-        problems.append(Problem(slo_path, f"SLO has {array.shape[1]} columns for {depth} B-scans in "
-                                          f"{oct_path.name}; expected [W, D={depth}]"))
+        problems.append(
+            Problem(
+                slo_path,
+                f"SLO has {array.shape[1]} columns for {depth} B-scans in {oct_path.name}; expected [W, D={depth}]",
+            )
+        )
 
 
 def _check_subsampled(dense: Image, sub: Image, sub_path: Path, factor: int, problems: list[Problem]) -> None:
@@ -329,13 +392,21 @@ def _check_subsampled(dense: Image, sub: Image, sub_path: Path, factor: int, pro
     if sub.array.ndim != 3 or dense.array.ndim != 3:
         return
     if sub.array.shape[:2] != dense.array.shape[:2]:
-        problems.append(Problem(sub_path, f"B-scan size {sub.array.shape[:2]} differs from the dense volume's "
-                                          f"{dense.array.shape[:2]}"))
+        problems.append(
+            Problem(
+                sub_path, f"B-scan size {sub.array.shape[:2]} differs from the dense volume's {dense.array.shape[:2]}"
+            )
+        )
     distance = np.abs(sub.positions[:, None] - dense.positions[None, :]).min(axis=1)
     if np.any(distance > 1e-6):
-        problems.append(Problem(sub_path, f"{int((distance > 1e-6).sum())} B-scan position(s) are not positions "
-                                          "of the dense volume; expected every "
-                                          f"{factor}-th dense B-scan at its original position"))
+        problems.append(
+            Problem(
+                sub_path,
+                f"{int((distance > 1e-6).sum())} B-scan position(s) are not positions "
+                "of the dense volume; expected every "
+                f"{factor}-th dense B-scan at its original position",
+            )
+        )
 
 
 def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[Problem]:
@@ -379,15 +450,23 @@ def validate_container(path: Path, num_labels: int = NUM_LAYER_CLASSES) -> list[
         _check_container_dtype(path, enface, "slo", problems)
         _check_values(path, enface, "slo", num_labels, problems, "enface_imgs", True)
         if oct_vols is not None and (enface.ndim != 3 or enface.shape[:2] != oct_vols.shape[:1] + oct_vols.shape[2:3]):
-            problems.append(Problem(path, f"enface_imgs shape {enface.shape} does not match oct_vols shape "
-                                          f"{oct_vols.shape}; expected [N, W, D]"))
+            problems.append(
+                Problem(
+                    path,
+                    f"enface_imgs shape {enface.shape} does not match oct_vols shape "
+                    f"{oct_vols.shape}; expected [N, W, D]",
+                )
+            )
     if "subject_names" in arrays:
         _check_subject_names(path, arrays["subject_names"], None if oct_vols is None else oct_vols.shape[0], problems)
     if "spacing_oct" in arrays:
         spacing = arrays["spacing_oct"]
         if spacing.shape != (3,) or not np.issubdtype(spacing.dtype, np.number):
-            problems.append(Problem(path, f"spacing_oct has shape {spacing.shape} and dtype {spacing.dtype}; "
-                                          "expected 3 numbers (mm)"))
+            problems.append(
+                Problem(
+                    path, f"spacing_oct has shape {spacing.shape} and dtype {spacing.dtype}; expected 3 numbers (mm)"
+                )
+            )
         else:
             _check_spacing(path, spacing, problems, "spacing_oct")
     return problems
@@ -400,8 +479,9 @@ def _check_dtype(path: Path | str, array: np.ndarray, kind: str, name: str, prob
         problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
 
 
-def _check_container_dtype(path: Path | str, array: np.ndarray, kind: str, problems: list[Problem],
-                           name: str | None = None) -> None:
+def _check_container_dtype(
+    path: Path | str, array: np.ndarray, kind: str, problems: list[Problem], name: str | None = None
+) -> None:
     """A container array: OCT and en-face images of a float type, labels integers or floats
     (whole numbers, checked with the label range), as the reference writes them."""
     name = name or CONTAINER_ARRAYS[kind]
@@ -411,8 +491,15 @@ def _check_container_dtype(path: Path | str, array: np.ndarray, kind: str, probl
         problems.append(Problem(path, f"{name} has dtype {array.dtype}; expected {expected}"))
 
 
-def eye_problems(eye: Eye, source: str, where: Path | str, *, num_labels: int = NUM_LAYER_CLASSES,
-                 intensity_range: bool = True, subsample: int = 1) -> list[Problem]:
+def eye_problems(
+    eye: Eye,
+    source: str,
+    where: Path | str,
+    *,
+    num_labels: int = NUM_LAYER_CLASSES,
+    intensity_range: bool = True,
+    subsample: int = 1,
+) -> list[Problem]:
     """The array checks of :func:`validate` on an eye as loaded, from a tree (``source = "tree"``,
     ``where`` the data folder; ``subsample``: read from its ``oct_flat_subsmpl<k>`` files), a
     container (``"container"``, ``where`` the ``.npz``) or an eye store (``"store"``, ``where`` its
@@ -448,19 +535,24 @@ def require_valid_eyes(problems: list[Problem], data_dir: Path | str) -> None:
     if problems:
         first = problems[0]
         target = first.path if str(first.path).endswith(".npz") else data_dir
-        more = (f" (and {len(problems) - 1} more problem(s); `python -m retina_data validate {target}` "
-                "lists them all)") if len(problems) > 1 else ""
+        more = (
+            (f" (and {len(problems) - 1} more problem(s); `python -m retina_data validate {target}` lists them all)")
+            if len(problems) > 1
+            else ""
+        )
         raise DataError(f"{first}{more}")
 
 
 def _check_subject_names(path: Path, names: np.ndarray, count: int | None, problems: list[Problem]) -> None:
     if count is not None and names.shape != (count,):
-        problems.append(Problem(path, f"subject_names has shape {names.shape}; expected ({count},) "
-                                      "(one name per volume)"))
+        problems.append(
+            Problem(path, f"subject_names has shape {names.shape}; expected ({count},) (one name per volume)")
+        )
     seen: dict[str, str] = {}
     for name in (str(n) for n in names.reshape(-1)):
         key = name.casefold()
         if key in seen:
-            problems.append(Problem(path, f"duplicate subject id {name!r} (same as {seen[key]!r}, "
-                                          "ignoring letter case)"))
+            problems.append(
+                Problem(path, f"duplicate subject id {name!r} (same as {seen[key]!r}, ignoring letter case)")
+            )
         seen.setdefault(key, name)

@@ -141,9 +141,15 @@ class Relu(Activation):
             nn.init.zeros_(layer.bias)
 
 
-def make_activation(name: str, *, omega_0: float = 30.0, scale_0: float = 10.0,
-                    scale_requires_grad: bool = False, shared_linear: bool = False,
-                    kaiming: bool = False) -> Activation:
+def make_activation(
+    name: str,
+    *,
+    omega_0: float = 30.0,
+    scale_0: float = 10.0,
+    scale_requires_grad: bool = False,
+    shared_linear: bool = False,
+    kaiming: bool = False,
+) -> Activation:
     """The activation called ``name`` (one of :data:`ACTIVATIONS`); ``shared_linear`` applies to
     WIRE, ``kaiming`` to RELU."""
     if name == "SIREN":

@@ -105,11 +105,15 @@ class CoordinateMLP(nn.Module):
         code_as_input = shape.latent_size > 0 and not shape.modulation
         self.code_layers = (self.input_layers if shape.latent_to_all_layers else 1) if code_as_input else 0
         self.layers = nn.ModuleList(
-            nn.Linear(self.point_inputs if index == 0 else
-                      hidden + (self.point_inputs if index < self.input_layers else 0), width)
-            for index in range(layers))
-        self.latent_projection = (nn.Linear(shape.latent_size, width * self.code_layers, bias=False)
-                                  if self.code_layers else None)
+            nn.Linear(
+                self.point_inputs if index == 0 else hidden + (self.point_inputs if index < self.input_layers else 0),
+                width,
+            )
+            for index in range(layers)
+        )
+        self.latent_projection = (
+            nn.Linear(shape.latent_size, width * self.code_layers, bias=False) if self.code_layers else None
+        )
         self.first_modulated = 0 if shape.film == "ours" else 1
         self.modulated_layers = max(0, layers - self.first_modulated) if shape.modulation else 0
         self.film = nn.Linear(shape.latent_size, 2 * hidden * self.modulated_layers) if self.modulated_layers else None
@@ -132,11 +136,11 @@ class CoordinateMLP(nn.Module):
             whole = nn.Linear(layer.in_features + (latent if receives_code else 0), width)
             self.activation.init_layer(whole, first=index == 0)
             with torch.no_grad():
-                layer.weight.copy_(whole.weight[:, :layer.in_features])
+                layer.weight.copy_(whole.weight[:, : layer.in_features])
                 layer.bias.copy_(whole.bias)
                 if receives_code and projection is not None:
                     rows = slice(index * width, (index + 1) * width)
-                    projection.weight[rows] = whole.weight[:, layer.in_features:]
+                    projection.weight[rows] = whole.weight[:, layer.in_features :]
         if self.film is not None:
             with torch.no_grad():
                 self.film.weight.mul_(0.1)
@@ -164,8 +168,7 @@ class CoordinateMLP(nn.Module):
     def out_dim(self) -> int:
         return self.shape.hidden_size
 
-    def forward(self, coords: Tensor, extra: Tensor | None, codes: Tensor | None,
-                eye: Tensor | None) -> Tensor:
+    def forward(self, coords: Tensor, extra: Tensor | None, codes: Tensor | None, eye: Tensor | None) -> Tensor:
         """Hidden features of each point.
 
         Args:

@@ -61,8 +61,9 @@ class FourierFeatures(Encoding):
 
     frequencies: Tensor
 
-    def __init__(self, in_dim: int = 3, mapping_size: int = 256, scale: float = 1.0,
-                 factor: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self, in_dim: int = 3, mapping_size: int = 256, scale: float = 1.0, factor: float = 1.0, seed: int = 0
+    ) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.out_dim = 2 * mapping_size
@@ -84,7 +85,7 @@ def level_resolutions(n_levels: int, base_resolution: int, finest_resolution: in
     if n_levels == 1:
         return [base_resolution]
     growth = math.exp((math.log(finest_resolution) - math.log(base_resolution)) / (n_levels - 1))
-    return [math.floor(base_resolution * growth ** level) for level in range(n_levels)]
+    return [math.floor(base_resolution * growth**level) for level in range(n_levels)]
 
 
 class HashGridEncoding(Encoding):
@@ -119,9 +120,16 @@ class HashGridEncoding(Encoding):
     level_offsets: Tensor
     """First table row of each level ``[L]`` (int64 buffer)."""
 
-    def __init__(self, dim: int = 3, n_levels: int = 16, n_features_per_level: int = 2,
-                 log2_hashmap_size: int = 15, base_resolution: int = 16,
-                 finest_resolution: int = 512, dense_coarse_levels: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int = 3,
+        n_levels: int = 16,
+        n_features_per_level: int = 2,
+        log2_hashmap_size: int = 15,
+        base_resolution: int = 16,
+        finest_resolution: int = 512,
+        dense_coarse_levels: bool = False,
+    ) -> None:
         super().__init__()
         if dim > len(HASH_PRIMES):
             raise ValueError(f"hash grid supports up to {len(HASH_PRIMES)} dimensions, got {dim}")
@@ -129,11 +137,11 @@ class HashGridEncoding(Encoding):
         self.n_levels = n_levels
         self.n_features = n_features_per_level
         self.out_dim = n_levels * n_features_per_level
-        max_rows = 2 ** log2_hashmap_size
+        max_rows = 2**log2_hashmap_size
         resolutions = level_resolutions(n_levels, base_resolution, finest_resolution)
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
         dense = [dense_coarse_levels and (r + 1) ** dim <= max_rows for r in resolutions]
-        sizes = [max_rows if dense_coarse_levels else min(r ** dim, max_rows) for r in resolutions]
+        sizes = [max_rows if dense_coarse_levels else min(r**dim, max_rows) for r in resolutions]
         self.register_buffer("dense_levels", torch.tensor(dense), persistent=False)
         self.register_buffer("table_sizes", torch.tensor(sizes, dtype=torch.int64), persistent=False)
         strides = [[(r + 1) ** d for d in range(dim)] for r in resolutions]

@@ -10,5 +10,4 @@ from atlas_registration.architectures.siren import (
     initial_codes,
 )
 
-__all__ = ["AtlasINR", "FiLMSiren", "ReferenceFiLMSiren", "SineLayer", "Siren", "deformation_network",
-           "initial_codes"]
+__all__ = ["AtlasINR", "FiLMSiren", "ReferenceFiLMSiren", "SineLayer", "Siren", "deformation_network", "initial_codes"]

@@ -25,8 +25,16 @@ class AtlasINR(nn.Module):
         intensity_sigmoid: the intensity is ``sigmoid`` of its head (the reference), else linear.
     """
 
-    def __init__(self, hidden: int, num_layers: int, num_classes: int, omega: float, in_dim: int = 3,
-                 linear_last: bool = True, intensity_sigmoid: bool = True) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        num_layers: int,
+        num_classes: int,
+        omega: float,
+        in_dim: int = 3,
+        linear_last: bool = True,
+        intensity_sigmoid: bool = True,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.intensity_sigmoid = intensity_sigmoid

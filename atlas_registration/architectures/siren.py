@@ -53,8 +53,9 @@ class SineLayer(nn.Module):
         self.in_dim, self.out_dim, self.omega, self.first = in_dim, out_dim, float(omega), first
         self.linear = uniform_init(nn.Linear(in_dim, out_dim), siren_bound(in_dim, self.omega, first))
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None,
-                shift: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``x [..., in]`` -> ``[..., out]``; FiLM ``scale``/``shift`` broadcast against the output."""
         if self.first:
             with torch.autocast(x.device.type, enabled=False):
@@ -93,8 +94,16 @@ class Siren(nn.Module):
             initialisation (the reference atlas: ``Siren([3, 256, 256, 256, 256])``).
     """
 
-    def __init__(self, in_dim: int, hidden: int, num_layers: int, out_dim: int, omega: float,
-                 out_scale: float = 1.0, linear_last: bool = False) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        num_layers: int,
+        out_dim: int,
+        omega: float,
+        out_scale: float = 1.0,
+        linear_last: bool = False,
+    ) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim or hidden
         self.layers = nn.ModuleList(
@@ -129,8 +138,16 @@ class FiLMSiren(nn.Module):
         out_scale: initial scale of the output weights (small: near-identity deformation).
     """
 
-    def __init__(self, in_dim: int, latent_dim: int, hidden: int, num_layers: int, out_dim: int,
-                 omega: float, out_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        latent_dim: int,
+        hidden: int,
+        num_layers: int,
+        out_dim: int,
+        omega: float,
+        out_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.latent_dim = in_dim, out_dim, latent_dim
         self.hidden, self.num_layers = hidden, num_layers
@@ -171,17 +188,28 @@ class ReferenceFiLMSiren(nn.Module):
             does (it builds the last layer and never calls it; it is not built here).
     """
 
-    def __init__(self, in_dim: int, latent_dim: int, hidden: int, num_layers: int, out_dim: int,
-                 omega: float, init_bound: float = 1e-3, skip_last: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        latent_dim: int,
+        hidden: int,
+        num_layers: int,
+        out_dim: int,
+        omega: float,
+        init_bound: float = 1e-3,
+        skip_last: bool = True,
+    ) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.latent_dim, self.hidden = in_dim, out_dim, latent_dim, hidden
         self.omega = float(omega)
         used = max(num_layers - 1, 1) if skip_last else num_layers
         self.first = uniform_init(nn.Linear(in_dim, hidden), 1.0 / in_dim, zero_bias=True)
-        self.layers = nn.ModuleList(uniform_init(nn.Linear(hidden, hidden), init_bound, zero_bias=True)
-                                    for _ in range(used - 1))
-        self.film = nn.ModuleList(uniform_init(nn.Linear(latent_dim, 2 * hidden), init_bound, zero_bias=True)
-                                  for _ in range(used - 1))
+        self.layers = nn.ModuleList(
+            uniform_init(nn.Linear(hidden, hidden), init_bound, zero_bias=True) for _ in range(used - 1)
+        )
+        self.film = nn.ModuleList(
+            uniform_init(nn.Linear(latent_dim, 2 * hidden), init_bound, zero_bias=True) for _ in range(used - 1)
+        )
         self.head = uniform_init(nn.Linear(hidden, out_dim), init_bound, zero_bias=True)
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -201,8 +229,9 @@ def deformation_network(disp: dict, latent_size: int) -> DeformationNetwork:
     """The deformation network of ``disp = dict(film, hidden, num_layers, omega, siren_init, skip_last,
     out_scale)`` (the ``DISP_MODEL`` keys) for codes of ``latent_size``."""
     if disp["film"] == "reference":
-        return ReferenceFiLMSiren(3, latent_size, disp["hidden"], disp["num_layers"], 3, disp["omega"],
-                                  disp["siren_init"], disp["skip_last"])
+        return ReferenceFiLMSiren(
+            3, latent_size, disp["hidden"], disp["num_layers"], 3, disp["omega"], disp["siren_init"], disp["skip_last"]
+        )
     return FiLMSiren(3, latent_size, disp["hidden"], disp["num_layers"], 3, disp["omega"], disp["out_scale"])
 
 

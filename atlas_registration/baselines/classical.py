@@ -44,7 +44,6 @@ from scipy import ndimage
 
 from retina_data.errors import ConfigError, DataError
 
-
 VOXEL_UNITS = (1.0, 1.0, 1.0)
 """Spacing the optimisers see (module docstring, Units)."""
 
@@ -81,8 +80,12 @@ def _to_sitk(volume: np.ndarray, spacing_mm: Sequence[float]) -> sitk.Image:
 def _field_from_transform(transform: sitk.Transform, reference: sitk.Image) -> np.ndarray:
     """Dense ``u [3, H, W, D]`` (mm, our order) of ``transform`` on ``reference``'s grid."""
     field = sitk.TransformToDisplacementField(
-        transform, sitk.sitkVectorFloat64, reference.GetSize(), reference.GetOrigin(),
-        reference.GetSpacing(), reference.GetDirection(),
+        transform,
+        sitk.sitkVectorFloat64,
+        reference.GetSize(),
+        reference.GetOrigin(),
+        reference.GetSpacing(),
+        reference.GetDirection(),
     )
     vectors = sitk.GetArrayFromImage(field)  # [H, W, D, 3] with components (dD, dW, dH)
     return np.ascontiguousarray(np.moveaxis(vectors[..., ::-1], -1, 0), dtype=np.float32)
@@ -95,8 +98,7 @@ def _check_pair(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[floa
         raise DataError(f"registration spacing must be 3 positive values (dH, dW, dD) in mm, got {spacing_mm}")
 
 
-def sample_grid(displacement_mm: np.ndarray, spacing_mm: Sequence[float], start: int,
-                stop: int) -> np.ndarray:
+def sample_grid(displacement_mm: np.ndarray, spacing_mm: Sequence[float], start: int, stop: int) -> np.ndarray:
     """Voxel coordinates ``[3, H, W, stop-start]`` of ``x + u(x)`` for B-scans ``start:stop``."""
     _, height, width, _ = displacement_mm.shape
     index = np.meshgrid(np.arange(height), np.arange(width), np.arange(start, stop), indexing="ij")
@@ -104,8 +106,9 @@ def sample_grid(displacement_mm: np.ndarray, spacing_mm: Sequence[float], start:
     return np.stack(index).astype(np.float64) + displacement_mm[:, :, :, start:stop] / scale
 
 
-def _warp(volume: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], order: Literal[0, 1],
-          chunk_size: int) -> np.ndarray:
+def _warp(
+    volume: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], order: Literal[0, 1], chunk_size: int
+) -> np.ndarray:
     volume = np.asarray(volume)
     displacement_mm = np.asarray(displacement_mm)
     if displacement_mm.shape[0] != 3 or displacement_mm.ndim != 4:
@@ -121,8 +124,9 @@ def _warp(volume: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[
     return out
 
 
-def warp_intensity(intensity: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float],
-                   chunk_size: int = 32) -> np.ndarray:
+def warp_intensity(
+    intensity: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], chunk_size: int = 32
+) -> np.ndarray:
     """``intensity(x + u(x))`` by trilinear interpolation.
 
     Args:
@@ -137,8 +141,9 @@ def warp_intensity(intensity: np.ndarray, displacement_mm: np.ndarray, spacing_m
     return _warp(np.asarray(intensity, dtype=np.float32), displacement_mm, spacing_mm, 1, chunk_size)
 
 
-def warp_labels(labels: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float],
-                chunk_size: int = 32) -> np.ndarray:
+def warp_labels(
+    labels: np.ndarray, displacement_mm: np.ndarray, spacing_mm: Sequence[float], chunk_size: int = 32
+) -> np.ndarray:
     """``labels(x + u(x))`` by nearest-neighbour lookup (labels stay labels).
 
     Args and chunking as :func:`warp_intensity`; returns ``[H, W, D]`` in the input dtype.
@@ -155,8 +160,9 @@ def _in_mm(voxel_transform: sitk.Transform, spacing_mm: Sequence[float]) -> sitk
     return transform
 
 
-def _result(voxel_transform: sitk.Transform, fixed: np.ndarray, moving: np.ndarray,
-            spacing_mm: Sequence[float], started: float) -> RegistrationResult:
+def _result(
+    voxel_transform: sitk.Transform, fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float], started: float
+) -> RegistrationResult:
     """Dense field, warped moving volume and mm transform of a voxel-unit registration."""
     transform = _in_mm(voxel_transform, spacing_mm)
     displacement = _field_from_transform(transform, _to_sitk(fixed, spacing_mm))
@@ -164,9 +170,17 @@ def _result(voxel_transform: sitk.Transform, fixed: np.ndarray, moving: np.ndarr
     return RegistrationResult(displacement, warped, transform, time.perf_counter() - started)
 
 
-def _configure(registration: sitk.ImageRegistrationMethod, fixed_image: sitk.Image, *, metric: str,
-               bins: int, shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float],
-               sampling: float, seed: int) -> None:
+def _configure(
+    registration: sitk.ImageRegistrationMethod,
+    fixed_image: sitk.Image,
+    *,
+    metric: str,
+    bins: int,
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float],
+    sampling: float,
+    seed: int,
+) -> None:
     """Metric, pyramid and sampling: the same number of random points at every level,
     ``sampling`` of the finest level's voxels (all voxels of a coarse level at most)."""
     if metric == "mattes":
@@ -185,8 +199,10 @@ def _configure(registration: sitk.ImageRegistrationMethod, fixed_image: sitk.Ima
     registration.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     registration.SetMetricSamplingStrategy(registration.RANDOM)
     voxels = np.prod(fixed_image.GetSize())
-    per_level = [min(1.0, sampling * voxels / np.prod([max(n // int(f), 1) for n in fixed_image.GetSize()]))
-                 for f in shrink_factors]
+    per_level = [
+        min(1.0, sampling * voxels / np.prod([max(n // int(f), 1) for n in fixed_image.GetSize()]))
+        for f in shrink_factors
+    ]
     # ITK reads seed 0 as "seed from the wall clock" (sitkWallClock): offset ours by one, so
     # SETTINGS.SEED = 0 (the default) gives the same random points in every run
     registration.SetMetricSamplingPercentagePerLevel(per_level, int(seed) + 1)
@@ -203,16 +219,24 @@ def _check_pyramid(shrink_factors: Sequence[int], smoothing_sigmas: Sequence[flo
         raise ConfigError(f"registration pyramid: shrink factors must be >= 1, got {list(shrink_factors)}")
 
 
-def _affine_transform(fixed_image: sitk.Image, moving_image: sitk.Image, *, iterations: int,
-                      max_step_voxels: float, **settings: Any) -> sitk.Transform:
+def _affine_transform(
+    fixed_image: sitk.Image, moving_image: sitk.Image, *, iterations: int, max_step_voxels: float, **settings: Any
+) -> sitk.Transform:
     initial = sitk.CenteredTransformInitializer(
-        fixed_image, moving_image, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.GEOMETRY,
+        fixed_image,
+        moving_image,
+        sitk.AffineTransform(3),
+        sitk.CenteredTransformInitializerFilter.GEOMETRY,
     )
     registration = sitk.ImageRegistrationMethod()
     _configure(registration, fixed_image, **settings)
     registration.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7,
-        gradientMagnitudeTolerance=1e-8, estimateLearningRate=registration.Once,
+        learningRate=1.0,
+        minStep=1e-4,
+        numberOfIterations=iterations,
+        relaxationFactor=0.7,
+        gradientMagnitudeTolerance=1e-8,
+        estimateLearningRate=registration.Once,
         maximumStepSizeInPhysicalUnits=max_step_voxels,
     )
     registration.SetOptimizerScalesFromPhysicalShift()
@@ -220,11 +244,20 @@ def _affine_transform(fixed_image: sitk.Image, moving_image: sitk.Image, *, iter
     return registration.Execute(fixed_image, moving_image)
 
 
-def affine_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float], *,
-                    metric: Metric = "correlation", iterations: int = 50, max_step_voxels: float = 1.0,
-                    shrink_factors: Sequence[int] = (4, 2, 1),
-                    smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0),
-                    sampling: float = 0.05, bins: int = 32, seed: int = 0) -> RegistrationResult:
+def affine_register(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    spacing_mm: Sequence[float],
+    *,
+    metric: Metric = "correlation",
+    iterations: int = 50,
+    max_step_voxels: float = 1.0,
+    shrink_factors: Sequence[int] = (4, 2, 1),
+    smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0),
+    sampling: float = 0.05,
+    bins: int = 32,
+    seed: int = 0,
+) -> RegistrationResult:
     """Affine registration of ``moving`` onto ``fixed`` (both ``[H, W, D]``, one spacing).
 
     Multi-resolution (``shrink_factors`` / ``smoothing_sigmas`` in voxels per level, coarse
@@ -241,22 +274,37 @@ def affine_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[
     started = time.perf_counter()
     fixed_image, moving_image = _to_sitk(fixed, VOXEL_UNITS), _to_sitk(moving, VOXEL_UNITS)
     transform = _affine_transform(
-        fixed_image, moving_image, iterations=iterations, max_step_voxels=max_step_voxels, metric=metric,
-        bins=bins, shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas, sampling=sampling,
+        fixed_image,
+        moving_image,
+        iterations=iterations,
+        max_step_voxels=max_step_voxels,
+        metric=metric,
+        bins=bins,
+        shrink_factors=shrink_factors,
+        smoothing_sigmas=smoothing_sigmas,
+        sampling=sampling,
         seed=seed,
     )
     return _result(transform, fixed, moving, spacing_mm, started)
 
 
-def _bspline(fixed_image: sitk.Image, moving_image: sitk.Image, initial: sitk.Transform, *,
-             iterations: int, mesh_size: Sequence[int], **settings: Any) -> sitk.Transform:
+def _bspline(
+    fixed_image: sitk.Image,
+    moving_image: sitk.Image,
+    initial: sitk.Transform,
+    *,
+    iterations: int,
+    mesh_size: Sequence[int],
+    **settings: Any,
+) -> sitk.Transform:
     """Cubic B-spline with ``mesh_size`` intervals (our axis order) on top of ``initial``."""
-    bspline = sitk.BSplineTransformInitializer(fixed_image, [int(n) for n in reversed(tuple(mesh_size))],
-                                               order=3)
+    bspline = sitk.BSplineTransformInitializer(fixed_image, [int(n) for n in reversed(tuple(mesh_size))], order=3)
     registration = sitk.ImageRegistrationMethod()
     _configure(registration, fixed_image, **settings)
     registration.SetOptimizerAsLBFGSB(
-        gradientConvergenceTolerance=1e-8, numberOfIterations=iterations, maximumNumberOfCorrections=5,
+        gradientConvergenceTolerance=1e-8,
+        numberOfIterations=iterations,
+        maximumNumberOfCorrections=5,
         maximumNumberOfFunctionEvaluations=2 * iterations,
     )
     registration.SetMovingInitialTransform(initial)
@@ -267,9 +315,16 @@ def _bspline(fixed_image: sitk.Image, moving_image: sitk.Image, initial: sitk.Tr
     return composite
 
 
-def _demons(fixed_image: sitk.Image, moving_image: sitk.Image, initial: sitk.Transform, *,
-            iterations: int, demons_sigma: float, shrink_factors: Sequence[int],
-            smoothing_sigmas: Sequence[float]) -> sitk.Transform:
+def _demons(
+    fixed_image: sitk.Image,
+    moving_image: sitk.Image,
+    initial: sitk.Transform,
+    *,
+    iterations: int,
+    demons_sigma: float,
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float],
+) -> sitk.Transform:
     """Diffeomorphic demons, coarse to fine, started from the dense field of ``initial``.
 
     The field holds the whole transform (affine part included), so the result is one
@@ -281,8 +336,12 @@ def _demons(fixed_image: sitk.Image, moving_image: sitk.Image, initial: sitk.Tra
     demons.SetNumberOfIterations(iterations)
     demons.SetStandardDeviations(demons_sigma)
     field = sitk.TransformToDisplacementField(
-        initial, sitk.sitkVectorFloat64, fixed_image.GetSize(), fixed_image.GetOrigin(),
-        fixed_image.GetSpacing(), fixed_image.GetDirection(),
+        initial,
+        sitk.sitkVectorFloat64,
+        fixed_image.GetSize(),
+        fixed_image.GetOrigin(),
+        fixed_image.GetSpacing(),
+        fixed_image.GetDirection(),
     )
     for shrink, sigma in zip(shrink_factors, smoothing_sigmas):
         level_fixed = _level(fixed_image, shrink, sigma)
@@ -299,13 +358,24 @@ def _level(image: sitk.Image, shrink: int, sigma: float) -> sitk.Image:
     return sitk.Shrink(image, [int(shrink)] * 3) if shrink > 1 else image
 
 
-def deformable_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float], *,
-                        method: Literal["bspline", "demons"] = "bspline", initial_affine: bool = True,
-                        metric: Metric = "correlation", iterations: int = 20, affine_iterations: int = 50,
-                        mesh_size: Sequence[int] = (4, 4, 4), demons_sigma: float = 1.5,
-                        shrink_factors: Sequence[int] = (4, 2, 1),
-                        smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0), sampling: float = 0.01,
-                        bins: int = 32, seed: int = 0) -> RegistrationResult:
+def deformable_register(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    spacing_mm: Sequence[float],
+    *,
+    method: Literal["bspline", "demons"] = "bspline",
+    initial_affine: bool = True,
+    metric: Metric = "correlation",
+    iterations: int = 20,
+    affine_iterations: int = 50,
+    mesh_size: Sequence[int] = (4, 4, 4),
+    demons_sigma: float = 1.5,
+    shrink_factors: Sequence[int] = (4, 2, 1),
+    smoothing_sigmas: Sequence[float] = (2.0, 1.0, 0.0),
+    sampling: float = 0.01,
+    bins: int = 32,
+    seed: int = 0,
+) -> RegistrationResult:
     """Deformable registration of ``moving`` onto ``fixed``: B-spline FFD or demons.
 
     Both methods start from an affine registration (``initial_affine``, same pyramid and
@@ -338,19 +408,32 @@ def deformable_register(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Seque
         raise ConfigError(f"B-spline mesh_size must be three positive interval counts (H, W, D), got {mesh_size}")
     started = time.perf_counter()
     fixed_image, moving_image = _to_sitk(fixed, VOXEL_UNITS), _to_sitk(moving, VOXEL_UNITS)
-    settings = dict(metric=metric, bins=bins, shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas,
-                    sampling=sampling, seed=seed)
+    settings = {
+        "metric": metric,
+        "bins": bins,
+        "shrink_factors": shrink_factors,
+        "smoothing_sigmas": smoothing_sigmas,
+        "sampling": sampling,
+        "seed": seed,
+    }
     if initial_affine:
-        initial = _affine_transform(fixed_image, moving_image, iterations=affine_iterations,
-                                    max_step_voxels=1.0, **settings)
+        initial = _affine_transform(
+            fixed_image, moving_image, iterations=affine_iterations, max_step_voxels=1.0, **settings
+        )
     else:
         initial = sitk.AffineTransform(3)
     if method == "bspline":
-        transform = _bspline(fixed_image, moving_image, initial, iterations=iterations, mesh_size=mesh_size,
-                             **settings)
+        transform = _bspline(fixed_image, moving_image, initial, iterations=iterations, mesh_size=mesh_size, **settings)
     else:
-        transform = _demons(fixed_image, moving_image, initial, iterations=iterations, demons_sigma=demons_sigma,
-                            shrink_factors=shrink_factors, smoothing_sigmas=smoothing_sigmas)
+        transform = _demons(
+            fixed_image,
+            moving_image,
+            initial,
+            iterations=iterations,
+            demons_sigma=demons_sigma,
+            shrink_factors=shrink_factors,
+            smoothing_sigmas=smoothing_sigmas,
+        )
     return _result(transform, fixed, moving, spacing_mm, started)
 
 
@@ -360,8 +443,9 @@ def atlas_only(fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float
     if np.shape(fixed) != np.shape(moving):
         raise DataError(f"atlas only: fixed {np.shape(fixed)} and moving {np.shape(moving)} must share a grid")
     displacement = np.zeros((3, *np.shape(fixed)), dtype=np.float32)
-    return RegistrationResult(displacement, np.asarray(moving, dtype=np.float32).copy(),
-                              sitk.Transform(3, sitk.sitkIdentity), 0.0)
+    return RegistrationResult(
+        displacement, np.asarray(moving, dtype=np.float32).copy(), sitk.Transform(3, sitk.sitkIdentity), 0.0
+    )
 
 
 CLASSICAL_METHODS: dict[str, Callable[..., RegistrationResult]] = {
@@ -373,8 +457,9 @@ CLASSICAL_METHODS: dict[str, Callable[..., RegistrationResult]] = {
 """Every baseline by name, each called as ``fn(fixed, moving, spacing_mm, **kwargs)``."""
 
 
-def register(method: str, fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float],
-             **kwargs: object) -> RegistrationResult:
+def register(
+    method: str, fixed: np.ndarray, moving: np.ndarray, spacing_mm: Sequence[float], **kwargs: object
+) -> RegistrationResult:
     """Run the baseline named ``method`` (a key of :data:`CLASSICAL_METHODS`)."""
     if method not in CLASSICAL_METHODS:
         raise ConfigError(f"unknown registration baseline {method!r}; choose from {sorted(CLASSICAL_METHODS)}")

@@ -61,8 +61,12 @@ class ReferenceAffineFit(EyeFit):
         terms = registration_loss(self.atlas, self.displacement, batch, self.weights)
         terms["affine_l1"] = self.penalty()
         terms["loss"] = terms["loss"] + self.weight * terms["affine_l1"]
-        self.log_dict({f"fit/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=batch["intensity"].shape[0])
+        self.log_dict(
+            {f"fit/{k}": v for k, v in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch["intensity"].shape[0],
+        )
         return terms["loss"]
 
 
@@ -80,10 +84,12 @@ def reference_siren(omega: float) -> Siren:
 class ReferenceInrFit(EyeFit):
     """A fresh :func:`reference_siren` displacement field for this eye; loss MSE + ``weight * mean |u|``."""
 
-    def __init__(self, atlas: AtlasINR, learning_rate: float, gamma: float, omega: float,
-                 weight: float = INR_PENALTY) -> None:
-        super().__init__(atlas, LossWeights(mse=1.0, seg=0.0, ssim=0.0, reg=weight, reg_type="l1"), learning_rate,
-                         gamma)
+    def __init__(
+        self, atlas: AtlasINR, learning_rate: float, gamma: float, omega: float, weight: float = INR_PENALTY
+    ) -> None:
+        super().__init__(
+            atlas, LossWeights(mse=1.0, seg=0.0, ssim=0.0, reg=weight, reg_type="l1"), learning_rate, gamma
+        )
         self.deformation = reference_siren(omega)
 
     def displacement(self, coords: torch.Tensor) -> torch.Tensor:
@@ -94,8 +100,17 @@ class ReferenceInrFit(EyeFit):
 class IdirFit(EyeFit):
     """A fresh SIREN displacement field for this eye alone (no latent sharing)."""
 
-    def __init__(self, atlas: AtlasINR, weights: LossWeights, learning_rate: float, gamma: float,
-                 hidden: int, num_layers: int, omega: float, out_scale: float) -> None:
+    def __init__(
+        self,
+        atlas: AtlasINR,
+        weights: LossWeights,
+        learning_rate: float,
+        gamma: float,
+        hidden: int,
+        num_layers: int,
+        omega: float,
+        out_scale: float,
+    ) -> None:
         super().__init__(atlas, weights, learning_rate, gamma)
         self.deformation = Siren(3, hidden, num_layers, 3, omega, out_scale)
 

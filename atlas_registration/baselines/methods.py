@@ -31,8 +31,16 @@ CLASSICAL_BASELINES = {"atlas": "atlas_only", "affine": "affine", "bspline": "bs
 def idir_fit(cfg: AtlasConfig, atlas: AtlasINR) -> IdirFit:
     """The IDIR-style baseline for one eye: a fresh SIREN displacement field."""
     ev = cfg.EVALUATION
-    return IdirFit(atlas, test_weights(cfg), ev.IDIR_LEARNING_RATE, cfg.TEST.LR_SCHEDULER_GAMMA,
-                   ev.IDIR_HIDDEN_SIZE, ev.IDIR_NUM_LAYERS, cfg.DISP_MODEL.OMEGA, cfg.DISP_MODEL.OUT_INIT_SCALE)
+    return IdirFit(
+        atlas,
+        test_weights(cfg),
+        ev.IDIR_LEARNING_RATE,
+        cfg.TEST.LR_SCHEDULER_GAMMA,
+        ev.IDIR_HIDDEN_SIZE,
+        ev.IDIR_NUM_LAYERS,
+        cfg.DISP_MODEL.OMEGA,
+        cfg.DISP_MODEL.OUT_INIT_SCALE,
+    )
 
 
 def reference_affine_fit(cfg: AtlasConfig, atlas: AtlasINR) -> ReferenceAffineFit:
@@ -42,8 +50,12 @@ def reference_affine_fit(cfg: AtlasConfig, atlas: AtlasINR) -> ReferenceAffineFi
 
 def reference_inr_fit(cfg: AtlasConfig, pretrained_atlas: AtlasINR) -> ReferenceInrFit:
     """The reference's per-eye INR baseline for one eye, registered to the pretrained atlas."""
-    return ReferenceInrFit(pretrained_atlas, cfg.EVALUATION.REFERENCE_BASELINE_LEARNING_RATE,
-                           cfg.TEST.LR_SCHEDULER_GAMMA, cfg.DISP_MODEL.OMEGA)
+    return ReferenceInrFit(
+        pretrained_atlas,
+        cfg.EVALUATION.REFERENCE_BASELINE_LEARNING_RATE,
+        cfg.TEST.LR_SCHEDULER_GAMMA,
+        cfg.DISP_MODEL.OMEGA,
+    )
 
 
 def register_classical(cfg: AtlasConfig, method: str, atlas_grid: GridPrediction, eye: Eye) -> EyeRegistration:
@@ -56,12 +68,19 @@ def register_classical(cfg: AtlasConfig, method: str, atlas_grid: GridPrediction
             options["iterations"] = cfg.EVALUATION.CLASSICAL_ITERATIONS
     result = register(CLASSICAL_BASELINES[method], eye.oct, atlas_grid.intensity, eye.spacing, **options)
     labels = warp_labels(atlas_grid.labels, result.displacement_mm, eye.spacing)
-    return EyeRegistration(labels, result.warped_intensity, result.displacement_mm.astype(np.float32),
-                           result.seconds)
+    return EyeRegistration(labels, result.warped_intensity, result.displacement_mm.astype(np.float32), result.seconds)
 
 
-def run_baseline(cfg: AtlasConfig, method: str, model: GINRAtlasRegistration, pretrained: AtlasINR | None,
-                 atlas_grid: GridPrediction, eye: Eye, extent_mm: Sequence[float], index: int) -> EyeRegistration:
+def run_baseline(
+    cfg: AtlasConfig,
+    method: str,
+    model: GINRAtlasRegistration,
+    pretrained: AtlasINR | None,
+    atlas_grid: GridPrediction,
+    eye: Eye,
+    extent_mm: Sequence[float],
+    index: int,
+) -> EyeRegistration:
     """One baseline on one dense eye: a per-eye INR or affine fit, or a classical (SimpleITK) method.
 
     ``pretrained``: the atlas before fine-tuning, which ``reference_inr`` registers to.
@@ -70,13 +89,15 @@ def run_baseline(cfg: AtlasConfig, method: str, model: GINRAtlasRegistration, pr
     if method == "idir":
         return register_inr(cfg, idir_fit(cfg, model.atlas), eye, eye, extent_mm, cfg.EVALUATION.IDIR_EPOCHS)
     if method == "reference_affine":
-        return register_inr(cfg, reference_affine_fit(cfg, model.atlas), eye, eye, extent_mm,
-                            cfg.EVALUATION.REFERENCE_BASELINE_EPOCHS)
+        return register_inr(
+            cfg, reference_affine_fit(cfg, model.atlas), eye, eye, extent_mm, cfg.EVALUATION.REFERENCE_BASELINE_EPOCHS
+        )
     if method == "reference_inr":
         if pretrained is None:
             raise DataError("baseline 'reference_inr' needs the pretrained atlas")
-        return register_inr(cfg, reference_inr_fit(cfg, pretrained), eye, eye, extent_mm,
-                            cfg.EVALUATION.REFERENCE_BASELINE_EPOCHS)
+        return register_inr(
+            cfg, reference_inr_fit(cfg, pretrained), eye, eye, extent_mm, cfg.EVALUATION.REFERENCE_BASELINE_EPOCHS
+        )
     if method not in CLASSICAL_BASELINES:
         raise DataError(f"unknown baseline {method!r}")
     return register_classical(cfg, method, atlas_grid, eye)

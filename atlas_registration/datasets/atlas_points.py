@@ -15,8 +15,14 @@ class AtlasPointsDataset(Dataset):
     Items: ``coords [P, 3]`` (normalised), ``intensity [P]``, ``labels [P]`` int64.
     """
 
-    def __init__(self, intensity: np.ndarray, labels: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 points: int, steps: int) -> None:
+    def __init__(
+        self,
+        intensity: np.ndarray,
+        labels: np.ndarray,
+        axes: tuple[np.ndarray, np.ndarray, np.ndarray],
+        points: int,
+        steps: int,
+    ) -> None:
         self.coords = grid_coordinates(axes).reshape(-1, 3)
         self.intensity = torch.from_numpy(np.ascontiguousarray(intensity, dtype=np.float32)).reshape(-1)
         self.labels = torch.from_numpy(labels.astype(np.int64)).reshape(-1)

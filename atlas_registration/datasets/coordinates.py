@@ -55,8 +55,7 @@ def grid_extent(shape: Sequence[int], spacing: Sequence[float]) -> tuple[float, 
 def axis_positions(eye: EyeGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mm positions of the eye's rows ``[H]``, columns ``[W]`` and B-scans ``[D]``."""
     height, width, _ = eye.shape
-    return (np.arange(height) * eye.spacing[0], np.arange(width) * eye.spacing[1],
-            np.asarray(eye.bscan_positions))
+    return (np.arange(height) * eye.spacing[0], np.arange(width) * eye.spacing[1], np.asarray(eye.bscan_positions))
 
 
 def normalise(positions_mm: np.ndarray, extent_mm: float) -> np.ndarray:

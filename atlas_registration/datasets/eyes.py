@@ -54,9 +54,13 @@ def to_atlas_orientation(eye: Eye, flip_os: bool) -> Eye:
     """A left eye mirrored along W into right-eye orientation (its own inverse); others as they are."""
     if not (flip_os and eye.laterality == "OS"):
         return eye
-    return replace(eye, oct=eye.oct[:, ::-1].copy(),
-                   labels=None if eye.labels is None else eye.labels[:, ::-1].copy(),
-                   slo=None if eye.slo is None else eye.slo[::-1].copy(), meta=dict(eye.meta))
+    return replace(
+        eye,
+        oct=eye.oct[:, ::-1].copy(),
+        labels=None if eye.labels is None else eye.labels[:, ::-1].copy(),
+        slo=None if eye.slo is None else eye.slo[::-1].copy(),
+        meta=dict(eye.meta),
+    )
 
 
 def from_atlas_orientation(volume: np.ndarray, laterality: str, flip_os: bool, axis: int = 1) -> np.ndarray:
@@ -80,8 +84,7 @@ def min_max_normalise(volume: np.ndarray, value_range: tuple[float, float] | Non
     return (volume - low) / (high - low) if high > low else np.zeros_like(volume)
 
 
-def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool,
-                value_range: tuple[float, float] | None = None) -> Eye:
+def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool, value_range: tuple[float, float] | None = None) -> Eye:
     """Min-max normalised float32 intensities, atlas labels (``mapping``), atlas orientation.
 
     ``value_range``: the intensity range of the whole eye when ``eye`` holds only some of its
@@ -89,8 +92,9 @@ def prepare_eye(eye: Eye, mapping: LabelMapping, flip_os: bool,
     """
     if eye.labels is None:
         raise DataError(f"eye {eye.eye_id}: the atlas needs labelled eyes (oct_seg_flat_... missing)")
-    eye = replace(eye, oct=min_max_normalise(eye.oct, value_range), labels=mapping.apply(eye.labels),
-                  meta=dict(eye.meta))
+    eye = replace(
+        eye, oct=min_max_normalise(eye.oct, value_range), labels=mapping.apply(eye.labels), meta=dict(eye.meta)
+    )
     return to_atlas_orientation(eye, flip_os)
 
 
@@ -109,8 +113,15 @@ def memory_mapped(eye: Eye, cache_dir: Path, subsample: int) -> Eye:
     return replace(eye, oct=arrays["oct"], labels=arrays["labels"], meta=dict(eye.meta))
 
 
-def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mapping: LabelMapping,
-                      flip_os: bool, subsample: int = 1, cache_dir: str | Path | None = None) -> Eye:
+def read_prepared_eye(
+    data_dir: str | Path,
+    subject: str,
+    laterality: str,
+    mapping: LabelMapping,
+    flip_os: bool,
+    subsample: int = 1,
+    cache_dir: str | Path | None = None,
+) -> Eye:
     """One eye from its ``subsample`` files, prepared (:func:`prepare_eye`), memory-mapped with a cache.
 
     The eye as stored passes the checks of ``validate`` first (:func:`~retina_data.validation.eye_problems`:
@@ -124,11 +135,22 @@ def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mappi
     files = eye_files(data_dir, subject, laterality, subsample)
     for path in (files.oct, files.labels):
         if subsample > 1 and not path.is_file():
-            raise DataError(f"{path}: not found; DATA.SUBSMPL_FACTOR = {subsample} reads the subsampled files, "
-                            f"write them with `python -m retina_data subsample {data_dir} {subsample}`")
+            raise DataError(
+                f"{path}: not found; DATA.SUBSMPL_FACTOR = {subsample} reads the subsampled files, "
+                f"write them with `python -m retina_data subsample {data_dir} {subsample}`"
+            )
     stored = read_eye(data_dir, subject, laterality, subsample)
-    require_valid_eyes(eye_problems(stored, "tree", Path(data_dir), num_labels=label_count(Path(data_dir)),
-                                    intensity_range=False, subsample=subsample), Path(data_dir))
+    require_valid_eyes(
+        eye_problems(
+            stored,
+            "tree",
+            Path(data_dir),
+            num_labels=label_count(Path(data_dir)),
+            intensity_range=False,
+            subsample=subsample,
+        ),
+        Path(data_dir),
+    )
     eye = prepare_eye(stored, mapping, flip_os)
     if cache_dir is None:
         return eye
@@ -136,8 +158,9 @@ def read_prepared_eye(data_dir: str | Path, subject: str, laterality: str, mappi
     return memory_mapped(eye, Path(cache_dir), subsample)
 
 
-def subject_eye_keys(available: set[tuple[str, str]], subjects: list[str], where: str | Path,
-                     expected: str) -> list[tuple[str, str]]:
+def subject_eye_keys(
+    available: set[tuple[str, str]], subjects: list[str], where: str | Path, expected: str
+) -> list[tuple[str, str]]:
     """``(subject, laterality)`` of every eye of ``subjects`` in ``available`` (in order, OS before OD).
 
     Raises:
@@ -152,11 +175,16 @@ def subject_eye_keys(available: set[tuple[str, str]], subjects: list[str], where
     return keys
 
 
-def read_subject_eyes(data_dir: str | Path, subjects: list[str], mapping: LabelMapping, flip_os: bool,
-                      subsample: int = 1, cache_dir: str | Path | None = None) -> list[Eye]:
+def read_subject_eyes(
+    data_dir: str | Path,
+    subjects: list[str],
+    mapping: LabelMapping,
+    flip_os: bool,
+    subsample: int = 1,
+    cache_dir: str | Path | None = None,
+) -> list[Eye]:
     """Every eye of ``subjects`` (in order, OS before OD), prepared; a subject without eyes raises DataError."""
-    keys = subject_eye_keys(set(list_eyes(data_dir)), subjects, data_dir,
-                            "<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz")
+    keys = subject_eye_keys(set(list_eyes(data_dir)), subjects, data_dir, "<subject>/<OD|OS>/oct_flat_<od|os>.nii.gz")
     return [read_prepared_eye(data_dir, subject, lat, mapping, flip_os, subsample, cache_dir) for subject, lat in keys]
 
 
@@ -164,12 +192,21 @@ def require_one_grid(train: Sequence[Eye | StoredEye], where: str | Path) -> Non
     """Refuse training eyes of different shapes (the median atlas needs one grid)."""
     shapes = {eye.shape for eye in train}
     if len(shapes) > 1:
-        raise DataError(f"{where}: training eyes differ in shape {sorted(shapes)}; "
-                        "the median atlas needs one grid (crop or resample them first)")
+        raise DataError(
+            f"{where}: training eyes differ in shape {sorted(shapes)}; "
+            "the median atlas needs one grid (crop or resample them first)"
+        )
 
 
-def read_fold_eyes(data_dir: str | Path, fold_file: str | Path, fold: int, mapping: LabelMapping,
-                   flip_os: bool, subsample: int = 1, cache_dir: str | Path | None = None) -> FoldEyes:
+def read_fold_eyes(
+    data_dir: str | Path,
+    fold_file: str | Path,
+    fold: int,
+    mapping: LabelMapping,
+    flip_os: bool,
+    subsample: int = 1,
+    cache_dir: str | Path | None = None,
+) -> FoldEyes:
     """Read the TRAIN eyes of ``fold`` (``subsample`` files) and its TEST eyes (dense files).
 
     Every subject the fold file names must be in ``data_dir`` (else :class:`DataError` naming them).

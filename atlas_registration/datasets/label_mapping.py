@@ -38,12 +38,32 @@ SOURCE_LABELS: tuple[int, ...] = tuple(range(FLUID_LABEL + 1))
 """Every label a data set can hold: the 13 layer classes and the fluid label."""
 
 DEFAULT_MAPPING: dict[int, int] = {
-    0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6,
-    7: 7, 8: 7, 9: 8, 10: 8, 11: 9,
-    12: 0, FLUID_LABEL: 0,
+    0: 0,
+    1: 1,
+    2: 2,
+    3: 3,
+    4: 4,
+    5: 5,
+    6: 6,
+    7: 7,
+    8: 7,
+    9: 8,
+    10: 8,
+    11: 9,
+    12: 0,
+    FLUID_LABEL: 0,
 }
 DEFAULT_NAMES: tuple[str, ...] = (
-    "background", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL", "IS+EZ", "OS+IZ", "RPE",
+    "background",
+    "RNFL",
+    "GCL",
+    "IPL",
+    "INL",
+    "OPL",
+    "ONL",
+    "IS+EZ",
+    "OS+IZ",
+    "RPE",
 )
 
 
@@ -65,8 +85,9 @@ class LabelMapping:
         return cls.from_config(None)
 
     @classmethod
-    def from_config(cls, mapping: Mapping[int, int] | None,
-                    names: list[str] | tuple[str, ...] | None = None) -> LabelMapping:
+    def from_config(
+        cls, mapping: Mapping[int, int] | None, names: list[str] | tuple[str, ...] | None = None
+    ) -> LabelMapping:
         """Build and validate a mapping; ``None`` gives the default 10-class mapping.
 
         Args:
@@ -85,16 +106,12 @@ class LabelMapping:
             table = _parse_table(mapping)
         targets = sorted(set(table.values()))
         if targets != list(range(len(targets))):
-            raise ConfigError(
-                f"label mapping: target labels must be contiguous 0..K-1, got {targets}"
-            )
+            raise ConfigError(f"label mapping: target labels must be contiguous 0..K-1, got {targets}")
         if names is None:
             names = _joined_names(table, len(targets))
         names = tuple(str(n) for n in names)
         if len(names) != len(targets):
-            raise ConfigError(
-                f"label mapping: {len(names)} class names given for {len(targets)} target classes"
-            )
+            raise ConfigError(f"label mapping: {len(names)} class names given for {len(targets)} target classes")
         return cls(table=table, names=names)
 
     @property
@@ -121,9 +138,7 @@ class LabelMapping:
             return labels.astype(np.uint8)
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high > max(self.table):
-            raise DataError(
-                f"label mapping: labels must lie in 0..{max(self.table)}, found values in {low}..{high}"
-            )
+            raise DataError(f"label mapping: labels must lie in 0..{max(self.table)}, found values in {low}..{high}")
         return self.lookup[labels.astype(np.intp, copy=False)]
 
 
@@ -134,19 +149,14 @@ def _parse_table(mapping: Mapping[int, int]) -> dict[int, int]:
     for key, value in mapping.items():
         source, target = _as_label(key), _as_label(value)
         if source is None or target is None:
-            raise ConfigError(
-                f"label mapping: entry {key!r}: {value!r} must map an integer label to an integer label"
-            )
+            raise ConfigError(f"label mapping: entry {key!r}: {value!r} must map an integer label to an integer label")
         if source not in SOURCE_LABELS:
-            raise ConfigError(
-                f"label mapping: unknown source label {key!r}; source labels are 0..{FLUID_LABEL}"
-            )
+            raise ConfigError(f"label mapping: unknown source label {key!r}; source labels are 0..{FLUID_LABEL}")
         table[source] = target
     missing = [label for label in SOURCE_LABELS if label not in table]
     if missing:
         raise ConfigError(
-            f"label mapping: source labels {missing} are not mapped; every label 0..{FLUID_LABEL} "
-            "needs a target"
+            f"label mapping: source labels {missing} are not mapped; every label 0..{FLUID_LABEL} needs a target"
         )
     return table
 

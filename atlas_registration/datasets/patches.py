@@ -54,8 +54,11 @@ def random_offset(geometry: PatchGeometry, generator: torch.Generator | None = N
     return triple(int(torch.randint(0, m, (1,), generator=generator)) for m in geometry.starts)
 
 
-def eye_sample(eye: AtlasEye, extent_mm: Sequence[float], index: tuple[np.ndarray, np.ndarray, np.ndarray],
-               ) -> dict[str, torch.Tensor]:
+def eye_sample(
+    eye: AtlasEye,
+    extent_mm: Sequence[float],
+    index: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, torch.Tensor]:
     """Coordinates, intensities and labels of the voxels on the grid ``index``.
 
     An eye in a store (:class:`~atlas_registration.datasets.store_eyes.StoredEye`) is read here,
@@ -86,8 +89,14 @@ class StridedPatchDataset(Dataset):
     patch at a time, so the dataset holds none of their voxels.
     """
 
-    def __init__(self, eyes: Sequence[AtlasEye], extent_mm: Sequence[float], patch_size: Sequence[int],
-                 mode: str = "downsample", patches_per_eye: int = 1) -> None:
+    def __init__(
+        self,
+        eyes: Sequence[AtlasEye],
+        extent_mm: Sequence[float],
+        patch_size: Sequence[int],
+        mode: str = "downsample",
+        patches_per_eye: int = 1,
+    ) -> None:
         self.eyes = list(eyes)
         self.extent_mm = tuple(extent_mm)
         smallest = np.min([eye.shape for eye in self.eyes], axis=0)
@@ -109,8 +118,9 @@ class StridedPatchDataset(Dataset):
 class FullEyeDataset(Dataset):
     """Whole eyes (validation and test): item ``i`` is every voxel of eye ``i``, same keys as patches."""
 
-    def __init__(self, eyes: Sequence[AtlasEye], extent_mm: Sequence[float], eye_indices: Sequence[int] | None = None
-                 ) -> None:
+    def __init__(
+        self, eyes: Sequence[AtlasEye], extent_mm: Sequence[float], eye_indices: Sequence[int] | None = None
+    ) -> None:
         self.eyes = list(eyes)
         self.extent_mm = tuple(extent_mm)
         self.eye_indices = list(eye_indices) if eye_indices is not None else list(range(len(self.eyes)))

@@ -49,19 +49,22 @@ class StoredEye:
     (``dD`` the median step between them, as :meth:`Eye.select_bscans` gives), ``bscan_positions [D]``.
     """
 
-    def __init__(self, location: str, info: EyeInfo, mapping: LabelMapping, flip_os: bool, subsample: int = 1
-                 ) -> None:
+    def __init__(self, location: str, info: EyeInfo, mapping: LabelMapping, flip_os: bool, subsample: int = 1) -> None:
         if not info.has_labels:
-            raise DataError(f"{location}: eye {info.eye_id}: the atlas needs labelled eyes (the store holds no "
-                            "labels for it)")
+            raise DataError(
+                f"{location}: eye {info.eye_id}: the atlas needs labelled eyes (the store holds no labels for it)"
+            )
         self.location, self.info, self.mapping, self.flip_os = location, info, mapping, flip_os
         self.bscans = np.arange(0, info.shape[2], subsample)
         """Store B-scan indices ``[D]`` this eye is made of."""
         self.eye_id, self.subject, self.laterality = info.eye_id, info.subject, info.laterality
         self.shape = (info.shape[0], info.shape[1], len(self.bscans))
         self.bscan_positions = np.asarray(info.bscan_positions, dtype=np.float64)[self.bscans]
-        step = info.spacing[2] if subsample == 1 or len(self.bscans) < 2 else float(
-            np.median(np.diff(self.bscan_positions)))
+        step = (
+            info.spacing[2]
+            if subsample == 1 or len(self.bscans) < 2
+            else float(np.median(np.diff(self.bscan_positions)))
+        )
         self.spacing = (float(info.spacing[0]), float(info.spacing[1]), float(step))
         self.value_range: tuple[float, float] | None = None
         """``(min, max)`` intensity over the B-scans used (:meth:`check`), ``None`` until then."""
@@ -84,7 +87,7 @@ class StoredEye:
         low, high = np.inf, -np.inf
         store = open_store(self.location)
         for start in range(0, depth, block):
-            part = self.bscans[start:start + block]
+            part = self.bscans[start : start + block]
             part_low, part_high = self._checked_range(store.read_eye(self.eye_id, part.tolist()), store.num_labels)
             low, high = min(low, part_low), max(high, part_high)
         self.value_range = (low, high)
@@ -95,8 +98,9 @@ class StoredEye:
         refusing them if they fail the checks of ``validate``
         (:func:`~retina_data.validation.eye_problems`; the range is not checked, as every eye is
         min-max normalised here) or hold labels outside the label mapping."""
-        require_valid_eyes(eye_problems(stored, "store", self.location, num_labels=num_labels,
-                                        intensity_range=False), self.location)
+        require_valid_eyes(
+            eye_problems(stored, "store", self.location, num_labels=num_labels, intensity_range=False), self.location
+        )
         try:
             self.mapping.apply(np.zeros(0) if stored.labels is None else stored.labels)
         except DataError as exc:
@@ -124,8 +128,9 @@ AtlasEye = Eye | StoredEye
 """A training eye of the atlas: in memory (or memory-mapped) from a tree, or in a store."""
 
 
-def store_eyes(location: str, subjects: list[str], mapping: LabelMapping, flip_os: bool, subsample: int = 1
-               ) -> list[StoredEye]:
+def store_eyes(
+    location: str, subjects: list[str], mapping: LabelMapping, flip_os: bool, subsample: int = 1
+) -> list[StoredEye]:
     """Handles of every eye of ``subjects`` in the store (in order, OS before OD); nothing is read."""
     store = open_store(location)
     available = set()
@@ -136,8 +141,15 @@ def store_eyes(location: str, subjects: list[str], mapping: LabelMapping, flip_o
     return [StoredEye(location, store.info(f"{subject}_{lat}"), mapping, flip_os, subsample) for subject, lat in keys]
 
 
-def read_store_fold_eyes(location: str | os.PathLike, fold_file: str | Path, fold: int, mapping: LabelMapping,
-                         flip_os: bool, subsample: int = 1, progress: bool = False) -> FoldEyes:
+def read_store_fold_eyes(
+    location: str | os.PathLike,
+    fold_file: str | Path,
+    fold: int,
+    mapping: LabelMapping,
+    flip_os: bool,
+    subsample: int = 1,
+    progress: bool = False,
+) -> FoldEyes:
     """The TRAIN eyes of ``fold`` as :class:`StoredEye` handles (every ``subsample``-th B-scan), each
     read once to check it and to find its intensity range, and its TEST eyes read whole and prepared.
 
@@ -166,6 +178,9 @@ def store_files(location: str, eyes: Sequence[StoredEye | Eye]) -> list[Path]:
     root = Path(location)
     files = [root / "zarr.json"]
     for eye in eyes:
-        files += [root / eye.eye_id / "zarr.json", root / eye.eye_id / "oct" / "zarr.json",
-                  root / eye.eye_id / "labels" / "zarr.json"]
+        files += [
+            root / eye.eye_id / "zarr.json",
+            root / eye.eye_id / "oct" / "zarr.json",
+            root / eye.eye_id / "labels" / "zarr.json",
+        ]
     return files

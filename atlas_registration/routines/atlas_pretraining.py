@@ -27,14 +27,25 @@ class AtlasPretraining(L.LightningModule):
         seg_loss: ``bce`` or ``ce`` (:func:`label_loss`).
     """
 
-    def __init__(self, hidden: int, num_layers: int, num_classes: int, omega: float,
-                 learning_rate: float, seg_weight: float, gamma: float = 0.99, seg_loss: str = "bce",
-                 linear_last: bool = True, intensity_sigmoid: bool = True) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        num_layers: int,
+        num_classes: int,
+        omega: float,
+        learning_rate: float,
+        seg_weight: float,
+        gamma: float = 0.99,
+        seg_loss: str = "bce",
+        linear_last: bool = True,
+        intensity_sigmoid: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.learning_rate, self.seg_weight, self.gamma, self.seg_loss = learning_rate, seg_weight, gamma, seg_loss
-        self.atlas = AtlasINR(hidden, num_layers, num_classes, omega, linear_last=linear_last,
-                              intensity_sigmoid=intensity_sigmoid)
+        self.atlas = AtlasINR(
+            hidden, num_layers, num_classes, omega, linear_last=linear_last, intensity_sigmoid=intensity_sigmoid
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         check_finite_weights(self, batch_idx, "ATLAS_PRETRAINING.LEARNING_RATE", self.learning_rate)
@@ -42,10 +53,20 @@ class AtlasPretraining(L.LightningModule):
         mse = F.mse_loss(intensity.float(), batch["intensity"])
         seg = label_loss(logits, batch["labels"], self.seg_loss)
         loss = mse + self.seg_weight * seg
-        check_finite_loss(self, {"mse": mse, self.seg_loss: seg, "loss": loss}, batch_idx,
-                          "ATLAS_PRETRAINING.LEARNING_RATE", self.learning_rate)
-        self.log_dict({"pretrain/mse": mse, f"pretrain/{self.seg_loss}": seg, "pretrain/loss": loss},
-                      prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+        check_finite_loss(
+            self,
+            {"mse": mse, self.seg_loss: seg, "loss": loss},
+            batch_idx,
+            "ATLAS_PRETRAINING.LEARNING_RATE",
+            self.learning_rate,
+        )
+        self.log_dict(
+            {"pretrain/mse": mse, f"pretrain/{self.seg_loss}": seg, "pretrain/loss": loss},
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         return loss
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:

@@ -48,8 +48,12 @@ class EyeFit(L.LightningModule):
         check_finite_weights(self, batch_idx, self.RATE_KEY, self.learning_rate)
         terms = registration_loss(self.atlas, self.displacement, batch, self.weights)
         check_finite_loss(self, terms, batch_idx, self.RATE_KEY, self.learning_rate)
-        self.log_dict({f"fit/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=batch["intensity"].shape[0])
+        self.log_dict(
+            {f"fit/{k}": v for k, v in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch["intensity"].shape[0],
+        )
         return terms["loss"]
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
@@ -65,8 +69,16 @@ class LatentFit(EyeFit):
     :func:`initial_codes`).
     """
 
-    def __init__(self, atlas: AtlasINR, deformation: DeformationNetwork, weights: LossWeights,
-                 learning_rate: float, gamma: float, init_std: float, init: str = "shifted") -> None:
+    def __init__(
+        self,
+        atlas: AtlasINR,
+        deformation: DeformationNetwork,
+        weights: LossWeights,
+        learning_rate: float,
+        gamma: float,
+        init_std: float,
+        init: str = "shifted",
+    ) -> None:
         super().__init__(atlas, weights, learning_rate, gamma)
         self.deformation = deformation.requires_grad_(False).eval()
         self.latent = nn.Parameter(initial_codes(1, deformation.latent_dim, init_std, init))

@@ -39,17 +39,36 @@ class GINRAtlasRegistration(L.LightningModule):
         chunk: points per forward pass in validation.
     """
 
-    def __init__(self, num_eyes: int, num_classes: int, latent_size: int, latent_std: float,
-                 disp: dict, atlas: dict, learning_rate: float, latent_lr_factor: float, atlas_lr_factor: float,
-                 gamma: float, weights: dict, latent_weight: float, chunk: int = 262144,
-                 latent_init: str = "shifted") -> None:
+    def __init__(
+        self,
+        num_eyes: int,
+        num_classes: int,
+        latent_size: int,
+        latent_std: float,
+        disp: dict,
+        atlas: dict,
+        learning_rate: float,
+        latent_lr_factor: float,
+        atlas_lr_factor: float,
+        gamma: float,
+        weights: dict,
+        latent_weight: float,
+        chunk: int = 262144,
+        latent_init: str = "shifted",
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.num_classes, self.chunk, self.latent_weight = num_classes, chunk, latent_weight
         self.learning_rate, self.gamma = learning_rate, gamma
         self.latent_lr_factor, self.atlas_lr_factor = latent_lr_factor, atlas_lr_factor
-        self.atlas = AtlasINR(atlas["hidden"], atlas["num_layers"], num_classes, atlas["omega"],
-                              linear_last=atlas["linear_last"], intensity_sigmoid=atlas["intensity_sigmoid"])
+        self.atlas = AtlasINR(
+            atlas["hidden"],
+            atlas["num_layers"],
+            num_classes,
+            atlas["omega"],
+            linear_last=atlas["linear_last"],
+            intensity_sigmoid=atlas["intensity_sigmoid"],
+        )
         self.deformation = deformation_network(disp, latent_size)
         self.latents = nn.Embedding(num_eyes, latent_size)
         with torch.no_grad():
@@ -66,18 +85,24 @@ class GINRAtlasRegistration(L.LightningModule):
         terms = registration_loss(self.atlas, lambda x: self.displacement(x, latent), batch, self.weights)
         prior = latent.pow(2).sum(-1).mean()
         loss = terms.pop("loss") + self.latent_weight * prior
-        check_finite_loss(self, {**terms, "latent": prior, "loss": loss}, batch_idx, "TRAINING.LEARNING_RATE",
-                          self.learning_rate)
-        self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=latent.shape[0], sync_dist=True)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=latent.shape[0],
-                 sync_dist=True)
+        check_finite_loss(
+            self, {**terms, "latent": prior, "loss": loss}, batch_idx, "TRAINING.LEARNING_RATE", self.learning_rate
+        )
+        self.log_dict(
+            {f"train/{k}": v for k, v in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=latent.shape[0],
+            sync_dist=True,
+        )
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=latent.shape[0], sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         latent = self.latents(batch["eye"])[:1]
-        prediction = predict_on_grid(self.atlas, batch["coords"][0], lambda x: self.displacement(x, latent),
-                                     self.chunk)
+        prediction = predict_on_grid(self.atlas, batch["coords"][0], lambda x: self.displacement(x, latent), self.chunk)
         truth = batch["intensity"][0].cpu().numpy()
         mse = float(np.mean((prediction.intensity - truth) ** 2))
         dice = mean_dice(prediction.labels, batch["labels"][0].cpu().numpy(), self.num_classes)
@@ -85,8 +110,10 @@ class GINRAtlasRegistration(L.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         lr = self.learning_rate
-        groups = [{"params": self.deformation.parameters(), "lr": lr},
-                  {"params": self.latents.parameters(), "lr": lr * self.latent_lr_factor}]
+        groups = [
+            {"params": self.deformation.parameters(), "lr": lr},
+            {"params": self.latents.parameters(), "lr": lr * self.latent_lr_factor},
+        ]
         if self.atlas_lr_factor > 0:
             groups.append({"params": self.atlas.parameters(), "lr": lr * self.atlas_lr_factor})
         else:
@@ -94,4 +121,3 @@ class GINRAtlasRegistration(L.LightningModule):
         optimiser = torch.optim.Adam(groups)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=self.gamma)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-

@@ -35,8 +35,10 @@ from retina_data.importers.stacks import luminance
 
 OPT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
 """Ophthalmic Tomography Image Storage."""
-PHOTOGRAPHY_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit",
-                           "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit"}
+PHOTOGRAPHY_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit",
+}
 INSTALL_HINT = "install pydicom (pip install 'resa-oct[dicom]')"
 LATERALITY_CODES = {"R": "OD", "L": "OS"}
 
@@ -60,8 +62,10 @@ def read_dicom(path: Path, header_only: bool = False) -> Any:
             pass
         return dataset
     except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, ValueError ... for bad files
-        raise DataError(f"{path}: cannot read DICOM (not a DICOM file or truncated?): "
-                        f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        raise DataError(
+            f"{path}: cannot read DICOM (not a DICOM file or truncated?): "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from exc
 
 
 def _pixels(dataset: Any, path: Path) -> np.ndarray:
@@ -71,8 +75,10 @@ def _pixels(dataset: Any, path: Path) -> np.ndarray:
     except Exception as exc:  # missing or undecodable pixel data
         raise DataError(f"{path}: cannot decode the pixel data: {type(exc).__name__}: {exc}") from exc
     if not np.issubdtype(array.dtype, np.integer) or int(getattr(dataset, "PixelRepresentation", 0)) != 0:
-        raise DataError(f"{path}: {array.dtype} pixels (Pixel Representation "
-                        f"{getattr(dataset, 'PixelRepresentation', None)}); expected unsigned integer samples")
+        raise DataError(
+            f"{path}: {array.dtype} pixels (Pixel Representation "
+            f"{getattr(dataset, 'PixelRepresentation', None)}); expected unsigned integer samples"
+        )
     top = float(2 ** int(dataset.get("BitsStored", array.dtype.itemsize * 8)) - 1)
     return (array.astype(np.float32) / np.float32(top)).astype(np.float32)
 
@@ -91,8 +97,9 @@ def _frames(dataset: Any, path: Path) -> list[Any]:
         raise DataError(f"{path}: {frames} frame(s); expected a volume of several B-scans (a line scan is not one)")
     per_frame = list(dataset.get("PerFrameFunctionalGroupsSequence", []))
     if len(per_frame) != frames:
-        raise DataError(f"{path}: {len(per_frame)} Per-frame Functional Groups items for {frames} frames; "
-                        "expected one per frame")
+        raise DataError(
+            f"{path}: {len(per_frame)} Per-frame Functional Groups items for {frames} frames; expected one per frame"
+        )
     return per_frame
 
 
@@ -102,17 +109,22 @@ def _pixel_spacing(dataset: Any, frames: list[Any], path: Path) -> tuple[float, 
     for index, frame in enumerate(frames):
         measures = _functional_group(dataset, frame, "PixelMeasuresSequence")
         if measures is None or "PixelSpacing" not in measures:
-            raise DataError(f"{path}: frame {index + 1} has no Pixel Measures Pixel Spacing; expected row and "
-                            "column spacing in mm")
+            raise DataError(
+                f"{path}: frame {index + 1} has no Pixel Measures Pixel Spacing; expected row and column spacing in mm"
+            )
         values = [float(v) for v in measures.PixelSpacing]
         if len(values) != 2:
-            raise DataError(f"{path}: frame {index + 1} has {len(values)} Pixel Spacing values; expected row and "
-                            "column spacing in mm")
+            raise DataError(
+                f"{path}: frame {index + 1} has {len(values)} Pixel Spacing values; expected row and "
+                "column spacing in mm"
+            )
         spacings.append((values[0], values[1]))
     if any(s != spacings[0] for s in spacings):
         other = next(i for i, s in enumerate(spacings) if s != spacings[0])
-        raise DataError(f"{path}: frame {other + 1} has pixel spacing {spacings[other]} mm but frame 1 "
-                        f"{spacings[0]}; expected one spacing for the volume")
+        raise DataError(
+            f"{path}: frame {other + 1} has pixel spacing {spacings[other]} mm but frame 1 "
+            f"{spacings[0]}; expected one spacing for the volume"
+        )
     return spacings[0]
 
 
@@ -123,15 +135,19 @@ def _frame_locations(dataset: Any, frames: list[Any], width: int, path: Path) ->
     for index, frame in enumerate(frames):
         location = frame.get("OphthalmicFrameLocationSequence")
         if not location:
-            raise DataError(f"{path}: frame {index + 1} has no Ophthalmic Frame Location Sequence; expected "
-                            "each B-scan's line on the localizer")
+            raise DataError(
+                f"{path}: frame {index + 1} has no Ophthalmic Frame Location Sequence; expected "
+                "each B-scan's line on the localizer"
+            )
         item = location[0]
         uids.append(str(item.get("ReferencedSOPInstanceUID", "")))
         coordinates = np.asarray(item.get("ReferenceCoordinates", []), dtype=np.float64)
         pairs = coordinates.size // 2
         if coordinates.size % 2 or pairs not in (2, width):
-            raise DataError(f"{path}: frame {index + 1} has {coordinates.size} Reference Coordinates; expected "
-                            f"row, column pairs for the 2 ends of the B-scan or its {width} A-scans")
+            raise DataError(
+                f"{path}: frame {index + 1} has {coordinates.size} Reference Coordinates; expected "
+                f"row, column pairs for the 2 ends of the B-scan or its {width} A-scans"
+            )
         row_col = coordinates.reshape(pairs, 2)
         xy = row_col[:, ::-1]
         starts.append(xy[0])
@@ -163,11 +179,14 @@ def _read_localizer(slo_path: Path, uid: str) -> tuple[np.ndarray, tuple[float, 
     dataset = read_dicom(slo_path)
     sop_class = str(dataset.get("SOPClassUID", ""))
     if sop_class not in PHOTOGRAPHY_SOP_CLASSES:
-        raise DataError(f"{slo_path}: SOP class {sop_class or 'none'}; expected an Ophthalmic Photography "
-                        "image (the SLO)")
+        raise DataError(
+            f"{slo_path}: SOP class {sop_class or 'none'}; expected an Ophthalmic Photography image (the SLO)"
+        )
     if str(dataset.get("SOPInstanceUID", "")) != uid:
-        raise DataError(f"{slo_path}: SOP Instance UID {dataset.get('SOPInstanceUID')} is not the localizer the "
-                        f"frames refer to ({uid})")
+        raise DataError(
+            f"{slo_path}: SOP Instance UID {dataset.get('SOPInstanceUID')} is not the localizer the "
+            f"frames refer to ({uid})"
+        )
     image = _pixels(dataset, slo_path)
     if image.ndim == 3 and image.shape[-1] == 3:
         image = luminance(image)
@@ -177,8 +196,9 @@ def _read_localizer(slo_path: Path, uid: str) -> tuple[np.ndarray, tuple[float, 
     return image, None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
 
-def import_dicom_oct(path: str | Path, subject: str, laterality: str | None = None,
-                     slo: str | Path | None = None) -> Eye:
+def import_dicom_oct(
+    path: str | Path, subject: str, laterality: str | None = None, slo: str | Path | None = None
+) -> Eye:
     """An :class:`Eye` from a DICOM OPT file (see the module doc for the mapping).
 
     Args:
@@ -195,8 +215,10 @@ def import_dicom_oct(path: str | Path, subject: str, laterality: str | None = No
     frames = _frames(dataset, path)
     bscans = _pixels(dataset, path)
     if bscans.shape[0] != len(frames) or bscans.ndim != 3:
-        raise DataError(f"{path}: pixel data of shape {bscans.shape} for {len(frames)} frames; expected "
-                        "[frames, rows, columns] grey B-scans")
+        raise DataError(
+            f"{path}: pixel data of shape {bscans.shape} for {len(frames)} frames; expected "
+            "[frames, rows, columns] grey B-scans"
+        )
     oct_volume = np.ascontiguousarray(bscans.transpose(1, 2, 0))
     width = oct_volume.shape[1]
     d_h, d_w = _pixel_spacing(dataset, frames, path)
@@ -212,13 +234,15 @@ def import_dicom_oct(path: str | Path, subject: str, laterality: str | None = No
         if length == 0:
             raise DataError(f"{path}: the B-scans' lines on the localizer have no length; expected their ends")
         localizer_spacing = ((width - 1) * d_w / length,) * 2
-        notes.append(f"localizer pixel size taken from the B-scan length: {localizer_spacing[0]:.5g} mm "
-                     "(square pixels assumed)")
+        notes.append(
+            f"localizer pixel size taken from the B-scan length: {localizer_spacing[0]:.5g} mm (square pixels assumed)"
+        )
     scale_xy = np.array([localizer_spacing[1], localizer_spacing[0]])
     positions = bscan_positions(starts * scale_xy, ends * scale_xy)
     if positions is None:
-        raise DataError(f"{path}: the frames' locations are not parallel B-scans in increasing order; expected "
-                        "a raster volume scan")
+        raise DataError(
+            f"{path}: the frames' locations are not parallel B-scans in increasing order; expected a raster volume scan"
+        )
     slo_image = None
     if localizer is not None:
         slo_image, inside = sample_localizer(localizer, points, (1.0, 1.0), (-0.5, -0.5))
@@ -230,7 +254,17 @@ def import_dicom_oct(path: str | Path, subject: str, laterality: str | None = No
             raise DataError(f"{path}: Image Laterality {code or 'missing'!r}; expected R or L, or give --laterality")
         laterality = LATERALITY_CODES[code]
     spacing = (d_h, d_w, float(np.median(np.diff(positions))))
-    return Eye(oct=oct_volume, spacing=spacing, subject=subject, laterality=laterality, labels=None,
-               slo=slo_image, bscan_positions=positions,
-               meta={"source": str(path), "import": "dicom-opt", "import_notes": notes + [
-                   "DICOM OPT holds no layer annotations: labels are None"]})
+    return Eye(
+        oct=oct_volume,
+        spacing=spacing,
+        subject=subject,
+        laterality=laterality,
+        labels=None,
+        slo=slo_image,
+        bscan_positions=positions,
+        meta={
+            "source": str(path),
+            "import": "dicom-opt",
+            "import_notes": [*notes, "DICOM OPT holds no layer annotations: labels are None"],
+        },
+    )

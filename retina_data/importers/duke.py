@@ -37,8 +37,10 @@ from retina_data.eye import Eye
 from retina_data.importers.eyepy_volumes import BoundaryTable, eye_from_volume, eyepy_module, read_with_eyepy
 from retina_data.labels import BOUNDARY_NAMES, FLUID_LABEL
 
-DUKE_AMD_BOUNDARIES: BoundaryTable = {name: () for name in BOUNDARY_NAMES} | {
-    "ILM": ("ILM",), "IZ/RPE": ("IBRPE",), "BM": ("BM",),
+DUKE_AMD_BOUNDARIES: BoundaryTable = dict.fromkeys(BOUNDARY_NAMES, ()) | {
+    "ILM": ("ILM",),
+    "IZ/RPE": ("IBRPE",),
+    "BM": ("BM",),
 }
 """Our boundary -> the Duke AMD ``layerMaps`` names as eyepy gives them."""
 
@@ -46,8 +48,16 @@ DUKE_DME_GRADERS = ("manual1", "manual2", "automatic")
 DukeDmeGrader = Literal["manual1", "manual2", "automatic"]
 _DME_LAYER_SETS = {"manual1": "manualLayers1", "manual2": "manualLayers2", "automatic": "automaticLayersDME"}
 _DME_FLUID_SETS = {"manual1": "manualFluid1", "manual2": "manualFluid2", "automatic": "automaticFluidDME"}
-_DME_NAMES = {"ILM": "ILM", "RNFL/GCL": "NFL/GCL", "IPL/INL": "IPL/INL", "INL/OPL": "INL/OPL",
-              "OPL/ONL": "OPL/ONL", "IS/EZ": "ISM/ISE", "IZ/RPE": "OS/RPE", "BM": "BM"}
+_DME_NAMES = {
+    "ILM": "ILM",
+    "RNFL/GCL": "NFL/GCL",
+    "IPL/INL": "IPL/INL",
+    "INL/OPL": "INL/OPL",
+    "OPL/ONL": "OPL/ONL",
+    "IS/EZ": "ISM/ISE",
+    "IZ/RPE": "OS/RPE",
+    "BM": "BM",
+}
 
 
 def duke_dme_boundaries(grader: DukeDmeGrader) -> BoundaryTable:
@@ -82,8 +92,10 @@ def _annotated_bscans(eye: Eye, annotated_only: bool) -> Eye:
     assert labels is not None  # select_bscans keeps the labels of the B-scans it keeps
     empty = int(np.count_nonzero(labels.max(axis=0) == 0))
     if empty:
-        notes.append(f"{empty} of {labels.shape[1] * labels.shape[2]} A-scans of the kept B-scans "
-                     "have no annotation: labelled 0 there")
+        notes.append(
+            f"{empty} of {labels.shape[1] * labels.shape[2]} A-scans of the kept B-scans "
+            "have no annotation: labelled 0 there"
+        )
     return kept
 
 
@@ -98,13 +110,15 @@ def import_duke_amd(path: str | Path, subject: str, laterality: str, annotated_o
     """
     path = Path(path)
     volume = _read_mat("import_duke_mat", path, "Duke AMD .mat")
-    eye = eye_from_volume(volume, path, DUKE_AMD_BOUNDARIES, "duke-amd", subject=subject, laterality=laterality,
-                          has_localizer=False)
+    eye = eye_from_volume(
+        volume, path, DUKE_AMD_BOUNDARIES, "duke-amd", subject=subject, laterality=laterality, has_localizer=False
+    )
     return _annotated_bscans(eye, annotated_only)
 
 
-def import_duke_dme(path: str | Path, subject: str, laterality: str, grader: DukeDmeGrader = "manual1",
-                    annotated_only: bool = True) -> Eye:
+def import_duke_dme(
+    path: str | Path, subject: str, laterality: str, grader: DukeDmeGrader = "manual1", annotated_only: bool = True
+) -> Eye:
     """An :class:`Eye` from a Duke DME (Chiu 2014) ``.mat`` file (see the module doc for the mapping).
 
     Args:
@@ -120,13 +134,21 @@ def import_duke_dme(path: str | Path, subject: str, laterality: str, grader: Duk
         raise DataError(f"grader = {grader!r}: expected one of {', '.join(DUKE_DME_GRADERS)}")
     path = Path(path)
     volume = _read_mat("import_dukechiu2_mat", path, "Duke DME .mat")
-    eye = eye_from_volume(volume, path, duke_dme_boundaries(grader), "duke-dme", subject=subject,
-                          laterality=laterality, has_localizer=False)
+    eye = eye_from_volume(
+        volume,
+        path,
+        duke_dme_boundaries(grader),
+        "duke-dme",
+        subject=subject,
+        laterality=laterality,
+        has_localizer=False,
+    )
     fluid_maps = volume.volume_maps
     fluid_name = _DME_FLUID_SETS[grader]
     if eye.labels is not None and fluid_name in fluid_maps:
         fluid = np.asarray(fluid_maps[fluid_name].data, dtype=bool).transpose(1, 2, 0) & (eye.labels > 0)
         eye.labels[fluid] = FLUID_LABEL
-        eye.meta["import_notes"].append(f"{int(fluid.sum())} voxels of {fluid_name} (any fluid, below the ILM) "
-                                        f"labelled {FLUID_LABEL}")
+        eye.meta["import_notes"].append(
+            f"{int(fluid.sum())} voxels of {fluid_name} (any fluid, below the ILM) labelled {FLUID_LABEL}"
+        )
     return _annotated_bscans(eye, annotated_only)

@@ -60,8 +60,9 @@ def read_with_eyepy(reader: Any, path: Path, what: str) -> Any:
         return reader(path)
     except Exception as exc:  # eyepy, construct and scipy raise many types for malformed files
         reason = " ".join(str(exc).split())  # construct's messages span several lines
-        raise DataError(f"{path}: cannot read {what} (truncated or another format?): "
-                        f"{type(exc).__name__}: {reason}") from exc
+        raise DataError(
+            f"{path}: cannot read {what} (truncated or another format?): {type(exc).__name__}: {reason}"
+        ) from exc
 
 
 def laterality_of(value: Any, path: Path) -> str:
@@ -86,8 +87,10 @@ def display_intensities(volume: Any, notes: list[str]) -> np.ndarray:
         raw = volume.raw_data
         valid = raw < 3.0e38
         if valid.any() and raw[valid].max() > 1:
-            notes.append(f"B-scan values up to {raw[valid].max():.4g} exceed the .vol reflectivity range "
-                         "[0, 1]: taken as display intensities and scaled by their range")
+            notes.append(
+                f"B-scan values up to {raw[valid].max():.4g} exceed the .vol reflectivity range "
+                "[0, 1]: taken as display intensities and scaled by their range"
+            )
             return scale_to_unit(np.where(valid, raw, 0))
     return scale_to_unit(np.asarray(volume.data))
 
@@ -123,8 +126,12 @@ def _slo(volume: Any, width: int, notes: list[str]) -> np.ndarray | None:
     starts, ends = bscan_lines(volume)
     loc_meta = volume.localizer.meta
     offset = (15.0, 15.0) if loc_meta.get("scale_unit") == "°" else (0.0, 0.0)
-    samples, inside = sample_localizer(scale_to_unit(volume.localizer.data), ascan_points(starts, ends, width),
-                                       (float(loc_meta["scale_x"]), float(loc_meta["scale_y"])), offset)
+    samples, inside = sample_localizer(
+        scale_to_unit(volume.localizer.data),
+        ascan_points(starts, ends, width),
+        (float(loc_meta["scale_x"]), float(loc_meta["scale_y"])),
+        offset,
+    )
     if inside < 0.5:
         notes.append(f"only {inside:.0%} of the A-scans lie on the localizer image: SLO is None")
         return None
@@ -133,9 +140,17 @@ def _slo(volume: Any, width: int, notes: list[str]) -> np.ndarray | None:
     return samples
 
 
-def eye_from_volume(volume: Any, path: Path, table: BoundaryTable, source: str, *, subject: str | None = None,
-                    laterality: str | None = None, spacing: tuple[float, float, float] | None = None,
-                    has_localizer: bool = True) -> Eye:
+def eye_from_volume(
+    volume: Any,
+    path: Path,
+    table: BoundaryTable,
+    source: str,
+    *,
+    subject: str | None = None,
+    laterality: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    has_localizer: bool = True,
+) -> Eye:
     """An :class:`Eye` from eyepy's ``volume`` read from ``path`` (see the module doc for the mapping).
 
     Args:
@@ -152,16 +167,20 @@ def eye_from_volume(volume: Any, path: Path, table: BoundaryTable, source: str, 
     depth, _, width = data.shape
     if spacing is None:
         if volume.meta.get("scale_unit") != "mm":
-            raise DataError(f"{path}: the file gives no spacing in mm (unit {volume.meta.get('scale_unit')!r}); "
-                            "give --spacing dH dW dD")
+            raise DataError(
+                f"{path}: the file gives no spacing in mm (unit {volume.meta.get('scale_unit')!r}); "
+                "give --spacing dH dW dD"
+            )
         spacing = (float(volume.scale_y), float(volume.scale_x), float(volume.scale_z))
     starts, ends = bscan_lines(volume)
     pos_unit = volume.meta["bscan_meta"][0].get("pos_unit", "mm")
     positions = bscan_positions(starts, ends) if pos_unit == "mm" else None
     if positions is None:
         positions = np.arange(depth) * spacing[2]
-        notes.append(f"B-scan start points give no increasing positions in mm (unit {pos_unit!r}); "
-                     f"assumed evenly spaced at {spacing[2]} mm")
+        notes.append(
+            f"B-scan start points give no increasing positions in mm (unit {pos_unit!r}); "
+            f"assumed evenly spaced at {spacing[2]} mm"
+        )
     slo = None
     if not has_localizer or getattr(volume, "localizer", None) is None:
         notes.append("no localizer image: SLO is None")
@@ -177,9 +196,17 @@ def eye_from_volume(volume: Any, path: Path, table: BoundaryTable, source: str, 
     else:
         notes.append("no layer annotations in the file: labels are None")
     return Eye(
-        oct=oct_volume, spacing=spacing, subject=subject or path.stem,
-        laterality=laterality or laterality_of(volume.laterality, path), labels=labels, slo=slo,
+        oct=oct_volume,
+        spacing=spacing,
+        subject=subject or path.stem,
+        laterality=laterality or laterality_of(volume.laterality, path),
+        labels=labels,
+        slo=slo,
         bscan_positions=positions,
-        meta={"source": str(path), "import": source,
-              "label_boundaries": [BOUNDARY_NAMES[i] for i in sorted(boundaries)], "import_notes": notes},
+        meta={
+            "source": str(path),
+            "import": source,
+            "label_boundaries": [BOUNDARY_NAMES[i] for i in sorted(boundaries)],
+            "import_notes": notes,
+        },
     )

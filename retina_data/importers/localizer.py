@@ -37,8 +37,9 @@ def ascan_points(starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray
     return starts[None] + (ends - starts)[None] * t
 
 
-def sample_localizer(localizer: np.ndarray, points: np.ndarray, scale: tuple[float, float],
-                     offset: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, float]:
+def sample_localizer(
+    localizer: np.ndarray, points: np.ndarray, scale: tuple[float, float], offset: tuple[float, float] = (0.0, 0.0)
+) -> tuple[np.ndarray, float]:
     """The localizer ``[rows, cols]`` sampled bilinearly at A-scan ``points [W, D, 2]``: SLO ``[W, D]``.
 
     Returns the samples (0 outside the image) and the fraction of A-scans inside the image.

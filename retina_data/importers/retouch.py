@@ -43,8 +43,10 @@ def _read_mhd(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         reason = " ".join(str(exc).split())
         raise DataError(f"{path}: cannot read MetaImage (missing .raw or another format?): {reason}") from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{path}: {image.GetDimension()}-D image with {image.GetNumberOfComponentsPerPixel()} "
-                        "component(s); expected a 3-D grey OCT volume")
+        raise DataError(
+            f"{path}: {image.GetDimension()}-D image with {image.GetNumberOfComponentsPerPixel()} "
+            "component(s); expected a 3-D grey OCT volume"
+        )
     return sitk.GetArrayFromImage(image), tuple(image.GetSpacing())
 
 
@@ -58,23 +60,29 @@ def import_retouch(folder: str | Path, subject: str, laterality: str) -> Eye:
     if not np.issubdtype(data.dtype, np.integer):
         raise DataError(f"{oct_path}: {data.dtype} samples; expected the 8- or 16-bit samples RETOUCH stores")
     oct_volume = np.ascontiguousarray(scale_to_unit(data).transpose(1, 2, 0))
-    notes = ["no localizer image: SLO is None",
-             "RETOUCH annotates fluid only (no layers): labels are None"]
+    notes = ["no localizer image: SLO is None", "RETOUCH annotates fluid only (no layers): labels are None"]
     fluid_voxels: dict[str, int] = {}
     reference_path = folder / "reference.mhd"
     if reference_path.is_file():
         reference, _ = _read_mhd(reference_path)
         if reference.shape != data.shape:
-            raise DataError(f"{reference_path}: shape {reference.shape} does not match oct.mhd's {data.shape} "
-                            "([D, H, W])")
+            raise DataError(
+                f"{reference_path}: shape {reference.shape} does not match oct.mhd's {data.shape} ([D, H, W])"
+            )
         unknown = sorted(set(np.unique(reference).tolist()) - {0, *RETOUCH_FLUIDS})
         if unknown:
             raise DataError(f"{reference_path}: values {unknown}; expected 0 and the fluids 1 IRF, 2 SRF, 3 PED")
         fluid_voxels = {name: int(np.count_nonzero(reference == value)) for value, name in RETOUCH_FLUIDS.items()}
-        notes.append("reference fluid voxels (not stored as labels): "
-                     + ", ".join(f"{name} {count}" for name, count in fluid_voxels.items()))
+        notes.append(
+            "reference fluid voxels (not stored as labels): "
+            + ", ".join(f"{name} {count}" for name, count in fluid_voxels.items())
+        )
     else:
         notes.append("no reference.mhd (a test case): no fluid annotation")
-    return Eye(oct=oct_volume, spacing=(d_h, d_w, d_d), subject=subject, laterality=laterality,
-               meta={"source": str(folder), "import": "retouch", "import_notes": notes,
-                     "retouch_fluid_voxels": fluid_voxels})
+    return Eye(
+        oct=oct_volume,
+        spacing=(d_h, d_w, d_d),
+        subject=subject,
+        laterality=laterality,
+        meta={"source": str(folder), "import": "retouch", "import_notes": notes, "retouch_fluid_voxels": fluid_voxels},
+    )

@@ -70,12 +70,18 @@ def _refuse_non_volume_scan(path: Path) -> None:
         return  # left to the reader, which names a malformed file
     pattern = int.from_bytes(header[VOL_SCAN_PATTERN_OFFSET:], "little", signed=True)
     if pattern in NOT_VOLUME_PATTERNS:
-        raise DataError(f"{path}: scan pattern {pattern} ({NOT_VOLUME_PATTERNS[pattern]}) is not a volume scan; "
-                        "expected a raster volume scan (pattern 3 or 4)")
+        raise DataError(
+            f"{path}: scan pattern {pattern} ({NOT_VOLUME_PATTERNS[pattern]}) is not a volume scan; "
+            "expected a raster volume scan (pattern 3 or 4)"
+        )
 
 
-def import_spectralis(path: str | Path, subject: str | None = None, laterality: str | None = None,
-                      spacing: tuple[float, float, float] | None = None) -> Eye:
+def import_spectralis(
+    path: str | Path,
+    subject: str | None = None,
+    laterality: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+) -> Eye:
     """An :class:`Eye` from a Spectralis export (see :mod:`retina_data.importers.eyepy_volumes`
     for the mapping, :data:`HEYEX_BOUNDARIES` for the layers).
 
@@ -86,5 +92,6 @@ def import_spectralis(path: str | Path, subject: str | None = None, laterality: 
         spacing: ``(dH, dW, dD)`` in mm, overriding the file's (needed when it has none).
     """
     path = Path(path)
-    return eye_from_volume(read_heyex(path), path, HEYEX_BOUNDARIES, "spectralis", subject=subject,
-                           laterality=laterality, spacing=spacing)
+    return eye_from_volume(
+        read_heyex(path), path, HEYEX_BOUNDARIES, "spectralis", subject=subject, laterality=laterality, spacing=spacing
+    )

@@ -116,18 +116,24 @@ def read_image_stack(path: str | Path, role: Role = "intensity") -> np.ndarray:
     in their stored sample type; every image must have the shape and type of the first."""
     path = Path(path)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
-                       key=lambda p: natural_key(p.name))
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+            key=lambda p: natural_key(p.name),
+        )
         if not files:
             raise DataError(f"{path}: no B-scan images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
         images = [_read_pages(p, role) for p in files]
         for file, image in zip(files, images):
             if image.shape[0] != 1 or image.shape != images[0].shape:
-                raise DataError(f"{file}: B-scan of shape {image.shape[1:]} ({image.shape[0]} page(s)); expected one "
-                                f"image of shape {images[0].shape[1:]} like {files[0].name}")
+                raise DataError(
+                    f"{file}: B-scan of shape {image.shape[1:]} ({image.shape[0]} page(s)); expected one "
+                    f"image of shape {images[0].shape[1:]} like {files[0].name}"
+                )
             if image.dtype != images[0].dtype:
-                raise DataError(f"{file}: {image.dtype} samples, but {files[0].name} has {images[0].dtype}; "
-                                "expected one bit depth for the whole stack (convert the images alike)")
+                raise DataError(
+                    f"{file}: {image.dtype} samples, but {files[0].name} has {images[0].dtype}; "
+                    "expected one bit depth for the whole stack (convert the images alike)"
+                )
         pages = np.concatenate(images, axis=0)
     elif path.is_file():
         pages = _read_pages(path, role)
@@ -148,8 +154,9 @@ def _finite_intensities(array: np.ndarray, where: Path | str) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if bad:
-            raise DataError(f"{where}: {bad} NaN or Inf intensities; expected finite values "
-                            "(fill or crop them before importing)")
+            raise DataError(
+                f"{where}: {bad} NaN or Inf intensities; expected finite values (fill or crop them before importing)"
+            )
     elif not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
         raise DataError(f"{where}: {array.dtype} samples; expected grey integer or float images")
     return scale_to_unit(array)
@@ -180,9 +187,14 @@ def read_colour_table(path: str | Path) -> dict[tuple[int, ...], int]:
         raise DataError(f"{path}: expected a colour table {{label: [R, G, B], ...}}")
     colours: dict[tuple[int, ...], int] = {}
     for label, colour in table.items():
-        if (not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 255
-                or not isinstance(colour, list) or len(colour) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)):
+        if (
+            not isinstance(label, int)
+            or isinstance(label, bool)
+            or not 0 <= label <= 255
+            or not isinstance(colour, list)
+            or len(colour) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+        ):
             raise DataError(f"{path}: entry {label!r}: {colour!r}; expected a label 0..255 and [R, G, B] in 0..255")
         if tuple(colour) in colours:
             raise DataError(f"{path}: colour {colour} is given to labels {colours[tuple(colour)]} and {label}")
@@ -203,13 +215,16 @@ def labels_from_colours(colour: np.ndarray, table: dict[tuple[int, ...], int], w
     return np.array([lookup[int(k)] for k in found], dtype=np.uint8)[inverse].reshape(keys.shape)
 
 
-def label_volume(raw: np.ndarray, where: Path | str, colours: dict[tuple[int, ...], int] | None,
-                 notes: list[str]) -> np.ndarray:
+def label_volume(
+    raw: np.ndarray, where: Path | str, colours: dict[tuple[int, ...], int] | None, notes: list[str]
+) -> np.ndarray:
     """Labels ``[H, W, D]`` uint8 from a label stack as read (grey indices or colour)."""
     if raw.ndim == 4:
         if colours is None:
-            raise DataError(f"{where}: colour label images; expected grey or palette images holding the class "
-                            "indices, or give a colour table {label: [R, G, B]} (--label-colours)")
+            raise DataError(
+                f"{where}: colour label images; expected grey or palette images holding the class "
+                "indices, or give a colour table {label: [R, G, B]} (--label-colours)"
+            )
         return labels_from_colours(raw, colours, where)
     if np.issubdtype(raw.dtype, np.floating):
         if not np.all(np.isfinite(raw)) or not np.array_equal(raw, np.round(raw)):
@@ -217,8 +232,9 @@ def label_volume(raw: np.ndarray, where: Path | str, colours: dict[tuple[int, ..
     elif not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.bool_)):
         raise DataError(f"{where}: {raw.dtype} labels; expected integer class indices 0..255")
     if raw.size and (raw.min() < 0 or raw.max() > 255):
-        raise DataError(f"{where}: labels must be integers in 0..255, got dtype {raw.dtype} "
-                        f"and range {raw.min()}..{raw.max()}")
+        raise DataError(
+            f"{where}: labels must be integers in 0..255, got dtype {raw.dtype} and range {raw.min()}..{raw.max()}"
+        )
     values = np.unique(raw)
     if values.size == 2 and values[0] == 0 and values[1] == 255:
         notes.append(f"{where}: a 0/255 mask; stored as labels 0/1")
@@ -226,9 +242,15 @@ def label_volume(raw: np.ndarray, where: Path | str, colours: dict[tuple[int, ..
     return raw.astype(np.uint8)
 
 
-def import_stack(path: str | Path, spacing: tuple[float, float, float], subject: str, laterality: str,
-                 labels: str | Path | None = None, slo: str | Path | None = None,
-                 label_colours: str | Path | None = None) -> Eye:
+def import_stack(
+    path: str | Path,
+    spacing: tuple[float, float, float],
+    subject: str,
+    laterality: str,
+    labels: str | Path | None = None,
+    slo: str | Path | None = None,
+    label_colours: str | Path | None = None,
+) -> Eye:
     """An :class:`Eye` from a B-scan stack, with optional label stack, SLO image and label colour table.
 
     ``meta["import_notes"]`` says when the eye has no labels or no SLO, and which conversions
@@ -244,8 +266,9 @@ def import_stack(path: str | Path, spacing: tuple[float, float, float], subject:
     else:
         raw = read_image_stack(labels, "labels")
         if raw.shape[:3] != oct_volume.shape:
-            raise DataError(f"{labels}: label stack shape {raw.shape[:3]} does not match B-scan stack shape "
-                            f"{oct_volume.shape}")
+            raise DataError(
+                f"{labels}: label stack shape {raw.shape[:3]} does not match B-scan stack shape {oct_volume.shape}"
+            )
         colours = read_colour_table(label_colours) if label_colours is not None else None
         labelled = label_volume(raw, labels, colours, notes)
     slo_image = None
@@ -253,5 +276,12 @@ def import_stack(path: str | Path, spacing: tuple[float, float, float], subject:
         notes.append("no SLO image given: SLO is None")
     else:
         slo_image = read_slo_image(slo, oct_volume.shape[1], oct_volume.shape[2])
-    return Eye(oct=oct_volume, spacing=spacing, subject=subject, laterality=laterality, labels=labelled,
-               slo=slo_image, meta={"source": str(path), "import": "stack", "import_notes": notes})
+    return Eye(
+        oct=oct_volume,
+        spacing=spacing,
+        subject=subject,
+        laterality=laterality,
+        labels=labelled,
+        slo=slo_image,
+        meta={"source": str(path), "import": "stack", "import_notes": notes},
+    )

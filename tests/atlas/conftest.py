@@ -29,8 +29,9 @@ def tiny_eyes():
 def tiny_config() -> AtlasConfig:
     """Small networks, small patches, few epochs, quiet CPU runtime."""
     cfg = AtlasConfig()
-    cfg.TRAINING = replace(cfg.TRAINING, LEARNING_RATE=1e-3, TOTAL_EPOCHS=2, BATCH_SIZE=2, REG_POINTS=64,
-                           CHECKPOINT_EVERY=1, VAL_EYES=0)
+    cfg.TRAINING = replace(
+        cfg.TRAINING, LEARNING_RATE=1e-3, TOTAL_EPOCHS=2, BATCH_SIZE=2, REG_POINTS=64, CHECKPOINT_EVERY=1, VAL_EYES=0
+    )
     cfg.TRAINING.LATENT_CODE.SIZE = 8
     cfg.DISP_MODEL = replace(cfg.DISP_MODEL, NUM_LAYERS=3, HIDDEN_SIZE=16)  # the reference uses layers 0 and 1
     cfg.ATLAS_MODEL = replace(cfg.ATLAS_MODEL, HIDDEN_SIZE=32, NUM_LAYERS=2)
@@ -50,4 +51,3 @@ def tiny_model(tiny_config, tiny_eyes):
     """A freshly initialised (seeded) GINR module for the four tiny eyes."""
     torch.manual_seed(0)
     return registration_module(tiny_config, len(tiny_eyes), LabelMapping.default().num_classes)
-

@@ -57,20 +57,26 @@ def test_atlas_shapes_need_three_positive_sizes(tmp_path):
 def test_a_precision_lightning_does_not_know_is_refused_on_load(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_text("RUNTIME:\n  PRECISION: bf16_mixed\n")
-    with pytest.raises(ConfigError, match=r"RUNTIME\.PRECISION = 'bf16_mixed': expected one of '32-true', 'bf16-mixed'"):
+    with pytest.raises(
+        ConfigError, match=r"RUNTIME\.PRECISION = 'bf16_mixed': expected one of '32-true', 'bf16-mixed'"
+    ):
         load_atlas_config(path)
     assert load_atlas_config(CONFIGS / "demo_atlas.yml", ["RUNTIME.PRECISION=16-mixed"]).RUNTIME.PRECISION == "16-mixed"
 
 
-@pytest.mark.parametrize(("accelerator", "capability", "asked", "expected"), [
-    ("cpu", (9, 0), None, "32-true"),
-    ("gpu", (9, 0), None, "bf16-mixed"),
-    ("auto", (8, 6), None, "bf16-mixed"),
-    ("gpu", (7, 0), None, "32-true"),        # no native bf16: fp32 rather than loss-scaled fp16
-    ("gpu", (7, 0), "16-mixed", "16-mixed"),  # unless asked for
-])
-def test_precision_is_bf16_mixed_only_on_gpus_with_native_bf16(monkeypatch, accelerator, capability, asked,
-                                                               expected) -> None:
+@pytest.mark.parametrize(
+    ("accelerator", "capability", "asked", "expected"),
+    [
+        ("cpu", (9, 0), None, "32-true"),
+        ("gpu", (9, 0), None, "bf16-mixed"),
+        ("auto", (8, 6), None, "bf16-mixed"),
+        ("gpu", (7, 0), None, "32-true"),  # no native bf16: fp32 rather than loss-scaled fp16
+        ("gpu", (7, 0), "16-mixed", "16-mixed"),  # unless asked for
+    ],
+)
+def test_precision_is_bf16_mixed_only_on_gpus_with_native_bf16(
+    monkeypatch, accelerator, capability, asked, expected
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.version, "hip", None)

@@ -28,8 +28,9 @@ def test_atlas_slices_are_three_panels_wide(tmp_path: Path) -> None:
 
 def test_registration_figure_is_written(tmp_path: Path) -> None:
     eye, shifted = layered_eye(), layered_eye(shift=3)
-    path = plots.plot_registration(eye.oct, eye.labels, eye.labels, shifted.labels, tmp_path / "reg.png",
-                                     spacing=SPACING)
+    path = plots.plot_registration(
+        eye.oct, eye.labels, eye.labels, shifted.labels, tmp_path / "reg.png", spacing=SPACING
+    )
     width, height = png_size(path)
     assert width > height
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
+import operator
 from pathlib import Path
 
 import pytest
@@ -19,14 +21,30 @@ from retina_data.phantom import PhantomConfig, write_phantom
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "atlas" / "demo_atlas.yml"
 TINY = [
-    "TRAINING.TOTAL_EPOCHS=2", "TRAINING.BATCH_SIZE=2", "TRAINING.LATENT_CODE.SIZE=4", "TRAINING.REG_POINTS=32",
-    "TRAINING.VAL_EVERY=1", "TRAINING.CHECKPOINT_EVERY=1",
-    "TEST.TOTAL_EPOCHS=2", "TEST.STEPS_PER_EPOCH=1", "DISP_MODEL.HIDDEN_SIZE=8", "DISP_MODEL.NUM_LAYERS=2",
-    "ATLAS_MODEL.HIDDEN_SIZE=16", "ATLAS_MODEL.NUM_LAYERS=2", "ATLAS_PRETRAINING.TOTAL_EPOCHS=2",
-    "ATLAS_PRETRAINING.STEPS_PER_EPOCH=2", "ATLAS_PRETRAINING.POINTS_PER_STEP=512",
-    "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=1", "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.IDIR_HIDDEN_SIZE=8",
-    "EVALUATION.RESOLUTION_FACTORS=[1, 8]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
-    "EVALUATION.CLASSICAL_ITERATIONS=2", "EVALUATION.REFERENCE_BASELINE_EPOCHS=2", "RUNTIME.ACCELERATOR=cpu",
+    "TRAINING.TOTAL_EPOCHS=2",
+    "TRAINING.BATCH_SIZE=2",
+    "TRAINING.LATENT_CODE.SIZE=4",
+    "TRAINING.REG_POINTS=32",
+    "TRAINING.VAL_EVERY=1",
+    "TRAINING.CHECKPOINT_EVERY=1",
+    "TEST.TOTAL_EPOCHS=2",
+    "TEST.STEPS_PER_EPOCH=1",
+    "DISP_MODEL.HIDDEN_SIZE=8",
+    "DISP_MODEL.NUM_LAYERS=2",
+    "ATLAS_MODEL.HIDDEN_SIZE=16",
+    "ATLAS_MODEL.NUM_LAYERS=2",
+    "ATLAS_PRETRAINING.TOTAL_EPOCHS=2",
+    "ATLAS_PRETRAINING.STEPS_PER_EPOCH=2",
+    "ATLAS_PRETRAINING.POINTS_PER_STEP=512",
+    "DATA.PATCH_SIZE=[8, 4, 8]",
+    "DATA.SUBSMPL_FACTOR=1",
+    "EVALUATION.IDIR_EPOCHS=2",
+    "EVALUATION.IDIR_HIDDEN_SIZE=8",
+    "EVALUATION.RESOLUTION_FACTORS=[1, 8]",
+    "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
+    "EVALUATION.CLASSICAL_ITERATIONS=2",
+    "EVALUATION.REFERENCE_BASELINE_EPOCHS=2",
+    "RUNTIME.ACCELERATOR=cpu",
     "RUNTIME.DEVICES=1",
     "EVALUATION.BASELINES=['atlas', 'reference_affine', 'reference_inr', 'affine', 'idir', 'bspline']",
 ]
@@ -42,7 +60,13 @@ def tiny_tree(tmp_path_factory) -> Path:
 
 def _args(tree: Path, out: Path, *extra: str) -> list[str]:
     data = [f"SETTINGS.DATA_DIR={tree}", f"SETTINGS.FOLD_FILE={tree / 'folds.yml'}"]
-    return [str(CONFIG), "--output", str(out), *sum((["--set", s] for s in data + TINY), []), *extra]
+    return [
+        str(CONFIG),
+        "--output",
+        str(out),
+        *functools.reduce(operator.iadd, (["--set", s] for s in data + TINY), []),
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -61,10 +85,18 @@ def test_pipeline_runs_under_bf16_mixed_precision(tiny_tree, tmp_path):
 def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_path):
     out = tmp_path / "run"
     assert GINR_Atlas_base.main(_args(tiny_tree, out)) == 0
-    for name in ("config.yaml", "run_info.json", "atlas/median/atlas_labels.nii.gz",
-                 "atlas/inr_32x8x16/atlas_intensity.nii.gz", "atlas/inr_16x8x8/atlas_labels.nii.gz",
-                 "checkpoints/registration/last.ckpt", "results/summary.md", "results/resolution.md",
-                 "eyes/sub003_OS/displacement_mm.nii.gz", "eyes/sub003_OS/eye_in_atlas.nii.gz"):
+    for name in (
+        "config.yaml",
+        "run_info.json",
+        "atlas/median/atlas_labels.nii.gz",
+        "atlas/inr_32x8x16/atlas_intensity.nii.gz",
+        "atlas/inr_16x8x8/atlas_labels.nii.gz",
+        "checkpoints/registration/last.ckpt",
+        "results/summary.md",
+        "results/resolution.md",
+        "eyes/sub003_OS/displacement_mm.nii.gz",
+        "eyes/sub003_OS/eye_in_atlas.nii.gz",
+    ):
         assert (out / name).is_file(), name
     # the ITK-SNAP / Slicer tables of the atlas's 10 classes beside every label volume written
     for folder in ("atlas/median", "atlas/inr_32x8x16", "atlas/inr_16x8x8", "eyes/sub003_OS"):
@@ -75,12 +107,19 @@ def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_pat
     eye = sitk.ReadImage(str(out / "eyes/sub003_OS/atlas_in_eye.nii.gz"))
     assert field.GetNumberOfComponentsPerPixel() == 3 and field.GetSize() == eye.GetSize()
     assert field.GetDirection() == pytest.approx(eye.GetDirection()) and field.GetOrigin() == pytest.approx(
-        eye.GetOrigin())
+        eye.GetOrigin()
+    )
     with open(out / "results" / "metrics_all.csv") as handle:
         rows = list(csv.DictReader(handle))
     methods = {(row["method"], row["factor"]) for row in rows}
-    baselines = {("atlas", "1"), ("reference_affine", "1"), ("reference_inr", "1"), ("affine", "1"), ("idir", "1"),
-                 ("bspline", "1")}
+    baselines = {
+        ("atlas", "1"),
+        ("reference_affine", "1"),
+        ("reference_inr", "1"),
+        ("affine", "1"),
+        ("idir", "1"),
+        ("bspline", "1"),
+    }
     assert methods == {("ginr", "1"), ("ginr", "8")} | baselines
     assert all(0.0 <= float(row["dice_mean"]) <= 1.0 for row in rows)
     with open(out / "results" / "metrics_all_thickness.csv") as handle:  # ETDRS errors of every registration
@@ -93,14 +132,14 @@ def test_pipeline_writes_atlas_volumes_tables_and_eye_outputs(tiny_tree, tmp_pat
     assert set(reference) == {("ginr", "1"), ("ginr", "8")} | baselines
     # the paper's resolution rows are scored on the B-scans fitted: 16 and 16 / 8 = 2
     assert float(reference[("ginr", "1")]["bscans_mean"]) == 16 and float(reference[("ginr", "8")]["bscans_mean"]) == 2
-    assert all(0.0 <= float(row["dice_mean_mean"]) <= 1.0 and float(row["assd_um_mean"]) >= 0.0
-               for row in reference.values())
+    assert all(
+        0.0 <= float(row["dice_mean_mean"]) <= 1.0 and float(row["assd_um_mean"]) >= 0.0 for row in reference.values()
+    )
     assert (out / "results" / "metrics_reference" / "sub003_OS.csv").is_file()
 
     resolution = tmp_path / "resolution"
     checkpoint = out / "checkpoints" / "registration" / "last.ckpt"
-    assert GINR_Atlas_resolution_inference.main(
-        _args(tiny_tree, resolution, "--checkpoint", str(checkpoint))) == 0
+    assert GINR_Atlas_resolution_inference.main(_args(tiny_tree, resolution, "--checkpoint", str(checkpoint))) == 0
     assert (resolution / "results" / "resolution.md").is_file()
 
 
@@ -127,8 +166,12 @@ def test_overwrite_removes_every_output_of_the_old_run_and_nothing_else(tiny_tre
     from atlas_registration.config import load_atlas_config
 
     out = tmp_path / "run"
-    stale = [out / "eyes" / "sub009_OD" / "warped_oct.nii.gz", out / "results" / "summary.md",
-             out / "atlas" / "median" / "atlas_oct.nii.gz", out / "checkpoints" / "registration" / "last.ckpt"]
+    stale = [
+        out / "eyes" / "sub009_OD" / "warped_oct.nii.gz",
+        out / "results" / "summary.md",
+        out / "atlas" / "median" / "atlas_oct.nii.gz",
+        out / "checkpoints" / "registration" / "last.ckpt",
+    ]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("old run")
@@ -140,8 +183,9 @@ def test_overwrite_removes_every_output_of_the_old_run_and_nothing_else(tiny_tre
     assert (out / "notes.txt").read_text() == "mine" and (out / "config.yaml").is_file()
 
 
-def test_pretraining_stopped_while_writing_its_atlas_exits_130_with_the_notice(tiny_tree, tmp_path, monkeypatch,
-                                                                                capsys):
+def test_pretraining_stopped_while_writing_its_atlas_exits_130_with_the_notice(
+    tiny_tree, tmp_path, monkeypatch, capsys
+):
     """Ctrl-C (or SIGTERM, turned into the same stop) after the atlas INR is trained, while its volumes
     are written: the notice and exit 130, as in the other scripts' evaluations (before: a traceback,
     or 143)."""

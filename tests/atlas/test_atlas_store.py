@@ -46,8 +46,10 @@ def data(tmp_path_factory) -> tuple[Path, Path, Path]:
 def _both(data, subsample: int = 8, flip_os: bool = True):
     tree, store, folds = data
     mapping = LabelMapping.default()
-    return (read_fold_eyes(tree, folds, 0, mapping, flip_os, subsample),
-            read_store_fold_eyes(store, folds, 0, mapping, flip_os, subsample))
+    return (
+        read_fold_eyes(tree, folds, 0, mapping, flip_os, subsample),
+        read_store_fold_eyes(store, folds, 0, mapping, flip_os, subsample),
+    )
 
 
 def test_store_eyes_are_the_trees_prepared_eyes(data) -> None:
@@ -137,8 +139,7 @@ def test_training_data_from_the_store_holds_no_eye(data) -> None:
 def test_a_store_at_an_fsspec_url_gives_the_same_eyes(data) -> None:
     tree, store, folds = data
     url = "memory://atlas_store_test/eyes.zarr"
-    write_store(url, (read_eye(tree, subject, lat) for subject, lat in list_eyes(tree)), overwrite=True,
-                progress=False)
+    write_store(url, (read_eye(tree, subject, lat) for subject, lat in list_eyes(tree)), overwrite=True, progress=False)
     local = read_store_fold_eyes(store, folds, 0, LabelMapping.default(), True, 8)
     remote = read_store_fold_eyes(url, folds, 0, LabelMapping.default(), True, 8)
     assert [eye.eye_id for eye in remote.train] == [eye.eye_id for eye in local.train]
@@ -156,9 +157,15 @@ def test_subject_absent_from_the_store_is_named(data, tmp_path) -> None:
 
 def _args(data_dir: Path, folds: Path, out: Path, *extra: str) -> list[str]:
     """The tiny end-to-end run of test_atlas_pipeline on every 8th B-scan (later overrides win)."""
-    settings = [f"SETTINGS.DATA_DIR={data_dir}", f"SETTINGS.FOLD_FILE={folds}", "DATA.SUBSMPL_FACTOR=8",
-                "DATA.PATCH_SIZE=[8, 4, 2]", "EVALUATION.RESOLUTION_FACTORS=[1, 4]",
-                "EVALUATION.BASELINES=['atlas', 'affine']", *extra]
+    settings = [
+        f"SETTINGS.DATA_DIR={data_dir}",
+        f"SETTINGS.FOLD_FILE={folds}",
+        "DATA.SUBSMPL_FACTOR=8",
+        "DATA.PATCH_SIZE=[8, 4, 2]",
+        "EVALUATION.RESOLUTION_FACTORS=[1, 4]",
+        "EVALUATION.BASELINES=['atlas', 'affine']",
+        *extra,
+    ]
     return [str(CONFIG), "--output", str(out), *[part for setting in TINY + settings for part in ("--set", setting)]]
 
 
@@ -185,8 +192,9 @@ def test_a_run_from_the_store_trains_the_same_weights_and_scores_as_from_the_tre
         rows = []
         for run in runs.values():
             with open(run / "results" / table) as handle:
-                rows.append([{key: value for key, value in row.items() if key != "time_s"}
-                             for row in csv.DictReader(handle)])
+                rows.append(
+                    [{key: value for key, value in row.items() if key != "time_s"} for row in csv.DictReader(handle)]
+                )
         assert len(rows[0]) >= 4 and rows[0] == rows[1], table
         assert {row["eye_id"] for row in rows[1]} <= {"sub003_OS", "sub003_OD"}
 

@@ -38,7 +38,7 @@ def test_dice_mean_is_over_classes_one_to_nine_with_absent_ones_as_one() -> None
 def square_labels(top: int) -> np.ndarray:
     """A 12 x 12 B-scan of class 1: a 3 x 3 square with its top row at ``top``, columns 4..6."""
     labels = np.zeros((12, 12, 1), dtype=np.uint8)
-    labels[top:top + 3, 4:7] = 1
+    labels[top : top + 3, 4:7] = 1
     return labels
 
 
@@ -96,17 +96,20 @@ def test_surface_distance_equals_monai_on_layered_bscans() -> None:
     rows = np.arange(h)[:, None, None]
     boundaries = 5 + 3 * np.sin(np.arange(w)[None, :, None] / 3 + rng.random((1, 1, d)) * 6)
     truth = np.clip((rows > boundaries).astype(np.uint8) + (rows > boundaries + 6), 0, 2)
-    pred = np.clip((rows > boundaries + rng.integers(-1, 2, (1, w, d))).astype(np.uint8)
-                   + (rows > boundaries + 5), 0, 2)
+    pred = np.clip(
+        (rows > boundaries + rng.integers(-1, 2, (1, w, d))).astype(np.uint8) + (rows > boundaries + 5), 0, 2
+    )
     pred[2:4, 3:5, 1] = 3  # class 3 predicted in B-scan 1 only; class 4 nowhere
     spacing = (0.004, 0.012)
     ours = assd_per_bscan(pred, truth, classes, spacing)
 
     def one_hot(labels: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.moveaxis(labels, 2, 0).astype(np.int64))[:, None] == torch.arange(classes).reshape(
-            1, -1, 1, 1)
+            1, -1, 1, 1
+        )
 
-    monai = compute_average_surface_distance(one_hot(pred), one_hot(truth), include_background=False,
-                                             symmetric=True, spacing=list(spacing)).numpy()
+    monai = compute_average_surface_distance(
+        one_hot(pred), one_hot(truth), include_background=False, symmetric=True, spacing=list(spacing)
+    ).numpy()
     assert np.isinf(ours[1, 2]) and np.isnan(ours[0, 3])
     np.testing.assert_allclose(ours, monai, rtol=1e-5, equal_nan=True)

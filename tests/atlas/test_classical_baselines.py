@@ -40,15 +40,19 @@ def interior(volume: np.ndarray, margin: int = 6) -> np.ndarray:
     return volume[..., margin:-margin, margin:-margin, margin:-margin]
 
 
-@pytest.mark.parametrize(("method", "options"), [
-    ("affine", {}),
-    ("bspline", {"initial_affine": False}),
-    ("demons", {"initial_affine": False}),
-    ("bspline", {}),  # composed with the affine start
-    ("demons", {}),  # started from the affine field
-])
-def test_recovers_a_known_translation_in_mm_within_a_voxel(method: str, options: dict, blobs: np.ndarray,
-                                                           shifted: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("affine", {}),
+        ("bspline", {"initial_affine": False}),
+        ("demons", {"initial_affine": False}),
+        ("bspline", {}),  # composed with the affine start
+        ("demons", {}),  # started from the affine field
+    ],
+)
+def test_recovers_a_known_translation_in_mm_within_a_voxel(
+    method: str, options: dict, blobs: np.ndarray, shifted: np.ndarray
+) -> None:
     result = register(method, blobs, shifted, SPACING, **options)
     recovered_mm = interior(result.displacement_mm).reshape(3, -1).mean(axis=1)
     # pull-back: warped(x) = moving(x + u) = fixed(x + u - s), so u = +s
@@ -57,8 +61,7 @@ def test_recovers_a_known_translation_in_mm_within_a_voxel(method: str, options:
     assert np.abs(interior(result.warped_intensity - blobs)).mean() < 0.2 * np.abs(interior(shifted - blobs)).mean()
 
 
-def test_displacement_agrees_with_simpleitk_resampling_of_the_transform(blobs: np.ndarray,
-                                                                       shifted: np.ndarray) -> None:
+def test_displacement_agrees_with_simpleitk_resampling_of_the_transform(blobs: np.ndarray, shifted: np.ndarray) -> None:
     result = register("affine", blobs, shifted, SPACING)
     image = sitk.GetImageFromArray(shifted)
     image.SetSpacing(SPACING[::-1])
@@ -99,8 +102,9 @@ def test_an_unknown_method_is_a_config_error(blobs: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("method", ["affine", "bspline"])
-def test_the_default_seed_gives_the_same_registration_in_every_run(method: str, blobs: np.ndarray,
-                                                                   shifted: np.ndarray) -> None:
+def test_the_default_seed_gives_the_same_registration_in_every_run(
+    method: str, blobs: np.ndarray, shifted: np.ndarray
+) -> None:
     """Seed 0 means "the wall clock" to ITK; runs a second apart must still agree exactly."""
     options = {"seed": 0, "iterations": 5}
     first = register(method, blobs, shifted, SPACING, **options).displacement_mm

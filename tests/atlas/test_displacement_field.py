@@ -24,8 +24,9 @@ def smooth_volume() -> np.ndarray:
 def smooth_displacement() -> np.ndarray:
     """``u [3, H, W, D]`` in mm along (H, W, D): about a voxel along each axis, different per axis."""
     h, w, d = np.meshgrid(*(np.linspace(0, 1, n) for n in SHAPE), indexing="ij")
-    return np.stack([1.2 * SPACING[0] * np.sin(2 * w + d), -0.8 * SPACING[1] * np.cos(3 * h),
-                     0.6 * SPACING[2] * (h - w)]).astype(np.float32)
+    return np.stack(
+        [1.2 * SPACING[0] * np.sin(2 * w + d), -0.8 * SPACING[1] * np.cos(3 * h), 0.6 * SPACING[2] * (h - w)]
+    ).astype(np.float32)
 
 
 def our_warp(volume: np.ndarray, displacement_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +56,9 @@ def test_simpleitk_displacement_field_transform_reproduces_our_warp(tmp_path) ->
     assert inside.mean() > 0.5
     np.testing.assert_allclose(theirs[inside], ours[inside], atol=1e-4)
     # the components left in array-axis order (the old 4-D file's) warp somewhere else
-    raw = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(displacement, (3, 2, 1, 0))).astype(np.float64),
-                                 isVector=True)
+    raw = sitk.GetImageFromArray(
+        np.ascontiguousarray(np.transpose(displacement, (3, 2, 1, 0))).astype(np.float64), isVector=True
+    )
     raw.CopyInformation(image)
     wrong = sitk.Resample(image, image, sitk.DisplacementFieldTransform(raw), sitk.sitkLinear, 0.0)
     assert np.abs(np.transpose(sitk.GetArrayFromImage(wrong), (2, 1, 0))[inside] - ours[inside]).max() > 1e-2

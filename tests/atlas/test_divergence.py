@@ -46,8 +46,16 @@ def poisoned_training(tiny_config, tiny_eyes, tiny_extent, tiny_model, tmp_path,
 
         monkeypatch.setattr(L.Trainer, "__init__", with_poison)
         tiny_config.TRAINING.TOTAL_EPOCHS = 4
-        return train_registration(tiny_config, tiny_eyes, tiny_extent, tiny_model.atlas,
-                                  LabelMapping.default().num_classes, tmp_path, resume=False)
+        return train_registration(
+            tiny_config,
+            tiny_eyes,
+            tiny_extent,
+            tiny_model.atlas,
+            LabelMapping.default().num_classes,
+            tmp_path,
+            resume=False,
+        )
+
     return run
 
 
@@ -57,14 +65,18 @@ def _finite(path) -> tuple[int, bool]:
 
 
 def test_non_finite_weights_stop_training_before_the_step_naming_it_and_keep_the_last_finite_checkpoint(
-        poisoned_training, tmp_path):
+    poisoned_training, tmp_path
+):
     """Before: the reference's BCE raised a RuntimeError traceback on the NaN probabilities, and the
     interrupt handler wrote the NaN weights into last.ckpt."""
     last = checkpoint_path(tmp_path, REGISTRATION_STAGE)
-    with pytest.raises(TrainingDivergedError, match=r"GINRAtlasRegistration diverged in epoch 3, step 1 \(global "
-                                                    r"step 5\): non-finite weights deformation\..* after the previous "
-                                                    r"update; try a lower TRAINING.LEARNING_RATE \(now 0.001\); "
-                                                    ".*last.ckpt is the last finite checkpoint"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"GINRAtlasRegistration diverged in epoch 3, step 1 \(global "
+        r"step 5\): non-finite weights deformation\..* after the previous "
+        r"update; try a lower TRAINING.LEARNING_RATE \(now 0.001\); "
+        ".*last.ckpt is the last finite checkpoint",
+    ):
         poisoned_training(at_end=False)
     assert _finite(last) == (1, True)  # saved at the end of epoch index 1: a resume starts epoch 3
 
@@ -72,9 +84,12 @@ def test_non_finite_weights_stop_training_before_the_step_naming_it_and_keep_the
 def test_a_non_finite_loss_names_the_step_and_every_term(tiny_model):
     """The loss check itself: a NaN term stops with all terms shown."""
     terms = {"mse": torch.tensor(0.25), "bce": torch.tensor(float("nan")), "loss": torch.tensor(float("nan"))}
-    with pytest.raises(TrainingDivergedError, match=r"GINRAtlasRegistration diverged in epoch 1, step 4 \(global "
-                                                    r"step 1\): non-finite loss \(mse 0.25, bce nan, loss nan\); "
-                                                    r"try a lower TRAINING.LEARNING_RATE \(now 0.5\)"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"GINRAtlasRegistration diverged in epoch 1, step 4 \(global "
+        r"step 1\): non-finite loss \(mse 0.25, bce nan, loss nan\); "
+        r"try a lower TRAINING.LEARNING_RATE \(now 0.5\)",
+    ):
         check_finite_loss(tiny_model, terms, 3, "TRAINING.LEARNING_RATE", 0.5)
     check_finite_loss(tiny_model, {"mse": torch.tensor(0.25), "loss": torch.tensor(0.25)}, 3, "X", 1.0)
 
@@ -82,8 +97,11 @@ def test_a_non_finite_loss_names_the_step_and_every_term(tiny_model):
 def test_non_finite_weights_are_never_written_and_the_previous_last_checkpoint_stays(poisoned_training, tmp_path):
     """Weights poisoned after the last step of epoch 3 (finite losses): the epoch's checkpoint is refused."""
     last = checkpoint_path(tmp_path, REGISTRATION_STAGE)
-    with pytest.raises(TrainingDivergedError, match=r"epoch=00002.ckpt: not written: the weights deformation\..* "
-                                                    r"are not finite; .*last.ckpt is the last finite checkpoint"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"epoch=00002.ckpt: not written: the weights deformation\..* "
+        r"are not finite; .*last.ckpt is the last finite checkpoint",
+    ):
         poisoned_training(at_end=True)
     assert _finite(last) == (1, True)  # saved at the end of epoch index 1: a resume starts epoch 3
     assert not any(path.name.startswith(".") for path in last.parent.iterdir()), "a temporary file was left"

@@ -71,6 +71,7 @@ def test_a_fold_file_naming_absent_subjects_is_refused(tree: Path, tmp_path: Pat
 
 def test_the_shipped_fold_file_is_the_papers_split() -> None:
     from retina_data.folds import read_folds
+
     folds = read_folds(Path(__file__).parents[2] / AtlasConfig().SETTINGS.FOLD_FILE)
     subjects = {s for split in folds.values() for s in split["TRAIN"] + split["TEST"]}
     assert sorted(folds) == [0, 1, 2, 3, 4] and len(subjects) == 50 and "sub027" not in subjects

@@ -85,5 +85,5 @@ def test_names_must_match_the_number_of_classes() -> None:
 
 
 def test_labels_outside_the_source_range_are_a_data_error() -> None:
-    with pytest.raises(DataError, match="0..13"):
+    with pytest.raises(DataError, match=r"0..13"):
         LabelMapping.default().apply(np.array([0, 5, 14]))

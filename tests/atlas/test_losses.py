@@ -23,10 +23,13 @@ def test_l1_term_is_the_mean_absolute_displacement() -> None:
 
 
 def test_reference_loss_on_a_known_displacement() -> None:
-    batch = {"coords": torch.zeros(1, 2, 1, 1, 3), "intensity": torch.tensor([0.5, 1.0]).reshape(1, 2, 1, 1),
-             "labels": torch.tensor([0, 1]).reshape(1, 2, 1, 1)}
+    batch = {
+        "coords": torch.zeros(1, 2, 1, 1, 3),
+        "intensity": torch.tensor([0.5, 1.0]).reshape(1, 2, 1, 1),
+        "labels": torch.tensor([0, 1]).reshape(1, 2, 1, 1),
+    }
     u = torch.tensor([0.02, -0.04, 0.06])
-    terms = registration_loss(ConstantAtlas(), lambda x: u.expand_as(x), batch, LossWeights(seg=1.0))
+    terms = registration_loss(ConstantAtlas(), u.expand_as, batch, LossWeights(seg=1.0))
     mse = (0.0**2 + 0.5**2) / 2
     bce = -math.log(0.5)  # every one-hot entry is predicted as 0.5
     l1 = 0.04
@@ -45,5 +48,6 @@ def test_bce_of_the_softmax_against_one_hot_labels() -> None:
     torch.testing.assert_close(label_loss(logits, labels, "bce"), expected)
     torch.testing.assert_close(label_loss(logits, labels, "ce"), torch.nn.functional.cross_entropy(logits, labels))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        torch.testing.assert_close(label_loss(logits.bfloat16(), labels, "bce"), label_loss(logits.bfloat16().float(),
-                                                                                          labels, "bce"))
+        torch.testing.assert_close(
+            label_loss(logits.bfloat16(), labels, "bce"), label_loss(logits.bfloat16().float(), labels, "bce")
+        )

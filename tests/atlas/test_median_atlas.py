@@ -28,10 +28,21 @@ from retina_data.tree import list_eyes, write_eye
 SHAPE = (6, 5, 4)
 
 
-def constant_eye(name: str, value: float, label: int, laterality: str = "OD",
-                 shape: tuple[int, int, int] = SHAPE, spacing: tuple[float, float, float] = SPACING) -> Eye:
-    return Eye(oct=np.full(shape, value, dtype=np.float32), spacing=spacing, subject=name,
-               laterality=laterality, labels=np.full(shape, label, dtype=np.uint8))
+def constant_eye(
+    name: str,
+    value: float,
+    label: int,
+    laterality: str = "OD",
+    shape: tuple[int, int, int] = SHAPE,
+    spacing: tuple[float, float, float] = SPACING,
+) -> Eye:
+    return Eye(
+        oct=np.full(shape, value, dtype=np.float32),
+        spacing=spacing,
+        subject=name,
+        laterality=laterality,
+        labels=np.full(shape, label, dtype=np.uint8),
+    )
 
 
 def test_median_of_three_constant_volumes() -> None:
@@ -43,8 +54,9 @@ def test_median_of_three_constant_volumes() -> None:
 def test_median_is_taken_per_voxel() -> None:
     rng = np.random.default_rng(1)
     volumes = rng.random((5, *SHAPE), dtype=np.float32)
-    eyes = [Eye(oct=v, spacing=SPACING, subject=f"s{i}", labels=np.zeros(SHAPE, np.uint8))
-            for i, v in enumerate(volumes)]
+    eyes = [
+        Eye(oct=v, spacing=SPACING, subject=f"s{i}", labels=np.zeros(SHAPE, np.uint8)) for i, v in enumerate(volumes)
+    ]
     np.testing.assert_array_equal(median_atlas(eyes).intensity, np.median(volumes, axis=0))
 
 
@@ -52,8 +64,10 @@ def test_atlas_labels_are_the_median_label_index_of_three_eyes() -> None:
     # per voxel the labels of three eyes: a majority vote would give 1, 2 and 0 (the first of
     # three different labels); the median of the indices gives 3, 3 and 4
     labels = np.array([[1, 3, 0], [3, 2, 4], [9, 5, 8]], dtype=np.uint8)  # [eye, voxel]
-    eyes = [Eye(oct=np.zeros((1, 1, 3), np.float32), spacing=SPACING, subject=f"s{i}",
-                labels=row.reshape(1, 1, 3)) for i, row in enumerate(labels)]
+    eyes = [
+        Eye(oct=np.zeros((1, 1, 3), np.float32), spacing=SPACING, subject=f"s{i}", labels=row.reshape(1, 1, 3))
+        for i, row in enumerate(labels)
+    ]
     atlas = median_atlas(eyes)
     assert atlas.labels.dtype == np.uint8
     np.testing.assert_array_equal(atlas.labels.ravel(), [3, 3, 4])

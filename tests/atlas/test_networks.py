@@ -77,8 +77,9 @@ def test_reference_atlas_intensity_is_a_sigmoid_and_ours_is_linear() -> None:
     torch.manual_seed(5)
     ours = AtlasINR(16, 2, 4, 30.0, linear_last=False, intensity_sigmoid=False)
     reference = AtlasINR(16, 2, 4, 30.0)
-    reference.load_state_dict({**ours.state_dict(), **{k: v for k, v in reference.state_dict().items()
-                                                      if k.startswith("trunk.last")}})
+    reference.load_state_dict(
+        {**ours.state_dict(), **{k: v for k, v in reference.state_dict().items() if k.startswith("trunk.last")}}
+    )
     with torch.no_grad():
         reference.trunk.last.weight.copy_(torch.eye(16))
         reference.trunk.last.bias.zero_()

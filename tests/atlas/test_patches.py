@@ -11,12 +11,15 @@ from atlas_registration.datasets.coordinates import grid_extent, normalise
 from atlas_registration.datasets.patches import FullEyeDataset, PatchGeometry, StridedPatchDataset
 
 
-@pytest.mark.parametrize(("shape", "patch", "size", "stride"), [
-    ((231, 496, 64), (231, 62, 64), (231, 62, 64), (1, 8, 1)),     # the paper's patch of a subsmpl8 eye
-    ((231, 496, 512), (231, 62, 64), (231, 62, 64), (1, 8, 8)),    # of a dense eye
-    ((496, 512, 49), (231, 62, 64), (231, 62, 49), (2, 8, 1)),     # fewer B-scans than the patch: all of them
-    ((10, 10, 10), (4, 1, 10), (4, 1, 10), (2, 10, 1)),
-])
+@pytest.mark.parametrize(
+    ("shape", "patch", "size", "stride"),
+    [
+        ((231, 496, 64), (231, 62, 64), (231, 62, 64), (1, 8, 1)),  # the paper's patch of a subsmpl8 eye
+        ((231, 496, 512), (231, 62, 64), (231, 62, 64), (1, 8, 8)),  # of a dense eye
+        ((496, 512, 49), (231, 62, 64), (231, 62, 49), (2, 8, 1)),  # fewer B-scans than the patch: all of them
+        ((10, 10, 10), (4, 1, 10), (4, 1, 10), (2, 10, 1)),
+    ],
+)
 def test_downsample_stride_is_n_over_p(shape, patch, size, stride):
     geometry = PatchGeometry.fit(shape, patch)
     assert geometry.size == size

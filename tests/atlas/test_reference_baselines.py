@@ -19,8 +19,13 @@ def test_reference_siren_is_four_sine_layers_and_a_linear_output_with_tiny_later
     torch.manual_seed(0)
     network = reference_siren(30.0)
     linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(3, 128), (128, 128), (128, 128), (128, 128),
-                                                                 (128, 3)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (3, 128),
+        (128, 128),
+        (128, 128),
+        (128, 128),
+        (128, 3),
+    ]
     assert linears[0].weight.abs().max() > 0.1  # the first layer keeps the SIREN range U(-1/3, 1/3)
     for layer in linears[1:]:
         assert layer.weight.abs().max() <= 1e-3 and torch.count_nonzero(layer.bias) == 0

@@ -51,9 +51,16 @@ def test_optional_columns_appear_only_with_their_inputs() -> None:
     labels = slab_labels(10)
     intensity = np.random.default_rng(0).random(labels.shape).astype(np.float32)
     bare = registration_metrics(labels, labels, SPACING, 3)
-    full = registration_metrics(labels, labels, SPACING, 3, warped_intensity=intensity,
-                                target_intensity=intensity, displacement_mm=np.zeros((3, *labels.shape)),
-                                seconds=2.5)
+    full = registration_metrics(
+        labels,
+        labels,
+        SPACING,
+        3,
+        warped_intensity=intensity,
+        target_intensity=intensity,
+        displacement_mm=np.zeros((3, *labels.shape)),
+        seconds=2.5,
+    )
     assert not {"ssim", "pct_nonpositive_jacobian", "time_s"} & set(bare)
     assert full["ssim"] == pytest.approx(1.0)
     assert full["pct_nonpositive_jacobian"] == 0.0
@@ -154,8 +161,12 @@ def test_the_paper_protocol_writes_its_own_tables_beside_ours(tmp_path: Path) ->
     write_result_tables(tmp_path, summarise(rows()))
     written = write_result_tables(tmp_path, summarise(rows()[:2]), protocol="reference")
     names = {path.relative_to(tmp_path).as_posix() for path in written}
-    assert names == {"metrics_reference/sub001_OD.csv", "metrics_all_reference.csv", "summary_reference.csv",
-                     "summary_reference.md"}
+    assert names == {
+        "metrics_reference/sub001_OD.csv",
+        "metrics_all_reference.csv",
+        "summary_reference.csv",
+        "summary_reference.md",
+    }
     assert (tmp_path / "metrics" / "sub002_OS.csv").is_file()  # ours is left as it was
     assert "| affine | 1 | 1 | 0.8 | 1 |" in (tmp_path / "summary_reference.md").read_text()
 

@@ -24,8 +24,9 @@ def _fixed_batch(cfg, eyes, extent):
 def _loss(model, batch):
     latent = model.latents(batch["eye"])
     with torch.no_grad():
-        return float(registration_loss(model.atlas, lambda x: model.displacement(x, latent), batch,
-                                       model.weights)["loss"])
+        return float(
+            registration_loss(model.atlas, lambda x: model.displacement(x, latent), batch, model.weights)["loss"]
+        )
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])  # bf16-mixed: the autocast path of bf16 GPUs
@@ -36,8 +37,16 @@ def test_training_steps_lower_the_loss(tiny_config, tiny_eyes, tiny_extent, prec
     tiny_model = registration_module(tiny_config, len(tiny_eyes), LabelMapping.default().num_classes)
     batch = _fixed_batch(tiny_config, tiny_eyes, tiny_extent)
     before = _loss(tiny_model, batch)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=30, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, precision=precision)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=30,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=precision,
+    )
     trainer.fit(tiny_model, DataLoader([batch] * 30, batch_size=None))
     assert _loss(tiny_model, batch) < 0.7 * before
 

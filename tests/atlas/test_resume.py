@@ -18,8 +18,9 @@ class _RecordStart(L.Callback):
         self.latents = pl_module.latents.weight.detach().clone()
 
 
-def test_resume_continues_epochs_and_keeps_latent_codes(tiny_config, tiny_eyes, tiny_extent, tiny_model,
-                                                         tmp_path, monkeypatch):
+def test_resume_continues_epochs_and_keeps_latent_codes(
+    tiny_config, tiny_eyes, tiny_extent, tiny_model, tmp_path, monkeypatch
+):
     classes = LabelMapping.default().num_classes
     first = train_registration(tiny_config, tiny_eyes, tiny_extent, tiny_model.atlas, classes, tmp_path, resume=False)
     assert first.current_epoch == 2

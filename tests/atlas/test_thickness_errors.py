@@ -37,8 +37,13 @@ def flat_layers(top: int, extra_onl_rows: np.ndarray | int = 0) -> np.ndarray:
 
 
 def _eye(labels: np.ndarray, laterality: str = "OD") -> Eye:
-    return Eye(oct=np.zeros(labels.shape, np.float32), spacing=(D_H, 0.1, 0.1), subject="s01",
-               laterality=laterality, labels=labels)
+    return Eye(
+        oct=np.zeros(labels.shape, np.float32),
+        spacing=(D_H, 0.1, 0.1),
+        subject="s01",
+        laterality=laterality,
+        labels=labels,
+    )
 
 
 def _registration(labels: np.ndarray) -> EyeRegistration:
@@ -61,8 +66,10 @@ def test_layers_moved_as_a_whole_have_no_thickness_error():
 
 def test_a_boundary_moved_by_two_rows_errs_by_two_rows_in_both_layers_beside_it_only():
     truth = _eye(flat_layers(top=6))
-    rows = {row["group"]: row for row in thickness_errors(_registration(flat_layers(top=9, extra_onl_rows=2)),
-                                                          truth, MAPPING, flip_os=False)}
+    rows = {
+        row["group"]: row
+        for row in thickness_errors(_registration(flat_layers(top=9, extra_onl_rows=2)), truth, MAPPING, flip_os=False)
+    }
     for group, row in rows.items():
         expected = 2 * D_H * 1000 if group in ("ONL", "IS+EZ") else 0.0
         assert [row[sector] for sector in SECTORS] == pytest.approx([expected] * len(SECTORS)), group
@@ -73,8 +80,12 @@ def test_a_left_eye_mirrored_for_the_atlas_is_scored_in_its_own_orientation(flip
     """An error on the right of the picture as the atlas holds the eye: temporal in a left eye as it was
     recorded, nasal in one the atlas mirrored (``DATA.FLIP_OS``)."""
     truth = _eye(flat_layers(top=6), "OS")
-    rows = {row["group"]: row for row in thickness_errors(
-        _registration(flat_layers(top=6, extra_onl_rows=np.where(NASAL_HALF, 2, 0))), truth, MAPPING, flip_os)}
+    rows = {
+        row["group"]: row
+        for row in thickness_errors(
+            _registration(flat_layers(top=6, extra_onl_rows=np.where(NASAL_HALF, 2, 0))), truth, MAPPING, flip_os
+        )
+    }
     onl = rows["ONL"]
     assert all(onl[sector] > 0 for sector in erring)
     assert all(onl[sector] == 0.0 for sector in ("N1", "N2", "T1", "T2") if sector not in erring)
@@ -84,9 +95,14 @@ def test_a_left_eye_mirrored_for_the_atlas_is_scored_in_its_own_orientation(flip
 def test_the_evaluation_writes_the_thickness_tables_beside_the_metric_tables(tmp_path):
     truth = _eye(flat_layers(top=6))
     key = {"eye_id": truth.eye_id, "method": "ginr", "factor": 1, "bscans": GRID}
-    rows = EvaluationRows(ours=[{**key, "dice_mean": 1.0}], reference=[{**key, "dice_mean": 1.0}],
-                          thickness=[{**key, **row} for row in thickness_errors(
-                              _registration(flat_layers(top=9, extra_onl_rows=2)), truth, MAPPING, False)])
+    rows = EvaluationRows(
+        ours=[{**key, "dice_mean": 1.0}],
+        reference=[{**key, "dice_mean": 1.0}],
+        thickness=[
+            {**key, **row}
+            for row in thickness_errors(_registration(flat_layers(top=9, extra_onl_rows=2)), truth, MAPPING, False)
+        ],
+    )
     write_tables(rows, tmp_path, factors=(1,), figures=False)
     with open(tmp_path / "metrics_all_thickness.csv", newline="") as handle:
         written = {row["group"]: row for row in csv.DictReader(handle)}

@@ -65,7 +65,7 @@ def test_the_reference_step_trains_on_one_whole_bscan() -> None:
 
 def test_gap_psnr_scores_only_the_bscans_that_were_not_input(toy_eye) -> None:
     prediction = toy_eye.oct + 0.1  # 20 dB everywhere ...
-    prediction[:, :, ::4] = 0.0     # ... except on the inputs, which must not count
+    prediction[:, :, ::4] = 0.0  # ... except on the inputs, which must not count
     assert densify.gap_psnr(prediction, toy_eye, 4) == pytest.approx(20.0, abs=1e-4)
 
 
@@ -94,9 +94,11 @@ def test_run_all_writes_the_chosen_sections_and_says_when_there_is_no_gpu(tmp_pa
 
 
 def test_throughput_table_names_every_step_with_its_ratio(monkeypatch) -> None:
-    rates = {"reference": {"rate": 1000.0, "ratio": 1.0, "spread": 1.1, "points": 114080},
-             "paper_eager": {"rate": 3000.0, "ratio": 3.0, "spread": 1.3, "points": 114080},
-             "fast_eager": {"rate": 4000.0, "ratio": 4.0, "spread": 1.2, "points": 65536}}
+    rates = {
+        "reference": {"rate": 1000.0, "ratio": 1.0, "spread": 1.1, "points": 114080},
+        "paper_eager": {"rate": 3000.0, "ratio": 3.0, "spread": 1.3, "points": 114080},
+        "fast_eager": {"rate": 4000.0, "ratio": 4.0, "spread": 1.2, "points": 65536},
+    }
     monkeypatch.setattr(throughput, "run", lambda compile_step, workload: rates)
     lines = run_all.throughput_section(False, torch.device("cpu"))
     assert lines[0].startswith("## 1. Training throughput on the CPU")
@@ -110,8 +112,10 @@ def test_gpu_throughput_section_names_the_gpu_and_its_precision(monkeypatch) -> 
 
     def fake_run(compile_step, workload):
         seen["device"] = workload.device
-        return {"reference": {"rate": 1e6, "ratio": 1.0, "spread": 1.0, "points": 114080},
-                "fast_compiled": {"rate": 2e7, "ratio": 20.0, "spread": 1.1, "points": 65536}}
+        return {
+            "reference": {"rate": 1e6, "ratio": 1.0, "spread": 1.0, "points": 114080},
+            "fast_compiled": {"rate": 2e7, "ratio": 20.0, "spread": 1.1, "points": 65536},
+        }
 
     monkeypatch.setattr(throughput, "run", fake_run)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
@@ -124,6 +128,7 @@ def test_gpu_throughput_section_names_the_gpu_and_its_precision(monkeypatch) -> 
 
 
 # --- the ablation ---------------------------------------------------------------------------
+
 
 def test_every_key_the_fast_config_changes_is_ablated_or_explained() -> None:
     differing = ablation.differing_keys()
@@ -169,13 +174,15 @@ def test_ablation_held_out_eyes_belong_to_subjects_the_population_never_saw() ->
 
 
 def test_ablation_runs_every_variant_at_toy_size() -> None:
-    scale = ablation.Scale(shape=(32, 16, 5), factor=2, train_subjects=1, test_subjects=1, train_epochs=1,
-                           test_epochs=1)
+    scale = ablation.Scale(
+        shape=(32, 16, 5), factor=2, train_subjects=1, test_subjects=1, train_epochs=1, test_epochs=1
+    )
     results = ablation.run(scale)
     rows = results["rows"]
     assert len(rows) == 2 + len(ablation.improvements())
-    assert rows[0]["keys"] == [] and rows[-1]["keys"] == sorted(ablation.differing_keys().keys()
-                                                                 - ablation.NO_EFFECT.keys())
+    assert rows[0]["keys"] == [] and rows[-1]["keys"] == sorted(
+        ablation.differing_keys().keys() - ablation.NO_EFFECT.keys()
+    )
     for row in rows:
         assert all(np.isfinite(row[column]) for column in ("psnr", "dice", "paper_psnr", "paper_dice"))
         assert 0 <= row["dice"] <= 1 and 0 <= row["paper_dice"] <= 100
@@ -184,12 +191,33 @@ def test_ablation_runs_every_variant_at_toy_size() -> None:
 
 
 def test_ablation_table_has_a_row_per_variant(monkeypatch) -> None:
-    rows = [{"variant": "paper mode (geninr_config.yaml)", "keys": [], "psnr": 18.5, "dice": 0.61,
-             "paper_psnr": 17.25, "paper_dice": 70.04, "train_s": 100.0, "fit_s": 20.0, "total_s": 121.0},
-            {"variant": "+ short fit", "keys": ["TEST.KEEP", "TEST.SAMPLING"], "psnr": 18.0, "dice": 0.6,
-             "paper_psnr": 17.0, "paper_dice": 69.0, "train_s": 100.0, "fit_s": 2.0, "total_s": 103.0}]
-    monkeypatch.setattr(ablation, "run", lambda: {"rows": rows, "scale": ablation.Scale(),
-                                                  "no_effect": {"MODEL.FILM": "no FiLM"}})
+    rows = [
+        {
+            "variant": "paper mode (geninr_config.yaml)",
+            "keys": [],
+            "psnr": 18.5,
+            "dice": 0.61,
+            "paper_psnr": 17.25,
+            "paper_dice": 70.04,
+            "train_s": 100.0,
+            "fit_s": 20.0,
+            "total_s": 121.0,
+        },
+        {
+            "variant": "+ short fit",
+            "keys": ["TEST.KEEP", "TEST.SAMPLING"],
+            "psnr": 18.0,
+            "dice": 0.6,
+            "paper_psnr": 17.0,
+            "paper_dice": 69.0,
+            "train_s": 100.0,
+            "fit_s": 2.0,
+            "total_s": 103.0,
+        },
+    ]
+    monkeypatch.setattr(
+        ablation, "run", lambda: {"rows": rows, "scale": ablation.Scale(), "no_effect": {"MODEL.FILM": "no FiLM"}}
+    )
     lines = run_all.ablation_section()
     assert lines[0].startswith("## 4. Ablation")
     assert "| paper mode (geninr_config.yaml) | 18.50 | 0.610 | 17.25 | 70.0 | 100 | 20 | 121 |" in lines
@@ -210,16 +238,31 @@ def test_atlas_ablation_varies_exactly_the_keys_the_fast_config_changes() -> Non
     """The keys fit_GINR_Atlas_fast.yml changes (read off the two files by hand), grouped or alone."""
     from benchmarks import atlas_ablation
 
-    changed = {"TRAINING.LATENT_CODE.INIT", "TRAINING.SHUFFLE", "TRAINING.SEG_WEIGHT", "TRAINING.SEG_LOSS",
-               "TRAINING.REG_TYPE", "TRAINING.LATENT_WEIGHT", "DISP_MODEL.FILM", "DISP_MODEL.SKIP_LAST_LAYER",
-               "ATLAS_MODEL.NUM_LAYERS", "ATLAS_MODEL.LINEAR_LAST", "ATLAS_MODEL.INTENSITY_SIGMOID",
-               "ATLAS_PRETRAINING.SEG_WEIGHT", "DATA.FLIP_OS", "RUNTIME.PRECISION"}
+    changed = {
+        "TRAINING.LATENT_CODE.INIT",
+        "TRAINING.SHUFFLE",
+        "TRAINING.SEG_WEIGHT",
+        "TRAINING.SEG_LOSS",
+        "TRAINING.REG_TYPE",
+        "TRAINING.LATENT_WEIGHT",
+        "DISP_MODEL.FILM",
+        "DISP_MODEL.SKIP_LAST_LAYER",
+        "ATLAS_MODEL.NUM_LAYERS",
+        "ATLAS_MODEL.LINEAR_LAST",
+        "ATLAS_MODEL.INTENSITY_SIGMOID",
+        "ATLAS_PRETRAINING.SEG_WEIGHT",
+        "DATA.FLIP_OS",
+        "RUNTIME.PRECISION",
+    }
     assert set(atlas_ablation.differing_keys()) == changed
     chosen = atlas_ablation.improvements()
     varied = [key for changes in chosen.values() for key in changes]
     assert sorted(varied) == sorted(changed - set(atlas_ablation.NO_EFFECT))
     assert chosen["cross-entropy label loss at weight 0.1 (training and pretraining)"] == {
-        "TRAINING.SEG_WEIGHT": 0.1, "TRAINING.SEG_LOSS": "ce", "ATLAS_PRETRAINING.SEG_WEIGHT": 0.1}
+        "TRAINING.SEG_WEIGHT": 0.1,
+        "TRAINING.SEG_LOSS": "ce",
+        "ATLAS_PRETRAINING.SEG_WEIGHT": 0.1,
+    }
     assert chosen["DATA.FLIP_OS = True"] == {"DATA.FLIP_OS": True}
 
 
@@ -229,8 +272,11 @@ def test_atlas_ablation_variant_is_the_paper_config_at_the_demo_scale(tmp_path) 
     scale = atlas_ablation.Scale(train_epochs=3, pretrain_epochs=2)
     paper = atlas_ablation.variant_config({}, scale, tmp_path, tmp_path / "folds.yml")
     # the varied keys keep the paper's values, the scale comes from demo_atlas.yml and Scale
-    assert (paper.DISP_MODEL.FILM, paper.TRAINING.SEG_LOSS, paper.ATLAS_PRETRAINING.SEG_WEIGHT) == ("reference", "bce",
-                                                                                                    1.0)
+    assert (paper.DISP_MODEL.FILM, paper.TRAINING.SEG_LOSS, paper.ATLAS_PRETRAINING.SEG_WEIGHT) == (
+        "reference",
+        "bce",
+        1.0,
+    )
     assert (paper.ATLAS_MODEL.HIDDEN_SIZE, paper.TRAINING.LATENT_CODE.SIZE, paper.DATA.SUBSMPL_FACTOR) == (64, 32, 1)
     assert (paper.TRAINING.TOTAL_EPOCHS, paper.ATLAS_PRETRAINING.TOTAL_EPOCHS) == (3, 2)
     assert paper.TRAINING.LEARNING_RATE == 0.001 and paper.EVALUATION.BASELINES == []
@@ -242,11 +288,12 @@ def test_atlas_ablation_variant_is_the_paper_config_at_the_demo_scale(tmp_path) 
 def test_atlas_ablation_runs_every_variant_at_toy_size() -> None:
     from benchmarks import atlas_ablation
 
-    scale = atlas_ablation.Scale(shape=(32, 8, 16), train_subjects=2, test_subjects=1, train_epochs=1,
-                                 pretrain_epochs=1, seeds=(0,))
+    scale = atlas_ablation.Scale(
+        shape=(32, 8, 16), train_subjects=2, test_subjects=1, train_epochs=1, pretrain_epochs=1, seeds=(0,)
+    )
     results = atlas_ablation.run(scale)
     rows = results["rows"]
-    assert [row["variant"] for row in rows][0] == "paper mode (fit_GINR_Atlas_base.yml)" and rows[0]["keys"] == []
+    assert next(row["variant"] for row in rows) == "paper mode (fit_GINR_Atlas_base.yml)" and rows[0]["keys"] == []
     assert len(rows) == len(atlas_ablation.improvements()) + 2
     assert rows[-1]["keys"] == sorted(key for row in rows[1:-1] for key in row["keys"])
     for row in rows:

@@ -17,6 +17,7 @@ def cohort(tmp_path_factory) -> Path:
     cohort_memory.write_cohort(location, 12)
     return location
 
+
 BSCAN = 496 * 512 * (4 + 1)
 """Bytes of one paper-shaped B-scan: float32 OCT and uint8 labels."""
 SLO = 512 * 512 * 4
@@ -24,8 +25,12 @@ SLO = 512 * 512 * 4
 
 def test_an_epoch_of_whole_bscans_reads_every_input_once_with_its_eyes_slo() -> None:
     cost = cohort_memory.epoch_cost(3, "bscan")
-    assert cost == {"points": 3 * 16 * 496 * 512, "steps": 48, "bytes": 48 * (BSCAN + SLO),
-                    "store_bytes": 3 * (16 * BSCAN + SLO)}
+    assert cost == {
+        "points": 3 * 16 * 496 * 512,
+        "steps": 48,
+        "bytes": 48 * (BSCAN + SLO),
+        "store_bytes": 3 * (16 * BSCAN + SLO),
+    }
 
 
 def test_an_epoch_of_patches_reads_a_whole_bscan_and_slo_per_patch() -> None:
@@ -38,7 +43,7 @@ def test_a_streamed_step_reads_one_bscan_and_slo_per_patch_and_the_same_eyes_kep
     location = cohort
     height, width, depth = cohort_memory.SHAPE
     streamed = cohort_memory.train(location, 12, 2, on_device=False)
-    per_step = cohort_memory.BATCH_POINTS // cohort_memory.PATCH ** 2  # 16 patches, on at most 16 distinct B-scans
+    per_step = cohort_memory.BATCH_POINTS // cohort_memory.PATCH**2  # 16 patches, on at most 16 distinct B-scans
     assert 1 <= streamed["bscans_per_step"] <= per_step and streamed["points"] == cohort_memory.BATCH_POINTS
     bscans, total = round(2 * streamed["bscans_per_step"]), round(2 * streamed["bytes_per_step"])
     slo_reads, rest = divmod(total - bscans * height * width * 5, width * depth * 4)  # whole B-scans, whole SLOs

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from anisotropic_interpolation.config import load_experiment_config
 from benchmarks import interpolation_densify as densify
 from benchmarks.interpolation_throughput import CONFIG_DIR, PAPER_CONFIG
-from anisotropic_interpolation.config import load_experiment_config
 
 
 def test_the_reference_schedule_is_the_paper_configs_test_fit() -> None:

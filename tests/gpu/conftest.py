@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interpolation"))
-from tiny_configs import tiny_config  # noqa: E402
+from tiny_configs import tiny_config
 
 
 @pytest.fixture

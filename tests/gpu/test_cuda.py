@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_trainer  # on the path through conftest.py
 
 from anisotropic_interpolation import train_test_geninr
 from anisotropic_interpolation.fitting import LatentFitter
@@ -25,10 +26,8 @@ from benchmarks import interpolation_throughput as throughput
 from retina_data.folds import FOLDS_FILE, write_folds, write_folds_for_tree
 from retina_data.phantom import PhantomConfig, make_eye, write_phantom
 from retina_data.precision import native_bf16
-from tiny_configs import tiny_trainer  # on the path through conftest.py
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
@@ -50,7 +49,8 @@ def _population(make_config, eyes, device, activation="SIREN", **training):
     config = make_config(
         TRAINING={"TOTAL_EPOCHS": 8, "BATCH_POINTS": 1024, "STEPS_PER_EPOCH": 10, **training},
         MODEL={"ACTIVATION": activation, "NUM_LAYERS": 3, "HIDDEN_SIZE": 32},
-        TEST={"TOTAL_EPOCHS": 10, "STEPS_PER_EPOCH": 5, "BATCH_POINTS": 1024, "LEARNING_RATE": 0.02})
+        TEST={"TOTAL_EPOCHS": 10, "STEPS_PER_EPOCH": 5, "BATCH_POINTS": 1024, "LEARNING_RATE": 0.02},
+    )
     trainer = tiny_trainer(config, eyes[:3], device)
     return config, trainer.network, trainer
 
@@ -103,11 +103,24 @@ def test_geninr_script_runs_on_gpu_0(tmp_path):
     data = tmp_path / "phantom"
     write_phantom(data, PhantomConfig(n_subjects=3, shape=(32, 16, 16)), progress=False)
     write_folds_for_tree(data, data / FOLDS_FILE, k=3)
-    settings = [f"SETTINGS.IMG_DIR={data}", "TRAINING.TOTAL_EPOCHS=2", "TRAINING.STEPS_PER_EPOCH=3",
-                "TEST.TOTAL_EPOCHS=2", "EVALUATION.FIGURES=false", "EVALUATION.SINGLE_INR_BASELINE=false"]
+    settings = [
+        f"SETTINGS.IMG_DIR={data}",
+        "TRAINING.TOTAL_EPOCHS=2",
+        "TRAINING.STEPS_PER_EPOCH=3",
+        "TEST.TOTAL_EPOCHS=2",
+        "EVALUATION.FIGURES=false",
+        "EVALUATION.SINGLE_INR_BASELINE=false",
+    ]
     out = tmp_path / "run"
-    args = [str(ROOT / "configs" / "interpolation" / "demo_geninr.yaml"), "--gpu", "0", "--output", str(out),
-            "--quiet", *[item for setting in settings for item in ("--set", setting)]]
+    args = [
+        str(ROOT / "configs" / "interpolation" / "demo_geninr.yaml"),
+        "--gpu",
+        "0",
+        "--output",
+        str(out),
+        "--quiet",
+        *[item for setting in settings for item in ("--set", setting)],
+    ]
     assert train_test_geninr.main(args) == 0
     record = json.loads((out / "run_info.json").read_text())
     assert record["device"] == "cuda:0"
@@ -118,15 +131,32 @@ def test_atlas_pipeline_runs_on_the_gpu_in_its_default_precision(tmp_path):
     data = tmp_path / "atlas_phantom"
     write_phantom(data, PhantomConfig(n_subjects=3, shape=(32, 8, 16), seed=1), progress=False)
     write_folds(data / "folds.yml", {0: {"TRAIN": ["sub001", "sub002"], "TEST": ["sub003"]}})
-    tiny = ["TRAINING.TOTAL_EPOCHS=2", "TRAINING.BATCH_SIZE=2", "TRAINING.LATENT_CODE.SIZE=4",
-            "TEST.TOTAL_EPOCHS=2", "DISP_MODEL.HIDDEN_SIZE=8", "ATLAS_MODEL.HIDDEN_SIZE=16",
-            "ATLAS_PRETRAINING.TOTAL_EPOCHS=2", "DATA.PATCH_SIZE=[8, 4, 8]", "DATA.SUBSMPL_FACTOR=1",
-            "EVALUATION.IDIR_EPOCHS=2", "EVALUATION.RESOLUTION_FACTORS=[1]", "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
-            "EVALUATION.CLASSICAL_ITERATIONS=2", "RUNTIME.ACCELERATOR=gpu", "RUNTIME.DEVICES=1",
-            f"SETTINGS.DATA_DIR={data}", f"SETTINGS.FOLD_FILE={data / 'folds.yml'}"]
+    tiny = [
+        "TRAINING.TOTAL_EPOCHS=2",
+        "TRAINING.BATCH_SIZE=2",
+        "TRAINING.LATENT_CODE.SIZE=4",
+        "TEST.TOTAL_EPOCHS=2",
+        "DISP_MODEL.HIDDEN_SIZE=8",
+        "ATLAS_MODEL.HIDDEN_SIZE=16",
+        "ATLAS_PRETRAINING.TOTAL_EPOCHS=2",
+        "DATA.PATCH_SIZE=[8, 4, 8]",
+        "DATA.SUBSMPL_FACTOR=1",
+        "EVALUATION.IDIR_EPOCHS=2",
+        "EVALUATION.RESOLUTION_FACTORS=[1]",
+        "EVALUATION.ATLAS_SHAPES=[[16, 8, 8]]",
+        "EVALUATION.CLASSICAL_ITERATIONS=2",
+        "RUNTIME.ACCELERATOR=gpu",
+        "RUNTIME.DEVICES=1",
+        f"SETTINGS.DATA_DIR={data}",
+        f"SETTINGS.FOLD_FILE={data / 'folds.yml'}",
+    ]
     out = tmp_path / "run"
-    args = [str(ROOT / "configs" / "atlas" / "demo_atlas.yml"), "--output", str(out),
-            *[item for setting in tiny for item in ("--set", setting)]]
+    args = [
+        str(ROOT / "configs" / "atlas" / "demo_atlas.yml"),
+        "--output",
+        str(out),
+        *[item for setting in tiny for item in ("--set", setting)],
+    ]
     assert GINR_Atlas_base.main(args) == 0
     record = json.loads((out / "run_info.json").read_text())
     assert record["device"].startswith("cuda")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from tiny_configs import tiny_config
 
 from retina_data.eye import Eye

@@ -12,8 +12,9 @@ from retina_data.errors import ConfigError
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "interpolation"
 
 
-@pytest.mark.parametrize("name", ["geninr_config.yaml", "singleinr_config.yaml", "demo_geninr.yaml",
-                                  "demo_singleinr.yaml"])
+@pytest.mark.parametrize(
+    "name", ["geninr_config.yaml", "singleinr_config.yaml", "demo_geninr.yaml", "demo_singleinr.yaml"]
+)
 def test_shipped_configs_load(name: str) -> None:
     load_experiment_config(CONFIGS / name)
 
@@ -21,7 +22,11 @@ def test_shipped_configs_load(name: str) -> None:
 def test_paper_geninr_config_keeps_the_reference_values() -> None:
     config = load_experiment_config(CONFIGS / "geninr_config.yaml")
     assert (config.MODEL.ACTIVATION, config.MODEL.NUM_LAYERS, config.MODEL.HIDDEN_SIZE) == ("WIRE", 6, 128)
-    assert (config.TRAINING.LATENT_CODE.SIZE, config.TRAINING.TOTAL_EPOCHS, config.TEST.TOTAL_EPOCHS) == (128, 1500, 200)
+    assert (config.TRAINING.LATENT_CODE.SIZE, config.TRAINING.TOTAL_EPOCHS, config.TEST.TOTAL_EPOCHS) == (
+        128,
+        1500,
+        200,
+    )
 
 
 def test_unknown_activation_is_refused_with_a_suggestion() -> None:
@@ -32,7 +37,7 @@ def test_unknown_activation_is_refused_with_a_suggestion() -> None:
 def test_hashgrid_without_its_block_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("POS_ENCODING:\n  TYPE: 'Hashgrid'\n")
-    with pytest.raises(ConfigError, match="needs a POS_ENCODING.HASHGRID block"):
+    with pytest.raises(ConfigError, match=r"needs a POS_ENCODING.HASHGRID block"):
         load_experiment_config(path)
 
 
@@ -42,7 +47,7 @@ def test_out_of_range_value_names_the_key() -> None:
 
 
 def test_modulation_needs_a_plain_siren() -> None:
-    with pytest.raises(ConfigError, match="MODEL.MODULATION = true"):
+    with pytest.raises(ConfigError, match=r"MODEL.MODULATION = true"):
         load_experiment_config(CONFIGS / "geninr_config.yaml", ["MODEL.MODULATION=true"])
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_trainer
 
 import anisotropic_interpolation.training as training
 from anisotropic_interpolation.fitting import LatentFitter
@@ -21,22 +22,41 @@ from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.pipeline import precision_notice, select_device
 from anisotropic_interpolation.training import autocast_context, mixed_precision_dtype
 from retina_data.errors import ConfigError
-from tiny_configs import tiny_trainer
 
 CPU = torch.device("cpu")
 CASES = {  # name: (MODEL keys, POS_ENCODING keys, TRAINING keys)
     "siren": ({"ACTIVATION": "SIREN"}, {}, {}),
     "wire": ({"ACTIVATION": "WIRE"}, {}, {}),
     "finer": ({"ACTIVATION": "FINER"}, {}, {}),
-    "relu_fourier": ({"ACTIVATION": "RELU"},
-                     {"TYPE": "FF", "FF": {"MAPPING_SIZE": 8, "SCALE": 1.0, "FACTOR": 1.0}}, {}),
-    "siren_hashgrid": ({"ACTIVATION": "SIREN"}, {"TYPE": "Hashgrid", "HASHGRID": {
-        "N_LEVELS": 4, "N_FEATURES_PER_LEVEL": 2, "LOG2_HASHMAP_SIZE": 8, "BASE_RESOLUTION": 4,
-        "FINEST_RESOLUTION": 32}}, {}),
-    "film_siren": ({"ACTIVATION": "SIREN", "MODULATION": True, "SKIP_CONNECTION": False,
-                    "INPUT_COORD_TO_ALL_LAYERS": False}, {}, {}),
-    "plain_mlp_dropout": ({"ACTIVATION": "WIRE", "SKIP_CONNECTION": False, "INPUT_COORD_TO_ALL_LAYERS": False,
-                           "DROPOUT": 0.1}, {}, {}),
+    "relu_fourier": (
+        {"ACTIVATION": "RELU"},
+        {"TYPE": "FF", "FF": {"MAPPING_SIZE": 8, "SCALE": 1.0, "FACTOR": 1.0}},
+        {},
+    ),
+    "siren_hashgrid": (
+        {"ACTIVATION": "SIREN"},
+        {
+            "TYPE": "Hashgrid",
+            "HASHGRID": {
+                "N_LEVELS": 4,
+                "N_FEATURES_PER_LEVEL": 2,
+                "LOG2_HASHMAP_SIZE": 8,
+                "BASE_RESOLUTION": 4,
+                "FINEST_RESOLUTION": 32,
+            },
+        },
+        {},
+    ),
+    "film_siren": (
+        {"ACTIVATION": "SIREN", "MODULATION": True, "SKIP_CONNECTION": False, "INPUT_COORD_TO_ALL_LAYERS": False},
+        {},
+        {},
+    ),
+    "plain_mlp_dropout": (
+        {"ACTIVATION": "WIRE", "SKIP_CONNECTION": False, "INPUT_COORD_TO_ALL_LAYERS": False, "DROPOUT": 0.1},
+        {},
+        {},
+    ),
     "wire_mse_ssim": ({"ACTIVATION": "WIRE"}, {}, {"LOSS_RECON": "Combi", "PATCH_SIZE": 8}),
 }
 
@@ -72,9 +92,16 @@ def test_training_under_bf16_autocast_lowers_the_loss_and_keeps_fp32_weights(mak
 def test_latent_fit_under_bf16_autocast_improves_the_held_out_reconstruction(make_config, tiny_eyes) -> None:
     # the code into every layer (ours): a lever large enough for 8 epochs of a tiny network
     # and our patch training with its light code penalty (the reference's mean(z²) of weight 1 keeps codes small)
-    config = make_config(TRAINING={"TOTAL_EPOCHS": 8, "SAMPLING": "patches", "LOSS_SEG": "CE",
-                                   "LATENT_CODE": {"SIZE": 8, "REG_WEIGHT": 1e-4, "REG_TYPE": "all_codes_squared_norm"}},
-                         TEST={"TOTAL_EPOCHS": 8}, MODEL={"LATENT_TO_ALL_LAYERS": True})
+    config = make_config(
+        TRAINING={
+            "TOTAL_EPOCHS": 8,
+            "SAMPLING": "patches",
+            "LOSS_SEG": "CE",
+            "LATENT_CODE": {"SIZE": 8, "REG_WEIGHT": 1e-4, "REG_TYPE": "all_codes_squared_norm"},
+        },
+        TEST={"TOTAL_EPOCHS": 8},
+        MODEL={"LATENT_TO_ALL_LAYERS": True},
+    )
     trainer = tiny_trainer(config, tiny_eyes[:3])
     network = trainer.network
     trainer.train()
@@ -98,8 +125,9 @@ def test_bf16_prediction_agrees_with_fp32(make_config, tiny_eyes, monkeypatch) -
     positions = np.linspace(eye.bscan_positions[0], eye.bscan_positions[-1], 9)
 
     def predict(mixed_precision: bool):
-        return predict_volume(network, trainer.codes[0], eye, positions, device=CPU, probabilities=True,
-                              mixed_precision=mixed_precision)
+        return predict_volume(
+            network, trainer.codes[0], eye, positions, device=CPU, probabilities=True, mixed_precision=mixed_precision
+        )
 
     monkeypatch.setattr(training, "mixed_precision_dtype", lambda device: torch.bfloat16)
     half, switched_off = predict(True), predict(False)
@@ -113,10 +141,12 @@ def test_bf16_prediction_agrees_with_fp32(make_config, tiny_eyes, monkeypatch) -
     assert np.allclose(half.probabilities.astype(np.float32).sum(-1), 1.0, atol=1e-2)
 
 
-@pytest.mark.parametrize(("capability", "mixed_precision", "noticed"), [
-    ((7, 0), True, True), ((9, 0), True, False), ((7, 0), False, False)])
-def test_a_gpu_without_native_bf16_runs_in_fp32_with_a_notice(make_config, monkeypatch, capsys, capability,
-                                                              mixed_precision, noticed) -> None:
+@pytest.mark.parametrize(
+    ("capability", "mixed_precision", "noticed"), [((7, 0), True, True), ((9, 0), True, False), ((7, 0), False, False)]
+)
+def test_a_gpu_without_native_bf16_runs_in_fp32_with_a_notice(
+    make_config, monkeypatch, capsys, capability, mixed_precision, noticed
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
@@ -156,8 +186,10 @@ def test_gpu_selection_makes_the_chosen_gpu_current_and_refuses_a_missing_one(mo
 @pytest.mark.parametrize("encoding", ["FF", "Hashgrid"])
 def test_encodings_under_bf16_autocast_equal_their_fp32_values(make_config, encoding) -> None:
     """Fourier phases reach tens of radians: computed in bf16 they would be off by ~0.1 rad."""
-    settings = {"FF": {"FF": {"MAPPING_SIZE": 16, "SCALE": 10.0, "FACTOR": 1.0}},
-                "Hashgrid": dict(CASES["siren_hashgrid"][1])}[encoding]
+    settings = {
+        "FF": {"FF": {"MAPPING_SIZE": 16, "SCALE": 10.0, "FACTOR": 1.0}},
+        "Hashgrid": dict(CASES["siren_hashgrid"][1]),
+    }[encoding]
     settings.pop("TYPE", None)
     config = make_config(POS_ENCODING={"TYPE": encoding, **settings})
     torch.manual_seed(0)

@@ -7,6 +7,8 @@ joins them as Fabric joins a torchrun or SLURM launch; rank 0 saves the network 
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import socket
 from pathlib import Path
@@ -23,9 +25,15 @@ from retina_data.phantom import PhantomConfig, make_eye
 CASES = {
     "paper: whole B-scans, eye_mean_square": {"TRAINING": {"SAMPLING": "bscan", "STEPS_PER_EPOCH": 6}},
     "patches in micro-batches, all_codes_squared_norm": {
-        "TRAINING": {"SAMPLING": "patches", "BATCH_POINTS": 96, "PATCH_SIZE": 4, "LOSS_RECON": "Combi",
-                     "LATENT_CODE": {"SIZE": 8, "REG_TYPE": "all_codes_squared_norm", "REG_WEIGHT": 0.5}},
-        "SETTINGS": {"MICRO_BATCH_POINTS": 32}},
+        "TRAINING": {
+            "SAMPLING": "patches",
+            "BATCH_POINTS": 96,
+            "PATCH_SIZE": 4,
+            "LOSS_RECON": "Combi",
+            "LATENT_CODE": {"SIZE": 8, "REG_TYPE": "all_codes_squared_norm", "REG_WEIGHT": 0.5},
+        },
+        "SETTINGS": {"MICRO_BATCH_POINTS": 32},
+    },
 }
 """Two step kinds: the reference's one whole B-scan per step (it lies in one process; the other
 adds nothing) and patches over all eyes (both processes add their eyes' patches), with the
@@ -48,13 +56,19 @@ def _config(case: str):
 
 def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: str) -> None:
     """One process of a torchrun-like launch: train ``epochs`` epochs on its shard of the eyes."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), GROUP_RANK="0",
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        GROUP_RANK="0",
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+    )
     torch.set_num_threads(1)
     fabric = launch(-1, world, 1)
     config = _config(case)
-    trainer = tiny_trainer(config, _eyes(), checkpoint_dir=Path(folder) / "checkpoints",
-                           shard=EyeShard.of(fabric, 5))
+    trainer = tiny_trainer(config, _eyes(), checkpoint_dir=Path(folder) / "checkpoints", shard=EyeShard.of(fabric, 5))
     trainer.epoch_limit = epochs
     trainer.train()
     codes = trainer.all_codes()
@@ -85,7 +99,7 @@ def test_shards_are_contiguous_blocks_differing_by_at_most_one() -> None:
     assert [shard(5, rank, 2) for rank in range(2)] == [[0, 1, 2], [3, 4]]
     assert [shard(7, rank, 3) for rank in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
     assert [shard(1, rank, 2) for rank in range(2)] == [[0], []]
-    assert sum((shard(10, rank, 4) for rank in range(4)), []) == list(range(10))
+    assert functools.reduce(operator.iadd, (shard(10, rank, 4) for rank in range(4)), []) == list(range(10))
 
 
 @pytest.mark.slow
@@ -117,5 +131,6 @@ def test_a_checkpoint_of_two_processes_holds_every_code_and_resumes_in_one(tmp_p
     resumed.train(resume=True)
     straight = tiny_trainer(config, _eyes())
     straight.train()
-    _assert_same_weights(resumed.network.state_dict(), straight.network.state_dict(), resumed.codes.detach(),
-                         straight.codes.detach())
+    _assert_same_weights(
+        resumed.network.state_dict(), straight.network.state_dict(), resumed.codes.detach(), straight.codes.detach()
+    )

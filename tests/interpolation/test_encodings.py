@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from anisotropic_interpolation.model.encodings import (
-    FourierFeatures, HashGridEncoding, IdentityEncoding, level_resolutions,
+    FourierFeatures,
+    HashGridEncoding,
+    IdentityEncoding,
+    level_resolutions,
 )
 
 
@@ -23,9 +26,10 @@ def test_level_resolutions_floor_in_the_references_arithmetic() -> None:
 
 
 def test_reference_tables_hold_min_of_res_cubed_and_the_hash_map_size() -> None:
-    grid = HashGridEncoding(dim=3, n_levels=16, n_features_per_level=2, log2_hashmap_size=15,
-                            base_resolution=16, finest_resolution=512)
-    expected = [16 ** 3, 20 ** 3, 25 ** 3] + [2 ** 15] * 13
+    grid = HashGridEncoding(
+        dim=3, n_levels=16, n_features_per_level=2, log2_hashmap_size=15, base_resolution=16, finest_resolution=512
+    )
+    expected = [16**3, 20**3, 25**3] + [2**15] * 13
     assert grid.table_sizes.tolist() == expected
     assert grid.table.shape == (sum(expected), 2)
     assert grid.level_offsets.tolist() == [sum(expected[:level]) for level in range(16)]
@@ -39,19 +43,27 @@ def test_table_entries_start_uniform_in_plus_minus_1e_4() -> None:
 
 def test_reference_levels_use_the_tiny_cuda_nn_hash_modulo_their_table() -> None:
     """Vertex (3, 7, 2) at resolution 10 (table 1000 rows): XOR of the 32-bit products with the primes."""
-    grid = HashGridEncoding(dim=3, n_levels=2, n_features_per_level=1, log2_hashmap_size=12,
-                            base_resolution=8, finest_resolution=10)
+    grid = HashGridEncoding(
+        dim=3, n_levels=2, n_features_per_level=1, log2_hashmap_size=12, base_resolution=8, finest_resolution=10
+    )
     primes, mask = (1, 2654435761, 805459861), 0xFFFFFFFF
     expected = ((3 * primes[0]) & mask) ^ ((7 * primes[1]) & mask) ^ ((2 * primes[2]) & mask)
     index = grid.vertex_indices(torch.tensor([[[[3, 7, 2]], [[3, 7, 2]]]]))
-    assert index[0, 1, 0].item() == 8 ** 3 + expected % 1000
+    assert index[0, 1, 0].item() == 8**3 + expected % 1000
     assert index[0, 0, 0].item() == expected % 512
 
 
 def test_coordinates_minus_one_to_one_span_the_whole_grid() -> None:
     """-1 lands on vertex 0 and +1 on vertex ``res`` (the reference truncated negative coordinates to 0)."""
-    grid = HashGridEncoding(dim=3, n_levels=1, n_features_per_level=1, log2_hashmap_size=12,
-                            base_resolution=4, finest_resolution=4, dense_coarse_levels=True)
+    grid = HashGridEncoding(
+        dim=3,
+        n_levels=1,
+        n_features_per_level=1,
+        log2_hashmap_size=12,
+        base_resolution=4,
+        finest_resolution=4,
+        dense_coarse_levels=True,
+    )
     with torch.no_grad():
         grid.table.copy_(torch.arange(grid.table.shape[0], dtype=torch.float32)[:, None])
     corners = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [-0.5, -1.0, -1.0]])
@@ -61,8 +73,9 @@ def test_coordinates_minus_one_to_one_span_the_whole_grid() -> None:
 
 @pytest.mark.parametrize("log2_size", [12, 5])  # a dense level, and a hashed one (125 vertices, 32 rows)
 def test_hash_grid_returns_the_vertex_feature_at_a_grid_vertex(log2_size: int) -> None:
-    grid = HashGridEncoding(dim=3, n_levels=1, n_features_per_level=2, log2_hashmap_size=log2_size,
-                            base_resolution=4, finest_resolution=4)
+    grid = HashGridEncoding(
+        dim=3, n_levels=1, n_features_per_level=2, log2_hashmap_size=log2_size, base_resolution=4, finest_resolution=4
+    )
     with torch.no_grad():
         grid.table.copy_(torch.randn_like(grid.table))
     vertex = torch.tensor([[1, 3, 2]])  # integer grid vertex (level 0, resolution 4)
@@ -72,8 +85,15 @@ def test_hash_grid_returns_the_vertex_feature_at_a_grid_vertex(log2_size: int) -
 
 
 def test_hash_grid_interpolates_a_linear_function_exactly() -> None:
-    grid = HashGridEncoding(dim=3, n_levels=1, n_features_per_level=1, log2_hashmap_size=12,
-                            base_resolution=4, finest_resolution=4, dense_coarse_levels=True)
+    grid = HashGridEncoding(
+        dim=3,
+        n_levels=1,
+        n_features_per_level=1,
+        log2_hashmap_size=12,
+        base_resolution=4,
+        finest_resolution=4,
+        dense_coarse_levels=True,
+    )
     vertices = torch.stack(torch.meshgrid(*[torch.arange(5)] * 3, indexing="ij"), -1).reshape(-1, 3)
     rows = grid.vertex_indices(vertices[:, None, None, :])[:, 0, 0]
     linear = lambda p: 0.3 * p[:, 0] - 1.2 * p[:, 1] + 0.7 * p[:, 2] + 0.1  # noqa: E731 - in grid units
@@ -86,8 +106,15 @@ def test_hash_grid_interpolates_a_linear_function_exactly() -> None:
 
 @pytest.mark.parametrize("dense_coarse_levels", [False, True])
 def test_hash_grid_indices_stay_inside_each_level_table(dense_coarse_levels: bool) -> None:
-    grid = HashGridEncoding(dim=3, n_levels=4, n_features_per_level=2, log2_hashmap_size=8,
-                            base_resolution=4, finest_resolution=64, dense_coarse_levels=dense_coarse_levels)
+    grid = HashGridEncoding(
+        dim=3,
+        n_levels=4,
+        n_features_per_level=2,
+        log2_hashmap_size=8,
+        base_resolution=4,
+        finest_resolution=64,
+        dense_coarse_levels=dense_coarse_levels,
+    )
     coords = torch.rand(500, 3) * 2 - 1
     position = (coords[:, None, :] + 1) / 2 * grid.resolutions[None, :, None]
     vertices = position.floor().long()[:, :, None, :] + grid.corners[None, None]
@@ -98,8 +125,9 @@ def test_hash_grid_indices_stay_inside_each_level_table(dense_coarse_levels: boo
 
 
 def test_hash_grid_output_is_level_major_with_all_features() -> None:
-    grid = HashGridEncoding(dim=3, n_levels=3, n_features_per_level=2, log2_hashmap_size=10,
-                            base_resolution=2, finest_resolution=8)
+    grid = HashGridEncoding(
+        dim=3, n_levels=3, n_features_per_level=2, log2_hashmap_size=10, base_resolution=2, finest_resolution=8
+    )
     assert grid(torch.zeros(7, 3)).shape == (7, 6)
 
 

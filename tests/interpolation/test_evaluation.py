@@ -69,6 +69,7 @@ def _rows(rows: list[dict], method: str, subset: str) -> dict:
 
 # --- score_eye ---------------------------------------------------------------------------
 
+
 def test_input_mask_marks_the_acquired_bscans(healthy):
     _, mask, _ = healthy
     np.testing.assert_array_equal(np.flatnonzero(mask), np.arange(0, SHAPE[2], FACTOR))
@@ -111,7 +112,8 @@ def test_rows_come_gap_first_with_a_dice_column_per_class(healthy):
     rows = score_eye(*healthy)
     assert [r["subset"] for r in rows] == ["gap"] * 3 + ["input"] * 3 + ["all"] * 3
     assert [k for k in rows[0] if k.startswith("dice_") and k != "dice_mean"] == [
-        f"dice_{name}" for name in LAYER_LABEL_NAMES]
+        f"dice_{name}" for name in LAYER_LABEL_NAMES
+    ]
     assert "fluid_dice" not in rows[0]
 
 
@@ -171,9 +173,12 @@ def test_unavailable_lpips_leaves_the_column_empty_with_a_notice(healthy, monkey
 
 # --- summary -----------------------------------------------------------------------------
 
+
 def test_summary_mean_and_std_are_over_eyes():
-    rows = [{"eye_id": f"e{i}", "method": "m", "subset": "gap", "psnr": value, "dice_mean": None}
-            for i, value in enumerate([20.0, 22.0, 27.0])]
+    rows = [
+        {"eye_id": f"e{i}", "method": "m", "subset": "gap", "psnr": value, "dice_mean": None}
+        for i, value in enumerate([20.0, 22.0, 27.0])
+    ]
     summary = summarise(rows)
     assert summary.mean("m", "gap", "psnr") == pytest.approx(23.0)
     assert summary.std("m", "gap", "psnr") == pytest.approx(np.std([20, 22, 27], ddof=1))
@@ -196,6 +201,7 @@ def test_print_summary_writes_the_markdown_table(run, capsys):
 
 # --- evaluate_run ------------------------------------------------------------------------
 
+
 def test_run_writes_every_result_file(run):
     out, eyes, _, predictions, _ = run
     for eye in eyes:
@@ -203,10 +209,17 @@ def test_run_writes_every_result_file(run):
         assert (out / "figures" / f"{eye.eye_id}.png").is_file()
         for method in predictions[eye.eye_id]:
             assert (out / "nifti" / f"{eye.eye_id}_{method}_labels.nii.gz").is_file()
-    assert {p.name for p in out.iterdir() if p.is_file()} == {"metrics_all.csv", "summary.csv", "summary.md",
-                                                              "metrics_all_reference.csv", "summary_reference.csv",
-                                                              "summary_reference.md", "metrics_all_thickness.csv",
-                                                              "summary_thickness.csv", "summary_thickness.md"}
+    assert {p.name for p in out.iterdir() if p.is_file()} == {
+        "metrics_all.csv",
+        "summary.csv",
+        "summary.md",
+        "metrics_all_reference.csv",
+        "summary_reference.csv",
+        "summary_reference.md",
+        "metrics_all_thickness.csv",
+        "summary_thickness.csv",
+        "summary_thickness.md",
+    }
     assert (out / "nifti" / "label_names.itksnap.txt").is_file() and (out / "nifti" / "label_names.ctbl").is_file()
 
 
@@ -243,8 +256,10 @@ def test_nifti_volumes_carry_spacing_and_bscan_positions(run):
 def test_per_eye_json_is_strict_and_matches_the_csv(run):
     out, eyes, masks, _, _ = run
     eye = eyes[1]
-    record = json.loads((out / "metrics" / f"{eye.eye_id}.json").read_text(),
-                        parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    record = json.loads(
+        (out / "metrics" / f"{eye.eye_id}.json").read_text(),
+        parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"),
+    )
     assert record["input_bscans"] == np.flatnonzero(masks[eye.eye_id]).tolist()
     with open(out / "metrics" / f"{eye.eye_id}.csv", newline="") as handle:
         table = list(csv.DictReader(handle))

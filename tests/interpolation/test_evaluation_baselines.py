@@ -19,8 +19,12 @@ def _linear_eye(positions: np.ndarray) -> Eye:
     rng = np.random.default_rng(0)
     offset = rng.random((9, 7, 1))
     slope = rng.random((9, 7, 1)) - 0.5
-    return Eye(oct=(offset + slope * positions).astype(np.float32), spacing=(0.004, 0.012, 0.3),
-               subject="lin", bscan_positions=positions)
+    return Eye(
+        oct=(offset + slope * positions).astype(np.float32),
+        spacing=(0.004, 0.012, 0.3),
+        subject="lin",
+        bscan_positions=positions,
+    )
 
 
 def _slab_labels(values: list[int]) -> np.ndarray:
@@ -65,8 +69,13 @@ def test_every_baseline_reproduces_its_input_bscans_exactly():
 
 
 def test_interpolated_labels_follow_the_nearer_bscan():
-    sparse = Eye(oct=np.zeros((3, 2, 2), np.float32), labels=_slab_labels([2, 5]), spacing=(1, 1, 1),
-                 subject="lab", bscan_positions=np.array([0.0, 1.0]))
+    sparse = Eye(
+        oct=np.zeros((3, 2, 2), np.float32),
+        labels=_slab_labels([2, 5]),
+        spacing=(1, 1, 1),
+        subject="lab",
+        bscan_positions=np.array([0.0, 1.0]),
+    )
     queries = np.array([0.2, 0.8])
     for method in METHODS:
         labels = interpolate_slow_axis(sparse, queries, method).labels
@@ -77,8 +86,13 @@ def test_cubic_labels_use_the_one_hot_spline_of_four_bscans():
     # Class 1 at z = 0, 1, 2, 3 has one-hot (1, 0, 0, 1), whose not-a-knot cubic is
     # 0.5 (z - 1.5)^2 - 0.125: 0.48 at z = 0.4, below class 0's 0.52, so cubic says 0
     # where the nearest B-scan (z = 0) says 1.
-    sparse = Eye(oct=np.zeros((3, 2, 4), np.float32), labels=_slab_labels([1, 0, 0, 1]), spacing=(1, 1, 1),
-                 subject="lab", bscan_positions=np.arange(4.0))
+    sparse = Eye(
+        oct=np.zeros((3, 2, 4), np.float32),
+        labels=_slab_labels([1, 0, 0, 1]),
+        spacing=(1, 1, 1),
+        subject="lab",
+        bscan_positions=np.arange(4.0),
+    )
     queries = np.array([0.4, 1.5])
     np.testing.assert_array_equal(interpolate_slow_axis(sparse, queries, "cubic").labels[0, 0], [0, 0])
     np.testing.assert_array_equal(interpolate_slow_axis(sparse, queries, "nearest").labels[0, 0], [1, 0])

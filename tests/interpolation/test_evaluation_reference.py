@@ -19,8 +19,11 @@ SHAPE = (48, 40, 16)
 
 def _case(eye: Eye):
     sparse = eye.subsample(4)
-    return eye, input_mask_from_positions(eye.bscan_positions, sparse.bscan_positions), \
-        classical_baselines(sparse, eye.bscan_positions)
+    return (
+        eye,
+        input_mask_from_positions(eye.bscan_positions, sparse.bscan_positions),
+        classical_baselines(sparse, eye.bscan_positions),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +84,16 @@ def test_excluded_subjects_are_scored_but_left_out_of_both_summaries(healthy, fl
     masks = {eye.eye_id: case[1] for eye, case in zip(eyes, (healthy, fluid))}
     predictions = {eye.eye_id: case[2] for eye, case in zip(eyes, (healthy, fluid))}
     names = {"linear": "linear (true input labels)"}
-    summary, reference = evaluate_run(eyes, masks, predictions, tmp_path, save_nifti=False, figures=False,
-                                      exclude_subjects=[fluid[0].subject], method_names=names)
+    summary, reference = evaluate_run(
+        eyes,
+        masks,
+        predictions,
+        tmp_path,
+        save_nifti=False,
+        figures=False,
+        exclude_subjects=[fluid[0].subject],
+        method_names=names,
+    )
     assert summary.n_eyes("linear", "gap") == 1 and reference.n_eyes("linear", "gap") == 1
     with open(tmp_path / "metrics_all_reference.csv", newline="") as handle:
         assert {row["eye_id"] for row in csv.DictReader(handle)} == {eye.eye_id for eye in eyes}
@@ -91,6 +102,6 @@ def test_excluded_subjects_are_scored_but_left_out_of_both_summaries(healthy, fl
     assert "| linear (true input labels) | gap |" in (tmp_path / "summary.md").read_text()
     with open(tmp_path / "summary_reference.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
-    gap_linear = [row for row in table if row["method"] == "linear" and row["subset"] == "gap"][0]
+    gap_linear = next(row for row in table if row["method"] == "linear" and row["subset"] == "gap")
     expected = _row(score_eye_reference(*healthy), "linear", "gap")["dice_pct"]
     assert float(gap_linear["dice_pct_mean"]) == pytest.approx(expected)

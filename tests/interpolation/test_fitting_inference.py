@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -23,16 +24,33 @@ CPU = torch.device("cpu")
 def trained(tiny_eyes):
     """A small population network trained on three eyes (our patch training: quick to learn);
     the fourth is held out. The test-time fit keeps the reference's defaults."""
-    config = from_dict({
-        "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 4, "SLICE_COORD_SCALE": 1.0},  # as trained and predicted here
-        "TRAINING": {"LATENT_CODE": {"SIZE": 8, "REG_WEIGHT": 1e-4, "REG_TYPE": "all_codes_squared_norm"},
-                     "TOTAL_EPOCHS": 8, "EPOCHS_TIL_SUMMARY": 4, "LEARNING_RATE": 0.003,
-                     "BATCH_POINTS": 1024, "STEPS_PER_EPOCH": 10, "LOSS_RECON": "MSE", "SAMPLING": "patches",
-                     "LOSS_SEG": "CE", "LR_SCHEDULE": "constant"},
-        "MODEL": {"NUM_LAYERS": 3, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
-        "TEST": {"TOTAL_EPOCHS": 10, "EPOCHS_TIL_SUMMARY": 5, "BATCH_POINTS": 1024, "STEPS_PER_EPOCH": 5,
-                 "NUM_SAMPLES": 2, "LEARNING_RATE": 0.02},
-    }, ExperimentConfig)
+    config = from_dict(
+        {
+            "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 4, "SLICE_COORD_SCALE": 1.0},  # as trained and predicted here
+            "TRAINING": {
+                "LATENT_CODE": {"SIZE": 8, "REG_WEIGHT": 1e-4, "REG_TYPE": "all_codes_squared_norm"},
+                "TOTAL_EPOCHS": 8,
+                "EPOCHS_TIL_SUMMARY": 4,
+                "LEARNING_RATE": 0.003,
+                "BATCH_POINTS": 1024,
+                "STEPS_PER_EPOCH": 10,
+                "LOSS_RECON": "MSE",
+                "SAMPLING": "patches",
+                "LOSS_SEG": "CE",
+                "LR_SCHEDULE": "constant",
+            },
+            "MODEL": {"NUM_LAYERS": 3, "HIDDEN_SIZE": 32, "ACTIVATION": "SIREN"},
+            "TEST": {
+                "TOTAL_EPOCHS": 10,
+                "EPOCHS_TIL_SUMMARY": 5,
+                "BATCH_POINTS": 1024,
+                "STEPS_PER_EPOCH": 5,
+                "NUM_SAMPLES": 2,
+                "LEARNING_RATE": 0.02,
+            },
+        },
+        ExperimentConfig,
+    )
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
     train = [eye.subsample(4) for eye in tiny_eyes[:3]]
@@ -55,9 +73,12 @@ def test_latent_fit_improves_the_reconstruction_of_a_held_out_eye(trained, tiny_
 
 
 def test_latent_fit_with_a_cosine_schedule_decays_the_rate_and_improves_the_reconstruction(
-        trained, tiny_eyes, monkeypatch) -> None:
+    trained, tiny_eyes, monkeypatch
+) -> None:
     network, config = trained
-    cosine = dataclasses.replace(config, TEST=dataclasses.replace(config.TEST, LR_SCHEDULE="cosine", LR_MIN_FACTOR=0.05))
+    cosine = dataclasses.replace(
+        config, TEST=dataclasses.replace(config.TEST, LR_SCHEDULE="cosine", LR_MIN_FACTOR=0.05)
+    )
     rates: list[float] = []
     original_step = torch.optim.Adam.step
 
@@ -70,7 +91,7 @@ def test_latent_fit_with_a_cosine_schedule_decays_the_rate_and_improves_the_reco
     before = _input_mse(network, torch.zeros(8), held_out)
     code = LatentFitter(network, cosine, CPU).fit([held_out], progress=False)[0]
     assert len(rates) == 50 and rates[0] == pytest.approx(0.02)
-    assert all(later <= earlier for earlier, later in zip(rates, rates[1:])) and rates[-1] < 0.1 * rates[0]
+    assert all(later <= earlier for earlier, later in itertools.pairwise(rates)) and rates[-1] < 0.1 * rates[0]
     assert _input_mse(network, code, held_out) < 0.98 * before
 
 
@@ -106,7 +127,8 @@ def test_latent_fit_returns_each_eyes_code_of_its_lowest_loss_epoch(trained, tin
 
 
 def test_latent_fit_of_whole_bscans_visits_every_input_bscan_of_every_eye_per_epoch(
-        trained, tiny_eyes, monkeypatch) -> None:
+    trained, tiny_eyes, monkeypatch
+) -> None:
     network, config = trained
     eyes = [eye.subsample(4) for eye in tiny_eyes[2:]]
     steps: list[list[tuple[int, int]]] = []
@@ -126,13 +148,18 @@ def test_latent_fit_of_whole_bscans_visits_every_input_bscan_of_every_eye_per_ep
 
 def test_latent_fit_optimises_only_the_code_not_a_hash_grid(tiny_eyes) -> None:
     """The reference left the hash-grid tables in the test-time optimiser; here the network is frozen."""
-    config = from_dict({
-        "TRAINING": {"LATENT_CODE": {"SIZE": 4}, "LOSS_RECON": "MSE"},
-        "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 16, "ACTIVATION": "RELU"},
-        "POS_ENCODING": {"TYPE": "Hashgrid", "HASHGRID": {"N_LEVELS": 2, "LOG2_HASHMAP_SIZE": 8,
-                                                          "BASE_RESOLUTION": 4, "FINEST_RESOLUTION": 8}},
-        "TEST": {"TOTAL_EPOCHS": 2, "STEPS_PER_EPOCH": 2, "LEARNING_RATE": 0.1},
-    }, ExperimentConfig)
+    config = from_dict(
+        {
+            "TRAINING": {"LATENT_CODE": {"SIZE": 4}, "LOSS_RECON": "MSE"},
+            "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 16, "ACTIVATION": "RELU"},
+            "POS_ENCODING": {
+                "TYPE": "Hashgrid",
+                "HASHGRID": {"N_LEVELS": 2, "LOG2_HASHMAP_SIZE": 8, "BASE_RESOLUTION": 4, "FINEST_RESOLUTION": 8},
+            },
+            "TEST": {"TOTAL_EPOCHS": 2, "STEPS_PER_EPOCH": 2, "LEARNING_RATE": 0.1},
+        },
+        ExperimentConfig,
+    )
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=4, num_classes=0))
     before = {k: v.clone() for k, v in network.state_dict().items()}
@@ -170,8 +197,9 @@ def test_chunked_prediction_at_k_times_the_bscans_matches_one_chunk(trained, tin
     eye = tiny_eyes[3].subsample(4)
     positions = densified_positions(eye.bscan_positions, 4)
     code = torch.randn(8) * 0.01
-    whole = predict_volume(network, code, eye, positions, device=CPU, memory_budget_mb=4096, probabilities=True,
-                           max_chunk_points=10 ** 9)
+    whole = predict_volume(
+        network, code, eye, positions, device=CPU, memory_budget_mb=4096, probabilities=True, max_chunk_points=10**9
+    )
     chunked = predict_volume(network, code, eye, positions, device=CPU, memory_budget_mb=0.05, probabilities=True)
     assert whole.intensity.shape == (32, 16, 13)
     assert np.allclose(whole.intensity, chunked.intensity, atol=1e-6)

@@ -9,30 +9,38 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_configs import tiny_config, tiny_trainer
 
 from anisotropic_interpolation import fitting, training
-from anisotropic_interpolation.checkpoints import load_checkpoint
 from anisotropic_interpolation.fitting import LatentFitter
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
-    BEST_CHECKPOINT, LAST_CHECKPOINT, TRAINING_LOG, BatchSource, NetworkTrainer, holdout_indices,
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TRAINING_LOG,
+    BatchSource,
+    NetworkTrainer,
+    holdout_indices,
 )
+from retina_data.checkpoints import load_checkpoint
 from retina_data.errors import ConfigError, TrainingDivergedError
 from retina_data.folds import FOLDS_FILE, write_folds_for_tree
 from retina_data.phantom import PhantomConfig, write_phantom
-from tiny_configs import tiny_config, tiny_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize(("inputs", "count", "held"), [
-    (16, 3, [4, 8, 11]),  # linspace(0, 15, 5)[1:-1] = 3.75, 7.5, 11.25
-    (4, 1, [2]),          # 1.5 rounds half up
-    (5, 2, [1, 3]),
-    (16, 0, []),
-])
+@pytest.mark.parametrize(
+    ("inputs", "count", "held"),
+    [
+        (16, 3, [4, 8, 11]),  # linspace(0, 15, 5)[1:-1] = 3.75, 7.5, 11.25
+        (4, 1, [2]),  # 1.5 rounds half up
+        (5, 2, [1, 3]),
+        (16, 0, []),
+    ],
+)
 def test_held_out_bscans_are_spread_strictly_between_the_first_and_last_input(inputs, count, held) -> None:
     assert holdout_indices(inputs, count, "TRAINING.HOLDOUT_BSCANS") == held
 
@@ -80,13 +88,22 @@ def _scripted_heldout(monkeypatch, module, losses: list[list[float]]) -> None:
 
 
 def test_training_keeps_the_epoch_of_the_lowest_held_out_loss_and_stops_on_it(
-        make_config, tiny_eyes, monkeypatch, tmp_path: Path) -> None:
+    make_config, tiny_eyes, monkeypatch, tmp_path: Path
+) -> None:
     """The training loss falls every epoch, the scripted held-out loss is lowest after epoch 4:
     epoch 4 is kept (the training loss would keep the last), and early stopping (patience 2,
     from the first epoch) stops after epoch 6 (the training loss would run all 8)."""
-    config = make_config(TRAINING={"HOLDOUT_BSCANS": 1, "TOTAL_EPOCHS": 8, "EPOCHS_TIL_SUMMARY": 1,
-                                   "EARLY_STOPPING_PATIENCE": 2, "EARLY_STOPPING_MIN_DELTA": 0.0,
-                                   "EARLY_STOPPING_START_EPOCH": 0, "CHECKPOINT_EVERY": 1})
+    config = make_config(
+        TRAINING={
+            "HOLDOUT_BSCANS": 1,
+            "TOTAL_EPOCHS": 8,
+            "EPOCHS_TIL_SUMMARY": 1,
+            "EARLY_STOPPING_PATIENCE": 2,
+            "EARLY_STOPPING_MIN_DELTA": 0.0,
+            "EARLY_STOPPING_START_EPOCH": 0,
+            "CHECKPOINT_EVERY": 1,
+        }
+    )
     _scripted_heldout(monkeypatch, training, [[5.0], [3.0], [4.0], [2.5], [2.6], [2.7], [1.0], [1.0]])
     trainer = tiny_trainer(config, tiny_eyes, checkpoint_dir=tmp_path)
     outcome = trainer.train()
@@ -95,23 +112,31 @@ def test_training_keeps_the_epoch_of_the_lowest_held_out_loss_and_stops_on_it(
     assert outcome.history[-1]["loss"] < outcome.history[3]["loss"]  # the training loss still fell
     assert load_checkpoint(tmp_path / BEST_CHECKPOINT)["epoch"] == 4
     assert (tmp_path / TRAINING_LOG).read_text().splitlines()[0].split(",")[:5] == [
-        "epoch", "loss", "recon", "seg", "heldout"]
+        "epoch",
+        "loss",
+        "recon",
+        "seg",
+        "heldout",
+    ]
     epoch_four = load_checkpoint(tmp_path / BEST_CHECKPOINT)["network"]
     assert all(torch.equal(value, epoch_four[name]) for name, value in trainer.network.state_dict().items())
 
 
 def test_refit_trains_from_the_same_start_on_all_inputs_for_the_chosen_epochs(
-        make_config, tiny_eyes, monkeypatch, tmp_path: Path) -> None:
-    config = make_config(TRAINING={"HOLDOUT_BSCANS": 1, "HOLDOUT_REFIT": True, "TOTAL_EPOCHS": 5,
-                                   "EARLY_STOPPING_PATIENCE": 0})
+    make_config, tiny_eyes, monkeypatch, tmp_path: Path
+) -> None:
+    config = make_config(
+        TRAINING={"HOLDOUT_BSCANS": 1, "HOLDOUT_REFIT": True, "TOTAL_EPOCHS": 5, "EARLY_STOPPING_PATIENCE": 0}
+    )
     _scripted_heldout(monkeypatch, training, [[3.0], [2.0], [1.0], [4.0], [5.0]])
     refitted = tiny_trainer(config, tiny_eyes, checkpoint_dir=tmp_path)
     outcome = refitted.train()
     assert outcome.chosen_epoch == 3 and outcome.refitted
     assert load_checkpoint(tmp_path / "refit" / LAST_CHECKPOINT)["epoch"] == 3
     plain = dataclasses.replace(config, TRAINING=dataclasses.replace(config.TRAINING, HOLDOUT_BSCANS=0))
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in tiny_eyes], use_labels=True, use_slo=True,
-                                   slice_scale=1.0, device=CPU)
+    data = SparseVolumes.from_eyes(
+        [eye.subsample(4) for eye in tiny_eyes], use_labels=True, use_slo=True, slice_scale=1.0, device=CPU
+    )
     torch.manual_seed(0)  # the network tiny_trainer starts from; the codes follow TRAINING.SEED
     network = build_network(plain, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
     straight = NetworkTrainer(network, data, plain, None, progress=False, epochs=3, keep_last=True)
@@ -140,7 +165,8 @@ def _fit(network, config, eyes, **test):
 
 
 def test_latent_fit_holds_out_bscans_and_keeps_each_eyes_code_of_its_lowest_held_out_loss(
-        population, tiny_eyes, monkeypatch) -> None:
+    population, tiny_eyes, monkeypatch
+) -> None:
     network, config = population
     eyes = [eye.subsample(4) for eye in tiny_eyes[:2]]
     batches = _recording(monkeypatch)
@@ -173,7 +199,8 @@ def test_latent_refit_fits_all_inputs_for_each_eyes_chosen_epochs(population, ti
 
 
 def test_a_diverging_training_stops_naming_epoch_step_and_loss_terms_and_keeps_finite_checkpoints(
-        make_config, tiny_eyes, tmp_path: Path) -> None:
+    make_config, tiny_eyes, tmp_path: Path
+) -> None:
     """Two good epochs (checkpointed), then a learning rate of 1e30: the third epoch diverges."""
     trainer = tiny_trainer(make_config(TRAINING={"CHECKPOINT_EVERY": 1}), tiny_eyes, checkpoint_dir=tmp_path)
     step = trainer.step
@@ -187,8 +214,11 @@ def test_a_diverging_training_stops_naming_epoch_step_and_loss_terms_and_keeps_f
         return step()
 
     trainer.step = step_then_explode
-    with pytest.raises(TrainingDivergedError, match=r"training diverged in epoch 3, step \d of 5: non-finite "
-                                                    r"loss \(loss (nan|inf), recon (nan|inf), seg.*TRAINING.LEARNING_RATE"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"training diverged in epoch 3, step \d of 5: non-finite "
+        r"loss \(loss (nan|inf), recon (nan|inf), seg.*TRAINING.LEARNING_RATE",
+    ):
         trainer.train()
     last = load_checkpoint(tmp_path / LAST_CHECKPOINT)
     assert last["epoch"] == 2
@@ -201,8 +231,11 @@ def test_a_diverging_training_stops_naming_epoch_step_and_loss_terms_and_keeps_f
 
 def test_a_diverging_latent_fit_stops_with_a_hint_at_the_test_learning_rate(population, tiny_eyes) -> None:
     network, config = population
-    with pytest.raises(TrainingDivergedError, match=r"latent fit of sub001_OD diverged in epoch 1.*TEST.LEARNING_RATE "
-                                                    r"\(now 1e\+30\)"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"latent fit of sub001_OD diverged in epoch 1.*TEST.LEARNING_RATE "
+        r"\(now 1e\+30\)",
+    ):
         _fit(network, config, [tiny_eyes[0].subsample(4)], LEARNING_RATE=1e30)
 
 
@@ -211,18 +244,33 @@ def test_a_run_with_a_learning_rate_of_1e30_exits_non_zero_with_one_line(tmp_pat
     write_phantom(data_dir, PhantomConfig(n_subjects=3, shape=(32, 16, 16)), progress=False)
     write_folds_for_tree(data_dir, data_dir / FOLDS_FILE, k=3)
     out = tmp_path / "run"
-    overrides = [f"SETTINGS.IMG_DIR={data_dir}", "SETTINGS.FOLD=0", "PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR=4",
-                 "TRAINING.TOTAL_EPOCHS=3", "TRAINING.LEARNING_RATE=1e30", "TRAINING.CHECKPOINT_EVERY=1",
-                 "EVALUATION.FIGURES=false"]
-    command = [sys.executable, "-m", "anisotropic_interpolation.train_test_singleinr",
-               str(ROOT / "configs" / "interpolation" / "demo_singleinr.yaml"), "--gpu", "-1", "--quiet",
-               "--output", str(out), *[item for override in overrides for item in ("--set", override)]]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    overrides = [
+        f"SETTINGS.IMG_DIR={data_dir}",
+        "SETTINGS.FOLD=0",
+        "PREPROCESSING.BSCAN_SUBSAMPLE_FACTOR=4",
+        "TRAINING.TOTAL_EPOCHS=3",
+        "TRAINING.LEARNING_RATE=1e30",
+        "TRAINING.CHECKPOINT_EVERY=1",
+        "EVALUATION.FIGURES=false",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "anisotropic_interpolation.train_test_singleinr",
+        str(ROOT / "configs" / "interpolation" / "demo_singleinr.yaml"),
+        "--gpu",
+        "-1",
+        "--quiet",
+        "--output",
+        str(out),
+        *[item for override in overrides for item in ("--set", override)],
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "diverged in epoch 1" in lines[0] and "TRAINING.LEARNING_RATE (now 1e+30)" in lines[0]
     assert "Traceback" not in result.stderr
     assert not (out / "evaluation" / "summary.md").exists()
-    (eye_dir,) = [path for path in (out / "single_inr").iterdir()]
+    (eye_dir,) = list((out / "single_inr").iterdir())
     best = load_checkpoint(eye_dir / BEST_CHECKPOINT)
     assert all(torch.isfinite(value).all() for value in best["network"].values())

@@ -11,9 +11,9 @@ import math
 
 import pytest
 import torch
+from tiny_configs import tiny_config
 
 from anisotropic_interpolation.model import NetworkInputs, build_network
-from tiny_configs import tiny_config
 
 POINT, LATENT, HIDDEN, CLASSES = 4, 64, 64, 13  # x, y, z, SLO; code; width; classes
 

@@ -14,16 +14,16 @@ from anisotropic_interpolation.losses import code_penalty, reconstruction_loss, 
 def _gaussian_ssim_zero_padded(x: np.ndarray, y: np.ndarray) -> float:
     """SSIM written out: 11 x 11 Gaussian (sigma 1.5), zero padding, C1 = 0.01², C2 = 0.03², map mean."""
     axis = np.arange(11) - 5.0
-    profile = np.exp(-axis ** 2 / (2 * 1.5 ** 2))
+    profile = np.exp(-(axis**2) / (2 * 1.5**2))
     window = np.outer(profile, profile) / np.outer(profile, profile).sum()
 
     def mean(image: np.ndarray) -> np.ndarray:
         return ndimage.correlate(image, window, mode="constant", cval=0.0)
 
     mu_x, mu_y = mean(x), mean(y)
-    var_x, var_y, cov = mean(x * x) - mu_x ** 2, mean(y * y) - mu_y ** 2, mean(x * y) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    ssim = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    var_x, var_y, cov = mean(x * x) - mu_x**2, mean(y * y) - mu_y**2, mean(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(ssim.mean())
 
 
@@ -51,7 +51,8 @@ def test_combi_is_mse_plus_a_tenth_of_one_minus_ssim_and_ssim_is_one_minus_ssim(
     p, t = torch.tensor(prediction[None]), torch.tensor(truth[None])
     combi = ExperimentConfig().TRAINING  # the defaults are the reference's
     assert float(reconstruction_loss(p, t, "Combi", combi.SSIM_WEIGHT, combi.SSIM_WINDOW)[0]) == pytest.approx(
-        mse + 0.1 * dissimilarity, rel=1e-5)
+        mse + 0.1 * dissimilarity, rel=1e-5
+    )
     assert float(reconstruction_loss(p, t, "SSIM")[0]) == pytest.approx(dissimilarity, rel=1e-5)
     assert float(reconstruction_loss(p, t, "MSE")[0]) == pytest.approx(mse, rel=1e-6)
 
@@ -79,9 +80,20 @@ def test_the_default_losses_and_schedule_are_the_references() -> None:
     train, test = ExperimentConfig().TRAINING, ExperimentConfig().TEST
     assert (train.SSIM_WEIGHT, train.SSIM_WINDOW, train.LOSS_SEG) == (0.1, "gaussian11_zero_padded", "softmax_BCE")
     assert (train.LATENT_CODE.weight(False), train.LATENT_CODE.weight(True), train.LATENT_CODE.REG_TYPE) == (
-        1.0, 0.0, "eye_mean_square")
+        1.0,
+        0.0,
+        "eye_mean_square",
+    )
     assert (train.SAMPLING, train.LR_SCHEDULE, train.LR_GAMMA) == ("bscan", "exponential", 0.99)
     assert (train.EARLY_STOPPING_PATIENCE, train.EARLY_STOPPING_MIN_DELTA, train.EARLY_STOPPING_START_EPOCH) == (
-        10, 5e-4, 100)
+        10,
+        5e-4,
+        100,
+    )
     assert (test.SAMPLING, test.LR_SCHEDULE, test.LR_GAMMA, test.KEEP, test.CONVERGENCE_TOL) == (
-        "bscan", "exponential", 0.99, "best", 0.0)
+        "bscan",
+        "exponential",
+        0.99,
+        "best",
+        0.0,
+    )

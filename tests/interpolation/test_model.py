@@ -12,23 +12,40 @@ from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.model.activations import make_activation
 
 BACKBONES = {  # (SKIP_CONNECTION, INPUT_COORD_TO_ALL_LAYERS)
-    "mlp": (False, False), "mlp_inject": (False, True), "resmlp": (True, False), "resmlp_inject": (True, True),
+    "mlp": (False, False),
+    "mlp_inject": (False, True),
+    "resmlp": (True, False),
+    "resmlp_inject": (True, True),
 }
 ACTIVATIONS = ("SIREN", "WIRE", "FINER", "RELU")
 ENCODINGS = {
     "None": {},
     "FF": {"FF": {"MAPPING_SIZE": 8, "SCALE": 1.0, "FACTOR": 1.0}},
-    "Hashgrid": {"HASHGRID": {"N_LEVELS": 4, "N_FEATURES_PER_LEVEL": 2, "LOG2_HASHMAP_SIZE": 8,
-                              "BASE_RESOLUTION": 4, "FINEST_RESOLUTION": 32}},
+    "Hashgrid": {
+        "HASHGRID": {
+            "N_LEVELS": 4,
+            "N_FEATURES_PER_LEVEL": 2,
+            "LOG2_HASHMAP_SIZE": 8,
+            "BASE_RESOLUTION": 4,
+            "FINEST_RESOLUTION": 32,
+        }
+    },
 }
 COMBINATIONS = list(itertools.product(BACKBONES, ACTIVATIONS, ENCODINGS))
 
 
 def _network(make_config, backbone: str, activation: str, encoding: str, **model):
     skip, inject = BACKBONES[backbone]
-    config = make_config(MODEL={"SKIP_CONNECTION": skip, "INPUT_COORD_TO_ALL_LAYERS": inject,
-                                "ACTIVATION": activation, "NUM_LAYERS": 3, **model},
-                         POS_ENCODING={"TYPE": encoding, **ENCODINGS[encoding]})
+    config = make_config(
+        MODEL={
+            "SKIP_CONNECTION": skip,
+            "INPUT_COORD_TO_ALL_LAYERS": inject,
+            "ACTIVATION": activation,
+            "NUM_LAYERS": 3,
+            **model,
+        },
+        POS_ENCODING={"TYPE": encoding, **ENCODINGS[encoding]},
+    )
     torch.manual_seed(0)
     return build_network(config, NetworkInputs(use_slo=True, latent_size=4, num_classes=5))
 
@@ -88,15 +105,23 @@ def test_film_modulated_siren_lowers_the_loss(make_config, film) -> None:
 
 def _gabor(f: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """WIRE written out: ``cos(30 f) exp(-(10 s)^2)``."""
-    return torch.cos(30.0 * f) * torch.exp(-(10.0 * s) ** 2)
+    return torch.cos(30.0 * f) * torch.exp(-((10.0 * s) ** 2))
 
 
-@pytest.mark.parametrize(("backbone_name", "latent_to_all"), [
-    ("resmlp_inject", False), ("mlp", False), ("mlp_inject", False), ("resmlp", False),
-    ("resmlp_inject", True), ("mlp_inject", True),
-])
-def test_latent_projected_once_per_eye_equals_the_code_tiled_onto_every_point(make_config, backbone_name,
-                                                                              latent_to_all) -> None:
+@pytest.mark.parametrize(
+    ("backbone_name", "latent_to_all"),
+    [
+        ("resmlp_inject", False),
+        ("mlp", False),
+        ("mlp_inject", False),
+        ("resmlp", False),
+        ("resmlp_inject", True),
+        ("mlp_inject", True),
+    ],
+)
+def test_latent_projected_once_per_eye_equals_the_code_tiled_onto_every_point(
+    make_config, backbone_name, latent_to_all
+) -> None:
     """The reference's formulation: the first layer sees ``cat(x, y, z, SLO, code)``, later layers
     ``cat(h, x, y, z, SLO)`` with the input re-injected (and the code too with LATENT_TO_ALL_LAYERS);
     WIRE is ``cos(30 f) exp(-(10 s)^2)`` of two separate linear maps f and s of that input."""
@@ -113,7 +138,7 @@ def test_latent_projected_once_per_eye_equals_the_code_tiled_onto_every_point(ma
         weight = layer.weight
         if index < code_layers:
             inputs = torch.cat([inputs, codes[eye]], dim=-1)  # the code tiled onto every point
-            latent = backbone.latent_projection.weight[2 * hidden * index:2 * hidden * (index + 1)]
+            latent = backbone.latent_projection.weight[2 * hidden * index : 2 * hidden * (index + 1)]
             weight = torch.cat([weight, latent], dim=1)
         frequency = inputs @ weight[:hidden].T + layer.bias[:hidden]
         scale = inputs @ weight[hidden:].T + layer.bias[hidden:]
@@ -164,8 +189,8 @@ def test_reference_film_leaves_the_first_layer_unmodulated_and_shifts_outside_om
     assert film.shape[1] == 2 * hidden * (layers - 1)
     h = torch.sin(30.0 * backbone.layers[0](torch.cat([math.pi * coords, extra], dim=-1)))
     for index in range(1, layers):
-        gamma = film[:, (index - 1) * hidden:index * hidden]
-        beta = film[:, (layers - 1 + index - 1) * hidden:(layers - 1 + index) * hidden]
+        gamma = film[:, (index - 1) * hidden : index * hidden]
+        beta = film[:, (layers - 1 + index - 1) * hidden : (layers - 1 + index) * hidden]
         h = torch.sin(30.0 * gamma * backbone.layers[index](h) + beta)
     assert torch.allclose(backbone(coords, extra, codes, eye), h, atol=1e-4)
 
@@ -179,8 +204,8 @@ def test_our_film_modulates_every_layer_inside_omega(make_config) -> None:
     film = backbone.film(codes)[eye]
     h = torch.cat([math.pi * coords, extra], dim=-1)
     for index in range(layers):
-        gamma = film[:, index * hidden:(index + 1) * hidden]
-        beta = film[:, (layers + index) * hidden:(layers + index + 1) * hidden]
+        gamma = film[:, index * hidden : (index + 1) * hidden]
+        beta = film[:, (layers + index) * hidden : (layers + index + 1) * hidden]
         h = torch.sin(30.0 * (gamma * backbone.layers[index](h) + beta))
     assert torch.allclose(backbone(coords, extra, codes, eye), h, atol=1e-4)
 

@@ -20,8 +20,9 @@ CLASSES = 13
 def _paper_network(name: str, **overrides):
     config = load_experiment_config(CONFIGS / name, [f"{key}={value}" for key, value in overrides.items()])
     torch.manual_seed(0)
-    return build_network(config, NetworkInputs(use_slo=True, latent_size=config.TRAINING.LATENT_CODE.SIZE,
-                                               num_classes=CLASSES))
+    return build_network(
+        config, NetworkInputs(use_slo=True, latent_size=config.TRAINING.LATENT_CODE.SIZE, num_classes=CLASSES)
+    )
 
 
 def _count(network) -> int:
@@ -44,15 +45,15 @@ def test_paper_geninr_network_has_the_reference_parameter_count() -> None:
 
 def test_paper_singleinr_network_has_the_reference_parameter_count() -> None:
     point, hidden = 3 + 1, 512
-    expected = (_linear(point, hidden) + 2 * _linear(hidden + point, hidden)
-                + _linear(hidden, 1) + _linear(hidden, CLASSES))
+    expected = (
+        _linear(point, hidden) + 2 * _linear(hidden + point, hidden) + _linear(hidden, 1) + _linear(hidden, CLASSES)
+    )
     assert _count(_paper_network("singleinr_config.yaml")) == expected
 
 
 def test_fast_geninr_network_shares_the_wire_map_and_feeds_the_code_to_every_layer() -> None:
     point, code, hidden = 4, 128, 128
-    expected = (_linear(point + code, hidden) + 5 * _linear(hidden + point + code, hidden)
-                + _linear(hidden, 1 + CLASSES))
+    expected = _linear(point + code, hidden) + 5 * _linear(hidden + point + code, hidden) + _linear(hidden, 1 + CLASSES)
     assert _count(_paper_network("geninr_fast.yaml")) == expected
 
 
@@ -76,18 +77,24 @@ def test_a_config_without_our_keys_builds_the_paper_network() -> None:
     bare = from_dict({"MODEL": {"ACTIVATION": "WIRE"}}, ExperimentConfig)
     for config in (paper, bare):
         assert config.PREPROCESSING.SLICE_COORD_SCALE == 0.1
-        assert (config.MODEL.LATENT_TO_ALL_LAYERS, config.MODEL.INIT, config.MODEL.FILM) == (False, "reference",
-                                                                                          "reference")
+        assert (config.MODEL.LATENT_TO_ALL_LAYERS, config.MODEL.INIT, config.MODEL.FILM) == (
+            False,
+            "reference",
+            "reference",
+        )
         assert (config.POS_ENCODING.COORD_FACTOR, config.POS_ENCODING.WIRE.SHARED_LINEAR) == (None, False)
         assert config.POS_ENCODING.HASHGRID is None or not config.POS_ENCODING.HASHGRID.DENSE_COARSE_LEVELS
 
 
-@pytest.mark.parametrize("overrides", [
-    ["MODEL.LATENT_TO_ALL_LAYERS=true", "MODEL.INPUT_COORD_TO_ALL_LAYERS=false"],
-    ["MODEL.INIT=kaiming"],
-    ["MODEL.FILM=mine"],
-    ["POS_ENCODING.COORD_FACTOR=0"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["MODEL.LATENT_TO_ALL_LAYERS=true", "MODEL.INPUT_COORD_TO_ALL_LAYERS=false"],
+        ["MODEL.INIT=kaiming"],
+        ["MODEL.FILM=mine"],
+        ["POS_ENCODING.COORD_FACTOR=0"],
+    ],
+)
 def test_bad_network_keys_are_refused_with_their_name(overrides) -> None:
     key = overrides[0].split("=")[0]
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from anisotropic_interpolation.model import build_network
 from anisotropic_interpolation.pipeline import (
     load_fold,
     minmax_normalise_for,
@@ -17,14 +18,12 @@ from anisotropic_interpolation.pipeline import (
     seed_everything,
     volumes,
 )
-from anisotropic_interpolation.model import build_network
 from anisotropic_interpolation.training import NetworkTrainer
 from retina_data.containers import container_name, write_container
 from retina_data.errors import DataError
 
 
-def test_eyes_without_labels_or_slo_drop_the_segmentation_head_and_enface_input(make_config, tiny_eyes,
-                                                                                 capsys) -> None:
+def test_eyes_without_labels_or_slo_drop_the_segmentation_head_and_enface_input(make_config, tiny_eyes, capsys) -> None:
     bare = [replace(eye, labels=None, slo=None, slo_positions=None) for eye in tiny_eyes]
     inputs = network_inputs(make_config(), bare, latent_size=8)
     assert (inputs.use_slo, inputs.num_classes) == (False, 0)
@@ -69,10 +68,13 @@ def test_half_truth_container_missing_is_a_data_error(make_config, tiny_eyes, tm
 def _reference_container(path: Path, eyes, rng: np.random.Generator) -> None:
     """The eyes as the reference stores them: intensities off [0, 1], en-face [N, D, W], float labels."""
     np.savez_compressed(
-        path, oct_vols=np.stack([eye.oct * rng.uniform(50, 200) + 10 for eye in eyes]),
+        path,
+        oct_vols=np.stack([eye.oct * rng.uniform(50, 200) + 10 for eye in eyes]),
         seg_vols=np.stack([eye.labels for eye in eyes]).astype(np.float32),
-        enface_imgs=np.stack([eye.slo[:, ::eye.slo.shape[1] // eye.shape[2]].T * 3.0 for eye in eyes]),
-        subject_names=np.array([eye.eye_id for eye in eyes]), spacing_oct=np.array(eyes[0].spacing))
+        enface_imgs=np.stack([eye.slo[:, :: eye.slo.shape[1] // eye.shape[2]].T * 3.0 for eye in eyes]),
+        subject_names=np.array([eye.eye_id for eye in eyes]),
+        spacing_oct=np.array(eyes[0].spacing),
+    )
 
 
 def test_reference_containers_are_read_and_minmax_normalised_per_volume(make_config, tiny_eyes, tmp_path) -> None:
@@ -95,7 +97,9 @@ def test_reference_containers_are_read_and_minmax_normalised_per_volume(make_con
     slope, offset = np.polyfit(dense.oct[:, :, ::2].ravel(), sparse.oct.ravel(), 1)
     assert np.allclose(sparse.oct, slope * dense.oct[:, :, ::2] + offset, atol=1e-5)
     assert not minmax_normalise_for(config, "train_test_singleinr")
-    with pytest.raises(DataError, match=r"oct_vols of sub001_OD values 10\.\.155\.5; expected flattened OCT in \[0, 1\]"):
+    with pytest.raises(
+        DataError, match=r"oct_vols of sub001_OD values 10\.\.155\.5; expected flattened OCT in \[0, 1\]"
+    ):
         load_fold(config)  # the stored values, off [0, 1], are refused unless normalised on load
 
 
@@ -113,8 +117,9 @@ def test_seeding_makes_initial_weights_follow_the_config_seed(make_config, tiny_
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
 
-def test_an_eye_store_gives_the_same_fold_as_the_tree_it_was_written_from(make_config, tiny_eyes,
-                                                                          tmp_path: Path) -> None:
+def test_an_eye_store_gives_the_same_fold_as_the_tree_it_was_written_from(
+    make_config, tiny_eyes, tmp_path: Path
+) -> None:
     from retina_data.cli import main
     from retina_data.tree import write_dataset_info, write_eye
 

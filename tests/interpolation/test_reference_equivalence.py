@@ -83,13 +83,15 @@ def test_outputs_loss_and_code_gradient_equal_the_reference_on_a_whole_bscan(pap
     ours_codes = codes.clone().requires_grad_(True)
     logit, class_logits = network(batch.coords, batch.extra, ours_codes, batch.eye)
     loss = objective_from_config(network, config).terms(
-        logit, class_logits, batch.eye, batch.intensity, batch.labels, ours_codes)[0, 0]
+        logit, class_logits, batch.eye, batch.intensity, batch.labels, ours_codes
+    )[0, 0]
     loss.backward()
 
     code = codes[eye].clone().requires_grad_(True)
     intensity, probabilities = reference(_reference_points(data, eye, bscan), code)
-    expected = reference_loss(intensity.view(H, W), probabilities, data.intensity[eye, :, :, bscan],
-                              data.labels[eye, :, :, bscan], code)
+    expected = reference_loss(
+        intensity.view(H, W), probabilities, data.intensity[eye, :, :, bscan], data.labels[eye, :, :, bscan], code
+    )
     expected.backward()
 
     assert torch.allclose(torch.sigmoid(logit), intensity, atol=1e-6)

@@ -12,18 +12,25 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from tiny_configs import tiny_config, tiny_trainer
 
 from anisotropic_interpolation.distributed import launch, leave
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.pipeline import (
-    Experiment, load_fold, minmax_normalise_for, population_volumes, train_population,
+    Experiment,
+    load_fold,
+    minmax_normalise_for,
+    population_volumes,
+    train_population,
 )
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.streaming import StreamedEye, StreamedVolumes
 from anisotropic_interpolation.training import (
-    BatchSource, NetworkTrainer, StepPlan, heldout_losses, objective_from_config,
+    BatchSource,
+    NetworkTrainer,
+    StepPlan,
+    heldout_losses,
+    objective_from_config,
 )
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye_store import EyeStore, write_store
@@ -48,8 +55,17 @@ def both(store: EyeStore, *, normalise: bool = False, use_slo: bool = True) -> t
     if normalise:
         eyes = [minmax_normalise_eye(eye) for eye in eyes]
     kept = SparseVolumes.from_eyes(eyes, use_labels=True, use_slo=use_slo, slice_scale=1.0, device="cpu")
-    streamed = StreamedVolumes.from_store(store, store.eye_ids, factor=FACTOR, use_labels=True, use_slo=use_slo,
-                                          slice_scale=1.0, device="cpu", normalise=normalise, threads=2)
+    streamed = StreamedVolumes.from_store(
+        store,
+        store.eye_ids,
+        factor=FACTOR,
+        use_labels=True,
+        use_slo=use_slo,
+        slice_scale=1.0,
+        device="cpu",
+        normalise=normalise,
+        threads=2,
+    )
     return kept, streamed
 
 
@@ -68,8 +84,11 @@ def assert_same_batches(first: list, second: list) -> None:
 def test_streamed_batches_equal_those_of_the_eyes_on_the_device(store, sampling, normalise) -> None:
     kept, streamed = both(store, normalise=normalise)
     assert (streamed.num_eyes, streamed.height, streamed.width, streamed.num_slices) == kept.intensity.shape
-    plan = (StepPlan.for_bscans(kept, False, 6) if sampling == "bscan"
-            else StepPlan.for_data(kept, 4 * 9 * 2, 3, 6, micro_batch_points=4 * 9))
+    plan = (
+        StepPlan.for_bscans(kept, False, 6)
+        if sampling == "bscan"
+        else StepPlan.for_data(kept, 4 * 9 * 2, 3, 6, micro_batch_points=4 * 9)
+    )
     sources = [BatchSource(data, plan, torch.Generator().manual_seed(3)) for data in (kept, streamed)]
     for _ in range(2):
         for source in sources:
@@ -96,8 +115,10 @@ def test_a_step_reads_each_of_its_distinct_bscans_once(store) -> None:
 def test_subsets_and_bscan_selections_are_those_of_the_eyes_on_the_device(store) -> None:
     kept, streamed = both(store)
     index = torch.tensor([0, 3])
-    for one, other in ((kept.subset([3, 1]), streamed.subset([3, 1])),
-                       (kept.select_bscans(index), streamed.select_bscans(index))):
+    for one, other in (
+        (kept.subset([3, 1]), streamed.subset([3, 1])),
+        (kept.select_bscans(index), streamed.select_bscans(index)),
+    ):
         assert (other.num_eyes, other.num_slices) == (one.num_eyes, one.num_slices)
         generator = torch.Generator().manual_seed(5)
         first = one.sample(5, 4, generator)
@@ -108,12 +129,12 @@ def test_subsets_and_bscan_selections_are_those_of_the_eyes_on_the_device(store)
 
 @pytest.mark.parametrize("sampling", ["patches", "bscan"])
 def test_training_on_streamed_eyes_gives_the_same_weights_and_codes(store, make_config, sampling) -> None:
-    config = make_config(TRAINING={"SAMPLING": sampling, "TOTAL_EPOCHS": 2, "STEPS_PER_EPOCH": 4,
-                                   "HOLDOUT_BSCANS": 1})
+    config = make_config(TRAINING={"SAMPLING": sampling, "TOTAL_EPOCHS": 2, "STEPS_PER_EPOCH": 4, "HOLDOUT_BSCANS": 1})
     reference = tiny_trainer(config, [store.read_eye(eye_id) for eye_id in store.eye_ids])
     reference.train()
-    streamed = StreamedVolumes.from_store(store, store.eye_ids, factor=FACTOR, use_labels=True, use_slo=True,
-                                          slice_scale=1.0, device="cpu")
+    streamed = StreamedVolumes.from_store(
+        store, store.eye_ids, factor=FACTOR, use_labels=True, use_slo=True, slice_scale=1.0, device="cpu"
+    )
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13))
     trainer = NetworkTrainer(network, streamed, config, None, progress=False)
@@ -132,29 +153,43 @@ def test_eyes_of_different_shapes_or_without_labels_are_refused(tiny_eyes, tmp_p
     store = EyeStore.open(location)
     first, second, third = store.eye_ids
     with pytest.raises(DataError, match="one shape"):
-        StreamedVolumes.from_store(store, [first, second], factor=FACTOR, use_labels=False, use_slo=False,
-                                   slice_scale=1.0, device="cpu")
+        StreamedVolumes.from_store(
+            store, [first, second], factor=FACTOR, use_labels=False, use_slo=False, slice_scale=1.0, device="cpu"
+        )
     with pytest.raises(DataError, match=f"eye {third}: has no labels"):
-        StreamedVolumes.from_store(store, [first, third], factor=FACTOR, use_labels=True, use_slo=False,
-                                   slice_scale=1.0, device="cpu")
+        StreamedVolumes.from_store(
+            store, [first, third], factor=FACTOR, use_labels=True, use_slo=False, slice_scale=1.0, device="cpu"
+        )
 
 
 def test_the_pipeline_trains_on_streamed_eyes_as_on_eyes_kept_on_the_device(tiny_eyes, make_config, tmp_path) -> None:
     """A store fold (min-max normalised on load, as the gen-INR script does) trained with
     ``TRAINING.DATA_ON_DEVICE`` true and false: the same network and codes."""
     location = tmp_path / "eyes.zarr"
-    write_store(location, [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={})
-                           for eye in tiny_eyes], progress=False)
+    write_store(
+        location,
+        [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={}) for eye in tiny_eyes],
+        progress=False,
+    )
     (location / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002], TEST: [sub001]}\n")
     trained = []
     for on_device in (True, False):
-        config = make_config(SETTINGS={"IMG_DIR": str(location), "FOLD": 0},
-                             TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": on_device, "TOTAL_EPOCHS": 2})
+        config = make_config(
+            SETTINGS={"IMG_DIR": str(location), "FOLD": 0},
+            TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": on_device, "TOTAL_EPOCHS": 2},
+        )
         assert minmax_normalise_for(config, "train_test_geninr")
         data = load_fold(config, minmax_normalise_for(config, "train_test_geninr"))
-        experiment = Experiment(config=config, config_path=tmp_path / "config.yaml", device=torch.device("cpu"),
-                                run_dir=tmp_path / f"run_{on_device}", resume=False, overwrite=False, progress=False,
-                                data=data)
+        experiment = Experiment(
+            config=config,
+            config_path=tmp_path / "config.yaml",
+            device=torch.device("cpu"),
+            run_dir=tmp_path / f"run_{on_device}",
+            resume=False,
+            overwrite=False,
+            progress=False,
+            data=data,
+        )
         torch.manual_seed(0)
         network, codes, finished = train_population(experiment, data)
         assert finished and codes is not None and codes.shape == (2, 8)
@@ -166,7 +201,7 @@ def test_the_pipeline_trains_on_streamed_eyes_as_on_eyes_kept_on_the_device(tiny
 
 def test_streaming_from_a_folder_that_is_no_store_is_a_config_error(make_config, tmp_path) -> None:
     config = make_config(SETTINGS={"IMG_DIR": str(tmp_path)}, TRAINING={"DATA_ON_DEVICE": False})
-    with pytest.raises(ConfigError, match="TRAINING.DATA_ON_DEVICE = false .* expected SETTINGS.IMG_DIR to be one"):
+    with pytest.raises(ConfigError, match=r"TRAINING.DATA_ON_DEVICE = false .* expected SETTINGS.IMG_DIR to be one"):
         load_fold(config)
 
 
@@ -194,46 +229,61 @@ def _cohort_store(tiny_eyes, location, fluid: bool = False) -> str:
         labels = eyes[4].labels.copy()
         labels[0, 0, 4] = 13
         eyes[4] = dataclasses.replace(eyes[4], labels=labels)
-    write_store(location, [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={})
-                           for eye in eyes], progress=False)
+    write_store(
+        location,
+        [dataclasses.replace(eye, oct=(0.2 + 0.5 * eye.oct).astype(np.float32), meta={}) for eye in eyes],
+        progress=False,
+    )
     (location / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002, sub003], TEST: [sub001]}\n")
     return str(location)
 
 
 def _streamed_config(location: str, **training):
-    return tiny_config(SETTINGS={"IMG_DIR": location, "FOLD": 0},
-                       TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": False, **training})
+    return tiny_config(
+        SETTINGS={"IMG_DIR": location, "FOLD": 0},
+        TRAINING={"LATENT_CODE": {"SIZE": 8}, "DATA_ON_DEVICE": False, **training},
+    )
 
 
-def test_a_streamed_fold_holds_training_eyes_as_metadata_each_read_once_to_check_it(tiny_eyes, tmp_path,
-                                                                                  monkeypatch) -> None:
+def test_a_streamed_fold_holds_training_eyes_as_metadata_each_read_once_to_check_it(
+    tiny_eyes, tmp_path, monkeypatch
+) -> None:
     """Before: load_fold read every training eye whole and kept it for the run. Now the fold holds
     StreamedEye records (no voxels); each training eye's input B-scans are read once, for the
     checks and its OCT range, which the streamed training then uses instead of reading again."""
     location = _cohort_store(tiny_eyes, tmp_path / "eyes.zarr")
     reads: list[tuple[str, tuple[int, ...] | None]] = []
     read_eye = EyeStore.read_eye
-    monkeypatch.setattr(EyeStore, "read_eye", lambda self, eye_id, bscans=None: reads.append(
-        (eye_id, None if bscans is None else tuple(bscans))) or read_eye(self, eye_id, bscans))
+    monkeypatch.setattr(
+        EyeStore,
+        "read_eye",
+        lambda self, eye_id, bscans=None: (
+            reads.append((eye_id, None if bscans is None else tuple(bscans))) or read_eye(self, eye_id, bscans)
+        ),
+    )
     data = load_fold(_streamed_config(location), normalise=True)
     train_ids = ["sub002_OD", "sub002_OS", "sub003_OD", "sub003_OS"]
     assert [eye.eye_id for eye in data.train_inputs] == train_ids
     assert all(isinstance(eye, StreamedEye) and not hasattr(eye, "oct") for eye in data.train_inputs)
-    assert sorted(reads) == sorted([("sub001_OD", None), ("sub001_OS", None),
-                                    *((eye_id, (0, 4, 8, 12)) for eye_id in train_ids)])
+    assert sorted(reads) == sorted(
+        [("sub001_OD", None), ("sub001_OS", None), *((eye_id, (0, 4, 8, 12)) for eye_id in train_ids)]
+    )
     store = EyeStore.open(location)
     for eye in data.train_inputs:
         inputs = store.read_eye(eye.eye_id).subsample(FACTOR).oct
         assert eye.shape == inputs.shape and eye.oct_range == (inputs.min(), inputs.max() - inputs.min())
     reads.clear()
     network_size = {"use_slo": True, "latent_size": 8, "num_classes": 13}
-    streamed = population_volumes(_streamed_config(location), data.train_inputs, NetworkInputs(**network_size),
-                                  torch.device("cpu"), data.store)
+    streamed = population_volumes(
+        _streamed_config(location), data.train_inputs, NetworkInputs(**network_size), torch.device("cpu"), data.store
+    )
     assert reads == [] and streamed.oct_range is not None  # the ranges came from the check: nothing read again
     kept = [minmax_normalise_eye(store.read_eye(eye_id).subsample(FACTOR)) for eye_id in train_ids]
     expected = SparseVolumes.from_eyes(kept, use_labels=True, use_slo=True, slice_scale=1.0, device="cpu")
-    assert_same_batches([expected.sample(6, 4, torch.Generator().manual_seed(1))],
-                        [streamed.sample(6, 4, torch.Generator().manual_seed(1))])
+    assert_same_batches(
+        [expected.sample(6, 4, torch.Generator().manual_seed(1))],
+        [streamed.sample(6, 4, torch.Generator().manual_seed(1))],
+    )
 
 
 def test_a_bad_streamed_training_eye_is_refused_when_the_fold_is_loaded(tiny_eyes, tmp_path) -> None:
@@ -255,8 +305,15 @@ def _flip_a_byte(chunk: Path) -> None:
 
 def _fold_worker(rank: int, port: int, good: str, bad: str, folder: str) -> None:
     """One of two processes: load the good fold, then the bad one; write what it read and its error."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), GROUP_RANK="0",
-                      LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        GROUP_RANK="0",
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_WORLD_SIZE="2",
+    )
     torch.set_num_threads(1)
     fabric = launch(-1, 2, 1)
     data = load_fold(_streamed_config(good), True, fabric=fabric)

@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_configs import tiny_trainer
 
 from anisotropic_interpolation.model import NetworkInputs, build_network
 from anisotropic_interpolation.sampling import SparseVolumes
 from anisotropic_interpolation.training import (
-    LAST_CHECKPOINT, BatchSource, EarlyStopping, NetworkTrainer, StepPlan, make_step, objective_from_config,
+    LAST_CHECKPOINT,
+    BatchSource,
+    EarlyStopping,
+    NetworkTrainer,
+    StepPlan,
+    make_step,
+    objective_from_config,
 )
-from anisotropic_interpolation.checkpoints import load_checkpoint
-from tiny_configs import tiny_trainer
+from retina_data.checkpoints import load_checkpoint
 
 
 def _trainer(config, eyes, folder: Path | None) -> NetworkTrainer:
@@ -90,12 +96,22 @@ def _moved_weights(config, data, plan: StepPlan, code_weight_eyes: int = 1):
 def test_micro_batched_step_applies_the_gradient_of_the_whole_batch(make_config) -> None:
     """One B-scan of 8 x 8 and 8 x 8 patches: every patch is the same, so a step of four patches
     in one batch and one of four patches in four micro-batches must move the weights alike."""
-    config = make_config(TRAINING={"LOSS_RECON": "Combi", "PATCH_SIZE": 8, "SAMPLING": "patches",
-                                   "LATENT_CODE": {"SIZE": 4, "REG_WEIGHT": 0.1}},
-                         MODEL={"ACTIVATION": "WIRE", "SKIP_CONNECTION": True, "INPUT_COORD_TO_ALL_LAYERS": True})
+    config = make_config(
+        TRAINING={
+            "LOSS_RECON": "Combi",
+            "PATCH_SIZE": 8,
+            "SAMPLING": "patches",
+            "LATENT_CODE": {"SIZE": 4, "REG_WEIGHT": 0.1},
+        },
+        MODEL={"ACTIVATION": "WIRE", "SKIP_CONNECTION": True, "INPUT_COORD_TO_ALL_LAYERS": True},
+    )
     generator = torch.Generator().manual_seed(0)
-    data = SparseVolumes(torch.rand(1, 8, 8, 1, generator=generator), torch.randint(5, (1, 8, 8, 1), dtype=torch.uint8),
-                         torch.rand(1, 8, 1, generator=generator), torch.zeros(1, 1))
+    data = SparseVolumes(
+        torch.rand(1, 8, 8, 1, generator=generator),
+        torch.randint(5, (1, 8, 8, 1), dtype=torch.uint8),
+        torch.rand(1, 8, 1, generator=generator),
+        torch.zeros(1, 1),
+    )
     plans = [StepPlan.for_data(data, 256, 8, None, m) for m in (None, 64)]
     assert [plan.micro_batches for plan in plans] == [1, 4]
     (whole, whole_terms), (split, split_terms) = [_moved_weights(config, data, plan) for plan in plans]
@@ -107,12 +123,16 @@ def test_micro_batched_step_applies_the_gradient_of_the_whole_batch(make_config)
 def test_a_whole_bscan_in_micro_batches_gets_the_update_of_the_whole_bscan(make_config) -> None:
     """SAMPLING: bscan with Combi: SSIM needs the whole B-scan, yet a 12 x 10 B-scan evaluated in
     chunks of 32 points (two passes) must move every weight and the code as one pass does."""
-    config = make_config(TRAINING={"LOSS_RECON": "Combi", "SAMPLING": "bscan", "LATENT_CODE": {"SIZE": 4}},
-                         MODEL={"ACTIVATION": "WIRE"})
+    config = make_config(
+        TRAINING={"LOSS_RECON": "Combi", "SAMPLING": "bscan", "LATENT_CODE": {"SIZE": 4}}, MODEL={"ACTIVATION": "WIRE"}
+    )
     generator = torch.Generator().manual_seed(1)
-    data = SparseVolumes(torch.rand(1, 12, 10, 1, generator=generator),
-                         torch.randint(5, (1, 12, 10, 1), dtype=torch.uint8),
-                         torch.rand(1, 10, 1, generator=generator), torch.zeros(1, 1))
+    data = SparseVolumes(
+        torch.rand(1, 12, 10, 1, generator=generator),
+        torch.randint(5, (1, 12, 10, 1), dtype=torch.uint8),
+        torch.rand(1, 10, 1, generator=generator),
+        torch.zeros(1, 1),
+    )
     plans = [StepPlan.for_bscans(data, False, None, m) for m in (None, 32)]
     assert [(plan.micro_batches, plan.points) for plan in plans] == [(1, 120), (4, 120)]
     (whole, whole_terms), (split, split_terms) = [_moved_weights(config, data, plan) for plan in plans]
@@ -122,8 +142,9 @@ def test_a_whole_bscan_in_micro_batches_gets_the_update_of_the_whole_bscan(make_
 
 
 def test_a_bscan_epoch_visits_every_eye_and_bscan_once(tiny_eyes) -> None:
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in tiny_eyes[:3]], use_labels=False, use_slo=False,
-                                   slice_scale=1.0, device="cpu")
+    data = SparseVolumes.from_eyes(
+        [eye.subsample(4) for eye in tiny_eyes[:3]], use_labels=False, use_slo=False, slice_scale=1.0, device="cpu"
+    )
     plan = StepPlan.for_bscans(data, False, None)
     assert plan.steps_per_epoch == 3 * 4
     source = BatchSource(data, plan, torch.Generator().manual_seed(0))
@@ -153,8 +174,8 @@ def test_the_learning_rate_after_k_epochs_is_the_rate_times_gamma_to_the_k(make_
     trainer.train()
     per_epoch = trainer.plan.steps_per_epoch
     assert rates == pytest.approx([0.003 * 0.99 ** (i // per_epoch) for i in range(3 * per_epoch)])
-    assert [row["lr"] for row in trainer.history] == pytest.approx([0.003 * 0.99 ** k for k in (1, 2, 3)])
-    assert all(group["lr"] == pytest.approx(0.003 * 0.99 ** 3) for group in trainer.optimizer.param_groups)
+    assert [row["lr"] for row in trainer.history] == pytest.approx([0.003 * 0.99**k for k in (1, 2, 3)])
+    assert all(group["lr"] == pytest.approx(0.003 * 0.99**3) for group in trainer.optimizer.param_groups)
 
 
 def test_early_stopping_counts_only_epochs_from_the_start_epoch_and_improvements_above_min_delta() -> None:
@@ -168,10 +189,18 @@ def test_early_stopping_counts_only_epochs_from_the_start_epoch_and_improvements
 
 
 def test_training_stops_early_on_a_scripted_loss_sequence_and_keeps_the_best_epoch(
-        make_config, tiny_eyes, tmp_path: Path) -> None:
-    config = make_config(TRAINING={"TOTAL_EPOCHS": 50, "EPOCHS_TIL_SUMMARY": 1, "STEPS_PER_EPOCH": 1,
-                                   "EARLY_STOPPING_PATIENCE": 3, "EARLY_STOPPING_MIN_DELTA": 0.01,
-                                   "EARLY_STOPPING_START_EPOCH": 5})
+    make_config, tiny_eyes, tmp_path: Path
+) -> None:
+    config = make_config(
+        TRAINING={
+            "TOTAL_EPOCHS": 50,
+            "EPOCHS_TIL_SUMMARY": 1,
+            "STEPS_PER_EPOCH": 1,
+            "EARLY_STOPPING_PATIENCE": 3,
+            "EARLY_STOPPING_MIN_DELTA": 0.01,
+            "EARLY_STOPPING_START_EPOCH": 5,
+        }
+    )
     trainer = _trainer(config, tiny_eyes, tmp_path)
     losses = iter([9.0, 8.0, 7.0, 8.0, 8.0, 8.0, 6.0, 6.005, 6.0, 5.999, 5.0, 4.0])
     step = trainer.step
@@ -195,10 +224,11 @@ def test_compiled_micro_batched_steps_match_eager_steps(make_config, tiny_eyes) 
     """SETTINGS.COMPILE: the compiled micro-batch forward/backward and Adam step train like eager."""
     states = []
     for compiled in (False, True):
-        config = make_config(SETTINGS={"COMPILE": compiled, "MICRO_BATCH_POINTS": 256},
-                             TRAINING={"BATCH_POINTS": 512, "LOSS_RECON": "Combi", "LR_SCHEDULE": "cosine",
-                                       "SAMPLING": "patches"},
-                             MODEL={"ACTIVATION": "WIRE"})
+        config = make_config(
+            SETTINGS={"COMPILE": compiled, "MICRO_BATCH_POINTS": 256},
+            TRAINING={"BATCH_POINTS": 512, "LOSS_RECON": "Combi", "LR_SCHEDULE": "cosine", "SAMPLING": "patches"},
+            MODEL={"ACTIVATION": "WIRE"},
+        )
         trainer = _trainer(config, tiny_eyes, None)
         assert trainer.plan.micro_batches == 2
         losses = [trainer.step() for _ in range(3)]

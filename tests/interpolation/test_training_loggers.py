@@ -34,7 +34,8 @@ def test_a_restart_logs_to_the_next_version(make_config, tiny_eyes, tmp_path: Pa
 
 
 def test_tensorboard_asked_for_without_the_package_is_a_notice_and_the_run_goes_on(
-        make_config, tiny_eyes, tmp_path: Path, monkeypatch, capsys) -> None:
+    make_config, tiny_eyes, tmp_path: Path, monkeypatch, capsys
+) -> None:
     monkeypatch.setitem(run_loggers.OPTIONAL_LOGGERS, "tensorboard", ("tensorboard_not_installed_here",))
     monkeypatch.setattr(run_loggers, "_noticed", set())
     config = make_config(SETTINGS={"LOGGERS": ["csv", "tensorboard"]})
@@ -45,5 +46,5 @@ def test_tensorboard_asked_for_without_the_package_is_a_notice_and_the_run_goes_
 
 
 def test_an_unknown_logger_is_refused_naming_the_key(make_config) -> None:
-    with pytest.raises(ConfigError, match="SETTINGS.LOGGERS"):
+    with pytest.raises(ConfigError, match=r"SETTINGS.LOGGERS"):
         make_config(SETTINGS={"LOGGERS": ["mlflow"]})

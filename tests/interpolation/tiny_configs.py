@@ -19,25 +19,44 @@ def tiny_config(**sections: dict) -> ExperimentConfig:
     """A small, fast experiment config; ``sections`` update keys per section (``MODEL={...}``)."""
     data = {
         "PREPROCESSING": {"BSCAN_SUBSAMPLE_FACTOR": 4, "SLICE_COORD_SCALE": 1.0},  # as tiny_trainer's data
-        "TRAINING": {"LATENT_CODE": {"SIZE": 8}, "TOTAL_EPOCHS": 4, "EPOCHS_TIL_SUMMARY": 2,
-                     "LEARNING_RATE": 0.003, "BATCH_POINTS": 512, "STEPS_PER_EPOCH": 5, "LOSS_RECON": "MSE",
-                     "CHECKPOINT_EVERY": 2},
+        "TRAINING": {
+            "LATENT_CODE": {"SIZE": 8},
+            "TOTAL_EPOCHS": 4,
+            "EPOCHS_TIL_SUMMARY": 2,
+            "LEARNING_RATE": 0.003,
+            "BATCH_POINTS": 512,
+            "STEPS_PER_EPOCH": 5,
+            "LOSS_RECON": "MSE",
+            "CHECKPOINT_EVERY": 2,
+        },
         "MODEL": {"NUM_LAYERS": 2, "HIDDEN_SIZE": 16, "ACTIVATION": "SIREN"},
-        "TEST": {"TOTAL_EPOCHS": 4, "EPOCHS_TIL_SUMMARY": 2, "BATCH_POINTS": 512, "STEPS_PER_EPOCH": 5,
-                 "NUM_SAMPLES": 4, "LEARNING_RATE": 0.01},
+        "TEST": {
+            "TOTAL_EPOCHS": 4,
+            "EPOCHS_TIL_SUMMARY": 2,
+            "BATCH_POINTS": 512,
+            "STEPS_PER_EPOCH": 5,
+            "NUM_SAMPLES": 4,
+            "LEARNING_RATE": 0.01,
+        },
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     return from_dict(data, ExperimentConfig, source="tiny config")
 
 
-def tiny_trainer(config: ExperimentConfig, eyes: list[Eye], device: torch.device | str = "cpu",
-                 checkpoint_dir: Path | None = None, shard: EyeShard | None = None) -> NetworkTrainer:
+def tiny_trainer(
+    config: ExperimentConfig,
+    eyes: list[Eye],
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path | None = None,
+    shard: EyeShard | None = None,
+) -> NetworkTrainer:
     """A trainer of a freshly seeded population network (latent 8, SLO input, 13 classes) on every
     4th B-scan of ``eyes`` (with a ``shard``: of this process's eyes among them), on ``device``."""
     held = eyes if shard is None else [eyes[index] for index in shard.indices]
-    data = SparseVolumes.from_eyes([eye.subsample(4) for eye in held], use_labels=True, use_slo=True,
-                                   slice_scale=1.0, device=device)
+    data = SparseVolumes.from_eyes(
+        [eye.subsample(4) for eye in held], use_labels=True, use_slo=True, slice_scale=1.0, device=device
+    )
     torch.manual_seed(0)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13)).to(device)
     return NetworkTrainer(network, data, config, checkpoint_dir, progress=False, shard=shard)

@@ -25,10 +25,15 @@ def phantom_tree(tmp_path_factory) -> Path:
 def launchers():
     """``launchers(tree)``: one :class:`Launcher` per tree (started on first use) with its entry modules loaded."""
     preload = {
-        "interpolation": ["anisotropic_interpolation.train_test_geninr",
-                          "anisotropic_interpolation.train_test_singleinr"],
-        "atlas": ["atlas_registration.GINR_Atlas_base", "atlas_registration.inference_commandline",
-                  "atlas_registration.pretrain_atlas"],
+        "interpolation": [
+            "anisotropic_interpolation.train_test_geninr",
+            "anisotropic_interpolation.train_test_singleinr",
+        ],
+        "atlas": [
+            "atlas_registration.GINR_Atlas_base",
+            "atlas_registration.inference_commandline",
+            "atlas_registration.pretrain_atlas",
+        ],
         "predict": ["anisotropic_interpolation.predict", "anisotropic_interpolation.densify_cohort"],
         "data": ["retina_data.cli", "retina_data.validation", "retina_data.export", "retina_data.preprocessing"],
     }

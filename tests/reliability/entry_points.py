@@ -41,25 +41,30 @@ SCRIPTS = {
 
 def child_env() -> dict[str, str]:
     """The environment of an entry-point process: one thread, no GPU, unbuffered output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     env.pop("PYTHONWARNINGS", None)
     return env
 
 
 def run_entry(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """``python argv...`` from the repository root; returns the finished process (text output)."""
-    return subprocess.run([sys.executable, *argv], cwd=REPO, env=child_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 class Launcher:
     """A :mod:`launcher` server: runs command lines of preloaded entry points in forked processes."""
 
     def __init__(self, preload: list[str]) -> None:
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("launcher.py")), *preload],
-                                        cwd=REPO, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("launcher.py")), *preload],
+            cwd=REPO,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, argv: list[str], folder: Path, timeout: float = 120) -> subprocess.CompletedProcess:
         """Like :func:`run_entry`; stdout and stderr are kept in ``folder``."""
@@ -93,11 +98,20 @@ def _default_sigint() -> None:
 def start_entry(argv: list[str], log: Path) -> subprocess.Popen:
     """Start ``python argv...`` in the background with SIGINT at its default; stdout and stderr go to ``log``."""
     handle = log.open("w")
-    return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=child_env(), stdout=handle,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=REPO,
+        env=child_env(),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 -- the child needs SIGINT at its default even where the harness ignores it
+    )
 
 
-def wait_for(predicate: Callable[[], bool], process: subprocess.Popen, timeout: float = 240, poll: float = 0.05) -> None:
+def wait_for(
+    predicate: Callable[[], bool], process: subprocess.Popen, timeout: float = 240, poll: float = 0.05
+) -> None:
     """Poll until ``predicate()`` holds; fails if the process ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -120,31 +134,51 @@ def interpolation_config(kind: str, data_dir: Path, result_dir: Path, epochs: in
     """``configs/interpolation/demo_<kind>.yaml`` made tiny: small network, few points, no figures."""
     data = read_yaml(REPO / "configs" / "interpolation" / f"demo_{kind}.yaml")
     data["SETTINGS"].update(RESULT_DIR=str(result_dir), IMG_DIR=str(data_dir), FOLD=0)
-    data["TRAINING"].update(TOTAL_EPOCHS=epochs, EPOCHS_TIL_SUMMARY=1, BATCH_POINTS=256, STEPS_PER_EPOCH=2,
-                            CHECKPOINT_EVERY=1)
+    data["TRAINING"].update(
+        TOTAL_EPOCHS=epochs, EPOCHS_TIL_SUMMARY=1, BATCH_POINTS=256, STEPS_PER_EPOCH=2, CHECKPOINT_EVERY=1
+    )
     data["TRAINING"]["LATENT_CODE"]["SIZE"] = 8 if kind == "geninr" else 0
     data["MODEL"].update(NUM_LAYERS=2, HIDDEN_SIZE=16)
-    data["TEST"] = {"NUM_SAMPLES": 2, "TOTAL_EPOCHS": 2, "EPOCHS_TIL_SUMMARY": 1, "BATCH_POINTS": 256,
-                    "STEPS_PER_EPOCH": 2, "LEARNING_RATE": 0.01}
-    data["EVALUATION"] = {"SINGLE_INR_BASELINE": False, "CLASSICAL_BASELINES": False, "SAVE_NIFTI": False,
-                          "FIGURES": False}
+    data["TEST"] = {
+        "NUM_SAMPLES": 2,
+        "TOTAL_EPOCHS": 2,
+        "EPOCHS_TIL_SUMMARY": 1,
+        "BATCH_POINTS": 256,
+        "STEPS_PER_EPOCH": 2,
+        "LEARNING_RATE": 0.01,
+    }
+    data["EVALUATION"] = {
+        "SINGLE_INR_BASELINE": False,
+        "CLASSICAL_BASELINES": False,
+        "SAVE_NIFTI": False,
+        "FIGURES": False,
+    }
     return data
 
 
 def atlas_config(data_dir: Path, result_dir: Path, epochs: int = 2) -> dict[str, Any]:
     """``configs/atlas/demo_atlas.yml`` made tiny: small networks and patches, one baseline, CPU."""
     data = read_yaml(REPO / "configs" / "atlas" / "demo_atlas.yml")
-    data["SETTINGS"].update(RESULT_DIR=str(result_dir), DATA_DIR=str(data_dir), FOLD=0,
-                            FOLD_FILE=str(data_dir / FOLDS_FILE))
-    data["TRAINING"].update(TOTAL_EPOCHS=epochs, BATCH_SIZE=2, PATCHES_PER_EYE=1, REG_POINTS=64,
-                            CHECKPOINT_EVERY=1, VAL_EVERY=1, VAL_EYES=0)
+    data["SETTINGS"].update(
+        RESULT_DIR=str(result_dir), DATA_DIR=str(data_dir), FOLD=0, FOLD_FILE=str(data_dir / FOLDS_FILE)
+    )
+    data["TRAINING"].update(
+        TOTAL_EPOCHS=epochs, BATCH_SIZE=2, PATCHES_PER_EYE=1, REG_POINTS=64, CHECKPOINT_EVERY=1, VAL_EVERY=1, VAL_EYES=0
+    )
     data["TRAINING"]["LATENT_CODE"]["SIZE"] = 8
     data["TEST"].update(TOTAL_EPOCHS=1, STEPS_PER_EPOCH=1)
     data["DISP_MODEL"].update(NUM_LAYERS=2, HIDDEN_SIZE=16)
     data["ATLAS_MODEL"].update(NUM_LAYERS=2, HIDDEN_SIZE=16)
     data["ATLAS_PRETRAINING"].update(TOTAL_EPOCHS=1, STEPS_PER_EPOCH=1, POINTS_PER_STEP=1024)
     data["DATA"].update(SUBSMPL_FACTOR=1, PATCH_SIZE=[8, 8, 8])
-    data["EVALUATION"].update(RESOLUTION_FACTORS=[1, 4], BASELINES=["atlas"], IDIR_EPOCHS=1, ATLAS_SHAPES=[],
-                              MAX_TEST_EYES=1, CHUNK_POINTS=4096, FIGURES=False)
+    data["EVALUATION"].update(
+        RESOLUTION_FACTORS=[1, 4],
+        BASELINES=["atlas"],
+        IDIR_EPOCHS=1,
+        ATLAS_SHAPES=[],
+        MAX_TEST_EYES=1,
+        CHUNK_POINTS=4096,
+        FIGURES=False,
+    )
     data["RUNTIME"] = {"ACCELERATOR": "cpu", "DEVICES": 1, "LOGGERS": ["csv"], "PROGRESS_BAR": False}
     return data

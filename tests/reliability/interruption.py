@@ -22,8 +22,17 @@ def write_run_config(tmp_path: Path, data: dict) -> Path:
 
 def geninr_argv(config: Path, output: Path, *extra: str) -> list[str]:
     """Seeded (``--deterministic``), so that two runs of one config can be compared."""
-    return [SCRIPTS["geninr"], str(config), "--gpu", "-1", "--quiet", "--deterministic", "--output", str(output),
-            *extra]
+    return [
+        SCRIPTS["geninr"],
+        str(config),
+        "--gpu",
+        "-1",
+        "--quiet",
+        "--deterministic",
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 def atlas_argv(config: Path, output: Path, *extra: str) -> list[str]:
@@ -49,8 +58,11 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_checkpoints(folder: Path, pattern: str) -> dict[str, dict]:
     """Every checkpoint under ``folder`` (temporary files of an interrupted write excepted), loaded."""
-    return {str(p.relative_to(folder)): load_checkpoint(p) for p in sorted(folder.rglob(pattern))
-            if not p.name.startswith(".")}
+    return {
+        str(p.relative_to(folder)): load_checkpoint(p)
+        for p in sorted(folder.rglob(pattern))
+        if not p.name.startswith(".")
+    }
 
 
 def log_rows(path: Path) -> list[dict[str, str]]:
@@ -61,5 +73,5 @@ def log_rows(path: Path) -> list[dict[str, str]]:
 def epoch_of(path: Path) -> int:
     try:
         return int(load_checkpoint(path)["epoch"])
-    except Exception:  # noqa: BLE001 - being replaced right now; the rename makes the next look whole
+    except Exception:
         return -1

@@ -57,7 +57,7 @@ def _run_child(request: dict[str, Any]) -> None:
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException:  # noqa: BLE001 - the interpreter prints any uncaught exception
+    except BaseException:
         traceback.print_exc()
         code = 1
     sys.stdout.flush()

@@ -34,8 +34,11 @@ def _argv(config: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def _contents(folder: Path) -> dict[str, str]:
     """``{relative path: sha256}`` of every file under ``folder``."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _lines(stderr: str) -> list[str]:
@@ -76,14 +79,19 @@ CHANGES = {
     "epochs": ("TRAINING", "TOTAL_EPOCHS", 5, ["TRAINING.TOTAL_EPOCHS (was 2, now 5)"]),
     "test_fit": ("TEST", "TOTAL_EPOCHS", 3, ["TEST.TOTAL_EPOCHS (was 1, now 3)"]),
     "hidden_size": ("DISP_MODEL", "HIDDEN_SIZE", 24, ["DISP_MODEL.HIDDEN_SIZE (was 16, now 24)"]),
-    "subsample_factor": ("DATA", "SUBSMPL_FACTOR", 1, ["DATA.SUBSMPL_FACTOR (was 2, now 1)",
-                                                       "data file sub001/OD/oct_flat_subsmpl2_od.nii.gz"]),
+    "subsample_factor": (
+        "DATA",
+        "SUBSMPL_FACTOR",
+        1,
+        ["DATA.SUBSMPL_FACTOR (was 2, now 1)", "data file sub001/OD/oct_flat_subsmpl2_od.nii.gz"],
+    ),
 }
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_changed_atlas_resume_is_refused_naming_the_key_and_leaves_the_folder_as_it_was(
-        change, trained, run_copy, tmp_path, launchers) -> None:
+    change, trained, run_copy, tmp_path, launchers
+) -> None:
     section, key, value, needles = CHANGES[change]
     config = _changed_config(trained, tmp_path, section, key, value)
     before = _contents(run_copy)
@@ -97,8 +105,7 @@ def test_a_changed_atlas_resume_is_refused_naming_the_key_and_leaves_the_folder_
     assert _contents(run_copy) == before
 
 
-def test_a_subsampled_data_file_changed_since_the_run_started_is_named(trained, run_copy, tmp_path,
-                                                                        launchers) -> None:
+def test_a_subsampled_data_file_changed_since_the_run_started_is_named(trained, run_copy, tmp_path, launchers) -> None:
     config, data, _ = trained
     read = data / "sub001" / "OD" / f"oct_flat_subsmpl{SUBSAMPLE}_od.nii.gz"
     stat = read.stat()
@@ -114,7 +121,8 @@ def test_a_subsampled_data_file_changed_since_the_run_started_is_named(trained, 
 
 
 def test_an_older_run_folder_with_a_checkpoint_of_another_network_is_refused_before_restoring(
-        trained, run_copy, tmp_path, launchers) -> None:
+    trained, run_copy, tmp_path, launchers
+) -> None:
     """No run_identity.json, a config.yaml that agrees with the command, a last.ckpt of other shapes:
     refused in one line, and the failed restore no longer overwrites last.ckpt."""
     (run_copy / IDENTITY_FILE).unlink()
@@ -134,8 +142,9 @@ def test_an_older_run_folder_with_a_checkpoint_of_another_network_is_refused_bef
 
 
 @pytest.mark.parametrize("kept", ["last.prev.ckpt", "epoch=00001.ckpt"])
-def test_a_missing_last_checkpoint_beside_earlier_ones_is_refused_naming_them(kept, trained, run_copy, tmp_path,
-                                                                               launchers) -> None:
+def test_a_missing_last_checkpoint_beside_earlier_ones_is_refused_naming_them(
+    kept, trained, run_copy, tmp_path, launchers
+) -> None:
     folder = run_copy / REGISTRATION
     assert (folder / "last.prev.ckpt").is_file() and (folder / "epoch=00001.ckpt").is_file()
     for name in ("last.ckpt", "last.prev.ckpt", "epoch=00001.ckpt"):
@@ -151,8 +160,7 @@ def test_a_missing_last_checkpoint_beside_earlier_ones_is_refused_naming_them(ke
     assert _contents(run_copy) == before
 
 
-def test_an_unchanged_resume_may_change_free_keys_and_keeps_the_records(trained, run_copy, tmp_path,
-                                                                        launchers) -> None:
+def test_an_unchanged_resume_may_change_free_keys_and_keeps_the_records(trained, run_copy, tmp_path, launchers) -> None:
     """Progress bar, loggers, figures, chunk size are free; the records are not rewritten; the
     previous last.ckpt is kept as last.prev.ckpt when the resumed run writes a new one."""
     changed = read_yaml(trained[0])
@@ -170,8 +178,9 @@ def test_an_unchanged_resume_may_change_free_keys_and_keeps_the_records(trained,
     assert (run_copy / REGISTRATION / "last.prev.ckpt").read_bytes() == previous
 
 
-def test_a_diverging_atlas_run_stops_with_one_line_and_keeps_no_non_finite_checkpoint(trained, tmp_path,
-                                                                                      launchers) -> None:
+def test_a_diverging_atlas_run_stops_with_one_line_and_keeps_no_non_finite_checkpoint(
+    trained, tmp_path, launchers
+) -> None:
     config = _changed_config(trained, tmp_path, "TRAINING", "LEARNING_RATE", 1e30)
     run_dir = tmp_path / "diverged"
 
@@ -183,19 +192,31 @@ def test_a_diverging_atlas_run_stops_with_one_line_and_keeps_no_non_finite_check
     assert "non-finite loss (mse nan" in lines[0] and "TRAINING.LEARNING_RATE (now 1e+30)" in lines[0]
     for path in run_dir.rglob("*.ckpt"):
         state = torch.load(path, map_location="cpu", weights_only=False)
-        assert all(bool(value.isfinite().all()) for value in state["state_dict"].values()
-                   if value.is_floating_point()), path
+        assert all(
+            bool(value.isfinite().all()) for value in state["state_dict"].values() if value.is_floating_point()
+        ), path
 
 
-THIRD_PARTY = ("site-packages", "Warning", "warn", "Tip", "GPU available", "TPU available", "eval mode",
-               "weights_only", "`Trainer.fit` stopped", "LeafSpec")
+THIRD_PARTY = (
+    "site-packages",
+    "Warning",
+    "warn",
+    "Tip",
+    "GPU available",
+    "TPU available",
+    "eval mode",
+    "weights_only",
+    "`Trainer.fit` stopped",
+    "LeafSpec",
+)
 
 
 def test_a_tiny_atlas_pipeline_prints_no_third_party_lines(trained, tmp_path, launchers) -> None:
     """Training, per-eye fits and evaluation: stderr holds our own progress bars only (before: Lightning's
     device banners, tips, deprecation and eval-mode warnings), stdout the two summary tables."""
-    result = launchers("atlas").run([SCRIPTS["atlas"], str(trained[0]), "--gpu", "-1", "--output",
-                                     str(tmp_path / "run")], tmp_path)
+    result = launchers("atlas").run(
+        [SCRIPTS["atlas"], str(trained[0]), "--gpu", "-1", "--output", str(tmp_path / "run")], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     noisy = [line for line in _lines(result.stderr) if any(word in line for word in THIRD_PARTY)]
     assert not noisy, noisy
@@ -203,16 +224,18 @@ def test_a_tiny_atlas_pipeline_prints_no_third_party_lines(trained, tmp_path, la
 
 
 @pytest.mark.parametrize("entry", ["atlas_inference", "atlas_resolution"])
-def test_an_inference_on_another_fold_holding_the_training_eyes_is_refused(entry, trained, run_copy, tmp_path,
-                                                                          launchers) -> None:
+def test_an_inference_on_another_fold_holding_the_training_eyes_is_refused(
+    entry, trained, run_copy, tmp_path, launchers
+) -> None:
     """The fold-0 checkpoint applied to fold 1, which tests sub001, a training subject of fold 0
     (before: registered and scored it, exit 0)."""
     config = _changed_config(trained, tmp_path, "SETTINGS", "FOLD", 1)
     checkpoint = run_copy / REGISTRATION / "last.ckpt"
     output = tmp_path / "inference"
 
-    result = launchers("atlas").run([SCRIPTS[entry], str(config), "--gpu", "-1", "--checkpoint", str(checkpoint),
-                                     "--output", str(output)], tmp_path)
+    result = launchers("atlas").run(
+        [SCRIPTS[entry], str(config), "--gpu", "-1", "--checkpoint", str(checkpoint), "--output", str(output)], tmp_path
+    )
 
     lines = _lines(result.stderr)
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -30,11 +30,20 @@ from retina_data.folds import FOLDS_FILE
 from retina_data.nifti import read_nifti, write_nifti
 from retina_data.tree import eye_files
 
-
-TREES = {"geninr": "interpolation", "singleinr": "interpolation", "predict": "predict", "densify": "predict",
-         "atlas": "atlas",
-         "atlas_inference": "atlas", "atlas_resolution": "atlas", "pretrain_atlas": "atlas",
-         "export-npz": "data", "subsample": "data", "folds": "data", "phantom": "data"}
+TREES = {
+    "geninr": "interpolation",
+    "singleinr": "interpolation",
+    "predict": "predict",
+    "densify": "predict",
+    "atlas": "atlas",
+    "atlas_inference": "atlas",
+    "atlas_resolution": "atlas",
+    "pretrain_atlas": "atlas",
+    "export-npz": "data",
+    "subsample": "data",
+    "folds": "data",
+    "phantom": "data",
+}
 BROKEN_EYE = ("sub001", "OD")
 """A training eye of fold 0 (TRAIN: sub001, sub002; TEST: sub003)."""
 FACTOR = 4
@@ -86,35 +95,87 @@ class Case:
 
     def argv(self) -> list[str]:
         if self.tree == "interpolation":
-            return [SCRIPTS[self.entry], str(self.config_path), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
+            return [
+                SCRIPTS[self.entry],
+                str(self.config_path),
+                "--gpu",
+                self.gpu,
+                "--quiet",
+                "--output",
+                str(self.output),
+            ]
         if self.entry == "densify":
-            return [SCRIPTS["densify"], str(self.checkpoint), str(self.data_dir), "--subsample", str(FACTOR),
-                    "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
+            return [
+                SCRIPTS["densify"],
+                str(self.checkpoint),
+                str(self.data_dir),
+                "--subsample",
+                str(FACTOR),
+                "--gpu",
+                self.gpu,
+                "--quiet",
+                "--output",
+                str(self.output),
+            ]
         if self.tree == "predict":
-            return [SCRIPTS["predict"], str(self.checkpoint), str(self.data_dir), "sub001_OD", "--subsample",
-                    str(FACTOR), "--gpu", self.gpu, "--quiet", "--output", str(self.output)]
+            return [
+                SCRIPTS["predict"],
+                str(self.checkpoint),
+                str(self.data_dir),
+                "sub001_OD",
+                "--subsample",
+                str(FACTOR),
+                "--gpu",
+                self.gpu,
+                "--quiet",
+                "--output",
+                str(self.output),
+            ]
         if self.tree == "atlas":
             argv = [SCRIPTS[self.entry], str(self.config_path), self.gpu_option, self.gpu, "--output", str(self.output)]
             return argv + (["--checkpoint", str(self.checkpoint)] if self.checkpoint else [])
         data = str(self.data_dir)
         return {
-            "export-npz": ["-m", "retina_data", "export-npz", data, "--folds", str(self.folds_file), "--fold", "0",
-                           "--subsample", str(FACTOR), "--output", str(self.output)],
+            "export-npz": [
+                "-m",
+                "retina_data",
+                "export-npz",
+                data,
+                "--folds",
+                str(self.folds_file),
+                "--fold",
+                "0",
+                "--subsample",
+                str(FACTOR),
+                "--output",
+                str(self.output),
+            ],
             "subsample": ["-m", "retina_data", "subsample", data, "--factor", str(FACTOR)],
             "folds": ["-m", "retina_data", "folds", data, "--k", "2", "--output", str(self.output / FOLDS_FILE)],
-            "phantom": ["-m", "retina_data", "phantom", str(self.output), "--subjects", "2", "--shape", "32", "8", "4",
-                        *self.extra],
+            "phantom": [
+                "-m",
+                "retina_data",
+                "phantom",
+                str(self.output),
+                "--subjects",
+                "2",
+                "--shape",
+                "32",
+                "8",
+                "4",
+                *self.extra,
+            ],
         }[self.entry]
 
 
 # --- faults -------------------------------------------------------------------------------
 
+
 def _rewrite(path: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
     """Write ``change(array)`` back to a NIfTI of the tree (its positions trimmed to the new last axis)."""
     image = read_nifti(path)
     array = change(image.array.copy())
-    write_nifti(path, array, image.spacing, image.positions[: array.shape[-1]], image.meta,
-                overwrite=True)
+    write_nifti(path, array, image.spacing, image.positions[: array.shape[-1]], image.meta, overwrite=True)
 
 
 def _eye(case: Case):
@@ -337,19 +398,26 @@ def train_eye_in_test_container(case: Case) -> None:
     _containers(case)
     case.config["EVALUATION"]["TRUTH_CONTAINER"] = "densest"
     for path in sorted(case.data_dir.glob("*_test_fold0.npz")):
-        _rewrite_container(path, lambda arrays: arrays.update(
-            subject_names=np.array(["sub001_OS", *arrays["subject_names"][1:]])))
+        _rewrite_container(
+            path, lambda arrays: arrays.update(subject_names=np.array(["sub001_OS", *arrays["subject_names"][1:]]))
+        )
 
 
 def subject_twice_in_container(case: Case) -> None:
-    _rewrite_container(_containers(case), lambda arrays: arrays.update(
-        subject_names=np.array([arrays["subject_names"][0]] * len(arrays["subject_names"]))))
+    _rewrite_container(
+        _containers(case),
+        lambda arrays: arrays.update(
+            subject_names=np.array([arrays["subject_names"][0]] * len(arrays["subject_names"]))
+        ),
+    )
 
 
 def unsafe_subject_in_container(case: Case) -> None:
     """A container's subject name that, as a path, leaves the run folder."""
-    _rewrite_container(_containers(case), lambda arrays: arrays.update(
-        subject_names=np.array(["../x_OD", *arrays["subject_names"][1:]])))
+    _rewrite_container(
+        _containers(case),
+        lambda arrays: arrays.update(subject_names=np.array(["../x_OD", *arrays["subject_names"][1:]])),
+    )
 
 
 def npy_named_npz(case: Case) -> None:
@@ -366,17 +434,17 @@ def text_spacing_in_container(case: Case) -> None:
 
 def network_too_large(case: Case) -> None:
     """Weights alone of terabytes: refused before any allocation."""
-    case.config["DISP_MODEL" if case.tree == "atlas" else "MODEL"]["HIDDEN_SIZE"] = 2 ** 20
+    case.config["DISP_MODEL" if case.tree == "atlas" else "MODEL"]["HIDDEN_SIZE"] = 2**20
 
 
 def latent_codes_too_large(case: Case) -> None:
     """Codes of a billion entries: the first layer alone holds terabytes."""
-    case.config["TRAINING"]["LATENT_CODE"]["SIZE"] = 10 ** 9
+    case.config["TRAINING"]["LATENT_CODE"]["SIZE"] = 10**9
 
 
 def batch_too_large(case: Case) -> None:
     """Two billion points per step: their coordinates, indices and labels alone hold 67 GiB."""
-    case.config["TRAINING"]["BATCH_POINTS"] = 2 * 10 ** 9
+    case.config["TRAINING"]["BATCH_POINTS"] = 2 * 10**9
 
 
 def infinite_learning_rate(case: Case) -> None:
@@ -457,8 +525,14 @@ def pretraining_checkpoint(case: Case) -> None:
 
     module = pretraining_module(from_dict(case.config, AtlasConfig), LabelMapping.default().num_classes)
     case.checkpoint = case.tmp / "pretrain_atlas.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": L.__version__}, case.checkpoint)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__,
+        },
+        case.checkpoint,
+    )
 
 
 def random_file_to_predict(case: Case) -> None:
@@ -483,199 +557,251 @@ def output_exists(case: Case) -> None:
     (case.output / earlier).write_text("earlier results\n", encoding="utf-8")
 
 
-FAULTS: dict[str, Callable[[Case], None]] = {f.__name__: f for f in (
-    missing_config, yaml_syntax, empty_config, empty_data_dir_key, unknown_key, negative_epochs, unknown_activation, hashgrid_without_block,
-    no_latent_code, too_few_classes,
-    unknown_sample_mode, two_dimensional_patch, missing_data_dir, missing_folds_file, missing_container,
-    truncated_npz, subject_not_on_disk, label_shape_mismatch, slo_shape_mismatch, nan_intensities,
-    labels_out_of_range, zero_spacing, truncated_nifti, empty_data_set, missing_checkpoint, output_exists,
-    oct_stored_0_255, oct_float64, nan_bscan_position, empty_test_fold, empty_train_fold, training_shape_mismatch,
-    train_eye_in_test_container, subject_twice_in_container, npy_named_npz, text_spacing_in_container,
-    network_too_large, gpu_without_cuda, random_file_to_predict, model_of_another_architecture,
-    gpus_without_cuda, pretraining_checkpoint, store_missing_chunk, store_corrupt_chunk, store_of_a_newer_format,
-    latent_codes_too_large, four_dimensional_oct, subject_twice_in_fold, subject_in_both_fold_parts,
-    output_under_a_file, read_only_output, nan_pathology_fraction, phantom_too_large,
-    phantom_one_fold, unsafe_subject_in_container, batch_too_large, factor_above_the_bscans,
-    infinite_learning_rate,
-)}
+FAULTS: dict[str, Callable[[Case], None]] = {
+    f.__name__: f
+    for f in (
+        missing_config,
+        yaml_syntax,
+        empty_config,
+        empty_data_dir_key,
+        unknown_key,
+        negative_epochs,
+        unknown_activation,
+        hashgrid_without_block,
+        no_latent_code,
+        too_few_classes,
+        unknown_sample_mode,
+        two_dimensional_patch,
+        missing_data_dir,
+        missing_folds_file,
+        missing_container,
+        truncated_npz,
+        subject_not_on_disk,
+        label_shape_mismatch,
+        slo_shape_mismatch,
+        nan_intensities,
+        labels_out_of_range,
+        zero_spacing,
+        truncated_nifti,
+        empty_data_set,
+        missing_checkpoint,
+        output_exists,
+        oct_stored_0_255,
+        oct_float64,
+        nan_bscan_position,
+        empty_test_fold,
+        empty_train_fold,
+        training_shape_mismatch,
+        train_eye_in_test_container,
+        subject_twice_in_container,
+        npy_named_npz,
+        text_spacing_in_container,
+        network_too_large,
+        gpu_without_cuda,
+        random_file_to_predict,
+        model_of_another_architecture,
+        gpus_without_cuda,
+        pretraining_checkpoint,
+        store_missing_chunk,
+        store_corrupt_chunk,
+        store_of_a_newer_format,
+        latent_codes_too_large,
+        four_dimensional_oct,
+        subject_twice_in_fold,
+        subject_in_both_fold_parts,
+        output_under_a_file,
+        read_only_output,
+        nan_pathology_fraction,
+        phantom_too_large,
+        phantom_one_fold,
+        unsafe_subject_in_container,
+        batch_too_large,
+        factor_above_the_bscans,
+        infinite_learning_rate,
+    )
+}
 """The faults ``atlas_checkpoint`` (an atlas checkpoint given to ``predict``) and
 ``interpolation_model`` (a gen-INR ``model.pt`` given to the atlas inference) need the other
 tree's fixture: applied by the test itself."""
 
 MATRIX = [
     # entry point        fault                     words the one-line error must contain
-    ("geninr",           "missing_config",         ["missing.yaml", "not found"]),
-    ("geninr",           "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
-    ("geninr",           "empty_config",           ["config.yaml", "the config file is empty", "SETTINGS"]),
-    ("geninr",           "empty_data_dir_key",     ["SETTINGS.IMG_DIR is empty"]),
-    ("atlas",            "empty_config",           ["config.yaml", "the config file is empty", "DATA"]),
-    ("geninr",           "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
-    ("geninr",           "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
-    ("geninr",           "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
-    ("geninr",           "hashgrid_without_block", ["POS_ENCODING.HASHGRID"]),
-    ("geninr",           "no_latent_code",         ["config.yaml", "TRAINING.LATENT_CODE.SIZE = 0"]),
-    ("geninr",           "too_few_classes",        ["MODEL.NUM_CLASSES = 5", "12"]),
-    ("geninr",           "missing_data_dir",       ["IMG_DIR", "nowhere"]),
-    ("geninr",           "missing_folds_file",     [FOLDS_FILE, "folds file not found"]),
-    ("geninr",           "missing_container",      [container_name(FACTOR, "train", 0), "not found"]),
-    ("geninr",           "truncated_npz",          [container_name(FACTOR, "train", 0), "truncated"]),
-    ("geninr",           "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
-    ("geninr",           "label_shape_mismatch",   ["sub001", "shape"]),
-    ("geninr",           "slo_shape_mismatch",     ["sub001", "SLO"]),
-    ("geninr",           "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("geninr",           "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
-    ("geninr",           "zero_spacing",           ["sub001", "oct_flat", "spacing"]),
-    ("geninr",           "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
-    ("geninr",           "empty_data_set",         ["data", "no eyes"]),
-    ("geninr",           "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("geninr",           "oct_stored_0_255",       ["oct_flat_od.nii.gz", "255", "[0, 1]", "MINMAX_NORMALISE"]),
-    ("geninr",           "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
-    ("geninr",           "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
-    ("geninr",           "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST is empty"]),
-    ("geninr",           "empty_train_fold",       [FOLDS_FILE, "FOLD.0.TRAIN is empty"]),
-    ("geninr",           "training_shape_mismatch", ["training eyes", "shape", "(30, 24, 4)"]),
-    ("geninr",           "train_eye_in_test_container", ["test_fold0.npz", "sub001", "training container"]),
-    ("geninr",           "subject_twice_in_container", [container_name(FACTOR, "train", 0), "twice"]),
-    ("geninr",           "npy_named_npz",          [container_name(FACTOR, "train", 0), ".npy file named .npz"]),
-    ("geninr",           "text_spacing_in_container", [container_name(FACTOR, "train", 0), "spacing_oct", "numbers"]),
-    ("geninr",           "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
-    ("geninr",           "gpu_without_cuda",       ["--gpu 5", "no CUDA", "--gpu -1"]),
-    ("geninr",           "store_missing_chunk",    ["eyes.zarr", "eye sub001_OD", "B-scan(s) 3 missing"]),
-    ("geninr",           "store_corrupt_chunk",    ["eyes.zarr", "eye sub001_OD", "labels chunk of B-scan 3"]),
-    ("geninr",           "store_of_a_newer_format", ["eyes.zarr", "format_version = 99"]),
-    ("singleinr",        "missing_config",         ["missing.yaml", "not found"]),
-    ("singleinr",        "oct_stored_0_255",       ["oct_flat_od.nii.gz", "[0, 1]", "MINMAX_NORMALISE"]),
-    ("singleinr",        "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST is empty"]),
-    ("singleinr",        "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
-    ("singleinr",        "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
-    ("singleinr",        "unknown_activation",     ["MODEL.ACTIVATION", "GELU"]),
-    ("singleinr",        "missing_data_dir",       ["IMG_DIR", "nowhere"]),
-    ("singleinr",        "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("singleinr",        "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
-    ("singleinr",        "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("predict",          "oct_stored_0_255",       ["oct_flat_od.nii.gz", "[0, 1]"]),
-    ("predict",          "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("predict",          "atlas_checkpoint",       ["last.ckpt", "not a gen-INR model", "atlas"]),
-    ("predict",          "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
-    ("predict",          "model_of_another_architecture", ["model.pt", "does not match the network of the config"]),
-    ("predict",          "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
-    ("predict",          "output_exists",          ["output", "--overwrite"]),
-    ("densify",          "atlas_checkpoint",       ["last.ckpt", "not a gen-INR model", "atlas"]),
-    ("densify",          "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
-    ("densify",          "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
-    ("densify",          "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("densify",          "missing_data_dir",       ["nowhere", "not found"]),
-    ("densify",          "empty_data_set",         ["data", "no eyes"]),
-    ("atlas",            "missing_config",         ["missing.yaml", "not found"]),
-    ("atlas",            "yaml_syntax",            ["config.yaml", "YAML syntax error", "line"]),
-    ("atlas",            "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
-    ("atlas",            "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
-    ("atlas",            "unknown_sample_mode",    ["DATA.SAMPLE_MODE", "random"]),
-    ("atlas",            "two_dimensional_patch",  ["DATA.PATCH_SIZE"]),
-    ("atlas",            "missing_data_dir",       ["nowhere", "DATA_DIR"]),
-    ("atlas",            "missing_folds_file",     [FOLDS_FILE, "folds file not found"]),
-    ("atlas",            "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
-    ("atlas",            "label_shape_mismatch",   ["sub001", "shape"]),
-    ("atlas",            "slo_shape_mismatch",     ["sub001", "SLO"]),
-    ("atlas",            "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("atlas",            "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
-    ("atlas",            "zero_spacing",           ["sub001", "oct_flat", "spacing"]),
-    ("atlas",            "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
-    ("atlas",            "empty_data_set",         ["data", "no eyes"]),
-    ("atlas",            "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("atlas",            "gpu_without_cuda",       ["--gpu 5", "no CUDA", "--gpu -1"]),
-    ("atlas",            "gpus_without_cuda",      ["--gpus 2", "no CUDA", "--gpu -1"]),
-    ("atlas",            "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
-    ("atlas_inference",  "interpolation_model",    ["model.pt", "not a GINR registration checkpoint",
-                                                    "interpolation tree"]),
-    ("atlas_inference",  "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
-    ("atlas_inference",  "pretraining_checkpoint", ["pretrain_atlas.ckpt", "lack num_eyes", "pretraining"]),
-    ("atlas_resolution", "gpu_without_cuda",       ["--gpu 5", "no CUDA"]),
-    ("atlas_resolution", "interpolation_model",    ["model.pt", "not a GINR registration checkpoint"]),
-    ("atlas_inference",  "missing_config",         ["missing.yaml", "not found"]),
-    ("atlas_inference",  "unknown_key",            ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
-    ("atlas_inference",  "missing_data_dir",       ["nowhere", "DATA_DIR"]),
-    ("atlas_inference",  "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("atlas_inference",  "missing_checkpoint",     ["missing.ckpt", "not found"]),
-    ("atlas_inference",  "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("atlas_resolution", "missing_config",         ["missing.yaml", "not found"]),
-    ("atlas_resolution", "negative_epochs",        ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
-    ("atlas_resolution", "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
-    ("atlas_resolution", "missing_checkpoint",     ["missing.ckpt", "not found"]),
-    ("atlas_resolution", "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("pretrain_atlas",   "missing_config",         ["missing.yaml", "not found"]),
-    ("pretrain_atlas",   "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
-    ("pretrain_atlas",   "output_exists",          ["output", "--overwrite", "--resume"]),
-    ("export-npz",       "yaml_syntax",            [FOLDS_FILE, "YAML syntax error"]),
-    ("export-npz",       "missing_folds_file",     [FOLDS_FILE, "folds file not found"]),
-    ("export-npz",       "missing_data_dir",       ["nowhere"]),
-    ("export-npz",       "subject_not_on_disk",    [FOLDS_FILE, "sub009"]),
-    ("export-npz",       "label_shape_mismatch",   ["sub001", "shape"]),
-    ("export-npz",       "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("export-npz",       "labels_out_of_range",    ["oct_seg_flat_od.nii.gz", "20"]),
-    ("export-npz",       "zero_spacing",           ["sub001", "spacing"]),
-    ("export-npz",       "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
-    ("export-npz",       "empty_data_set",         ["data", "no eyes"]),
-    ("export-npz",       "output_exists",          [container_name(FACTOR, "train", 0), "--overwrite"]),
-    ("subsample",        "missing_data_dir",       ["nowhere"]),
-    ("subsample",        "nan_intensities",        ["oct_flat_od.nii.gz", "NaN"]),
-    ("subsample",        "zero_spacing",           ["sub001", "spacing"]),
-    ("subsample",        "truncated_nifti",        ["oct_flat_od.nii.gz", "truncated"]),
-    ("subsample",        "empty_data_set",         ["data", "no eyes"]),
-    ("folds",            "missing_data_dir",       ["nowhere"]),
-    ("folds",            "empty_data_set",         ["data", "empty data set"]),
-    ("folds",            "output_exists",          [FOLDS_FILE, "--overwrite"]),
-    ("geninr",           "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("singleinr",        "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("predict",          "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("atlas",            "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("atlas_inference",  "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("pretrain_atlas",   "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("export-npz",       "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("subsample",        "four_dimensional_oct",   ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
-    ("geninr",           "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("singleinr",        "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("predict",          "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("atlas",            "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("atlas_inference",  "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("atlas_resolution", "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("pretrain_atlas",   "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("export-npz",       "output_under_a_file",    ["blocker", "a file is in the way of a folder"]),
-    ("folds",            "output_under_a_file",    ["blocker", "a part of the path is a file"]),
-    ("phantom",          "output_under_a_file",    ["blocker", "a file is in the way of a folder"]),
-    ("geninr",           "read_only_output",       ["readonly", "no permission"]),
-    ("atlas",            "read_only_output",       ["readonly", "no permission"]),
-    ("predict",          "read_only_output",       ["readonly", "no permission"]),
-    ("export-npz",       "read_only_output",       ["readonly", "no permission"]),
-    ("atlas",            "network_too_large",      ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB", "smaller network"]),
-    ("pretrain_atlas",   "network_too_large",      ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
-    ("atlas",            "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
-    ("geninr",           "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
-    ("geninr",           "batch_too_large",        ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
-    ("geninr",           "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
-    ("atlas",            "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
-    ("atlas",            "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
-    ("atlas_inference",  "empty_test_fold",        [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
-    ("atlas",            "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64", "RESOLUTION_FACTORS"]),
+    ("geninr", "missing_config", ["missing.yaml", "not found"]),
+    ("geninr", "yaml_syntax", ["config.yaml", "YAML syntax error", "line"]),
+    ("geninr", "empty_config", ["config.yaml", "the config file is empty", "SETTINGS"]),
+    ("geninr", "empty_data_dir_key", ["SETTINGS.IMG_DIR is empty"]),
+    ("atlas", "empty_config", ["config.yaml", "the config file is empty", "DATA"]),
+    ("geninr", "unknown_key", ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("geninr", "negative_epochs", ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("geninr", "unknown_activation", ["MODEL.ACTIVATION", "GELU"]),
+    ("geninr", "hashgrid_without_block", ["POS_ENCODING.HASHGRID"]),
+    ("geninr", "no_latent_code", ["config.yaml", "TRAINING.LATENT_CODE.SIZE = 0"]),
+    ("geninr", "too_few_classes", ["MODEL.NUM_CLASSES = 5", "12"]),
+    ("geninr", "missing_data_dir", ["IMG_DIR", "nowhere"]),
+    ("geninr", "missing_folds_file", [FOLDS_FILE, "folds file not found"]),
+    ("geninr", "missing_container", [container_name(FACTOR, "train", 0), "not found"]),
+    ("geninr", "truncated_npz", [container_name(FACTOR, "train", 0), "truncated"]),
+    ("geninr", "subject_not_on_disk", [FOLDS_FILE, "sub009"]),
+    ("geninr", "label_shape_mismatch", ["sub001", "shape"]),
+    ("geninr", "slo_shape_mismatch", ["sub001", "SLO"]),
+    ("geninr", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("geninr", "labels_out_of_range", ["oct_seg_flat_od.nii.gz", "20"]),
+    ("geninr", "zero_spacing", ["sub001", "oct_flat", "spacing"]),
+    ("geninr", "truncated_nifti", ["oct_flat_od.nii.gz", "truncated"]),
+    ("geninr", "empty_data_set", ["data", "no eyes"]),
+    ("geninr", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("geninr", "oct_stored_0_255", ["oct_flat_od.nii.gz", "255", "[0, 1]", "MINMAX_NORMALISE"]),
+    ("geninr", "oct_float64", ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("geninr", "nan_bscan_position", ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("geninr", "empty_test_fold", [FOLDS_FILE, "FOLD.0.TEST is empty"]),
+    ("geninr", "empty_train_fold", [FOLDS_FILE, "FOLD.0.TRAIN is empty"]),
+    ("geninr", "training_shape_mismatch", ["training eyes", "shape", "(30, 24, 4)"]),
+    ("geninr", "train_eye_in_test_container", ["test_fold0.npz", "sub001", "training container"]),
+    ("geninr", "subject_twice_in_container", [container_name(FACTOR, "train", 0), "twice"]),
+    ("geninr", "npy_named_npz", [container_name(FACTOR, "train", 0), ".npy file named .npz"]),
+    ("geninr", "text_spacing_in_container", [container_name(FACTOR, "train", 0), "spacing_oct", "numbers"]),
+    ("geninr", "network_too_large", ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
+    ("geninr", "gpu_without_cuda", ["--gpu 5", "no CUDA", "--gpu -1"]),
+    ("geninr", "store_missing_chunk", ["eyes.zarr", "eye sub001_OD", "B-scan(s) 3 missing"]),
+    ("geninr", "store_corrupt_chunk", ["eyes.zarr", "eye sub001_OD", "labels chunk of B-scan 3"]),
+    ("geninr", "store_of_a_newer_format", ["eyes.zarr", "format_version = 99"]),
+    ("singleinr", "missing_config", ["missing.yaml", "not found"]),
+    ("singleinr", "oct_stored_0_255", ["oct_flat_od.nii.gz", "[0, 1]", "MINMAX_NORMALISE"]),
+    ("singleinr", "empty_test_fold", [FOLDS_FILE, "FOLD.0.TEST is empty"]),
+    ("singleinr", "gpu_without_cuda", ["--gpu 5", "no CUDA"]),
+    ("singleinr", "unknown_key", ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("singleinr", "unknown_activation", ["MODEL.ACTIVATION", "GELU"]),
+    ("singleinr", "missing_data_dir", ["IMG_DIR", "nowhere"]),
+    ("singleinr", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("singleinr", "labels_out_of_range", ["oct_seg_flat_od.nii.gz", "20"]),
+    ("singleinr", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("predict", "oct_stored_0_255", ["oct_flat_od.nii.gz", "[0, 1]"]),
+    ("predict", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("predict", "atlas_checkpoint", ["last.ckpt", "not a gen-INR model", "atlas"]),
+    ("predict", "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("predict", "model_of_another_architecture", ["model.pt", "does not match the network of the config"]),
+    ("predict", "gpu_without_cuda", ["--gpu 5", "no CUDA"]),
+    ("predict", "output_exists", ["output", "--overwrite"]),
+    ("densify", "atlas_checkpoint", ["last.ckpt", "not a gen-INR model", "atlas"]),
+    ("densify", "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("densify", "gpu_without_cuda", ["--gpu 5", "no CUDA"]),
+    ("densify", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("densify", "missing_data_dir", ["nowhere", "not found"]),
+    ("densify", "empty_data_set", ["data", "no eyes"]),
+    ("atlas", "missing_config", ["missing.yaml", "not found"]),
+    ("atlas", "yaml_syntax", ["config.yaml", "YAML syntax error", "line"]),
+    ("atlas", "unknown_key", ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("atlas", "negative_epochs", ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("atlas", "unknown_sample_mode", ["DATA.SAMPLE_MODE", "random"]),
+    ("atlas", "two_dimensional_patch", ["DATA.PATCH_SIZE"]),
+    ("atlas", "missing_data_dir", ["nowhere", "DATA_DIR"]),
+    ("atlas", "missing_folds_file", [FOLDS_FILE, "folds file not found"]),
+    ("atlas", "subject_not_on_disk", [FOLDS_FILE, "sub009"]),
+    ("atlas", "label_shape_mismatch", ["sub001", "shape"]),
+    ("atlas", "slo_shape_mismatch", ["sub001", "SLO"]),
+    ("atlas", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("atlas", "labels_out_of_range", ["oct_seg_flat_od.nii.gz", "20"]),
+    ("atlas", "zero_spacing", ["sub001", "oct_flat", "spacing"]),
+    ("atlas", "truncated_nifti", ["oct_flat_od.nii.gz", "truncated"]),
+    ("atlas", "empty_data_set", ["data", "no eyes"]),
+    ("atlas", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("atlas", "gpu_without_cuda", ["--gpu 5", "no CUDA", "--gpu -1"]),
+    ("atlas", "gpus_without_cuda", ["--gpus 2", "no CUDA", "--gpu -1"]),
+    ("atlas", "oct_float64", ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    (
+        "atlas_inference",
+        "interpolation_model",
+        ["model.pt", "not a GINR registration checkpoint", "interpolation tree"],
+    ),
+    ("atlas_inference", "random_file_to_predict", ["random.pt", "cannot read checkpoint"]),
+    ("atlas_inference", "pretraining_checkpoint", ["pretrain_atlas.ckpt", "lack num_eyes", "pretraining"]),
+    ("atlas_resolution", "gpu_without_cuda", ["--gpu 5", "no CUDA"]),
+    ("atlas_resolution", "interpolation_model", ["model.pt", "not a GINR registration checkpoint"]),
+    ("atlas_inference", "missing_config", ["missing.yaml", "not found"]),
+    ("atlas_inference", "unknown_key", ["TRAINING.TOTAL_EPOCH", "did you mean TRAINING.TOTAL_EPOCHS"]),
+    ("atlas_inference", "missing_data_dir", ["nowhere", "DATA_DIR"]),
+    ("atlas_inference", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("atlas_inference", "missing_checkpoint", ["missing.ckpt", "not found"]),
+    ("atlas_inference", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("atlas_resolution", "missing_config", ["missing.yaml", "not found"]),
+    ("atlas_resolution", "negative_epochs", ["TRAINING.TOTAL_EPOCHS", "-1", ">= 1"]),
+    ("atlas_resolution", "truncated_nifti", ["oct_flat_od.nii.gz", "truncated"]),
+    ("atlas_resolution", "missing_checkpoint", ["missing.ckpt", "not found"]),
+    ("atlas_resolution", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("pretrain_atlas", "missing_config", ["missing.yaml", "not found"]),
+    ("pretrain_atlas", "labels_out_of_range", ["oct_seg_flat_od.nii.gz", "20"]),
+    ("pretrain_atlas", "output_exists", ["output", "--overwrite", "--resume"]),
+    ("export-npz", "yaml_syntax", [FOLDS_FILE, "YAML syntax error"]),
+    ("export-npz", "missing_folds_file", [FOLDS_FILE, "folds file not found"]),
+    ("export-npz", "missing_data_dir", ["nowhere"]),
+    ("export-npz", "subject_not_on_disk", [FOLDS_FILE, "sub009"]),
+    ("export-npz", "label_shape_mismatch", ["sub001", "shape"]),
+    ("export-npz", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("export-npz", "labels_out_of_range", ["oct_seg_flat_od.nii.gz", "20"]),
+    ("export-npz", "zero_spacing", ["sub001", "spacing"]),
+    ("export-npz", "truncated_nifti", ["oct_flat_od.nii.gz", "truncated"]),
+    ("export-npz", "empty_data_set", ["data", "no eyes"]),
+    ("export-npz", "output_exists", [container_name(FACTOR, "train", 0), "--overwrite"]),
+    ("subsample", "missing_data_dir", ["nowhere"]),
+    ("subsample", "nan_intensities", ["oct_flat_od.nii.gz", "NaN"]),
+    ("subsample", "zero_spacing", ["sub001", "spacing"]),
+    ("subsample", "truncated_nifti", ["oct_flat_od.nii.gz", "truncated"]),
+    ("subsample", "empty_data_set", ["data", "no eyes"]),
+    ("folds", "missing_data_dir", ["nowhere"]),
+    ("folds", "empty_data_set", ["data", "empty data set"]),
+    ("folds", "output_exists", [FOLDS_FILE, "--overwrite"]),
+    ("geninr", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("singleinr", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("predict", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("atlas", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("atlas_inference", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("pretrain_atlas", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("export-npz", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("subsample", "four_dimensional_oct", ["oct_flat_od.nii.gz", "3-D", "(32, 24, 16, 2)"]),
+    ("geninr", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("singleinr", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("predict", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("atlas", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("atlas_inference", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("atlas_resolution", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("pretrain_atlas", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("export-npz", "output_under_a_file", ["blocker", "a file is in the way of a folder"]),
+    ("folds", "output_under_a_file", ["blocker", "a part of the path is a file"]),
+    ("phantom", "output_under_a_file", ["blocker", "a file is in the way of a folder"]),
+    ("geninr", "read_only_output", ["readonly", "no permission"]),
+    ("atlas", "read_only_output", ["readonly", "no permission"]),
+    ("predict", "read_only_output", ["readonly", "no permission"]),
+    ("export-npz", "read_only_output", ["readonly", "no permission"]),
+    ("atlas", "network_too_large", ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB", "smaller network"]),
+    ("pretrain_atlas", "network_too_large", ["DISP_MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
+    ("atlas", "latent_codes_too_large", ["TRAINING.LATENT_CODE.SIZE = 1000000000", "GiB"]),
+    ("geninr", "latent_codes_too_large", ["MODEL.HIDDEN_SIZE", "GiB"]),
+    ("geninr", "batch_too_large", ["TRAINING.BATCH_POINTS = 2000000000", "GiB", "batch"]),
+    ("geninr", "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
+    ("atlas", "infinite_learning_rate", ["TRAINING.LEARNING_RATE = inf", "finite"]),
+    ("atlas", "empty_test_fold", [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
+    ("atlas_inference", "empty_test_fold", [FOLDS_FILE, "FOLD.0.TEST holds no eyes to evaluate"]),
+    ("atlas", "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64", "RESOLUTION_FACTORS"]),
     ("atlas_resolution", "factor_above_the_bscans", ["16 B-scans cannot be subsampled by 64"]),
-    ("singleinr",        "network_too_large",      ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
-    ("geninr",           "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
-    ("atlas",            "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
-    ("export-npz",       "subject_twice_in_fold",  [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
-    ("geninr",           "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
-    ("atlas",            "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
-    ("phantom",          "nan_pathology_fraction", ["pathology_fraction = nan", "finite"]),
-    ("phantom",          "phantom_too_large",      ["(100000, 100000, 100000)", "GiB", "smaller shape"]),
-    ("phantom",          "phantom_one_fold",       ["--folds 1", "at least 2"]),
-    ("geninr",           "unsafe_subject_in_container", [container_name(FACTOR, "train", 0), "'../x'"]),
-    ("atlas",            "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
-    ("predict",          "nan_bscan_position",     ["oct_flat_od.json", "positions_mm", "finite"]),
-    ("predict",          "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
-    ("singleinr",        "oct_float64",            ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("singleinr", "network_too_large", ["MODEL.HIDDEN_SIZE = 1048576", "GiB"]),
+    ("geninr", "subject_twice_in_fold", [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("atlas", "subject_twice_in_fold", [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("export-npz", "subject_twice_in_fold", [FOLDS_FILE, "FOLD.0.TRAIN", "sub001 more than once"]),
+    ("geninr", "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
+    ("atlas", "subject_in_both_fold_parts", [FOLDS_FILE, "sub001 in both TRAIN and TEST"]),
+    ("phantom", "nan_pathology_fraction", ["pathology_fraction = nan", "finite"]),
+    ("phantom", "phantom_too_large", ["(100000, 100000, 100000)", "GiB", "smaller shape"]),
+    ("phantom", "phantom_one_fold", ["--folds 1", "at least 2"]),
+    ("geninr", "unsafe_subject_in_container", [container_name(FACTOR, "train", 0), "'../x'"]),
+    ("atlas", "nan_bscan_position", ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("predict", "nan_bscan_position", ["oct_flat_od.json", "positions_mm", "finite"]),
+    ("predict", "oct_float64", ["oct_flat_od.nii.gz", "float64", "expected float32"]),
+    ("singleinr", "oct_float64", ["oct_flat_od.nii.gz", "float64", "expected float32"]),
 ]
 
 
 # --- the test -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory, phantom_tree) -> Path:
@@ -684,15 +810,21 @@ def trained_checkpoint(tmp_path_factory, phantom_tree) -> Path:
     import torch
 
     from atlas_registration.config import AtlasConfig
-    from atlas_registration.training import registration_module
     from atlas_registration.datasets.label_mapping import LabelMapping
+    from atlas_registration.training import registration_module
     from retina_data.config import from_dict
 
     cfg = from_dict(atlas_config(phantom_tree, Path("unused")), AtlasConfig)
     module = registration_module(cfg, num_eyes=4, num_classes=LabelMapping.default().num_classes)
     path = tmp_path_factory.mktemp("checkpoint") / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": L.__version__}, path)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__,
+        },
+        path,
+    )
     return path
 
 
@@ -721,8 +853,9 @@ def make_case(entry: str, tmp_path: Path, data_dir: Path, checkpoint: Path | Non
 
 
 @pytest.mark.parametrize(("entry", "fault", "needles"), MATRIX, ids=[f"{e}-{f}" for e, f, _ in MATRIX])
-def test_bad_input_gives_one_line_error_and_writes_nothing(entry, fault, needles, tmp_path, phantom_tree, launchers,
-                                                           request):
+def test_bad_input_gives_one_line_error_and_writes_nothing(
+    entry, fault, needles, tmp_path, phantom_tree, launchers, request
+):
     checkpoint = request.getfixturevalue("trained_checkpoint") if entry.startswith("atlas_") else None
     if entry in ("predict", "densify"):
         checkpoint = request.getfixturevalue("saved_model")
@@ -759,4 +892,3 @@ def test_a_fresh_interpreter_answers_like_the_launcher(tmp_path, phantom_tree, l
     fresh = run_entry(case.argv())
 
     assert (fresh.returncode, fresh.stderr) == (forked.returncode, forked.stderr)
-

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 from entry_points import atlas_config, start_entry, wait_for
-from interruption import (EXIT_INTERRUPTED, atlas_argv, epoch_of, finish, load_checkpoint, load_checkpoints, log_rows,
-                          run_to_end, write_run_config)
+from interruption import (
+    EXIT_INTERRUPTED,
+    atlas_argv,
+    epoch_of,
+    finish,
+    load_checkpoint,
+    load_checkpoints,
+    log_rows,
+    run_to_end,
+    write_run_config,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -53,7 +53,7 @@ def test_two_process_run_killed_in_one_process_resumes_with_every_code(tmp_path,
     resumed_log = log_rows(killed_dir / "checkpoints" / "training_log.csv")
     reference_log = log_rows(reference_dir / "checkpoints" / "training_log.csv")
     assert [float(row["epoch"]) for row in resumed_log] == [float(e) for e in range(1, EPOCHS + 1)]
-    assert [float(row["loss"]) for row in resumed_log[:killed["epoch"]]] == [row["loss"] for row in killed["history"]]
+    assert [float(row["loss"]) for row in resumed_log[: killed["epoch"]]] == [row["loss"] for row in killed["history"]]
     assert [row["loss"] for row in resumed_log] == [row["loss"] for row in reference_log]
     resumed, reference = load_checkpoint(killed_dir / "model.pt"), load_checkpoint(reference_dir / "model.pt")
     assert torch.equal(resumed["codes"], reference["codes"])

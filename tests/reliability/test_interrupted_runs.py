@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from entry_points import interpolation_config, start_entry, wait_for
-from interruption import (EXIT_INTERRUPTED, epoch_of, finish, geninr_argv, load_checkpoint, load_checkpoints, log_rows,
-                          run_to_end, write_run_config)
+from interruption import (
+    EXIT_INTERRUPTED,
+    epoch_of,
+    finish,
+    geninr_argv,
+    load_checkpoint,
+    load_checkpoints,
+    log_rows,
+    run_to_end,
+    write_run_config,
+)
 
 pytestmark = pytest.mark.slow
 

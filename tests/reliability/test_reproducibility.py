@@ -71,8 +71,9 @@ def test_geninr_deterministic_runs_give_identical_metrics(geninr_runs):
 
 
 def test_atlas_deterministic_runs_give_identical_weights_and_codes(atlas_runs):
-    first, second = (torch.load(run / "checkpoints" / "registration" / "last.ckpt", weights_only=False)
-                     for run in atlas_runs)
+    first, second = (
+        torch.load(run / "checkpoints" / "registration" / "last.ckpt", weights_only=False) for run in atlas_runs
+    )
     assert "latents.weight" in first["state_dict"]
     assert _tensors_equal(first["state_dict"], second["state_dict"])
 
@@ -82,10 +83,13 @@ def test_atlas_deterministic_runs_give_identical_metrics(atlas_runs):
     assert first and first == second
 
 
-@pytest.mark.parametrize(("runs", "schema", "script"), [
-    ("geninr_runs", ExperimentConfig, SCRIPTS["geninr"]),
-    ("atlas_runs", AtlasConfig, SCRIPTS["atlas"]),
-])
+@pytest.mark.parametrize(
+    ("runs", "schema", "script"),
+    [
+        ("geninr_runs", ExperimentConfig, SCRIPTS["geninr"]),
+        ("atlas_runs", AtlasConfig, SCRIPTS["atlas"]),
+    ],
+)
 def test_run_folder_records_config_versions_commit_device_precision_and_command_line(runs, schema, script, request):
     run = request.getfixturevalue(runs)[0]
     record = json.loads((run / "run_info.json").read_text())

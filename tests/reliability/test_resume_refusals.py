@@ -27,8 +27,11 @@ def _argv(config: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def _contents(folder: Path) -> dict[str, str]:
     """``{relative path: sha256}`` of every file under ``folder``."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -71,17 +74,22 @@ CHANGES = {
     # case: (command-line change, words the refusal must contain)
     "fold": (lambda trained, tmp: ["--fold", "1"], ["SETTINGS.FOLD (was 0, now 1)", "eyes.train"]),
     "data_folder": (_other_data, ["SETTINGS.IMG_DIR (was ", "other_data"]),
-    "learning_rate": (lambda trained, tmp: ["--set", "TRAINING.LEARNING_RATE=0.5"],
-                      ["TRAINING.LEARNING_RATE (was 0.001, now 0.5)"]),
+    "learning_rate": (
+        lambda trained, tmp: ["--set", "TRAINING.LEARNING_RATE=0.5"],
+        ["TRAINING.LEARNING_RATE (was 0.001, now 0.5)"],
+    ),
     "epochs": (lambda trained, tmp: ["--epochs", "5"], ["TRAINING.TOTAL_EPOCHS (was 2, now 5)"]),
-    "hidden_size": (lambda trained, tmp: _config_with(trained, tmp, "MODEL", "HIDDEN_SIZE", 24),
-                    ["MODEL.HIDDEN_SIZE (was 16, now 24)"]),
+    "hidden_size": (
+        lambda trained, tmp: _config_with(trained, tmp, "MODEL", "HIDDEN_SIZE", 24),
+        ["MODEL.HIDDEN_SIZE (was 16, now 24)"],
+    ),
 }
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_resume_of_a_changed_run_is_refused_naming_the_key_and_leaves_the_folder_as_it_was(
-        change, trained, run_copy, tmp_path, launchers) -> None:
+    change, trained, run_copy, tmp_path, launchers
+) -> None:
     make_args, needles = CHANGES[change]
     args = make_args(trained, tmp_path)
     config = args[0] if args and args[0].endswith(".yaml") else str(trained[0])
@@ -115,8 +123,9 @@ def test_a_data_file_changed_since_the_run_started_is_named(trained, run_copy, t
 def test_an_unchanged_resume_rewrites_neither_config_nor_records(trained, run_copy, tmp_path, launchers) -> None:
     config = trained[0]
     records = {name: (run_copy / name).read_bytes() for name in ("config.yaml", IDENTITY_FILE, "run_info.json")}
-    result = launchers("interpolation").run(_argv(config, run_copy, "--resume", "--set", "SETTINGS.COMPILE=false"),
-                                            tmp_path)
+    result = launchers("interpolation").run(
+        _argv(config, run_copy, "--resume", "--set", "SETTINGS.COMPILE=false"), tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert {name: (run_copy / name).read_bytes() for name in records} == records
 
@@ -135,8 +144,9 @@ def test_a_missing_last_checkpoint_beside_best_is_refused_naming_both(trained, r
     assert _contents(run_copy) == before
 
 
-def test_the_rotated_previous_checkpoint_is_offered_when_last_is_missing(trained, run_copy, tmp_path,
-                                                                          launchers) -> None:
+def test_the_rotated_previous_checkpoint_is_offered_when_last_is_missing(
+    trained, run_copy, tmp_path, launchers
+) -> None:
     checkpoints = run_copy / "checkpoints"
     assert (checkpoints / "last.prev.pt").is_file()  # two epochs, a checkpoint after each
     (checkpoints / "last.pt").unlink()
@@ -153,8 +163,9 @@ def test_a_run_folder_of_an_older_version_is_compared_by_its_config(trained, run
     assert "MODEL.HIDDEN_SIZE (was 16, now 24)" in result.stderr
 
 
-def test_a_checkpoint_of_another_architecture_is_refused_before_restoring(trained, run_copy, tmp_path,
-                                                                           launchers) -> None:
+def test_a_checkpoint_of_another_architecture_is_refused_before_restoring(
+    trained, run_copy, tmp_path, launchers
+) -> None:
     """An older run whose config.yaml agrees with the command but whose last.pt holds other shapes."""
     (run_copy / IDENTITY_FILE).unlink()
     saved = read_yaml(run_copy / "config.yaml")
@@ -173,12 +184,12 @@ def test_a_checkpoint_of_another_architecture_is_refused_before_restoring(traine
 
 @pytest.mark.slow
 def test_sigterm_during_the_evaluation_exits_130_with_a_notice(trained, tmp_path) -> None:
-    config, data, _ = trained
+    config, _data, _ = trained
     long_fit = read_yaml(config)
     long_fit["TEST"].update(TOTAL_EPOCHS=100000, EPOCHS_TIL_SUMMARY=100000)
     run_dir, log = tmp_path / "run", tmp_path / "run.log"
     process = start_entry(_argv(write_run_config(tmp_path, long_fit), run_dir), log)
-    wait_for(lambda: (run_dir / "model.pt").is_file(), process)
+    wait_for((run_dir / "model.pt").is_file, process)
     process.send_signal(signal.SIGTERM)
     text = finish(process, log)
 
@@ -187,18 +198,30 @@ def test_sigterm_during_the_evaluation_exits_130_with_a_notice(trained, tmp_path
     assert "notice: stopped during the evaluation" in text and "--resume" in text
 
 
-def test_an_evaluation_on_another_fold_holding_its_training_eyes_is_refused(trained, run_copy, tmp_path,
-                                                                            launchers) -> None:
+def test_an_evaluation_on_another_fold_holding_its_training_eyes_is_refused(
+    trained, run_copy, tmp_path, launchers
+) -> None:
     """``--eval RUN --set SETTINGS.FOLD=1``: fold 1 tests sub001, on which the fold-0 run trained
     (before: scored it, exit 0)."""
     before = _contents(run_copy)
-    argv = [SCRIPTS["geninr"], "--gpu", "-1", "--quiet", "--eval", str(run_copy), "--set", "SETTINGS.FOLD=1",
-            "--overwrite"]
+    argv = [
+        SCRIPTS["geninr"],
+        "--gpu",
+        "-1",
+        "--quiet",
+        "--eval",
+        str(run_copy),
+        "--set",
+        "SETTINGS.FOLD=1",
+        "--overwrite",
+    ]
 
     result = launchers("interpolation").run(argv, tmp_path)
 
     lines = _error_lines(result.stderr)
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0] == (f"error: --eval {run_copy}: test eye(s) sub001_OD, sub001_OS are training eyes of the run in "
-                        f"{run_copy} ({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data")
+    assert lines[0] == (
+        f"error: --eval {run_copy}: test eye(s) sub001_OD, sub001_OS are training eyes of the run in "
+        f"{run_copy} ({IDENTITY_FILE}); evaluate it on the fold it was trained for, or on other data"
+    )
     assert _contents(run_copy) == before

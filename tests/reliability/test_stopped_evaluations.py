@@ -46,8 +46,9 @@ def trained_run(tmp_path_factory, phantom_tree) -> tuple[Path, Path]:
     data = Path(shutil.copytree(phantom_tree, root / "data"))
     config = _long_evaluation_config(data, root)
     run_dir = root / "run"
-    process = start_entry([SCRIPTS["atlas"], str(config), "--gpu", "-1", "--train-only", "--output", str(run_dir)],
-                          root / "train.log")
+    process = start_entry(
+        [SCRIPTS["atlas"], str(config), "--gpu", "-1", "--train-only", "--output", str(run_dir)], root / "train.log"
+    )
     assert "Traceback" not in finish(process, root / "train.log") and process.returncode == 0
     return config, run_dir
 
@@ -74,8 +75,16 @@ def test_a_stopped_atlas_evaluation_exits_130_and_resume_evaluates_again_without
 def test_an_atlas_inference_stopped_by_sigterm_exits_130_with_the_notice(entry, trained_run, tmp_path):
     config, trained = trained_run
     output = tmp_path / "inference"
-    argv = [SCRIPTS[entry], str(config), "--gpu", "-1", "--checkpoint", str(trained / REGISTRATION_LAST),
-            "--output", str(output)]
+    argv = [
+        SCRIPTS[entry],
+        str(config),
+        "--gpu",
+        "-1",
+        "--checkpoint",
+        str(trained / REGISTRATION_LAST),
+        "--output",
+        str(output),
+    ]
 
     text = _stop_in_evaluation(argv, tmp_path / "run.log", signal.SIGTERM)
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from eye_builders import build_eye
+
 from retina_data.tree import write_dataset_info, write_eye
 
 

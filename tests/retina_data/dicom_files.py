@@ -34,7 +34,7 @@ def _base(sop_class: str, uid: str, modality: str) -> Dataset:
 
 
 def ramp_slo() -> np.ndarray:
-    rows, cols = np.mgrid[0:SLO_SHAPE[0], 0:SLO_SHAPE[1]]
+    rows, cols = np.mgrid[0 : SLO_SHAPE[0], 0 : SLO_SHAPE[1]]
     return (cols + 2 * rows).astype(np.uint8)
 
 
@@ -51,9 +51,18 @@ def write_slo(path: Path, uid: str, pixel_spacing: tuple[float, float] | None = 
     return path
 
 
-def write_opt(path: Path, bscans: np.ndarray, lines: np.ndarray, slo_uid: str, *, pixel_spacing=(0.0039, 0.06),
-              laterality: str | None = "L", per_frame_spacing: list | None = None, frame_items: int | None = None,
-              locations: bool = True) -> Path:
+def write_opt(
+    path: Path,
+    bscans: np.ndarray,
+    lines: np.ndarray,
+    slo_uid: str,
+    *,
+    pixel_spacing=(0.0039, 0.06),
+    laterality: str | None = "L",
+    per_frame_spacing: list | None = None,
+    frame_items: int | None = None,
+    locations: bool = True,
+) -> Path:
     """An OPT file of ``bscans [D, H, W]`` (uint16, 12 bits stored) whose frame ``d`` lies on
     ``lines[d]`` = Reference Coordinates (row, column pairs) on the SLO ``slo_uid``."""
     ds = _base(OPT_CLASS, generate_uid(), "OPT")

@@ -23,13 +23,22 @@ def layered_labels(shape: tuple[int, int, int], top: int = 6, step: int = 2) -> 
     return labels_from_boundaries(boundaries, shape[0])
 
 
-def build_eye(subject: str = "sub001", laterality: str = "OD", shape: tuple[int, int, int] = SHAPE,
-              seed: int = 0, labels: bool = True, slo: bool = True,
-              positions: np.ndarray | None = None) -> Eye:
+def build_eye(
+    subject: str = "sub001",
+    laterality: str = "OD",
+    shape: tuple[int, int, int] = SHAPE,
+    seed: int = 0,
+    labels: bool = True,
+    slo: bool = True,
+    positions: np.ndarray | None = None,
+) -> Eye:
     """A random eye with flat layered labels and a dense SLO."""
     rng = np.random.default_rng(seed)
     return Eye(
-        oct=rng.random(shape, dtype=np.float32), spacing=SPACING, subject=subject, laterality=laterality,
+        oct=rng.random(shape, dtype=np.float32),
+        spacing=SPACING,
+        subject=subject,
+        laterality=laterality,
         labels=layered_labels(shape) if labels else None,
         slo=rng.random(shape[1:], dtype=np.float32) if slo else None,
         bscan_positions=positions,

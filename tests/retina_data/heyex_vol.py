@@ -31,8 +31,25 @@ import numpy as np
 
 FILE_HEADER_SIZE = 2048
 BSCAN_HEADER_SIZE = 4096
-SEGMENTATION_ORDER = ("ILM", "BM", "RNFL", "GCL", "IPL", "INL", "OPL", "ONL", "ELM", "IOS", "OPT",
-                      "CHO", "VIT", "ANT", "PR1", "PR2", "RPE")
+SEGMENTATION_ORDER = (
+    "ILM",
+    "BM",
+    "RNFL",
+    "GCL",
+    "IPL",
+    "INL",
+    "OPL",
+    "ONL",
+    "ELM",
+    "IOS",
+    "OPT",
+    "CHO",
+    "VIT",
+    "ANT",
+    "PR1",
+    "PR2",
+    "RPE",
+)
 NOT_SEGMENTED = np.finfo(np.float32).max
 
 
@@ -45,10 +62,20 @@ def _text(value: str, size: int) -> bytes:
     return value.encode("ascii").ljust(size, b"\0")[:size]
 
 
-def write_vol(path: Path, display: np.ndarray, slo: np.ndarray, *, scale_x: float, distance: float,
-              scale_z: float, slo_scale: tuple[float, float], laterality: str = "OD",
-              start: tuple[float, float] = (1.0, 1.0), layers: dict[str, np.ndarray] | None = None,
-              scan_pattern: int = 3) -> Path:
+def write_vol(
+    path: Path,
+    display: np.ndarray,
+    slo: np.ndarray,
+    *,
+    scale_x: float,
+    distance: float,
+    scale_z: float,
+    slo_scale: tuple[float, float],
+    laterality: str = "OD",
+    start: tuple[float, float] = (1.0, 1.0),
+    layers: dict[str, np.ndarray] | None = None,
+    scan_pattern: int = 3,
+) -> Path:
     """Write a horizontal raster scan (``scan_pattern`` 3; another value only labels the header).
 
     Args:
@@ -62,11 +89,41 @@ def write_vol(path: Path, display: np.ndarray, slo: np.ndarray, *, scale_x: floa
     """
     depth, height, width = display.shape
     header = bytearray(FILE_HEADER_SIZE)
-    struct.pack_into("<12s3I3d2I2dId4sQiI16s16sI24sdI24sd4I34s", header, 0,
-                     _text("HSF-OCT-103", 12), width, depth, height, scale_x, distance, scale_z,
-                     slo.shape[1], slo.shape[0], slo_scale[0], slo_scale[1], 30, 0.0,
-                     _text(laterality, 4), 0, scan_pattern, BSCAN_HEADER_SIZE, _text("1", 16), _text("", 16),
-                     7, _text("test", 24), 0.0, 1, _text("visit", 24), 0.0, 0, 0, 0, 0, _text("", 34))
+    struct.pack_into(
+        "<12s3I3d2I2dId4sQiI16s16sI24sdI24sd4I34s",
+        header,
+        0,
+        _text("HSF-OCT-103", 12),
+        width,
+        depth,
+        height,
+        scale_x,
+        distance,
+        scale_z,
+        slo.shape[1],
+        slo.shape[0],
+        slo_scale[0],
+        slo_scale[1],
+        30,
+        0.0,
+        _text(laterality, 4),
+        0,
+        scan_pattern,
+        BSCAN_HEADER_SIZE,
+        _text("1", 16),
+        _text("", 16),
+        7,
+        _text("test", 24),
+        0.0,
+        1,
+        _text("visit", 24),
+        0.0,
+        0,
+        0,
+        0,
+        0,
+        _text("", 34),
+    )
     segments = np.full((depth, len(SEGMENTATION_ORDER), width), NOT_SEGMENTED, dtype=np.float32)
     for name, rows in (layers or {}).items():
         segments[:, SEGMENTATION_ORDER.index(name)] = rows
@@ -75,10 +132,24 @@ def write_vol(path: Path, display: np.ndarray, slo: np.ndarray, *, scale_x: floa
     for d in range(depth):
         y = start[1] + d * distance
         bscan_header = bytearray(BSCAN_HEADER_SIZE)
-        struct.pack_into("<12sI4d2ifi6f", bscan_header, 0, _text("HSF-BS-103", 12), BSCAN_HEADER_SIZE,
-                         start[0], y, start[0] + (width - 1) * scale_x, y, num_seg, 256, 30.0, 0, *([0.0] * 6))
+        struct.pack_into(
+            "<12sI4d2ifi6f",
+            bscan_header,
+            0,
+            _text("HSF-BS-103", 12),
+            BSCAN_HEADER_SIZE,
+            start[0],
+            y,
+            start[0] + (width - 1) * scale_x,
+            y,
+            num_seg,
+            256,
+            30.0,
+            0,
+            *([0.0] * 6),
+        )
         seg_bytes = segments[d, :num_seg].tobytes()
-        bscan_header[256:256 + len(seg_bytes)] = seg_bytes
+        bscan_header[256 : 256 + len(seg_bytes)] = seg_bytes
         parts += [bytes(bscan_header), display_to_reflectivity(display[d]).tobytes()]
     path.write_bytes(b"".join(parts))
     return path

@@ -50,9 +50,19 @@ def _image(series: ElementTree.Element, kind: str, file_name: str) -> ElementTre
     return image
 
 
-def write_xml_export(folder: Path, bscans: np.ndarray, localizer: np.ndarray, *, scale_x: float, scale_y: float,
-                     distance: float, slo_scale: tuple[float, float], laterality: str = "OD",
-                     start: tuple[float, float] = (0.0, 0.0), layers: dict[str, np.ndarray] | None = None) -> Path:
+def write_xml_export(
+    folder: Path,
+    bscans: np.ndarray,
+    localizer: np.ndarray,
+    *,
+    scale_x: float,
+    scale_y: float,
+    distance: float,
+    slo_scale: tuple[float, float],
+    laterality: str = "OD",
+    start: tuple[float, float] = (0.0, 0.0),
+    layers: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write ``folder/scan.xml`` with its images; returns the XML path.
 
     Args:

@@ -107,12 +107,29 @@ def test_an_import_that_fails_half_way_leaves_no_part_of_the_eye_and_the_rerun_s
     from retina_data.cli import main
 
     source = tmp_path / "bscans.tif"
-    tifffile.imwrite(source, np.random.default_rng(0).integers(0, 255, (3, 32, 8), dtype=np.uint8),
-                     photometric="minisblack")
+    tifffile.imwrite(
+        source, np.random.default_rng(0).integers(0, 255, (3, 32, 8), dtype=np.uint8), photometric="minisblack"
+    )
     labels = tmp_path / "labels.tif"
     tifffile.imwrite(labels, np.ones((3, 32, 8), np.uint8), photometric="minisblack")
-    argv = ["import", "stack", str(source), str(tmp_path / "data"), "--spacing", "0.004", "0.01", "0.1",
-            "--subject", "s1", "--laterality", "OD", "--labels", str(labels), "--flatten", "none"]
+    argv = [
+        "import",
+        "stack",
+        str(source),
+        str(tmp_path / "data"),
+        "--spacing",
+        "0.004",
+        "0.01",
+        "0.1",
+        "--subject",
+        "s1",
+        "--laterality",
+        "OD",
+        "--labels",
+        str(labels),
+        "--flatten",
+        "none",
+    ]
     monkeypatch.setattr(tree, "write_nifti", _failing_after(1, tree.write_nifti))  # the OCT, then a full disk
     with pytest.raises(OSError):
         main(argv)
@@ -120,4 +137,6 @@ def test_an_import_that_fails_half_way_leaves_no_part_of_the_eye_and_the_rerun_s
     monkeypatch.undo()
     assert main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "data" / "s1" / "OD").glob("*.nii.gz")) == [
-        "oct_flat_od.nii.gz", "oct_seg_flat_od.nii.gz"]
+        "oct_flat_od.nii.gz",
+        "oct_seg_flat_od.nii.gz",
+    ]

@@ -34,7 +34,7 @@ def test_a_large_vessel_above_its_shadow_does_not_pull_the_surface_up():
 
 
 def test_flatten_imported_uses_the_rpe_labels_when_present_and_detection_otherwise():
-    eye, truth = make_scanned_eye(PHANTOM, 0, "OD")
+    eye, _truth = make_scanned_eye(PHANTOM, 0, "OD")
     by_labels = flatten_imported(eye, "auto")
     assert by_labels.meta["flattening"] == "labels"
     assert np.ptp(bm_rows_from_labels(by_labels.labels)) == 0

@@ -18,8 +18,23 @@ from retina_data.containers import read_container
 from retina_data.folds import read_folds
 from retina_data.tree import eye_files, list_eyes, read_eye
 
-COMMANDS = ["phantom", "validate", "import", "import spectralis", "import stack", "import dicom", "import duke-amd",
-            "import duke-dme", "import retouch", "subsample", "folds", "export-npz", "info", "figure", "thickness"]
+COMMANDS = [
+    "phantom",
+    "validate",
+    "import",
+    "import spectralis",
+    "import stack",
+    "import dicom",
+    "import duke-amd",
+    "import duke-dme",
+    "import retouch",
+    "subsample",
+    "folds",
+    "export-npz",
+    "info",
+    "figure",
+    "thickness",
+]
 
 
 def run(argv: list[str]) -> int:
@@ -49,7 +64,9 @@ def test_help_works_for_every_command(command, capsys):
 
 
 def test_module_runs_as_a_script():
-    result = subprocess.run([sys.executable, "-m", "retina_data", "--help"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "retina_data", "--help"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0 and "export-npz" in result.stdout
 
 
@@ -87,8 +104,23 @@ def test_validate_names_every_fault_of_a_broken_tree_and_exits_2(tree, capsys):
 def test_folds_and_export_make_containers_for_one_fold(phantom_tree, tmp_path, capsys):
     folds = tmp_path / "folds.yml"
     assert run(["folds", str(phantom_tree), "--k", "3", "--seed", "2", "--output", str(folds)]) == 0
-    assert run(["export-npz", str(phantom_tree), "--folds", str(folds), "--fold", "0", "--subsample", "2",
-                "--output", str(tmp_path / "npz")]) == 0
+    assert (
+        run(
+            [
+                "export-npz",
+                str(phantom_tree),
+                "--folds",
+                str(folds),
+                "--fold",
+                "0",
+                "--subsample",
+                "2",
+                "--output",
+                str(tmp_path / "npz"),
+            ]
+        )
+        == 0
+    )
     test_subjects = read_folds(folds)[0]["TEST"]
     eyes = read_container(tmp_path / "npz" / "dataset_flat_subsmpl2_test_fold0.npz")
     assert sorted({e.subject for e in eyes}) == sorted(test_subjects)
@@ -104,8 +136,16 @@ def test_info_summarises_a_tree(phantom_tree, capsys):
 
 def test_import_spectralis_adds_a_valid_eye(tmp_path, capsys):
     pytest.importorskip("eyepy")
-    vol = write_vol(tmp_path / "a.vol", np.full((3, 24, 10), 0.5), np.zeros((30, 30), np.uint8), scale_x=0.01,
-                    distance=0.1, scale_z=0.004, slo_scale=(0.01, 0.02), laterality="OD")
+    vol = write_vol(
+        tmp_path / "a.vol",
+        np.full((3, 24, 10), 0.5),
+        np.zeros((30, 30), np.uint8),
+        scale_x=0.01,
+        distance=0.1,
+        scale_z=0.004,
+        slo_scale=(0.01, 0.02),
+        laterality="OD",
+    )
     assert run(["import", "spectralis", str(vol), str(tmp_path / "data"), "--subject", "p1"]) == 0
     assert "note: no layer annotations" in capsys.readouterr().out
     assert read_eye(tmp_path / "data", "p1", "OD").shape == (24, 10, 3)
@@ -115,8 +155,16 @@ def test_import_spectralis_adds_a_valid_eye(tmp_path, capsys):
 def test_import_spectralis_xml_export_folder_adds_a_valid_eye(tmp_path):
     pytest.importorskip("eyepy")
     export = tmp_path / "export"
-    write_xml_export(export, np.full((3, 24, 10), 120, np.uint8), np.zeros((30, 30), np.uint8), scale_x=0.01,
-                     scale_y=0.004, distance=0.1, slo_scale=(0.01, 0.02), laterality="OS")
+    write_xml_export(
+        export,
+        np.full((3, 24, 10), 120, np.uint8),
+        np.zeros((30, 30), np.uint8),
+        scale_x=0.01,
+        scale_y=0.004,
+        distance=0.1,
+        slo_scale=(0.01, 0.02),
+        laterality="OS",
+    )
     assert run(["import", "spectralis", str(export), str(tmp_path / "data"), "--subject", "p1"]) == 0
     eye = read_eye(tmp_path / "data", "p1", "OS")
     assert eye.shape == (24, 10, 3) and eye.spacing == pytest.approx((0.004, 0.01, 0.1))
@@ -146,12 +194,29 @@ def test_import_duke_amd_flattens_at_the_bm_of_its_labels(tmp_path, capsys):
     import scipy.io
 
     height, width, depth = 40, 6, 3
-    maps = np.stack([np.full((depth, width), 5.0), np.full((depth, width), 20.0),
-                     np.tile(24.0 + np.arange(width) % 2, (depth, 1))], axis=-1)
-    scipy.io.savemat(tmp_path / "amd.mat", {"images": np.full((height, width, depth), 100.0), "layerMaps": maps,
-                                            "Age": np.array([[70]])})
-    assert run(["import", "duke-amd", str(tmp_path / "amd.mat"), str(tmp_path / "data"), "--subject", "amd1",
-                "--laterality", "OD"]) == 0
+    maps = np.stack(
+        [np.full((depth, width), 5.0), np.full((depth, width), 20.0), np.tile(24.0 + np.arange(width) % 2, (depth, 1))],
+        axis=-1,
+    )
+    scipy.io.savemat(
+        tmp_path / "amd.mat",
+        {"images": np.full((height, width, depth), 100.0), "layerMaps": maps, "Age": np.array([[70]])},
+    )
+    assert (
+        run(
+            [
+                "import",
+                "duke-amd",
+                str(tmp_path / "amd.mat"),
+                str(tmp_path / "data"),
+                "--subject",
+                "amd1",
+                "--laterality",
+                "OD",
+            ]
+        )
+        == 0
+    )
     assert "note: flattened at Bruch's membrane below the RPE label" in capsys.readouterr().out
     eye = read_eye(tmp_path / "data", "amd1", "OD")
     bm_rows = (eye.labels == 12).argmax(axis=0)
@@ -167,8 +232,23 @@ def test_import_retouch_adds_an_unlabelled_eye(tmp_path):
     image = sitk.GetImageFromArray(np.full((3, 24, 10), 30000, np.uint16))
     image.SetSpacing((0.0115, 0.0039, 0.24))
     sitk.WriteImage(image, str(case / "oct.mhd"))
-    assert run(["import", "retouch", str(case), str(tmp_path / "data"), "--subject", "t1", "--laterality", "OS",
-                "--flatten", "none"]) == 0
+    assert (
+        run(
+            [
+                "import",
+                "retouch",
+                str(case),
+                str(tmp_path / "data"),
+                "--subject",
+                "t1",
+                "--laterality",
+                "OS",
+                "--flatten",
+                "none",
+            ]
+        )
+        == 0
+    )
     eye = read_eye(tmp_path / "data", "t1", "OS")
     assert eye.shape == (24, 10, 3) and eye.labels is None and eye.spacing == pytest.approx((0.0039, 0.0115, 0.24))
 
@@ -187,18 +267,42 @@ def _stack_args(tmp_path):
         folder.mkdir()
         for d in range(3):
             Image.fromarray(np.full((12, 8), 40 * d, dtype=np.uint8)).save(folder / f"b{d}.png")
-    return ["import", "stack", str(folder), str(tmp_path / "stackdata"), "--spacing", "0.004", "0.01", "0.1",
-            "--subject", "s1", "--laterality", "OS"]
+    return [
+        "import",
+        "stack",
+        str(folder),
+        str(tmp_path / "stackdata"),
+        "--spacing",
+        "0.004",
+        "0.01",
+        "0.1",
+        "--subject",
+        "s1",
+        "--laterality",
+        "OS",
+    ]
 
 
-@pytest.mark.parametrize("command", ["phantom", "folds", "export-npz", "subsample",
-                                     pytest.param("figure", marks=pytest.mark.slow), "import stack"])
+@pytest.mark.parametrize(
+    "command",
+    ["phantom", "folds", "export-npz", "subsample", pytest.param("figure", marks=pytest.mark.slow), "import stack"],
+)
 def test_commands_refuse_to_overwrite_without_the_flag(command, tree, tmp_path, capsys):
     args = {
         "phantom": ["phantom", str(tmp_path / "p"), "--subjects", "2", "--shape", "32", "8", "4"],
         "folds": ["folds", str(tree), "--k", "2", "--output", str(tmp_path / "f.yml")],
-        "export-npz": ["export-npz", str(tree), "--folds", str(tree / "cross-validation-folds.yml"), "--fold", "1",
-                       "--subsample", "4", "--output", str(tmp_path / "npz")],
+        "export-npz": [
+            "export-npz",
+            str(tree),
+            "--folds",
+            str(tree / "cross-validation-folds.yml"),
+            "--fold",
+            "1",
+            "--subsample",
+            "4",
+            "--output",
+            str(tmp_path / "npz"),
+        ],
         "subsample": ["subsample", str(tree), "--factor", "2", "--factor", "4"],
         "figure": ["figure", str(tree), "--output", str(tmp_path / "fig.png")],
         "import stack": _stack_args(tmp_path),
@@ -212,13 +316,28 @@ def test_commands_refuse_to_overwrite_without_the_flag(command, tree, tmp_path, 
 
 
 def test_bad_input_exits_2_with_a_one_line_reason(tree, tmp_path, capsys):
-    assert run(["export-npz", str(tree), "--folds", str(tmp_path / "none.yml"), "--fold", "0", "--subsample", "2",
-                "--output", str(tmp_path / "o")]) == 2
+    assert (
+        run(
+            [
+                "export-npz",
+                str(tree),
+                "--folds",
+                str(tmp_path / "none.yml"),
+                "--fold",
+                "0",
+                "--subsample",
+                "2",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "none.yml" in error and "\n" not in error
 
 
-@pytest.mark.parametrize("subject", ["../escaped", str("/tmp/absolute-subject"), ""])
+@pytest.mark.parametrize("subject", ["../escaped", "/tmp/absolute-subject", ""])
 def test_import_refuses_a_subject_id_that_would_write_outside_the_data_folder(subject, tmp_path, capsys):
     args = _stack_args(tmp_path)
     args[args.index("s1")] = subject

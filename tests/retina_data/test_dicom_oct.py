@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("pydicom", reason="pydicom (optional dependency 'dicom') is not installed")
 
-from dicom_files import write_opt, write_slo  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
+from dicom_files import write_opt, write_slo
+from pydicom.uid import generate_uid
 
-from retina_data.errors import DataError  # noqa: E402
-from retina_data.importers.dicom_oct import import_dicom_oct  # noqa: E402
+from retina_data.errors import DataError
+from retina_data.importers.dicom_oct import import_dicom_oct
 
 D, H, W = 4, 12, 9
 FIRST_ROW, ROW_STEP, FIRST_COL, COL_STEP = 10.5, 4.0, 6.5, 2.0
@@ -25,8 +25,12 @@ def _bscans() -> np.ndarray:
 
 def _lines(order=range(D)) -> np.ndarray:
     """Reference Coordinates ``[D, 2, 2]``: (row, col) of the first and the last A-scan."""
-    return np.array([[[FIRST_ROW + ROW_STEP * d, FIRST_COL], [FIRST_ROW + ROW_STEP * d, FIRST_COL + COL_STEP * (W - 1)]]
-                     for d in order])
+    return np.array(
+        [
+            [[FIRST_ROW + ROW_STEP * d, FIRST_COL], [FIRST_ROW + ROW_STEP * d, FIRST_COL + COL_STEP * (W - 1)]]
+            for d in order
+        ]
+    )
 
 
 def _write(tmp_path, lines=None, slo=True, **options):
@@ -59,8 +63,9 @@ def test_the_slo_found_beside_the_file_is_sampled_at_every_ascan(tmp_path):
 
 def test_per_ascan_reference_coordinates_are_sampled_point_by_point(tmp_path):
     bend = np.arange(W) % 2  # a non-linear trajectory: every other A-scan one SLO row lower
-    lines = np.array([[[FIRST_ROW + ROW_STEP * d + bend[w], FIRST_COL + COL_STEP * w] for w in range(W)]
-                      for d in range(D)])
+    lines = np.array(
+        [[[FIRST_ROW + ROW_STEP * d + bend[w], FIRST_COL + COL_STEP * w] for w in range(W)] for d in range(D)]
+    )
     eye = import_dicom_oct(_write(tmp_path, lines=lines), subject="p01")
     rows = FIRST_ROW + ROW_STEP * np.arange(D)[None, :] + bend[:, None] - 0.5
     cols = FIRST_COL + COL_STEP * np.arange(W)[:, None] - 0.5
@@ -87,15 +92,23 @@ def test_per_frame_pixel_measures_override_the_shared_ones(tmp_path):
     assert eye.spacing[:2] == pytest.approx((0.005, 0.05))
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"locations": False}, "oct.dcm: frame 1 has no Ophthalmic Frame Location Sequence"),
-    ({"frame_items": D - 1}, "oct.dcm: 3 Per-frame Functional Groups items for 4 frames"),
-    ({"per_frame_spacing": [(0.0039, 0.06)] * (D - 1) + [(0.0039, 0.07)]},
-     r"oct.dcm: frame 4 has pixel spacing \(0.0039, 0.07\) mm but frame 1"),
-    ({"lines": np.zeros((D, 3, 2))}, "oct.dcm: frame 1 has 6 Reference Coordinates"),
-    ({"lines": _lines([0, 2, 1, 3])}, "oct.dcm: the frames' locations are not parallel B-scans in increasing order"),
-    ({"laterality": None}, "oct.dcm: Image Laterality 'missing'; expected R or L, or give --laterality"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"locations": False}, "oct.dcm: frame 1 has no Ophthalmic Frame Location Sequence"),
+        ({"frame_items": D - 1}, "oct.dcm: 3 Per-frame Functional Groups items for 4 frames"),
+        (
+            {"per_frame_spacing": [(0.0039, 0.06)] * (D - 1) + [(0.0039, 0.07)]},
+            r"oct.dcm: frame 4 has pixel spacing \(0.0039, 0.07\) mm but frame 1",
+        ),
+        ({"lines": np.zeros((D, 3, 2))}, "oct.dcm: frame 1 has 6 Reference Coordinates"),
+        (
+            {"lines": _lines([0, 2, 1, 3])},
+            "oct.dcm: the frames' locations are not parallel B-scans in increasing order",
+        ),
+        ({"laterality": None}, "oct.dcm: Image Laterality 'missing'; expected R or L, or give --laterality"),
+    ],
+)
 def test_malformed_opt_is_one_data_error(tmp_path, options, message):
     path = _write(tmp_path, **options)
     with pytest.raises(DataError, match=message) as error:
@@ -105,12 +118,15 @@ def test_malformed_opt_is_one_data_error(tmp_path, options, message):
 
 def test_a_non_opt_file_is_refused(tmp_path):
     slo = write_slo(tmp_path / "slo.dcm", generate_uid())
-    with pytest.raises(DataError, match=r"slo.dcm: SOP class 1.2.840.10008.5.1.4.1.1.77.1.5.1; expected Ophthalmic "
-                                        r"Tomography"):
+    with pytest.raises(
+        DataError,
+        match=r"slo.dcm: SOP class 1.2.840.10008.5.1.4.1.1.77.1.5.1; expected Ophthalmic "
+        r"Tomography",
+    ):
         import_dicom_oct(slo, subject="p01")
     text = tmp_path / "notes.dcm"
     text.write_text("not dicom")
-    with pytest.raises(DataError, match="notes.dcm: cannot read DICOM"):
+    with pytest.raises(DataError, match=r"notes.dcm: cannot read DICOM"):
         import_dicom_oct(text, subject="p01")
 
 
@@ -118,5 +134,5 @@ def test_an_slo_that_is_not_the_referenced_image_is_refused(tmp_path):
     path = _write(tmp_path)
     (tmp_path / "other").mkdir()
     other = write_slo(tmp_path / "other" / "slo.dcm", generate_uid())
-    with pytest.raises(DataError, match="other/slo.dcm: SOP Instance UID .* is not the localizer the frames refer to"):
+    with pytest.raises(DataError, match=r"other/slo.dcm: SOP Instance UID .* is not the localizer the frames refer to"):
         import_dicom_oct(path, subject="p01", slo=other)

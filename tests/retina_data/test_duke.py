@@ -38,8 +38,9 @@ def _amd_maps() -> np.ndarray:
 
 
 def _write_amd(path, maps=None):
-    scipy.io.savemat(path, {"images": _images(), "layerMaps": _amd_maps() if maps is None else maps,
-                            "Age": np.array([[72]])})
+    scipy.io.savemat(
+        path, {"images": _images(), "layerMaps": _amd_maps() if maps is None else maps, "Age": np.array([[72]])}
+    )
     return path
 
 
@@ -89,8 +90,12 @@ DME_ROWS = (4, 8, 12, 16, 20, 26, 32, 36)
 
 def _write_dme(path):
     layers = {}
-    for key, shift in (("manualLayers1", 0), ("manualLayers2", 1), ("automaticLayersDME", 2),
-                       ("automaticLayersNormal", 3)):
+    for key, shift in (
+        ("manualLayers1", 0),
+        ("manualLayers2", 1),
+        ("automaticLayersDME", 2),
+        ("automaticLayersNormal", 3),
+    ):
         maps = np.full((8, W, D), np.nan)
         for d in (1, 3):
             maps[:, :, d] = np.array(DME_ROWS, dtype=float)[:, None] + shift

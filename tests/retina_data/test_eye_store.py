@@ -13,9 +13,9 @@ import fsspec
 import numpy as np
 import pytest
 import zarr
+from eye_builders import build_eye
 from zarr.storage import LocalStore, WrapperStore
 
-from eye_builders import build_eye
 from retina_data.cli import main
 from retina_data.containers import read_container, write_container
 from retina_data.errors import DataError, OutputExistsError
@@ -57,8 +57,11 @@ def variants() -> list[Eye]:
         build_eye("sub001", "OD", positions=uneven, seed=1),
         build_eye("sub002", "OS", labels=False, seed=2),
         build_eye("sub003", "OD", slo=False, seed=3),
-        replace(dense_slo, slo=np.linspace(0, 1, 12 * 20, dtype=np.float32).reshape(12, 20),
-                slo_positions=np.linspace(0.0, 0.84, 20)),
+        replace(
+            dense_slo,
+            slo=np.linspace(0, 1, 12 * 20, dtype=np.float32).reshape(12, 20),
+            slo_positions=np.linspace(0.0, 0.84, 20),
+        ),
     ]
 
 
@@ -105,7 +108,7 @@ def test_a_subset_of_bscans_is_the_eye_with_those_bscans_selected(phantom_eyes, 
     assert np.array_equal(part.slo, eye.slo)  # the SLO stays whole
     intensity, labels = store.read_bscans(eye.eye_id, [4, 0, 4])
     assert np.array_equal(intensity, eye.oct[:, :, [4, 0, 4]]) and np.array_equal(labels, eye.labels[:, :, [4, 0, 4]])
-    with pytest.raises(DataError, match="0..5"):
+    with pytest.raises(DataError, match=r"0..5"):
         store.read_bscans(eye.eye_id, [6])
     with pytest.raises(DataError, match="strictly increasing"):
         store.read_eye(eye.eye_id, [2, 1])
@@ -129,10 +132,13 @@ def test_opening_reads_the_root_attributes_and_a_read_only_the_chunks_asked_for(
     assert CountingStore.reads == ["zarr.json"]
     store.read_bscans("sub002_OS", [3, 1])
     chunks = sorted(key for key in CountingStore.reads if "/c/" in key)
-    assert chunks == ["sub002_OS/labels/c/1/0/0", "sub002_OS/labels/c/3/0/0",
-                      "sub002_OS/oct/c/1/0/0", "sub002_OS/oct/c/3/0/0"]
+    assert chunks == [
+        "sub002_OS/labels/c/1/0/0",
+        "sub002_OS/labels/c/3/0/0",
+        "sub002_OS/oct/c/1/0/0",
+        "sub002_OS/oct/c/3/0/0",
+    ]
     assert all(key.startswith("sub002_OS/") for key in CountingStore.reads[1:])
-
 
 
 def test_an_eyes_metadata_is_read_once_and_later_reads_read_only_chunks(phantom_eyes, tmp_path: Path) -> None:
@@ -144,20 +150,32 @@ def test_an_eyes_metadata_is_read_once_and_later_reads_read_only_chunks(phantom_
     store = EyeStore(zarr.open_group(wrapped, mode="r", zarr_format=3, use_consolidated=False), str(path))
     first = store.read_eye("sub002_OS", [1, 3])
     documents = [key for key in CountingStore.reads if key.endswith("zarr.json")]
-    assert documents == ["zarr.json", "sub002_OS/zarr.json", "sub002_OS/oct/zarr.json",
-                         "sub002_OS/labels/zarr.json", "sub002_OS/slo/zarr.json"]
+    assert documents == [
+        "zarr.json",
+        "sub002_OS/zarr.json",
+        "sub002_OS/oct/zarr.json",
+        "sub002_OS/labels/zarr.json",
+        "sub002_OS/slo/zarr.json",
+    ]
     CountingStore.reads = []
     again = store.read_eye("sub002_OS", [1, 3])
     store.read_bscans("sub002_OS", [0])
     store.info("sub002_OS")
-    assert sorted(CountingStore.reads) == ["sub002_OS/labels/c/0/0/0", "sub002_OS/labels/c/1/0/0",
-                                           "sub002_OS/labels/c/3/0/0", "sub002_OS/oct/c/0/0/0",
-                                           "sub002_OS/oct/c/1/0/0", "sub002_OS/oct/c/3/0/0", "sub002_OS/slo/c/0/0"]
+    assert sorted(CountingStore.reads) == [
+        "sub002_OS/labels/c/0/0/0",
+        "sub002_OS/labels/c/1/0/0",
+        "sub002_OS/labels/c/3/0/0",
+        "sub002_OS/oct/c/0/0/0",
+        "sub002_OS/oct/c/1/0/0",
+        "sub002_OS/oct/c/3/0/0",
+        "sub002_OS/slo/c/0/0",
+    ]
     assert_same_eye(again, first)
     again.meta["changed"] = True  # a returned eye's meta is its own
     assert "changed" not in store.read_eye("sub002_OS").meta
     store.info("sub001_OD")
     assert store._opened["sub001_OD"].arrays["oct"] is store._opened["sub002_OS"].arrays["oct"]
+
 
 def test_bscans_read_fine_when_other_bscans_chunks_are_gone(phantom_eyes, tmp_path: Path) -> None:
     path = Path(write_store(tmp_path / "eyes.zarr", phantom_eyes, progress=False))
@@ -186,8 +204,9 @@ def test_a_store_at_an_fsspec_url_reads_back_exactly(scheme, phantom_eyes, tmp_p
         write_store(other, phantom_eyes[:1], overwrite=True, progress=False)
 
 
-def test_an_existing_store_is_replaced_only_with_overwrite_and_a_failed_write_leaves_it(phantom_eyes,
-                                                                                        tmp_path: Path) -> None:
+def test_an_existing_store_is_replaced_only_with_overwrite_and_a_failed_write_leaves_it(
+    phantom_eyes, tmp_path: Path
+) -> None:
     path = tmp_path / "eyes.zarr"
     write_store(path, phantom_eyes[:1], progress=False)
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -251,13 +270,16 @@ def test_validate_applies_the_array_checks_to_each_eye(tmp_path: Path) -> None:
     assert len(problems) == 1 and "oct of eye sub001_OD values" in problems[0] and "[0, 1]" in problems[0]
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    (lambda attrs: attrs.pop("format"), "not an eye store"),
-    (lambda attrs: attrs.update(format_version=99), "format_version = 99"),
-    (lambda attrs: attrs.update(eye_ids=["../sub001_OD"]), "'../sub001_OD'"),
-    (lambda attrs: attrs.update(eye_ids=["sub001"]), "<subject>_<OD|OS>"),
-    (lambda attrs: attrs.update(num_labels=0), "num_labels = 0"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda attrs: attrs.pop("format"), "not an eye store"),
+        (lambda attrs: attrs.update(format_version=99), "format_version = 99"),
+        (lambda attrs: attrs.update(eye_ids=["../sub001_OD"]), "'../sub001_OD'"),
+        (lambda attrs: attrs.update(eye_ids=["sub001"]), "<subject>_<OD|OS>"),
+        (lambda attrs: attrs.update(num_labels=0), "num_labels = 0"),
+    ],
+)
 def test_wrong_root_attributes_are_refused_on_opening(change, needle, phantom_eyes, tmp_path: Path) -> None:
     path = Path(write_store(tmp_path / "eyes.zarr", phantom_eyes[:1], progress=False))
     document = json.loads((path / "zarr.json").read_text())
@@ -268,12 +290,15 @@ def test_wrong_root_attributes_are_refused_on_opening(change, needle, phantom_ey
     assert needle in str(validate(path)[0])
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    (lambda attrs: attrs.update(spacing=[0.1, 0.0, 0.1]), "spacing"),
-    (lambda attrs: attrs.update(bscan_positions=[0.0, 0.2, 0.1, 0.3, 0.4, 0.5]), "strictly increasing"),
-    (lambda attrs: attrs.update(laterality="OD"), "laterality = 'OD'"),
-    (lambda attrs: attrs.update(has_labels="yes"), "has_labels"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda attrs: attrs.update(spacing=[0.1, 0.0, 0.1]), "spacing"),
+        (lambda attrs: attrs.update(bscan_positions=[0.0, 0.2, 0.1, 0.3, 0.4, 0.5]), "strictly increasing"),
+        (lambda attrs: attrs.update(laterality="OD"), "laterality = 'OD'"),
+        (lambda attrs: attrs.update(has_labels="yes"), "has_labels"),
+    ],
+)
 def test_wrong_eye_attributes_are_named_with_the_eye(change, needle, phantom_eyes, tmp_path: Path) -> None:
     path = Path(write_store(tmp_path / "eyes.zarr", phantom_eyes[:2], progress=False))
     document_path = path / "sub001_OS" / "zarr.json"
@@ -290,8 +315,11 @@ def test_wrong_eye_attributes_are_named_with_the_eye(change, needle, phantom_eye
 def test_what_is_not_a_store_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty.zarr").mkdir()
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
-    for name, needle in (("empty.zarr", "cannot open as an eye store"), ("plain.zarr", "not an eye store"),
-                         ("missing.zarr", "eye store not found")):
+    for name, needle in (
+        ("empty.zarr", "cannot open as an eye store"),
+        ("plain.zarr", "not an eye store"),
+        ("missing.zarr", "eye store not found"),
+    ):
         with pytest.raises(DataError, match=needle):
             EyeStore.open(tmp_path / name)
     assert not is_store(tmp_path) and is_store(tmp_path / "missing.zarr")
@@ -328,8 +356,10 @@ def test_store_command_writes_a_tree_exactly_with_its_folds_file(tree, tmp_path:
     assert run_cli(["info", str(out)]) == 0
     assert "3 eye(s)" in capsys.readouterr().out
     assert run_cli(["store", str(tree), str(out)]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {out}: already exists; pass --overwrite " \
-                                                               "to replace it"
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1] == f"error: {out}: already exists; pass --overwrite "
+        "to replace it"
+    )
 
 
 def test_store_command_writes_containers_exactly_and_subsamples(tree, tmp_path: Path) -> None:
@@ -344,8 +374,10 @@ def test_store_command_writes_containers_exactly_and_subsamples(tree, tmp_path: 
         assert_same_eye(store.read_eye(eye.eye_id), eye.subsample(2))
     assert not (out / FOLDS_FILE).exists()  # containers hold no folds: the folds command splits the store's subjects
     assert run_cli(["folds", str(out), "--k", "2", "--output", str(out / FOLDS_FILE)]) == 0
-    assert sorted(read_folds(out / FOLDS_FILE)[0]["TRAIN"] + read_folds(out / FOLDS_FILE)[0]["TEST"]) == \
-        ["sub001", "sub002"]
+    assert sorted(read_folds(out / FOLDS_FILE)[0]["TRAIN"] + read_folds(out / FOLDS_FILE)[0]["TEST"]) == [
+        "sub001",
+        "sub002",
+    ]
 
 
 def test_validate_command_exits_2_naming_the_damaged_chunks(phantom_eyes, tmp_path: Path, capsys) -> None:
@@ -353,6 +385,8 @@ def test_validate_command_exits_2_naming_the_damaged_chunks(phantom_eyes, tmp_pa
     _damage(path)
     assert run_cli(["validate", str(path)]) == 2
     printed = capsys.readouterr().out
-    assert "sub001_OD: oct chunk(s) of B-scan(s) 2 missing" in printed and "sub002_OS: labels chunk of B-scan 4" in printed
+    assert (
+        "sub001_OD: oct chunk(s) of B-scan(s) 2 missing" in printed and "sub002_OS: labels chunk of B-scan 4" in printed
+    )
     assert run_cli(["store", str(tmp_path / "nowhere"), str(tmp_path / "x.zarr")]) == 2
     assert "nowhere: not found" in capsys.readouterr().err

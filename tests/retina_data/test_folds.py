@@ -55,7 +55,7 @@ def test_both_eyes_of_a_subject_go_to_the_same_fold(make_tree, tmp_path):
 def test_subject_in_folds_but_not_on_disk_is_named(make_tree, tmp_path):
     data_dir = make_tree(2)
     path = write_folds(tmp_path / "folds.yml", {0: {"TRAIN": ["sub001"], "TEST": ["sub009"]}})
-    with pytest.raises(DataError, match="FOLD.0.TEST.*sub009"):
+    with pytest.raises(DataError, match=r"FOLD.0.TEST.*sub009"):
         read_folds(path, data_dir)
 
 
@@ -69,7 +69,7 @@ def test_missing_fold_index_lists_the_folds_present(make_tree, tmp_path):
 def test_malformed_folds_file_is_a_data_error(tmp_path):
     path = tmp_path / "folds.yml"
     path.write_text("FOLD:\n  0: {TRAIN: [a], TESTS: [b]}\n")
-    with pytest.raises(DataError, match="FOLD.0 must hold exactly TRAIN and TEST"):
+    with pytest.raises(DataError, match=r"FOLD.0 must hold exactly TRAIN and TEST"):
         read_folds(path)
 
 
@@ -92,5 +92,5 @@ def test_exported_containers_hold_every_kth_bscan_and_the_dense_slo(make_tree, t
 
 def test_subject_in_both_train_and_test_of_a_fold_is_a_data_error(tmp_path):
     path = write_folds(tmp_path / "folds.yml", {0: {"TRAIN": ["a", "b"], "TEST": ["b"]}})
-    with pytest.raises(DataError, match="FOLD.0: subject.*b in both TRAIN and TEST"):
+    with pytest.raises(DataError, match=r"FOLD.0: subject.*b in both TRAIN and TEST"):
         read_folds(path)

@@ -46,11 +46,14 @@ def test_tree_paths_are_only_built_from_safe_ids(tmp_path: Path) -> None:
         eye_files(tmp_path, "sub001", "../OD")
 
 
-@pytest.mark.parametrize(("lists", "words"), [
-    ("TRAIN: [sub001, '../sub002']\n    TEST: [sub003]", "FOLD.0.TRAIN subject = '../sub002'"),
-    ("TRAIN: [sub001, sub001]\n    TEST: [sub003]", "FOLD.0.TRAIN lists subject(s) sub001 more than once"),
-    ("TRAIN: [sub001, 7]\n    TEST: [sub003]", "FOLD.0.TRAIN subject = 7: expected a text id"),
-])
+@pytest.mark.parametrize(
+    ("lists", "words"),
+    [
+        ("TRAIN: [sub001, '../sub002']\n    TEST: [sub003]", "FOLD.0.TRAIN subject = '../sub002'"),
+        ("TRAIN: [sub001, sub001]\n    TEST: [sub003]", "FOLD.0.TRAIN lists subject(s) sub001 more than once"),
+        ("TRAIN: [sub001, 7]\n    TEST: [sub003]", "FOLD.0.TRAIN subject = 7: expected a text id"),
+    ],
+)
 def test_fold_files_with_unsafe_or_repeated_subjects_are_refused(tmp_path: Path, lists: str, words: str) -> None:
     path = tmp_path / "folds.yml"
     path.write_text(f"FOLD:\n  0:\n    {lists}\n")

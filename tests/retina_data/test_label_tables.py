@@ -7,7 +7,11 @@ from eye_builders import build_eye
 
 from retina_data.errors import DataError
 from retina_data.label_tables import (
-    ITKSNAP_FILE, SLICER_FILE, read_itksnap_labels, read_slicer_colours, write_label_tables,
+    ITKSNAP_FILE,
+    SLICER_FILE,
+    read_itksnap_labels,
+    read_slicer_colours,
+    write_label_tables,
 )
 from retina_data.labels import label_names
 from retina_data.tree import eye_files, write_eye
@@ -41,5 +45,5 @@ def test_an_eye_written_to_the_tree_gets_the_tables_beside_its_labels(tmp_path):
 
 def test_a_malformed_row_is_named_with_its_line(tmp_path):
     (tmp_path / "bad.txt").write_text("# header\n  1 255 0 0 1 1 1 no-quotes\n")
-    with pytest.raises(DataError, match="bad.txt: line 2"):
+    with pytest.raises(DataError, match=r"bad.txt: line 2"):
         read_itksnap_labels(tmp_path / "bad.txt")

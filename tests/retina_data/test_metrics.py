@@ -38,6 +38,7 @@ def _layered(height: int, width: int, depth: int, boundary_rows: list[int]) -> n
 
 # --- intensity ---------------------------------------------------------------------------
 
+
 def test_psnr_of_a_known_mse():
     truth = np.zeros((8, 8, 3), dtype=np.float32)
     pred = truth + 0.1  # MSE = 0.01 -> PSNR = 20 dB at data range 1
@@ -77,6 +78,7 @@ def test_shape_mismatch_is_refused():
 
 
 # --- overlap -----------------------------------------------------------------------------
+
 
 def test_dice_of_two_overlapping_boxes():
     shape = (20, 20, 4)
@@ -128,7 +130,7 @@ def test_mean_dice_is_nan_without_foreground():
 
 def test_out_of_range_labels_are_refused():
     labels = np.full((2, 2, 1), 13, dtype=np.uint8)
-    with pytest.raises(ValueError, match="expected 0..12"):
+    with pytest.raises(ValueError, match=r"expected 0..12"):
         metrics.dice_per_class(labels, labels, num_classes=13)
 
 
@@ -151,6 +153,7 @@ def test_fluid_dice_of_known_overlap_and_absence():
 
 
 # --- surface distances -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("axis", "shift"), [(0, 3), (1, 2), (2, 4)])
 def test_surface_distance_of_parallel_sheets_is_shift_times_spacing(axis, shift):
@@ -234,6 +237,7 @@ def test_ilm_assd_measures_boundary_zero():
 
 
 # --- LPIPS -------------------------------------------------------------------------------
+
 
 def test_lpips_is_none_when_the_package_is_missing(monkeypatch):
     metrics._lpips_model.cache_clear()

@@ -9,11 +9,11 @@ read in array order; an oblique one is refused.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import nibabel as nib
 from retina_data.errors import DataError
 from retina_data.nifti import REORIENTED, read_nifti, sidecar_path, write_nifti
 
@@ -67,14 +67,21 @@ def test_our_file_reads_back_exactly_with_positions_from_the_header_alone(tmp_pa
     assert back.positions == pytest.approx(positions, abs=1e-5)
 
 
-@pytest.mark.parametrize(("array", "columns", "codes"), [
-    # [W, H, D] as the reference's loader sees nibabel's arrays, oriented L, P, I
-    (VOLUME.transpose(1, 0, 2), [(-SPACING[1], 0, 0), (0, -SPACING[0], 0), (0, 0, -SPACING[2])], "LPI"),
-    # depth stored from the choroid up (anterior), fast axis to the right
-    (VOLUME[::-1, ::-1], [(0, SPACING[0], 0), (SPACING[1], 0, 0), (0, 0, -SPACING[2])], "ARI"),
-    # [D, W, H], RAS-style: superior, left, anterior
-    (VOLUME.transpose(2, 1, 0)[::-1, :, ::-1], [(0, 0, SPACING[2]), (-SPACING[1], 0, 0), (0, SPACING[0], 0)], "SLA"),
-])
+@pytest.mark.parametrize(
+    ("array", "columns", "codes"),
+    [
+        # [W, H, D] as the reference's loader sees nibabel's arrays, oriented L, P, I
+        (VOLUME.transpose(1, 0, 2), [(-SPACING[1], 0, 0), (0, -SPACING[0], 0), (0, 0, -SPACING[2])], "LPI"),
+        # depth stored from the choroid up (anterior), fast axis to the right
+        (VOLUME[::-1, ::-1], [(0, SPACING[0], 0), (SPACING[1], 0, 0), (0, 0, -SPACING[2])], "ARI"),
+        # [D, W, H], RAS-style: superior, left, anterior
+        (
+            VOLUME.transpose(2, 1, 0)[::-1, :, ::-1],
+            [(0, 0, SPACING[2]), (-SPACING[1], 0, 0), (0, SPACING[0], 0)],
+            "SLA",
+        ),
+    ],
+)
 def test_a_file_in_another_orientation_is_reoriented_to_our_axes(tmp_path, array, columns, codes):
     path = _foreign(tmp_path / "foreign.nii.gz", np.ascontiguousarray(array), columns)
     back = read_nifti(path)
@@ -101,5 +108,5 @@ def test_an_oblique_file_is_refused(tmp_path):
     angle = np.deg2rad(20)
     rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
     path = _foreign(tmp_path / "oblique.nii.gz", VOLUME, (rotation @ np.diag(SPACING)).T)
-    with pytest.raises(DataError, match="oblique.nii.gz: oblique orientation"):
+    with pytest.raises(DataError, match=r"oblique.nii.gz: oblique orientation"):
         read_nifti(path)

@@ -203,7 +203,7 @@ def test_left_eye_mirrors_the_right_eye(eye: Eye) -> None:
 def test_nerve_fibre_layer_is_thicker_nasally(eye: Eye) -> None:
     rnfl = (eye.labels == 1).sum(axis=0)
     width = eye.shape[1]
-    nasal, temporal = rnfl[-width // 4:], rnfl[: width // 4]  # right eye: the disc lies towards +W
+    nasal, temporal = rnfl[-width // 4 :], rnfl[: width // 4]  # right eye: the disc lies towards +W
     assert nasal.mean() > 1.5 * temporal.mean()
 
 
@@ -254,11 +254,22 @@ def test_paper_shape_config_has_the_paper_shape() -> None:
     assert cfg.spacing[0] == pytest.approx(0.00387, rel=1e-3)
 
 
-@pytest.mark.parametrize("bad", [
-    {"n_subjects": 0}, {"shape": (8, 16, 16)}, {"shape": (64, 16)}, {"extent_mm": (0.89, -6.0, 6.0)},
-    {"pathology_fraction": 1.5}, {"seed": -1}, {"speckle_looks": 0}, {"vessel_shadow": 1.2},
-    {"extent_mm": (0.5, 6.0, 6.0)}, {"tilt_mm": 0.2}, {"curvature_mm": 0.3},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"n_subjects": 0},
+        {"shape": (8, 16, 16)},
+        {"shape": (64, 16)},
+        {"extent_mm": (0.89, -6.0, 6.0)},
+        {"pathology_fraction": 1.5},
+        {"seed": -1},
+        {"speckle_looks": 0},
+        {"vessel_shadow": 1.2},
+        {"extent_mm": (0.5, 6.0, 6.0)},
+        {"tilt_mm": 0.2},
+        {"curvature_mm": 0.3},
+    ],
+)
 def test_config_rejects_impossible_values(bad: dict) -> None:
     with pytest.raises(ConfigError):
         PhantomConfig(**bad)

@@ -8,13 +8,16 @@ import torch
 from retina_data.precision import native_bf16
 
 
-@pytest.mark.parametrize(("capability", "hip", "expected"), [
-    ((7, 0), None, False),   # V100
-    ((7, 5), None, False),   # T4
-    ((8, 0), None, True),    # A100
-    ((9, 0), None, True),    # H100
-    ((0, 0), "6.2", True),   # any ROCm GPU
-])
+@pytest.mark.parametrize(
+    ("capability", "hip", "expected"),
+    [
+        ((7, 0), None, False),  # V100
+        ((7, 5), None, False),  # T4
+        ((8, 0), None, True),  # A100
+        ((9, 0), None, True),  # H100
+        ((0, 0), "6.2", True),  # any ROCm GPU
+    ],
+)
 def test_native_bf16_follows_the_compute_capability(monkeypatch, capability, hip, expected) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)

@@ -9,8 +9,15 @@ from eye_builders import SPACING, build_eye
 from retina_data.errors import OutputExistsError
 from retina_data.eye import Eye
 from retina_data.labels import labels_from_boundaries
-from retina_data.preprocessing import (bm_rows_from_labels, crop, crop_around_bm, flatten_at_bm, normalize_bscans,
-                                       shift_ascans, write_subsampled)
+from retina_data.preprocessing import (
+    bm_rows_from_labels,
+    crop,
+    crop_around_bm,
+    flatten_at_bm,
+    normalize_bscans,
+    shift_ascans,
+    write_subsampled,
+)
 from retina_data.tree import eye_files, read_eye
 
 HEIGHT, WIDTH, DEPTH = 64, 16, 6

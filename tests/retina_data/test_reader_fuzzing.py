@@ -29,8 +29,8 @@ from retina_data.config import read_yaml
 from retina_data.containers import read_container, write_container
 from retina_data.errors import DataError, RetinaError
 from retina_data.eye import Eye
-from retina_data.nifti import read_nifti, write_nifti
 from retina_data.importers.stacks import read_image_stack
+from retina_data.nifti import read_nifti, write_nifti
 
 CASES = 40
 """Damaged copies per format (half truncated, half with flipped bits)."""
@@ -39,7 +39,7 @@ HANG_GUARD_S = 30
 
 @contextmanager
 def hang_guard(seconds: int = HANG_GUARD_S) -> Iterator[None]:
-    def stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    def stop(signum, frame):
         raise AssertionError(f"reader still busy after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, stop)
@@ -73,22 +73,35 @@ def read_cleanly_or_refuse(read: Callable[[], object], name: str) -> None:
 
 def _nifti(folder: Path) -> Path:
     path = folder / "oct_flat_od.nii.gz"
-    write_nifti(path, np.random.default_rng(0).random((12, 8, 5), dtype=np.float32), (0.004, 0.01, 0.1),
-                positions=np.arange(5) * 0.1, meta={"subject": "s"})
+    write_nifti(
+        path,
+        np.random.default_rng(0).random((12, 8, 5), dtype=np.float32),
+        (0.004, 0.01, 0.1),
+        positions=np.arange(5) * 0.1,
+        meta={"subject": "s"},
+    )
     return path
 
 
 def _vol(folder: Path) -> Path:
     display = np.random.default_rng(1).uniform(0.1, 0.9, (3, 16, 8))
     slo = np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)
-    return write_vol(folder / "scan.vol", display, slo, scale_x=0.01, distance=0.1, scale_z=0.004,
-                     slo_scale=(0.02, 0.02))
+    return write_vol(
+        folder / "scan.vol", display, slo, scale_x=0.01, distance=0.1, scale_z=0.004, slo_scale=(0.02, 0.02)
+    )
 
 
 def _xml(folder: Path) -> Path:
     bscans = np.random.default_rng(2).integers(0, 256, (3, 16, 8), dtype=np.uint8)
-    return write_xml_export(folder / "export", bscans, np.zeros((20, 24), np.uint8), scale_x=0.01, scale_y=0.004,
-                            distance=0.1, slo_scale=(0.02, 0.02))
+    return write_xml_export(
+        folder / "export",
+        bscans,
+        np.zeros((20, 24), np.uint8),
+        scale_x=0.01,
+        scale_y=0.004,
+        distance=0.1,
+        slo_scale=(0.02, 0.02),
+    )
 
 
 def _png(folder: Path) -> Path:
@@ -99,15 +112,25 @@ def _png(folder: Path) -> Path:
 
 def _tiff(folder: Path) -> Path:
     path = folder / "stack.tif"
-    tifffile.imwrite(path, np.random.default_rng(4).integers(0, 65535, (3, 16, 8), dtype=np.uint16), photometric="minisblack")
+    tifffile.imwrite(
+        path, np.random.default_rng(4).integers(0, 65535, (3, 16, 8), dtype=np.uint16), photometric="minisblack"
+    )
     return path
 
 
 def _npz(folder: Path) -> Path:
     rng = np.random.default_rng(8)
-    eyes = [Eye(oct=rng.random((12, 8, 5), dtype=np.float32), spacing=(0.004, 0.01, 0.1),
-                labels=rng.integers(0, 13, (12, 8, 5), dtype=np.uint8), slo=rng.random((8, 5), dtype=np.float32),
-                subject=f"s{i}", laterality="OD") for i in range(2)]
+    eyes = [
+        Eye(
+            oct=rng.random((12, 8, 5), dtype=np.float32),
+            spacing=(0.004, 0.01, 0.1),
+            labels=rng.integers(0, 13, (12, 8, 5), dtype=np.uint8),
+            slo=rng.random((8, 5), dtype=np.float32),
+            subject=f"s{i}",
+            laterality="OD",
+        )
+        for i in range(2)
+    ]
     return write_container(folder / "oct_train_fold0.npz", eyes)
 
 
@@ -117,8 +140,9 @@ def _checkpoint(folder: Path) -> Path:
     optimiser = torch.optim.Adam(network.parameters())
     network(torch.ones(2, 4)).sum().backward()
     optimiser.step()
-    return save_checkpoint(folder / "last.pt", {"network": network.state_dict(), "optimizer": optimiser.state_dict(),
-                                                "epoch": 3})
+    return save_checkpoint(
+        folder / "last.pt", {"network": network.state_dict(), "optimizer": optimiser.state_dict(), "epoch": 3}
+    )
 
 
 def _read_checkpoint(path: Path) -> object:
@@ -161,8 +185,10 @@ def _duke(folder: Path) -> Path:
 
     maps = np.stack([np.full((3, 8), 4.0), np.full((3, 8), 10.0), np.full((3, 8), 13.0)], axis=-1)
     path = folder / "amd.mat"
-    scipy.io.savemat(path, {"images": np.random.default_rng(6).uniform(0, 255, (16, 8, 3)), "layerMaps": maps,
-                            "Age": np.array([[70]])})
+    scipy.io.savemat(
+        path,
+        {"images": np.random.default_rng(6).uniform(0, 255, (16, 8, 3)), "layerMaps": maps, "Age": np.array([[70]])},
+    )
     return path
 
 
@@ -177,8 +203,10 @@ def _retouch(folder: Path) -> Path:
 
     case = folder / "case"
     case.mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(7).integers(0, 255, (3, 16, 8), dtype=np.uint8)),
-                    str(case / "oct.mhd"))
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.random.default_rng(7).integers(0, 255, (3, 16, 8), dtype=np.uint8)),
+        str(case / "oct.mhd"),
+    )
     return case / "oct.mhd"
 
 

@@ -122,6 +122,7 @@ def test_border_distances_equal_those_of_the_euclidean_distance_transform() -> N
     pred = _layer(40, 30, list(rng.integers(1, 35, 30)))[:, :, 0] == 1
     sampling = (0.0039, 0.0117)
     a, b = rm.upper_border(pred), rm.upper_border(truth)
-    expected = np.concatenate([distance_transform_edt(~b, sampling=sampling)[a],
-                               distance_transform_edt(~a, sampling=sampling)[b]])
+    expected = np.concatenate(
+        [distance_transform_edt(~b, sampling=sampling)[a], distance_transform_edt(~a, sampling=sampling)[b]]
+    )
     assert np.allclose(np.sort(rm.border_distances(a, b, sampling)), np.sort(expected))

@@ -30,14 +30,20 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_missing_values_are_empty_floats_exact_and_inf_kept() -> None:
-    text = csv_text([{"a": 0.1, "b": None}, {"a": float("nan"), "b": np.int64(3), "c": float("inf")},
-                     {"a": np.float32(0.5), "b": "x"}])
+    text = csv_text(
+        [
+            {"a": 0.1, "b": None},
+            {"a": float("nan"), "b": np.int64(3), "c": float("inf")},
+            {"a": np.float32(0.5), "b": "x"},
+        ]
+    )
     assert text == "a,b,c\n0.1,,\n,3,inf\n0.5,x,\n"
 
 
 def test_numeric_columns_leave_out_text_bools_and_the_excluded() -> None:
-    assert numeric_columns([{"eye_id": "e", "factor": 1, "ok": True, "dice": None}, {"dice": 0.5}],
-                           exclude=["factor"]) == ["dice"]
+    assert numeric_columns(
+        [{"eye_id": "e", "factor": 1, "ok": True, "dice": None}, {"dice": 0.5}], exclude=["factor"]
+    ) == ["dice"]
 
 
 def test_mean_and_sample_std_per_group_over_the_values_present() -> None:
@@ -51,8 +57,9 @@ def test_mean_and_sample_std_per_group_over_the_values_present() -> None:
 
 
 def test_markdown_shows_mean_plus_minus_std_scaled_with_headings_and_names() -> None:
-    summary = Summary.from_rows(rows(), ("method", "factor"), METRICS, headings={"method": "Method"},
-                                names={"ginr": "GINR"})
+    summary = Summary.from_rows(
+        rows(), ("method", "factor"), METRICS, headings={"method": "Method"}, names={"ginr": "GINR"}
+    )
     lines = summary.table_markdown().splitlines()
     assert lines[0] == "| Method | factor | n_eyes | Dice | ASSD (µm) |"
     assert lines[1] == "|---|---|---|---:|---:|"
@@ -62,15 +69,22 @@ def test_markdown_shows_mean_plus_minus_std_scaled_with_headings_and_names() -> 
 
 
 def test_a_separate_std_format_and_a_group_order() -> None:
-    summary = Summary.from_rows(rows(), ("method", "factor"), [Metric("dice", spec=".4g", std_spec=".2g")],
-                                group_order=lambda group: group[1] != 8)
+    summary = Summary.from_rows(
+        rows(),
+        ("method", "factor"),
+        [Metric("dice", spec=".4g", std_spec=".2g")],
+        group_order=lambda group: group[1] != 8,
+    )
     assert summary.groups[0] == ("ginr", 8)
     assert "| ginr | 1 | 2 | 0.85 ± 0.071 |" in summary.table_markdown()
 
 
 def test_an_infinite_value_leaves_the_std_undefined() -> None:
-    summary = Summary.from_rows([{"eye_id": "a", "m": "x", "psnr": float("inf")}, {"eye_id": "b", "m": "x", "psnr": 30.0}],
-                                ("m",), [Metric("psnr")])
+    summary = Summary.from_rows(
+        [{"eye_id": "a", "m": "x", "psnr": float("inf")}, {"eye_id": "b", "m": "x", "psnr": 30.0}],
+        ("m",),
+        [Metric("psnr")],
+    )
     assert summary.mean("x", "psnr") == float("inf") and math.isnan(summary.std("x", "psnr"))
 
 
@@ -78,8 +92,12 @@ def test_write_result_tables_writes_every_file_of_a_protocol(tmp_path: Path) -> 
     summary = Summary.from_rows(rows(), ("method", "factor"), METRICS)
     written = write_result_tables(tmp_path, summary, protocol="reference")
     assert {p.relative_to(tmp_path).as_posix() for p in written} == {
-        "metrics_reference/e1.csv", "metrics_reference/e2.csv", "metrics_all_reference.csv",
-        "summary_reference.csv", "summary_reference.md"}
+        "metrics_reference/e1.csv",
+        "metrics_reference/e2.csv",
+        "metrics_all_reference.csv",
+        "summary_reference.csv",
+        "summary_reference.md",
+    }
     assert [r["method"] for r in read_csv(tmp_path / "metrics_reference" / "e1.csv")] == ["ginr", "affine", "ginr"]
     table = read_csv(tmp_path / "summary_reference.csv")
     assert list(table[0]) == ["method", "factor", "n_eyes", "dice_mean", "dice_std", "assd_mean", "assd_std"]

@@ -49,17 +49,20 @@ def test_retouch_fluids_are_counted_but_fill_no_labels(tmp_path):
     assert eye.labels is None and "labels are None" in " ".join(eye.meta["import_notes"])
 
 
-@pytest.mark.parametrize(("reference", "message"), [
-    (np.zeros((D, H, W - 1), dtype=np.uint8), r"reference.mhd: shape \(4, 16, 9\) does not match"),
-    (np.full((D, H, W), 4, dtype=np.uint8), r"reference.mhd: values \[4\]; expected 0 and the fluids"),
-])
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        (np.zeros((D, H, W - 1), dtype=np.uint8), r"reference.mhd: shape \(4, 16, 9\) does not match"),
+        (np.full((D, H, W), 4, dtype=np.uint8), r"reference.mhd: values \[4\]; expected 0 and the fluids"),
+    ],
+)
 def test_a_reference_that_does_not_fit_is_one_data_error(tmp_path, reference, message):
     with pytest.raises(DataError, match=message):
         import_retouch(_write(tmp_path / "c", _samples(), reference), subject="c", laterality="OD")
 
 
 def test_a_folder_without_oct_mhd_is_refused(tmp_path):
-    with pytest.raises(DataError, match="no oct.mhd; expected a RETOUCH case folder"):
+    with pytest.raises(DataError, match=r"no oct.mhd; expected a RETOUCH case folder"):
         import_retouch(tmp_path, subject="c", laterality="OD")
 
 
@@ -67,5 +70,5 @@ def test_a_truncated_raw_file_is_one_data_error(tmp_path):
     folder = _write(tmp_path / "c", _samples())
     raw = folder / "oct.raw"
     raw.write_bytes(raw.read_bytes()[:100])
-    with pytest.raises(DataError, match="oct.mhd: cannot read MetaImage"):
+    with pytest.raises(DataError, match=r"oct.mhd: cannot read MetaImage"):
         import_retouch(folder, subject="c", laterality="OD")

@@ -12,12 +12,19 @@ from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye, positions_problem
 from retina_data.files import atomic_save, previous_path
 from retina_data.run_identity import (
-    IDENTITY_FILE, RunIdentity, check_resume, flatten_config, read_run_identity, write_run_identity,
+    IDENTITY_FILE,
+    RunIdentity,
+    check_resume,
+    flatten_config,
+    read_run_identity,
+    write_run_identity,
 )
 
-CONFIG = {"SETTINGS": {"FOLD": 0, "COMPILE": None, "IMG_DIR": "/data"},
-          "TRAINING": {"LEARNING_RATE": 1e-3, "TOTAL_EPOCHS": 10, "LATENT_CODE": {"SIZE": 8}},
-          "EVALUATION": {"FIGURES": True, "EXCLUDE_SUBJECTS": ["sub004"]}}
+CONFIG = {
+    "SETTINGS": {"FOLD": 0, "COMPILE": None, "IMG_DIR": "/data"},
+    "TRAINING": {"LEARNING_RATE": 1e-3, "TOTAL_EPOCHS": 10, "LATENT_CODE": {"SIZE": 8}},
+    "EVALUATION": {"FIGURES": True, "EXCLUDE_SUBJECTS": ["sub004"]},
+}
 FREE = ("SETTINGS.COMPILE", "EVALUATION.FIGURES")
 EYES = {"train": ["sub001_OD", "sub001_OS"], "test": ["sub003_OD"]}
 
@@ -37,9 +44,15 @@ def data_files(tmp_path: Path) -> Path:
 
 def test_nested_config_flattens_to_dotted_keys_with_lists_as_values() -> None:
     assert flatten_config(CONFIG) == {
-        "SETTINGS.FOLD": 0, "SETTINGS.COMPILE": None, "SETTINGS.IMG_DIR": "/data", "TRAINING.LEARNING_RATE": 1e-3,
-        "TRAINING.TOTAL_EPOCHS": 10, "TRAINING.LATENT_CODE.SIZE": 8, "EVALUATION.FIGURES": True,
-        "EVALUATION.EXCLUDE_SUBJECTS": ["sub004"]}
+        "SETTINGS.FOLD": 0,
+        "SETTINGS.COMPILE": None,
+        "SETTINGS.IMG_DIR": "/data",
+        "TRAINING.LEARNING_RATE": 1e-3,
+        "TRAINING.TOTAL_EPOCHS": 10,
+        "TRAINING.LATENT_CODE.SIZE": 8,
+        "EVALUATION.FIGURES": True,
+        "EVALUATION.EXCLUDE_SUBJECTS": ["sub004"],
+    }
 
 
 def test_the_record_holds_the_config_without_free_keys_the_eyes_and_file_sizes(tmp_path, data_files) -> None:
@@ -55,8 +68,11 @@ def test_the_record_holds_the_config_without_free_keys_the_eyes_and_file_sizes(t
 
 def test_every_differing_key_is_named_with_both_values(tmp_path, data_files) -> None:
     before = _identity(tmp_path)
-    changed = {**CONFIG, "SETTINGS": {**CONFIG["SETTINGS"], "FOLD": 1, "COMPILE": True},
-               "TRAINING": {**CONFIG["TRAINING"], "LEARNING_RATE": 0.01}}
+    changed = {
+        **CONFIG,
+        "SETTINGS": {**CONFIG["SETTINGS"], "FOLD": 1, "COMPILE": True},
+        "TRAINING": {**CONFIG["TRAINING"], "LEARNING_RATE": 0.01},
+    }
     (data_files / "b.nii.gz").write_bytes(b"12")
     after = _identity(tmp_path, changed, {"train": ["sub001_OD"], "test": ["sub003_OD"]})
     differences = before.differences(after)
@@ -73,7 +89,9 @@ def test_a_resume_of_another_run_is_refused_in_one_line(tmp_path, data_files) ->
     with pytest.raises(ConfigError) as refused:
         check_resume(tmp_path / "run", before, after)
     message = str(refused.value)
-    assert message.startswith(f"{tmp_path / 'run'}: --resume with a different run: TRAINING.TOTAL_EPOCHS (was 10, now 20)")
+    assert message.startswith(
+        f"{tmp_path / 'run'}: --resume with a different run: TRAINING.TOTAL_EPOCHS (was 10, now 20)"
+    )
     assert "\n" not in message
 
 

@@ -37,12 +37,17 @@ def test_every_list_gets_exactly_one_csv_logger(names, tmp_path):
 
 
 def test_a_logger_asked_for_but_not_installed_is_left_out_with_one_notice_naming_key_and_extra(
-        without_tensorboard, tmp_path, capsys):
+    without_tensorboard, tmp_path, capsys
+):
     assert available_loggers(["tensorboard", "csv"], "SETTINGS.LOGGERS") == ["csv"]
     assert available_loggers(["tensorboard"], "SETTINGS.LOGGERS") == ["csv"]
     lines = capsys.readouterr().err.splitlines()
-    assert lines == [("notice: SETTINGS.LOGGERS asks for tensorboard, which is not installed; logging to CSV "
-                      "without it (pip install 'resa-oct[tensorboard]')")]
+    assert lines == [
+        (
+            "notice: SETTINGS.LOGGERS asks for tensorboard, which is not installed; logging to CSV "
+            "without it (pip install 'resa-oct[tensorboard]')"
+        )
+    ]
 
 
 def test_the_notice_names_the_key_of_the_tree_that_asked(without_tensorboard, capsys):
@@ -61,7 +66,9 @@ def test_tensorboard_logs_when_installed(tmp_path):
     log_summary(owner, {"loss": 0.5}, 10, tmp_path, ["tensorboard"], key="SETTINGS.LOGGERS", project="p")
     assert available_loggers(["tensorboard"], "SETTINGS.LOGGERS") == ["csv", "tensorboard"]
     assert [type(logger) for logger in build_loggers(["tensorboard"], tmp_path / "b", "", key="k")] == [
-        CSVLogger, TensorBoardLogger]
+        CSVLogger,
+        TensorBoardLogger,
+    ]
     assert list((tmp_path / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
 
 

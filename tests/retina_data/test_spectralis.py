@@ -11,8 +11,8 @@ from heyex_vol import write_vol
 from heyex_xml import write_xml_export
 
 from retina_data.errors import DataError
-from retina_data.preprocessing import bm_rows_from_labels
 from retina_data.importers.spectralis import import_spectralis
+from retina_data.preprocessing import bm_rows_from_labels
 
 pytest.importorskip("eyepy", reason="eyepy (optional dependency 'spectralis') is not installed")
 
@@ -21,8 +21,19 @@ D, H, W = 5, 48, 24
 SCALE_X, DISTANCE, SCALE_Z = 0.0115, 0.12, 0.0039
 SLO_SCALE = (0.02, 0.03)
 START = (0.1, 0.2)
-LAYER_ROWS = {"ILM": 8, "RNFL": 11, "GCL": 14, "IPL": 17, "INL": 20, "OPL": 23, "ELM": 26, "PR1": 29,
-              "PR2": 33, "RPE": 36, "BM": 39}
+LAYER_ROWS = {
+    "ILM": 8,
+    "RNFL": 11,
+    "GCL": 14,
+    "IPL": 17,
+    "INL": 20,
+    "OPL": 23,
+    "ELM": 26,
+    "PR1": 29,
+    "PR2": 33,
+    "RPE": 36,
+    "BM": 39,
+}
 """Heyex boundary -> row at A-scan 0; each boundary dips by ``w % 3`` rows across the B-scan."""
 
 
@@ -42,8 +53,18 @@ def _layers(names) -> dict[str, np.ndarray]:
 
 
 def _write(tmp_path, layers=None, laterality="OS") -> Path:
-    return write_vol(tmp_path / "scan.vol", _display(), _ramp_slo(), scale_x=SCALE_X, distance=DISTANCE,
-                     scale_z=SCALE_Z, slo_scale=SLO_SCALE, laterality=laterality, start=START, layers=layers)
+    return write_vol(
+        tmp_path / "scan.vol",
+        _display(),
+        _ramp_slo(),
+        scale_x=SCALE_X,
+        distance=DISTANCE,
+        scale_z=SCALE_Z,
+        slo_scale=SLO_SCALE,
+        laterality=laterality,
+        start=START,
+        layers=layers,
+    )
 
 
 def test_vol_geometry_becomes_spacing_positions_and_laterality(tmp_path):
@@ -98,7 +119,7 @@ def test_vol_without_annotations_has_no_labels_and_says_so(tmp_path):
 def test_truncated_vol_is_a_data_error_naming_the_file(tmp_path):
     path = _write(tmp_path)
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(DataError, match="scan.vol.*cannot read Spectralis export"):
+    with pytest.raises(DataError, match=r"scan.vol.*cannot read Spectralis export"):
         import_spectralis(path)
 
 
@@ -121,13 +142,24 @@ def test_vol_written_by_another_tool_imports():
 
 # --- XML exports (a folder of an .xml file and 8-bit images) ---
 
+
 def _bscan_images() -> np.ndarray:
     return np.round(_display() * 255).astype(np.uint8)
 
 
 def _write_xml(tmp_path, layers=None, laterality="OD") -> Path:
-    return write_xml_export(tmp_path / "export", _bscan_images(), _ramp_slo(), scale_x=SCALE_X, scale_y=SCALE_Z,
-                            distance=DISTANCE, slo_scale=SLO_SCALE, laterality=laterality, start=START, layers=layers)
+    return write_xml_export(
+        tmp_path / "export",
+        _bscan_images(),
+        _ramp_slo(),
+        scale_x=SCALE_X,
+        scale_y=SCALE_Z,
+        distance=DISTANCE,
+        slo_scale=SLO_SCALE,
+        laterality=laterality,
+        start=START,
+        layers=layers,
+    )
 
 
 @pytest.mark.parametrize("laterality", ["OD", "OS"])
@@ -155,13 +187,21 @@ def test_xml_export_is_found_from_its_folder(tmp_path):
 def test_xml_export_with_a_missing_bscan_image_is_a_data_error_naming_it(tmp_path):
     xml = _write_xml(tmp_path)
     (xml.parent / "bscan_002.png").unlink()
-    with pytest.raises(DataError, match="scan.xml.*cannot read Spectralis export.*bscan_002.png"):
+    with pytest.raises(DataError, match=r"scan.xml.*cannot read Spectralis export.*bscan_002.png"):
         import_spectralis(xml)
 
 
 @pytest.mark.parametrize(("pattern", "name"), [(1, "line scan"), (2, "circle scan"), (5, "radial scan")])
 def test_a_valid_scan_that_is_not_a_volume_is_named_as_what_it_is(tmp_path, pattern, name):
-    path = write_vol(tmp_path / "scan.vol", _display(), _ramp_slo(), scale_x=SCALE_X, distance=DISTANCE,
-                     scale_z=SCALE_Z, slo_scale=SLO_SCALE, scan_pattern=pattern)
+    path = write_vol(
+        tmp_path / "scan.vol",
+        _display(),
+        _ramp_slo(),
+        scale_x=SCALE_X,
+        distance=DISTANCE,
+        scale_z=SCALE_Z,
+        slo_scale=SLO_SCALE,
+        scan_pattern=pattern,
+    )
     with pytest.raises(DataError, match=rf"scan pattern {pattern} \({name}\) is not a volume scan"):
         import_spectralis(path)

@@ -7,7 +7,14 @@ import pytest
 
 from retina_data.eye import Eye
 from retina_data.thickness import (
-    SECTORS, ascan_positions_mm, etdrs_errors, etdrs_grid, etdrs_table, find_fovea, thickness_map, thickness_maps,
+    SECTORS,
+    ascan_positions_mm,
+    etdrs_errors,
+    etdrs_grid,
+    etdrs_table,
+    find_fovea,
+    thickness_map,
+    thickness_maps,
 )
 
 D_H = 0.004  # 4 um per row
@@ -24,8 +31,13 @@ def _eye(rows_of_retina: np.ndarray, laterality: str = "OD") -> Eye:
     layer = np.clip(depth - 4, 1, 11)
     labels[inside] = np.broadcast_to(layer, labels.shape)[inside]
     labels[(depth >= 5 + rows_of_retina[None])] = 12
-    return Eye(oct=np.zeros(labels.shape, np.float32), spacing=(D_H, 0.1, 0.1), subject="s", laterality=laterality,
-               labels=labels)
+    return Eye(
+        oct=np.zeros(labels.shape, np.float32),
+        spacing=(D_H, 0.1, 0.1),
+        subject="s",
+        laterality=laterality,
+        labels=labels,
+    )
 
 
 def test_thickness_is_the_voxel_count_along_each_ascan_times_the_depth_spacing():
@@ -40,7 +52,7 @@ def test_thickness_is_the_voxel_count_along_each_ascan_times_the_depth_spacing()
 def test_each_sector_mean_is_the_thickness_built_into_it():
     eye = _eye(np.full((GRID, GRID), 20))
     grid = etdrs_grid(eye, centre_mm=(3.0, 3.0))
-    x, y = ascan_positions_mm(eye)
+    _x, _y = ascan_positions_mm(eye)
     rows = np.full((GRID, GRID), 20)
     value = {name: 20 + 2 * index for index, name in enumerate(SECTORS)}
     for index, name in enumerate(SECTORS):
@@ -65,7 +77,7 @@ def test_nasal_lies_right_of_the_fovea_in_a_right_eye_and_left_in_a_left_eye(lat
 
 def test_the_fovea_is_found_at_the_thinnest_point_near_the_centre():
     x, y = np.meshgrid(np.arange(GRID) * 0.1, np.arange(GRID) * 0.1, indexing="ij")
-    pit = 40 - 25 * np.exp(-((x - 3.4) ** 2 + (y - 2.7) ** 2) / (2 * 0.3 ** 2))
+    pit = 40 - 25 * np.exp(-((x - 3.4) ** 2 + (y - 2.7) ** 2) / (2 * 0.3**2))
     assert find_fovea(_eye(np.rint(pit).astype(int))) == pytest.approx((3.4, 2.7), abs=0.11)
 
 

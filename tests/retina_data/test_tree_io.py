@@ -118,6 +118,7 @@ def test_written_files_get_the_usual_permissions_not_those_of_a_temporary_file(t
 
 # --- damaged NIfTI files and sidecars: the one-line error instead of a traceback ---------------
 
+
 def _one_volume(tmp_path):
     from retina_data.nifti import write_nifti
 
@@ -126,13 +127,16 @@ def _one_volume(tmp_path):
     return path
 
 
-@pytest.mark.parametrize(("sidecar", "words"), [
-    ("[1, 2]", "expected a JSON object"),
-    ('{"positions_mm": "abc"}', "positions_mm must be a list of finite numbers"),
-    ('{"spacing_mm": [0.1, "x", 0.3]}', "spacing_mm must be a list of finite numbers"),
-    ('{"meta": 5}', "meta must be a JSON object"),
-    ('{"positions_mm": [0.0, 0.1, 0.2]}', "3 positions for 2 slices"),
-])
+@pytest.mark.parametrize(
+    ("sidecar", "words"),
+    [
+        ("[1, 2]", "expected a JSON object"),
+        ('{"positions_mm": "abc"}', "positions_mm must be a list of finite numbers"),
+        ('{"spacing_mm": [0.1, "x", 0.3]}', "spacing_mm must be a list of finite numbers"),
+        ('{"meta": 5}', "meta must be a JSON object"),
+        ('{"positions_mm": [0.0, 0.1, 0.2]}', "3 positions for 2 slices"),
+    ],
+)
 def test_a_malformed_sidecar_is_named_with_what_was_expected(tmp_path, sidecar, words):
     from retina_data.nifti import read_nifti
 

@@ -156,8 +156,13 @@ def test_container_faults_are_all_reported(tmp_path):
     oct_vols = rng.random((2, 10, 4, 3), dtype=np.float32)
     oct_vols[1, 0, 0, 0] = np.inf
     path = tmp_path / "bad.npz"
-    np.savez(path, oct_vols=oct_vols, seg_vols=np.full((2, 10, 4, 3), 14, dtype=np.uint8),
-             subject_names=np.array(["sub1_OD", "SUB1_od"]), spacing_oct=np.array([0.004, -0.01, 0.1]))
+    np.savez(
+        path,
+        oct_vols=oct_vols,
+        seg_vols=np.full((2, 10, 4, 3), 14, dtype=np.uint8),
+        subject_names=np.array(["sub1_OD", "SUB1_od"]),
+        spacing_oct=np.array([0.004, -0.01, 0.1]),
+    )
     messages = " | ".join(p.message for p in validate(path))
     for expected in ("1 Inf", "label value(s) 14", "duplicate subject id", "spacing_oct", "positive"):
         assert expected in messages
@@ -171,8 +176,11 @@ def test_truncated_container_is_reported_as_corrupt(tmp_path):
 
 @pytest.mark.parametrize("missing", ["oct_vols", "subject_names", "spacing_oct"])
 def test_container_without_a_required_key_names_it(tmp_path, missing):
-    arrays = {"oct_vols": np.zeros((1, 4, 3, 2), np.float32), "subject_names": np.array(["s_OD"]),
-              "spacing_oct": np.array([0.1, 0.1, 0.1])}
+    arrays = {
+        "oct_vols": np.zeros((1, 4, 3, 2), np.float32),
+        "subject_names": np.array(["s_OD"]),
+        "spacing_oct": np.array([0.1, 0.1, 0.1]),
+    }
     del arrays[missing]
     np.savez(tmp_path / "c.npz", **arrays)
     assert f"missing key {missing!r}" in _only(validate(tmp_path / "c.npz")).message
