@@ -52,7 +52,7 @@ from anisotropic_interpolation.training import (
     precision_label,
 )
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys, save_checkpoint
-from retina_data.commandline import interrupt_on_sigterm, notice
+from retina_data.commandline import interrupt_on_sigterm, is_stop, notice
 from retina_data.config import apply_overrides, from_dict, read_yaml, save_config, to_dict
 from retina_data.containers import container_name, read_container, refuse_shared_subjects
 from retina_data.errors import ConfigError, DataError, OutputExistsError
@@ -1125,7 +1125,9 @@ def run_geninr(experiment: Experiment) -> int:
     try:
         with interrupt_on_sigterm():
             return _run_geninr(experiment)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # only stops are handled here
+        if not is_stop(exc):
+            raise
         return stopped_notice(experiment)
 
 
@@ -1156,7 +1158,9 @@ def run_singleinr(experiment: Experiment) -> int:
     try:
         with interrupt_on_sigterm():
             return _run_singleinr(experiment)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # only stops are handled here
+        if not is_stop(exc):
+            raise
         return stopped_notice(experiment)
 
 

@@ -48,7 +48,7 @@ from atlas_registration.training import (
     train_registration,
 )
 from retina_data.checkpoints import check_state_matches, load_checkpoint, require_keys
-from retina_data.commandline import EXIT_INTERRUPTED, interrupt_on_sigterm, notice
+from retina_data.commandline import EXIT_INTERRUPTED, interrupt_on_sigterm, is_stop, notice
 from retina_data.config import save_config, to_dict
 from retina_data.errors import ConfigError, DataError
 from retina_data.eye import Eye
@@ -291,12 +291,10 @@ def train(cfg: AtlasConfig, fold: Fold, run_dir: Path, resume: bool) -> GINRAtla
 
 
 def _is_stop(exc: BaseException) -> bool:
-    """Whether ``exc`` is how SIGTERM or Ctrl-C ends a block: :class:`KeyboardInterrupt`, Lightning's
-    :class:`SIGTERMException` (a silent exit 0) in a per-eye fit, or the ``exit(1)`` Lightning makes
-    of a :class:`KeyboardInterrupt` in a fit."""
-    return isinstance(exc, (KeyboardInterrupt, SIGTERMException)) or (
-        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
-    )
+    """Whether ``exc`` is how SIGTERM or Ctrl-C ends a block: Lightning's :class:`SIGTERMException`
+    (a silent exit 0) in a per-eye fit, or what :func:`~retina_data.commandline.is_stop` tells (a
+    :class:`KeyboardInterrupt`, also wrapped, e.g. in the ``exit(1)`` Lightning makes of it)."""
+    return isinstance(exc, SIGTERMException) or is_stop(exc)
 
 
 def evaluate_until_stopped(evaluation: Callable[[], object], run_dir: Path) -> int:

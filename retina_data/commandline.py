@@ -47,6 +47,20 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def is_stop(exc: BaseException | None) -> bool:
+    """Whether ``exc`` ends a block because of SIGTERM or Ctrl-C: a :class:`KeyboardInterrupt`, or an
+    exception it caused or that was raised while it was handled (library code wraps it: an import
+    interrupted inside a dataclass's ``__set_name__`` surfaces as a ``RuntimeError``, Lightning turns
+    it into ``exit(1)``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def os_error_line(exc: OSError) -> str:
     """``<path>: <reason>`` of a file-system error (``<reason>`` alone when it names no path)."""
     reason = exc.strerror or str(exc)
@@ -73,7 +87,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except OSError as exc:
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # only stops are handled here, anything else keeps its traceback
+        if not is_stop(exc):
+            raise
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code or 0)
