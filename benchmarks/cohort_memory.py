@@ -237,9 +237,11 @@ def train_script(location: Path, eyes: int, steps: int, on_device: bool) -> dict
     return {"eyes": eyes, "on_device": on_device, "exit": code, "peak_mib": peak_rss_mib(), "wall_s": wall}
 
 
-def run_script(location: Path, eyes: tuple[int, ...], steps: int, rounds: int) -> list[dict]:
-    """:func:`train_script` per setting (eyes x streamed or kept), each in its own interpreter,
-    ``rounds`` interleaved rounds; per setting the medians and the spread of the wall time."""
+def measure_children(
+    flag: str, location: Path, eyes: tuple[int, ...], steps: int, rounds: int
+) -> dict[tuple[int, bool], list[dict]]:
+    """Run ``python -m benchmarks.cohort_memory <flag>`` once per setting (each eye count, streamed and
+    kept) and round, interleaved, each in its own interpreter; the JSON results by setting."""
     settings = [(count, on_device) for on_device in (False, True) for count in eyes]
     measured: dict[tuple[int, bool], list[dict]] = {setting: [] for setting in settings}
     for _ in range(rounds):
@@ -248,7 +250,7 @@ def run_script(location: Path, eyes: tuple[int, ...], steps: int, rounds: int) -
                 sys.executable,
                 "-m",
                 "benchmarks.cohort_memory",
-                "--script-child",
+                flag,
                 str(location),
                 "--eyes",
                 str(count),
@@ -257,6 +259,13 @@ def run_script(location: Path, eyes: tuple[int, ...], steps: int, rounds: int) -
             ] + (["--on-device"] if on_device else [])
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[(count, on_device)].append(json.loads(output.strip().splitlines()[-1]))
+    return measured
+
+
+def run_script(location: Path, eyes: tuple[int, ...], steps: int, rounds: int) -> list[dict]:
+    """:func:`train_script` per setting (eyes x streamed or kept), each in its own interpreter,
+    ``rounds`` interleaved rounds; per setting the medians and the spread of the wall time."""
+    measured = measure_children("--script-child", location, eyes, steps, rounds)
     rows = []
     for results in measured.values():
         walls = [result["wall_s"] for result in results]
@@ -306,29 +315,13 @@ def run(
 ) -> dict:
     """Write the store, then measure every setting in its own interpreter, ``rounds`` interleaved
     rounds; per setting the median of the rounds and the spread (largest / smallest step time)."""
-    settings = [(count, on_device) for on_device in (False, True) for count in eyes]
-    measured: dict[tuple[int, bool], list[dict]] = {setting: [] for setting in settings}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as folder:
         location = Path(folder) / "cohort.zarr"
         write_s = write_cohort(location, max(eyes) + 2)  # and a test subject for the script path
         store_bytes = sum(path.stat().st_size for path in location.rglob("*") if path.is_file())
         script_rows = run_script(location, eyes, script_steps, rounds) if script_steps else []
-        for _ in range(rounds):
-            for count, on_device in settings:
-                command = [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.cohort_memory",
-                    "--child",
-                    str(location),
-                    "--eyes",
-                    str(count),
-                    "--steps",
-                    str(steps),
-                ] + (["--on-device"] if on_device else [])
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                measured[(count, on_device)].append(json.loads(output.strip().splitlines()[-1]))
+        measured = measure_children("--child", location, eyes, steps, rounds)
     rows = []
     for results in measured.values():
         times = [result["step_s"] for result in results]
@@ -345,6 +338,7 @@ def run(
         "load": load,
         "load_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
         "steps": steps,
+        "script_steps": script_steps,
         "rounds": rounds,
     }
 

@@ -415,7 +415,7 @@ def cohort_memory_section() -> list[str]:
         "",
         (
             f"The script, `train_test_geninr.py` (its `main` in a fresh interpreter: fold loading with its checks, "
-            f"run folder, {cohort_memory.SCRIPT_STEPS} steps, one test subject fitted and scored):"
+            f"run folder, {results['script_steps']} steps, one test subject fitted and scored):"
         ),
         "",
         *(cohort_memory.script_table(results["script_rows"]) if results["script_rows"] else ["(not run)"]),
