@@ -80,6 +80,8 @@ RECORD_FILE = "densified.json"
 """An eye's summary row, inside its dense eye folder."""
 POLL_SECONDS = 0.5
 """How often the first process looks for the eyes of the others once its own are done."""
+FAILED_SUFFIX = ".failed"
+"""``.partial/process<rank>.failed``: another process's error, for the first process waiting for its eyes."""
 GAP_METHOD = "gen_inr"
 METRICS = (
     Metric("input_bscans", "input B-scans", ".4g"),
@@ -422,6 +424,9 @@ def densify_cohort(args: argparse.Namespace) -> int:
         shutil.rmtree(out / PARTIAL_DIR / eye_id, ignore_errors=True)
         if args.overwrite:
             shutil.rmtree(eye_folder(out, eye_id), ignore_errors=True)
+    if first:  # failures of an earlier run; this run's are written after the barrier
+        for marker in (out / PARTIAL_DIR).glob(f"*{FAILED_SUFFIX}"):
+            marker.unlink()
     fabric.barrier()  # every eye folder of an --overwrite is gone before any process looks for done eyes
     network.to(fabric.device)
     if first:
@@ -432,9 +437,14 @@ def densify_cohort(args: argparse.Namespace) -> int:
             out, f"densified by {model_path}", with_fluid=network.inputs.num_classes > 13, overwrite=True
         )
     todo = [eye_id for eye_id in mine if not is_done(out, eye_id)]
-    done = densify_eyes(
-        Densifier(network, config, fabric.device, model_path, options, cohort, out), todo, first, not args.quiet
-    )
+    try:
+        done = densify_eyes(
+            Densifier(network, config, fabric.device, model_path, options, cohort, out), todo, first, not args.quiet
+        )
+    except BaseException as exc:  # the first process would otherwise wait for this one's eyes for ever
+        if not first:
+            report_failure(out, fabric.global_rank, exc)
+        raise
     if not first:
         return 0
     summary = write_summary(out, cohort.eye_ids)
@@ -444,6 +454,29 @@ def densify_cohort(args: argparse.Namespace) -> int:
     print(f"{done} eye(s) densified here, {len(cohort.eye_ids)} in {out / 'summary.md'}:")
     print("\n".join([lines[0], lines[1], lines[-1]]))
     return 0
+
+
+def failure_marker(out: Path, rank: int) -> Path:
+    return out / PARTIAL_DIR / f"process{rank}{FAILED_SUFFIX}"
+
+
+def report_failure(out: Path, rank: int, exc: BaseException) -> None:
+    """Leave process ``rank``'s error ``exc`` where the first process looks for it (best effort)."""
+    with contextlib.suppress(OSError):
+        marker = failure_marker(out, rank)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{exc}" or type(exc).__name__, encoding="utf-8")
+
+
+def check_others(out: Path, waiting: int) -> None:
+    """Raise :class:`DataError` if another process reported a failure while ``waiting`` eyes are not done."""
+    failed = sorted((out / PARTIAL_DIR).glob(f"*{FAILED_SUFFIX}"))
+    if failed:
+        reason = failed[0].read_text(encoding="utf-8").strip()
+        raise DataError(
+            f"{failed[0]}: another process of the run ended before its eyes were done ({reason}); "
+            f"{waiting} eye(s) not densified; --resume densifies them"
+        )
 
 
 def densify_eyes(densifier: Densifier, todo: list[str], first: bool, progress: bool) -> int:
@@ -463,6 +496,7 @@ def densify_eyes(densifier: Densifier, todo: list[str], first: bool, progress: b
             others = [other for other in others if not is_done(out, other)]
             bar.update(total - (len(todo) - count) - len(others) - bar.n)
         while others:
+            check_others(out, len(others))
             time.sleep(POLL_SECONDS)
             others = [other for other in others if not is_done(out, other)]
             bar.update(total - len(others) - bar.n)

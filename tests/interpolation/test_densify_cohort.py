@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from retina_data.containers import write_container
 from retina_data.errors import ConfigError, DataError, OutputExistsError
 from retina_data.eye_store import write_store
 from retina_data.phantom import PhantomConfig, make_eye, write_phantom
-from retina_data.tree import read_dataset, read_eye
+from retina_data.tree import eye_files, read_dataset, read_eye
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "anisotropic_interpolation" / "densify_cohort.py"
@@ -247,3 +248,40 @@ def test_gap_scores_are_psnr_and_dice_of_the_left_out_bscans_the_output_covers()
     assert gap_scores(stored, 2, stored.subsample(2)) == {}
     # an output at positions 0..4 only covers gaps 1 and 3: they are scored
     assert gap_scores(stored, 2, result.select_bscans(slice(0, 5)))["gap_bscans"] == 2
+
+
+def _torchrun_like(argv: list[str], world: int) -> list[subprocess.Popen]:
+    """``world`` processes of the script started as torchrun or SLURM start them (each told its
+    rank in the environment; nothing kills the others when one fails)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ranks = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GROUP_RANK": "0", "WORLD_SIZE": str(world)}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), *argv],
+            cwd=ROOT,
+            env=dict(_env(), **ranks, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+
+
+@pytest.mark.slow
+def test_a_process_refusing_an_eye_ends_the_first_process_too(model, tmp_path):
+    """The first process waits for the other's eyes; when that one fails on a damaged eye of its
+    shard, the first ends with one line naming the failure (before: it waited for ever)."""
+    data = tmp_path / "data"
+    write_phantom(data, PhantomConfig(n_subjects=2, shape=(32, 8, 5)), progress=False)
+    damaged = eye_files(data, "sub002", "OS").oct  # the last eye: the second process's
+    damaged.write_bytes(b"not a NIfTI")
+    argv = _argv(model, data, tmp_path / "out", "--devices", "2")
+    processes = _torchrun_like(argv, 2)
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [2, 2]
+    assert f"{damaged}: cannot read NIfTI" in errors[1]
+    assert "another process of the run ended before its eyes were done" in errors[0]
+    assert f"{damaged}: cannot read NIfTI" in errors[0]
