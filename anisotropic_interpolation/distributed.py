@@ -9,6 +9,7 @@ they are. Work is split by :func:`shard`: each process takes one contiguous bloc
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -167,6 +168,13 @@ class EyeShard:
         parts = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(parts, padded.contiguous())
         return torch.cat([part[: len(shard(self.total, rank, self.world))] for rank, part in enumerate(parts)])
+
+    def broadcast_(self, tensors: Iterable[Tensor]) -> None:
+        """Every tensor of ``tensors`` replaced in place by the first process's (one starting point
+        for all, even where a process drew its random numbers differently before)."""
+        if self.distributed:
+            for tensor in tensors:
+                dist.broadcast(tensor, src=0)
 
     def barrier(self) -> None:
         """Wait until every process gets here."""

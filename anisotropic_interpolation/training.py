@@ -785,6 +785,8 @@ class NetworkTrainer:
         self.checkpoint_dir, self.description, self.progress = checkpoint_dir, description, progress
         self.epoch_limit = train.TOTAL_EPOCHS if epochs is None else epochs
         self.keep_last = keep_last
+        with torch.no_grad():
+            self.shard.broadcast_(network.state_dict().values())
         self.initial_network = copy.deepcopy(network.state_dict())
         latent_size = network.inputs.latent_size
         torch.manual_seed(train.SEED)

@@ -54,8 +54,9 @@ def _config(case: str):
     return tiny_config(**sections)
 
 
-def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: str) -> None:
-    """One process of a torchrun-like launch: train ``epochs`` epochs on its shard of the eyes."""
+def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: str, other_start: bool = False) -> None:
+    """One process of a torchrun-like launch: train ``epochs`` epochs on its shard of the eyes
+    (``other_start``: processes after the first build their network from another seed)."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -68,7 +69,13 @@ def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: st
     torch.set_num_threads(1)
     fabric = launch(-1, world, 1)
     config = _config(case)
-    trainer = tiny_trainer(config, _eyes(), checkpoint_dir=Path(folder) / "checkpoints", shard=EyeShard.of(fabric, 5))
+    trainer = tiny_trainer(
+        config,
+        _eyes(),
+        checkpoint_dir=Path(folder) / "checkpoints",
+        shard=EyeShard.of(fabric, 5),
+        network_seed=rank if other_start else 0,
+    )
     trainer.epoch_limit = epochs
     trainer.train()
     codes = trainer.all_codes()
@@ -83,8 +90,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _two_processes(case: str, epochs: int, folder: Path) -> dict:
-    mp.start_processes(_worker, args=(2, _free_port(), case, epochs, str(folder)), nprocs=2, start_method="spawn")
+def _two_processes(case: str, epochs: int, folder: Path, other_start: bool = False) -> dict:
+    mp.start_processes(
+        _worker, args=(2, _free_port(), case, epochs, str(folder), other_start), nprocs=2, start_method="spawn"
+    )
     return torch.load(folder / "result.pt", weights_only=False)
 
 
@@ -111,6 +120,17 @@ def test_two_processes_train_the_network_and_codes_of_one_process_with_the_same_
     two = _two_processes(case, 4, tmp_path)
     initial = tiny_trainer(config, _eyes())
     assert not torch.allclose(one.codes, initial.codes, atol=1e-4)  # the codes moved: the check means something
+    _assert_same_weights(two["network"], one.network.state_dict(), two["codes"], one.codes.detach())
+
+
+@pytest.mark.slow
+def test_every_process_starts_from_the_first_processs_network(tmp_path) -> None:
+    """A process that drew its starting weights differently (another seed) still trains the first
+    process's network: the weights are broadcast before the first step, so no process drifts apart."""
+    case = "paper: whole B-scans, eye_mean_square"
+    one = tiny_trainer(_config(case), _eyes())
+    one.train()
+    two = _two_processes(case, 4, tmp_path, other_start=True)
     _assert_same_weights(two["network"], one.network.state_dict(), two["codes"], one.codes.detach())
 
 

@@ -50,13 +50,15 @@ def tiny_trainer(
     device: torch.device | str = "cpu",
     checkpoint_dir: Path | None = None,
     shard: EyeShard | None = None,
+    network_seed: int = 0,
 ) -> NetworkTrainer:
-    """A trainer of a freshly seeded population network (latent 8, SLO input, 13 classes) on every
-    4th B-scan of ``eyes`` (with a ``shard``: of this process's eyes among them), on ``device``."""
+    """A trainer of a freshly seeded population network (latent 8, SLO input, 13 classes; its
+    weights drawn after ``torch.manual_seed(network_seed)``) on every 4th B-scan of ``eyes`` (with a
+    ``shard``: of this process's eyes among them), on ``device``."""
     held = eyes if shard is None else [eyes[index] for index in shard.indices]
     data = SparseVolumes.from_eyes(
         [eye.subsample(4) for eye in held], use_labels=True, use_slo=True, slice_scale=1.0, device=device
     )
-    torch.manual_seed(0)
+    torch.manual_seed(network_seed)
     network = build_network(config, NetworkInputs(use_slo=True, latent_size=8, num_classes=13)).to(device)
     return NetworkTrainer(network, data, config, checkpoint_dir, progress=False, shard=shard)
