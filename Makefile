@@ -11,11 +11,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo demo-data demo-interpolation demo-atlas test test-gpu lint format bench clean
 
+# (the editable install silences setuptools' warning that folders named like the packages may shadow
+# them: that is this flat layout, on purpose)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	# (setuptools warns that folders named like the packages may shadow them: that is this flat layout, on purpose)
 	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
