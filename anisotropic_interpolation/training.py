@@ -899,11 +899,22 @@ class NetworkTrainer:
         }
 
     def _write(self, name: str, state: dict[str, Any], keep_previous: bool = False) -> None:
-        """Rank 0 writes ``state`` to ``checkpoint_dir/name``; every process waits until it is there."""
+        """Rank 0 writes ``state`` to ``checkpoint_dir/name``; every process waits until it is there,
+        and every process stops if the write failed (rather than wait for rank 0 at the next collective)."""
         assert self.checkpoint_dir is not None  # written only by runs with a checkpoint folder
+        failure: Exception | None = None
         if self.shard.is_main:
-            save_checkpoint(self.checkpoint_dir / name, state, keep_previous=keep_previous)
-        self.shard.barrier()
+            try:
+                save_checkpoint(self.checkpoint_dir / name, state, keep_previous=keep_previous)
+            except Exception as exc:  # re-raised below, once every process knows
+                failure = exc
+        if self.shard.any(failure is not None):
+            if failure is not None:
+                raise failure
+            raise DataError(
+                f"{self.checkpoint_dir / name}: the first process of the run could not write it (its error "
+                "names the cause); the previous checkpoint is kept"
+            )
 
     def _save_best(self) -> None:
         if self.checkpoint_dir is not None:

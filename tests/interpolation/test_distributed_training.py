@@ -11,6 +11,7 @@ import functools
 import operator
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ import torch
 import torch.multiprocessing as mp
 from tiny_configs import tiny_config, tiny_trainer
 
+from anisotropic_interpolation import training
 from anisotropic_interpolation.distributed import EyeShard, launch, leave, shard
 from anisotropic_interpolation.training import LAST_CHECKPOINT
+from retina_data.errors import DataError
 from retina_data.phantom import PhantomConfig, make_eye
 
 CASES = {
@@ -84,6 +87,33 @@ def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: st
     leave(fabric)
 
 
+def _failing_write_worker(rank: int, world: int, port: int, folder: str) -> None:
+    """A process of a run whose first process cannot write its checkpoint (a full disk, say): each
+    process records the error it stopped with."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        GROUP_RANK="0",
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    fabric = launch(-1, world, 1)
+
+    def full_disk(path, *_args, **_kwargs):
+        raise DataError(f"{path}: writing the checkpoint failed (No space left on device; disk full?)")
+
+    training.save_checkpoint = full_disk
+    config = _config("paper: whole B-scans, eye_mean_square")
+    trainer = tiny_trainer(config, _eyes(), checkpoint_dir=Path(folder) / "checkpoints", shard=EyeShard.of(fabric, 5))
+    try:
+        trainer.train()
+    except DataError as error:
+        (Path(folder) / f"rank{rank}.txt").write_text(str(error))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -132,6 +162,23 @@ def test_every_process_starts_from_the_first_processs_network(tmp_path) -> None:
     one.train()
     two = _two_processes(case, 4, tmp_path, other_start=True)
     _assert_same_weights(two["network"], one.network.state_dict(), two["codes"], one.codes.detach())
+
+
+@pytest.mark.slow
+def test_a_checkpoint_rank_0_cannot_write_stops_every_process(tmp_path) -> None:
+    """Rank 0's failed write reaches the other process too (before: it waited at the next collective,
+    under NCCL until the process-group timeout)."""
+    context = mp.start_processes(
+        _failing_write_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn", join=False
+    )
+    started = time.monotonic()
+    while not context.join(timeout=5):
+        if time.monotonic() - started > 120:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("a process still waits two minutes after rank 0's checkpoint write failed")
+    assert "No space left on device" in (tmp_path / "rank0.txt").read_text()
+    assert "the first process of the run could not write it" in (tmp_path / "rank1.txt").read_text()
 
 
 @pytest.mark.slow
