@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ CONFIG_FILE = RUN_CONFIG_FILE
 EVALUATION_DIR = "evaluation"
 EVALUATION_RECORD = "evaluation_info.json"
 SINGLE_INR_BASELINE_DIR = "single_inr_baseline"
+SINGLE_INR_DIR = "single_inr"
 EXIT_INTERRUPTED = 130
 GEN_INR, SINGLE_INR = "gen_inr", "single_inr"
 
@@ -274,6 +276,8 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
     experiment.wait_for_all()  # every process has checked the folder before rank 0 writes into it
     if experiment.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if args.overwrite:
+            remove_run_outputs(run_dir)
         if not resuming:
             save_config(config, run_dir / CONFIG_FILE)
             write_run_identity(run_dir, identity)
@@ -292,6 +296,21 @@ def prepare_experiment(args: argparse.Namespace, script: str) -> Experiment:
             )
     experiment.wait_for_all()
     return experiment
+
+
+RUN_OUTPUTS = ("checkpoints", SINGLE_INR_DIR, EVALUATION_DIR, SINGLE_INR_BASELINE_DIR, MODEL_FILE)
+"""What a run writes besides its records: removed by ``--overwrite`` so that nothing of the old run
+(another fold's eyes, its checkpoints and logs) survives beside the new one."""
+
+
+def remove_run_outputs(run_dir: Path) -> None:
+    """Remove the :data:`RUN_OUTPUTS` of an earlier run in ``run_dir``; other files stay."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def start_processes(args: argparse.Namespace, script: str) -> Fabric | None:
@@ -1172,7 +1191,7 @@ def _run_singleinr(experiment: Experiment) -> int:
             "is ignored"
         )
     data = experiment.data
-    single = predict_single_inr(config, experiment, data, "single_inr")
+    single = predict_single_inr(config, experiment, data, SINGLE_INR_DIR)
     if single is None:
         return EXIT_INTERRUPTED
     evaluate(experiment, data, {SINGLE_INR: single})

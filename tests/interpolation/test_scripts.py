@@ -227,3 +227,26 @@ def test_scripts_run_from_the_repository_root_and_as_modules() -> None:
             [sys.executable, *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
         )
         assert result.returncode == 0 and "--resume" in result.stdout
+
+
+def test_overwrite_removes_the_outputs_of_the_old_run_and_nothing_else(phantom_tree: Path, tmp_path: Path) -> None:
+    """The old run's checkpoints, model, per-eye fits and evaluation (an eye of another fold among them)
+    do not survive --overwrite; a file no run writes stays."""
+    from anisotropic_interpolation.pipeline import prepare_experiment
+
+    out = tmp_path / "run"
+    stale = [
+        out / "checkpoints" / "last.pt",
+        out / MODEL_FILE,
+        out / "single_inr" / "sub009_OD" / "last.pt",
+        out / "single_inr_baseline" / "sub009_OD" / "best.pt",
+        out / "evaluation" / "metrics" / "sub009_OD.csv",
+    ]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old run")
+    (out / "notes.txt").write_text("mine")
+    args = experiment_parser("test").parse_args(_args("demo_geninr.yaml", phantom_tree, out, "--overwrite"))
+    prepare_experiment(args, "train_test_geninr")
+    assert not any(path.exists() for path in stale)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "config.yaml").is_file()
