@@ -355,10 +355,12 @@ def check_network_fits(config: ExperimentConfig, device: torch.device, source: P
 def run_identity(config: ExperimentConfig, script: str, data: FoldData) -> RunIdentity:
     """What determines this run's result (:mod:`retina_data.run_identity`): the resolved config
     without :data:`~anisotropic_interpolation.config.RESUME_FREE_KEYS` (IMG_DIR as an absolute
-    path), the script, the fold's eyes and the size and time of every data file it read."""
+    path, or the URL of an eye store on another file system, whose files are then known by the
+    eyes' ids only), the script, the fold's eyes and the size and time of every data file it read."""
     resolved = to_dict(config)
-    img_dir = Path(config.SETTINGS.IMG_DIR).resolve()
-    resolved["SETTINGS"]["IMG_DIR"] = str(img_dir)
+    local = local_path(config.SETTINGS.IMG_DIR)
+    img_dir = (Path() if local is None else local).resolve()
+    resolved["SETTINGS"]["IMG_DIR"] = str(config.SETTINGS.IMG_DIR) if local is None else str(img_dir)
     eyes = {"train": [eye.eye_id for eye in data.train_inputs], "test": [eye.eye_id for eye in data.test_truth]}
     return RunIdentity.of(script, resolved, RESUME_FREE_KEYS, eyes, data.sources, img_dir)
 

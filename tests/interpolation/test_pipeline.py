@@ -15,6 +15,7 @@ from anisotropic_interpolation.pipeline import (
     minmax_normalise_for,
     network_inputs,
     run_folder,
+    run_identity,
     seed_everything,
     volumes,
 )
@@ -139,3 +140,30 @@ def test_an_eye_store_gives_the_same_fold_as_the_tree_it_was_written_from(
             assert np.array_equal(ours.bscan_positions, theirs.bscan_positions) and ours.spacing == theirs.spacing
     assert [eye.eye_id for eye in from_store.train_inputs] == ["sub002_OD", "sub002_OS"]
     assert tmp_path / "eyes.zarr" / "zarr.json" in from_store.sources
+
+
+def test_a_store_at_a_url_gives_the_fold_of_the_local_store_and_its_url_in_the_run_identity(
+    make_config, tiny_eyes, tmp_path: Path, monkeypatch
+) -> None:
+    """An fsspec URL as SETTINGS.IMG_DIR (here memory://; its folds file relative to the working
+    folder): the same eyes as the local store, streamed or kept, and the run identity names the URL
+    (before: a local path made of it, /cwd/memory:/...)."""
+    from retina_data.eye_store import write_store
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cross-validation-folds.yml").write_text("FOLD:\n  0: {TRAIN: [sub002], TEST: [sub001]}\n")
+    url = "memory://pipeline-test/eyes.zarr"
+    write_store(url, tiny_eyes, progress=False)
+    write_store(tmp_path / "eyes.zarr", tiny_eyes, progress=False)
+    (tmp_path / "eyes.zarr" / "cross-validation-folds.yml").write_text(
+        (tmp_path / "cross-validation-folds.yml").read_text()
+    )
+    for on_device in (True, False):
+        remote = make_config(SETTINGS={"IMG_DIR": url, "FOLD": 0}, TRAINING={"DATA_ON_DEVICE": on_device})
+        local = make_config(SETTINGS={"IMG_DIR": str(tmp_path / "eyes.zarr"), "FOLD": 0})
+        from_url, from_disk = load_fold(remote), load_fold(local)
+        assert [eye.eye_id for eye in from_url.train_inputs] == [eye.eye_id for eye in from_disk.train_inputs]
+        for ours, theirs in zip(from_url.test_truth, from_disk.test_truth):
+            assert np.array_equal(ours.oct, theirs.oct) and np.array_equal(ours.labels, theirs.labels)
+        identity = run_identity(remote, "train_test_geninr", from_url)
+        assert identity.config["SETTINGS.IMG_DIR"] == url
