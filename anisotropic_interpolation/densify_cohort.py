@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ RECORD_FILE = "densified.json"
 POLL_SECONDS = 0.5
 """How often the first process looks for the eyes of the others once its own are done."""
 FAILED_SUFFIX = ".failed"
+ALIVE_SUFFIX = ".alive"
+"""``.partial/process<rank>.alive``: a count another process raises while it densifies its eyes."""
+HEARTBEAT_SECONDS = 2.0
+"""How often a process other than the first raises its count."""
+SILENCE_SECONDS = 30.0
+"""How long the first process waits for eyes of a process whose count stands still (killed?)."""
 """``.partial/process<rank>.failed``: another process's error, for the first process waiting for its eyes."""
 GAP_METHOD = "gen_inr"
 METRICS = (
@@ -424,9 +431,10 @@ def densify_cohort(args: argparse.Namespace) -> int:
         shutil.rmtree(out / PARTIAL_DIR / eye_id, ignore_errors=True)
         if args.overwrite:
             shutil.rmtree(eye_folder(out, eye_id), ignore_errors=True)
-    if first:  # failures of an earlier run; this run's are written after the barrier
-        for marker in (out / PARTIAL_DIR).glob(f"*{FAILED_SUFFIX}"):
-            marker.unlink()
+    if first:  # failures and signs of life of an earlier run; this run's are written after the barrier
+        for suffix in (FAILED_SUFFIX, ALIVE_SUFFIX):
+            for marker in (out / PARTIAL_DIR).glob(f"*{suffix}"):
+                marker.unlink()
     fabric.barrier()  # every eye folder of an --overwrite is gone before any process looks for done eyes
     network.to(fabric.device)
     if first:
@@ -437,10 +445,15 @@ def densify_cohort(args: argparse.Namespace) -> int:
             out, f"densified by {model_path}", with_fluid=network.inputs.num_classes > 13, overwrite=True
         )
     todo = [eye_id for eye_id in mine if not is_done(out, eye_id)]
+    owners = {
+        cohort.eye_ids[index]: rank
+        for rank in range(fabric.world_size)
+        for index in shard(len(cohort.eye_ids), rank, fabric.world_size)
+    }
+    densifier = Densifier(network, config, fabric.device, model_path, options, cohort, out)
     try:
-        done = densify_eyes(
-            Densifier(network, config, fabric.device, model_path, options, cohort, out), todo, first, not args.quiet
-        )
+        with contextlib.nullcontext() if first else Heartbeat(out, fabric.global_rank):
+            done = densify_eyes(densifier, todo, first, not args.quiet, Silence(out, owners))
     except BaseException as exc:  # the first process would otherwise wait for this one's eyes for ever
         if not first:
             report_failure(out, fabric.global_rank, exc)
@@ -449,6 +462,8 @@ def densify_cohort(args: argparse.Namespace) -> int:
         return 0
     summary = write_summary(out, cohort.eye_ids)
     with contextlib.suppress(OSError):
+        for marker in (out / PARTIAL_DIR).glob(f"*{ALIVE_SUFFIX}"):  # a last beat of a process now through
+            marker.unlink()
         (out / PARTIAL_DIR).rmdir()  # once empty
     lines = summary.table_markdown().splitlines()
     print(f"{done} eye(s) densified here, {len(cohort.eye_ids)} in {out / 'summary.md'}:")
@@ -479,7 +494,72 @@ def check_others(out: Path, waiting: int) -> None:
         )
 
 
-def densify_eyes(densifier: Densifier, todo: list[str], first: bool, progress: bool) -> int:
+def alive_marker(out: Path, rank: int) -> Path:
+    return out / PARTIAL_DIR / f"process{rank}{ALIVE_SUFFIX}"
+
+
+class Heartbeat:
+    """While the block runs, a thread raises process ``rank``'s count in :func:`alive_marker`
+    every :data:`HEARTBEAT_SECONDS`, so the first process can tell a slow process from a killed one
+    (a count, not a file time: the clocks of the nodes need not agree)."""
+
+    def __init__(self, out: Path, rank: int) -> None:
+        self.path = alive_marker(out, rank)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="densify-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        count = 0
+        while True:
+            count += 1
+            with contextlib.suppress(OSError):  # best effort: a missed beat only delays the next
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(str(count), encoding="utf-8")
+            if self.stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class Silence:
+    """The first process's watch over the processes whose eyes it waits for (``owners``: the
+    process of every eye): :meth:`check` raises once one of them has not raised its count for
+    :data:`SILENCE_SECONDS` (killed, or its node lost)."""
+
+    def __init__(self, out: Path, owners: dict[str, int]) -> None:
+        self.out, self.owners = out, owners
+        self.heard: dict[int, tuple[str | None, float]] = {}
+
+    def check(self, waiting: list[str]) -> None:
+        now = time.monotonic()
+        for rank in sorted({self.owners[eye_id] for eye_id in waiting}):
+            try:
+                count: str | None = alive_marker(self.out, rank).read_text(encoding="utf-8")
+            except OSError:
+                count = None
+            last_count, since = self.heard.get(rank, (None, now))
+            if count != last_count or rank not in self.heard:
+                self.heard[rank] = (count, now)
+            elif now - since > SILENCE_SECONDS:
+                missing = sum(self.owners[eye_id] == rank for eye_id in waiting)
+                raise DataError(
+                    f"{alive_marker(self.out, rank)}: process {rank} of the run has given no sign of life for "
+                    f"{SILENCE_SECONDS:.0f} s (killed?) with {missing} of its eye(s) not densified; "
+                    "--resume densifies them"
+                )
+
+
+def densify_eyes(
+    densifier: Densifier, todo: list[str], first: bool, progress: bool, silence: Silence | None = None
+) -> int:
     """Densify the eyes ``todo`` of this process; the first process shows one bar over the whole
     cohort (the eyes done by every process, as their folders appear) and returns once all are done.
     Returns the number of eyes densified here."""
@@ -497,6 +577,8 @@ def densify_eyes(densifier: Densifier, todo: list[str], first: bool, progress: b
             bar.update(total - (len(todo) - count) - len(others) - bar.n)
         while others:
             check_others(out, len(others))
+            if silence is not None:
+                silence.check(others)
             time.sleep(POLL_SECONDS)
             others = [other for other in others if not is_done(out, other)]
             bar.update(total - len(others) - bar.n)

@@ -285,3 +285,25 @@ def test_a_process_refusing_an_eye_ends_the_first_process_too(model, tmp_path):
     assert f"{damaged}: cannot read NIfTI" in errors[1]
     assert "another process of the run ended before its eyes were done" in errors[0]
     assert f"{damaged}: cannot read NIfTI" in errors[0]
+
+
+@pytest.mark.slow
+def test_a_process_killed_without_a_word_ends_the_first_process_once_it_falls_silent(cohort, model, tmp_path):
+    """The second process is SIGKILLed (no failure marker): its count stops, and the first process,
+    through its own eyes, ends with one line once the count has stood still for SILENCE_SECONDS
+    (before: it polled for the missing eyes for ever)."""
+    out = tmp_path / "out"
+    first, second = _torchrun_like(_argv(model, cohort, out, "--devices", "2"), 2)
+    try:
+        deadline = time.monotonic() + 120
+        while sum(1 for _ in out.glob("sub*/O[DS]")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.kill()
+        second.communicate(timeout=30)
+        error = first.communicate(timeout=densify_cohort.SILENCE_SECONDS + 120)[1]
+    finally:  # a first process that never ends is not left behind
+        first.kill()
+    assert first.returncode == 2, error
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "process 1 of the run has given no sign of life" in lines[0], error
+    assert "--resume densifies them" in lines[0]
