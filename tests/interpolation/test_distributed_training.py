@@ -57,9 +57,9 @@ def _config(case: str):
     return tiny_config(**sections)
 
 
-def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: str, other_start: bool = False) -> None:
-    """One process of a torchrun-like launch: train ``epochs`` epochs on its shard of the eyes
-    (``other_start``: processes after the first build their network from another seed)."""
+def _join(rank: int, world: int, port: int):
+    """Join a torchrun-like launch as process ``rank`` of ``world`` (the environment torchrun gives
+    its workers), on one CPU thread."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -70,7 +70,13 @@ def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: st
         LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    fabric = launch(-1, world, 1)
+    return launch(-1, world, 1)
+
+
+def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: str, other_start: bool = False) -> None:
+    """One process of a torchrun-like launch: train ``epochs`` epochs on its shard of the eyes
+    (``other_start``: processes after the first build their network from another seed)."""
+    fabric = _join(rank, world, port)
     config = _config(case)
     trainer = tiny_trainer(
         config,
@@ -90,17 +96,7 @@ def _worker(rank: int, world: int, port: int, case: str, epochs: int, folder: st
 def _failing_write_worker(rank: int, world: int, port: int, folder: str) -> None:
     """A process of a run whose first process cannot write its checkpoint (a full disk, say): each
     process records the error it stopped with."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        GROUP_RANK="0",
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-    )
-    torch.set_num_threads(1)
-    fabric = launch(-1, world, 1)
+    fabric = _join(rank, world, port)
 
     def full_disk(path, *_args, **_kwargs):
         raise DataError(f"{path}: writing the checkpoint failed (No space left on device; disk full?)")
