@@ -54,6 +54,17 @@ DENSE_FLOOR_NOTE = (
 )
 
 
+def ablation_key_lines(results: dict) -> tuple[list[str], list[str]]:
+    """The markdown lines of an ablation's variants made of several keys, and of the keys that differ
+    but cannot change its numbers (not run), for both trees' ablation sections."""
+    keys = [
+        f"- {row['variant'][2:]}: {', '.join(f'`{key}`' for key in row['keys'])}"
+        for row in results["rows"]
+        if row["variant"].startswith("+ ") and len(row["keys"]) > 1
+    ]
+    return keys, [f"- `{key}`: {why}" for key, why in results["no_effect"].items()]
+
+
 def machine() -> str:
     """CPU (or GPU) name, cores and thread settings, and the load at the start."""
     cpu = platform.processor() or platform.machine()
@@ -229,12 +240,7 @@ def ablation_section() -> list[str]:
         f"{row['paper_dice']:.1f} | {row['train_s']:.0f} | {row['fit_s']:.0f} | {row['total_s']:.0f} |"
         for row in results["rows"]
     ]
-    keys = [
-        f"- {row['variant'][2:]}: {', '.join(f'`{key}`' for key in row['keys'])}"
-        for row in results["rows"]
-        if row["variant"].startswith("+ ") and len(row["keys"]) > 1
-    ]
-    no_effect = [f"- `{key}`: {why}" for key, why in results["no_effect"].items()]
+    keys, no_effect = ablation_key_lines(results)
     return [
         "## 4. Ablation: the paper mode, each improvement alone, all together (held-out phantom eyes)",
         "",
@@ -282,12 +288,7 @@ def atlas_ablation_lines(results: dict, minutes: float) -> list[str]:
         f"{row['paper_folding_pct']:.3f} | {row['train_s']:.0f} | {row['fit_s']:.1f} | {row['total_s']:.0f} |"
         for row in results["rows"]
     ]
-    keys = [
-        f"- {row['variant'][2:]}: {', '.join(f'`{key}`' for key in row['keys'])}"
-        for row in results["rows"]
-        if row["variant"].startswith("+ ") and len(row["keys"]) > 1
-    ]
-    no_effect = [f"- `{key}`: {why}" for key, why in results["no_effect"].items()]
+    keys, no_effect = ablation_key_lines(results)
     return [
         "## 5. Atlas ablation: the paper mode, each improvement alone, all together (held-out phantom eyes)",
         "",
